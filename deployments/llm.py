@@ -1,0 +1,55 @@
+"""The `llm` worker type: one Serve deployment wrapping one inference engine.
+
+Serve options (replicas, `max_ongoing_requests` in place of DB-GPT's semaphore,
+`ray_actor_options` with GPUs) come from the application's `deployments:` section
+in serve_config.yaml; the defaults below only apply where the config says nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import AsyncIterator
+
+from ray import serve
+from ray.serve import Application
+
+from serve_app.config import LLMArgs
+from serve_app.engine import GenerationChunk, GenerationRequest, LLMEngine
+
+# Serve routes this logger into each replica's log file, tagged with the request id.
+logger = logging.getLogger("ray.serve")
+
+
+def load_engine(args: LLMArgs) -> LLMEngine:
+    if args.engine == "transformers":
+        from serve_app.engines.hf import TransformersEngine
+
+        return TransformersEngine(args)
+    raise ValueError(f"unknown engine {args.engine!r}")
+
+
+@serve.deployment(name="llm", max_ongoing_requests=16, ray_actor_options={"num_cpus": 1})
+class LLMWorker:
+    def __init__(self, args: LLMArgs):
+        self.name = serve.get_replica_context().app_name
+        self.args = args
+        self.engine = load_engine(args)
+
+    async def generate_stream(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+        logger.info("model=%s span_id=%s generate", self.name, request.span_id)
+        async for chunk in self.engine.generate(request):
+            yield chunk
+
+    async def count_token(self, prompt: str) -> int:
+        return self.engine.count_tokens(prompt)
+
+    async def model_metadata(self) -> dict:
+        return {"model": self.name, "context_length": self.engine.context_length, "chat_model": True}
+
+    def check_health(self) -> None:
+        self.engine.check_health()
+
+
+def build_app(args: dict) -> Application:
+    # Validated here, at build time, so a bad config fails `serve deploy` with the field's name.
+    return LLMWorker.bind(LLMArgs.model_validate(args))

@@ -1,0 +1,1 @@
+"""smmf-serve: DB-GPT's model cluster (SMMF) rebuilt on Ray Serve."""

@@ -1,0 +1,131 @@
+"""Configuration models: the `args` of every application in serve_config.yaml.
+
+Serve validates a builder's `args` against these models, so a bad config fails at
+`serve deploy` with a pydantic error that names the field. Serve options
+(replicas, `max_ongoing_requests`, `ray_actor_options`, autoscaling) are not here:
+they live in each application's `deployments:` section, where Serve owns them.
+"""
+
+from __future__ import annotations
+
+import os
+import typing
+from pathlib import Path
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# The deployment name inside a model's application *is* its worker type: that is how
+# the router tells models apart from other applications in Serve's state.
+WORKER_TYPES = ("llm", "text2vec")
+WorkerType = Literal["llm", "text2vec"]
+
+DEFAULT_CACHE_DIR = os.environ.get(
+    "SMMF_CACHE_DIR", str(Path.home() / ".cache" / "smmf-serve")
+)
+
+
+class ModelArgs(BaseModel):
+    """Parameters shared by every worker type."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str = Field(
+        description=(
+            "Where the weights are: a local Hugging Face directory, a local .gguf "
+            "file, 'package:<python package>/<file or dir>' for weights shipped in an "
+            "installed package, or a Hugging Face Hub id."
+        )
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto",
+        description="'auto' uses the GPU Ray assigned to the replica, else the CPU.",
+    )
+    trust_remote_code: bool = Field(
+        default=False,
+        description="Let transformers run code shipped with the model. Off unless the operator turns it on.",
+    )
+    cache_dir: str = Field(
+        default=DEFAULT_CACHE_DIR,
+        description="Where converted copies of GGUF models are kept (env SMMF_CACHE_DIR).",
+    )
+
+
+class LLMArgs(ModelArgs):
+    """Parameters of an `llm` worker."""
+
+    engine: Literal["transformers"] = Field(
+        default="transformers", description="Inference engine that runs the model."
+    )
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        default="auto",
+        description="Weights dtype; 'auto' is float32 on CPU and bfloat16 on GPU.",
+    )
+    context_length: Optional[int] = Field(
+        default=None,
+        gt=0,
+        description="Context window in tokens; default: the model config's max_position_embeddings.",
+    )
+    max_new_tokens: int = Field(
+        default=256, gt=0, description="Default completion length when a request sets none."
+    )
+
+
+class Text2VecArgs(ModelArgs):
+    """Parameters of a `text2vec` (embedding) worker."""
+
+    normalize_embeddings: bool = Field(
+        default=False,
+        description="L2-normalize vectors (models with a Normalize module already are).",
+    )
+    max_batch_size: int = Field(
+        default=32, gt=0, description="Most requests merged into one encode call."
+    )
+    batch_wait_timeout_s: float = Field(
+        default=0.005, ge=0, description="How long a batch waits to fill."
+    )
+
+
+class RouterArgs(BaseModel):
+    """Parameters of the router (ingress) application."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    registry_ttl_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="How long the router caches Serve's list of running models.",
+    )
+
+
+ARGS_BY_WORKER_TYPE: dict[str, type[ModelArgs]] = {
+    "llm": LLMArgs,
+    "text2vec": Text2VecArgs,
+}
+
+
+def parameter_descriptions(model: type[BaseModel]) -> list[dict]:
+    """DB-GPT's ParameterDescription list, generated from a pydantic model."""
+    out = []
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        args = typing.get_args(annotation)
+        valid = None
+        if typing.get_origin(annotation) is Literal:
+            valid = list(args)
+        non_none = [a for a in args if a is not type(None)]
+        base = non_none[0] if typing.get_origin(annotation) is typing.Union else annotation
+        if typing.get_origin(base) is Literal:
+            valid = list(typing.get_args(base))
+            base = type(valid[0])
+        out.append(
+            {
+                "param_name": name,
+                "param_type": getattr(base, "__name__", str(base)),
+                "default_value": None if field.is_required() else field.default,
+                "description": field.description or "",
+                "required": field.is_required(),
+                "valid_values": valid,
+            }
+        )
+    return out

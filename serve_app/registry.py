@@ -1,0 +1,100 @@
+"""Which models run, read from Serve's own state rather than a list of our own.
+
+Every model is a Serve application whose deployment is named after its worker
+type (`llm`, `text2vec`); the router application has no such deployment. So
+adding or removing a model is adding or removing an application, and the router
+sees it on its next refresh with no redeploy of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+from ray.serve.schema import ApplicationStatus, ReplicaState, ServeInstanceDetails
+
+from serve_app.config import WORKER_TYPES
+from serve_app.errors import ModelNotFound, ModelNotReady, WrongWorkerType
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    worker_type: str
+    status: str  # the application's Serve status: RUNNING, DEPLOYING, DEPLOY_FAILED, ...
+    message: str
+    args: dict[str, Any] = field(default_factory=dict)
+    running_replicas: int = 0
+
+
+def entries_from_details(details: ServeInstanceDetails) -> dict[str, ModelEntry]:
+    models = {}
+    for app in details.applications.values():
+        for dep in app.deployments.values():
+            if dep.name not in WORKER_TYPES:
+                continue
+            config = app.deployed_app_config
+            models[app.name] = ModelEntry(
+                name=app.name,
+                worker_type=dep.name,
+                status=app.status.value if hasattr(app.status, "value") else str(app.status),
+                message=app.message or dep.message,
+                args=dict(config.args or {}) if config else {},
+                running_replicas=sum(r.state == ReplicaState.RUNNING for r in dep.replicas),
+            )
+    return models
+
+
+class ModelRegistry:
+    def __init__(self, ttl_s: float = 1.0):
+        self._ttl_s = ttl_s
+        self._models: dict[str, ModelEntry] = {}
+        self._fetched_at = 0.0
+        self._handles: dict[tuple[str, str], DeploymentHandle] = {}
+        self._lock = asyncio.Lock()
+
+    async def _refresh(self) -> None:
+        async with self._lock:  # one controller call serves every waiting request
+            if time.monotonic() - self._fetched_at < 0.05:
+                return
+            # The public `serve.status()` is synchronous and leaves out each app's
+            # args, which /models/supports reports; the controller call it wraps
+            # returns both, so we await that directly.
+            client = serve.context._get_global_client()
+            raw = await client._controller.get_serve_instance_details.remote()
+            self._models = entries_from_details(ServeInstanceDetails(**raw))
+            self._fetched_at = time.monotonic()
+
+    async def models(self) -> list[ModelEntry]:
+        if time.monotonic() - self._fetched_at > self._ttl_s:
+            await self._refresh()
+        return sorted(self._models.values(), key=lambda m: m.name)
+
+    async def lookup(self, name: str) -> ModelEntry:
+        entry = (await self._current()).get(name)
+        if entry is None or entry.running_replicas == 0:
+            await self._refresh()  # it may have started since the last look
+            entry = self._models.get(name)
+        if entry is None:
+            raise ModelNotFound(name, sorted(self._models))
+        return entry
+
+    async def _current(self) -> dict[str, ModelEntry]:
+        await self.models()
+        return self._models
+
+    async def handle(self, name: str, *worker_types: str) -> DeploymentHandle:
+        """The handle of a running model of one of `worker_types`; raises a ServeError."""
+        entry = await self.lookup(name)
+        if worker_types and entry.worker_type not in worker_types:
+            raise WrongWorkerType(name, entry.worker_type, worker_types)
+        if entry.status == ApplicationStatus.DEPLOY_FAILED.value or entry.running_replicas == 0:
+            raise ModelNotReady(name, entry.status, entry.message)
+        key = (entry.name, entry.worker_type)
+        if key not in self._handles:
+            self._handles[key] = serve.get_deployment_handle(entry.worker_type, app_name=entry.name)
+        return self._handles[key]
