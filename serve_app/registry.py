@@ -42,11 +42,17 @@ def entries_from_details(details: ServeInstanceDetails) -> dict[str, ModelEntry]
                 name=app.name,
                 worker_type=dep.name,
                 status=app.status.value if hasattr(app.status, "value") else str(app.status),
-                message=app.message or dep.message,
+                message=_last_line(dep.message) or app.message,
                 args=dict(config.args or {}) if config else {},
                 running_replicas=sum(r.state == ReplicaState.RUNNING for r in dep.replicas),
             )
     return models
+
+
+def _last_line(message: str) -> str:
+    """A failed deployment's message is a whole traceback; its last line says why."""
+    lines = [line.strip() for line in (message or "").splitlines() if line.strip()]
+    return lines[-1] if lines else ""
 
 
 class ModelRegistry:

