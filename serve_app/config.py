@@ -15,10 +15,12 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from serve_app.auth import ApiKey
+
 # The deployment name inside a model's application *is* its worker type: that is how
 # the router tells models apart from other applications in Serve's state.
-WORKER_TYPES = ("llm", "text2vec")
-WorkerType = Literal["llm", "text2vec"]
+WORKER_TYPES = ("llm", "text2vec", "reranker")
+WorkerType = Literal["llm", "text2vec", "reranker"]
 
 DEFAULT_CACHE_DIR = os.environ.get(
     "SMMF_CACHE_DIR", str(Path.home() / ".cache" / "smmf-serve")
@@ -86,6 +88,20 @@ class Text2VecArgs(ModelArgs):
     )
 
 
+class RerankerArgs(ModelArgs):
+    """Parameters of a `reranker` worker."""
+
+    method: Literal["cross_encoder", "embedding_similarity"] = Field(
+        default="cross_encoder",
+        description=(
+            "'cross_encoder': a sentence-transformers CrossEncoder scores each (query, document) pair; "
+            "'embedding_similarity': cosine similarity of an embedding model's query and document vectors."
+        ),
+    )
+    max_batch_size: int = Field(default=16, gt=0, description="Most requests merged into one scoring call.")
+    batch_wait_timeout_s: float = Field(default=0.005, ge=0, description="How long a batch waits to fill.")
+
+
 class RouterArgs(BaseModel):
     """Parameters of the router (ingress) application."""
 
@@ -96,11 +112,20 @@ class RouterArgs(BaseModel):
         gt=0,
         description="How long the router caches Serve's list of running models.",
     )
+    api_keys: list[ApiKey] = Field(
+        default_factory=list,
+        description="Bearer keys with a scope (inference or admin). Prefer api_keys_env: `serve config` prints args.",
+    )
+    api_keys_env: str = Field(
+        default="SMMF_API_KEYS",
+        description="Environment variable with more keys: 'key1:admin,key2' (no scope = inference).",
+    )
 
 
 ARGS_BY_WORKER_TYPE: dict[str, type[ModelArgs]] = {
     "llm": LLMArgs,
     "text2vec": Text2VecArgs,
+    "reranker": RerankerArgs,
 }
 
 

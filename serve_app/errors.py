@@ -41,3 +41,43 @@ class ModelNotReady(ServeError):
         super().__init__(
             f"model '{model}' has no running replica (Serve status {status})" + (f": {detail}" if detail else "")
         )
+
+
+class AuthError(ServeError):
+    """401: no valid key; 403: a valid key without the scope the route needs."""
+
+    def __init__(self, status_code: int, message: str):
+        super().__init__(message)
+        self.status_code = status_code
+        self.error_type = "authentication_error" if status_code == 401 else "permission_error"
+
+
+class ModelOverloaded(ServeError):
+    """The model's replicas and queue are full (Serve's max_queued_requests)."""
+
+    status_code = 503
+    error_type = "service_unavailable"
+    retry_after_s = 1
+
+
+def as_serve_error(exc: BaseException) -> ServeError:
+    """Map what a deployment call raised to a ServeError (Ray re-raises a replica's
+    exception as a subclass of its original type, so isinstance still works)."""
+    from ray.serve.exceptions import BackPressureError
+
+    from serve_app.engine import PromptTooLongError
+
+    if isinstance(exc, ServeError):
+        return exc
+    if isinstance(exc, PromptTooLongError):
+        return InvalidRequest(last_line(str(exc)))
+    if isinstance(exc, BackPressureError):
+        return ModelOverloaded(f"the model is saturated, retry later: {last_line(str(exc))}")
+    cause = getattr(exc, "cause", None) or exc
+    return ServeError(f"{type(cause).__name__}: {last_line(str(cause))}")
+
+
+def last_line(text: str) -> str:
+    """Ray prefixes a replica's error with its traceback; the last line is the error itself."""
+    lines = [line for line in (text or "").strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else ""

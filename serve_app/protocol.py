@@ -98,6 +98,8 @@ class PromptRequest(_Request):
 class EmbeddingsRequest(_Request):
     model: str = Field(min_length=1)
     input: list[str]
+    # Set for a reranker model: the answer is [[score per input document]].
+    query: Optional[str] = None
     span_id: Optional[str] = None
 
 
@@ -158,4 +160,4 @@ class WorkerSupportedModels(BaseModel):
     models: list[SupportedModel]
 
 
-WorkerTypeParam = Literal["llm", "text2vec"]
+WorkerTypeParam = Literal["llm", "text2vec", "reranker"]

@@ -18,7 +18,7 @@ from ray.serve.handle import DeploymentHandle
 from ray.serve.schema import ApplicationStatus, ReplicaState, ServeInstanceDetails
 
 from serve_app.config import WORKER_TYPES
-from serve_app.errors import ModelNotFound, ModelNotReady, WrongWorkerType
+from serve_app.errors import ModelNotFound, ModelNotReady, WrongWorkerType, last_line
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,7 @@ class ModelEntry:
     message: str
     args: dict[str, Any] = field(default_factory=dict)
     running_replicas: int = 0
+    created: float = 0.0  # when the application was last deployed
 
 
 def entries_from_details(details: ServeInstanceDetails) -> dict[str, ModelEntry]:
@@ -42,17 +43,12 @@ def entries_from_details(details: ServeInstanceDetails) -> dict[str, ModelEntry]
                 name=app.name,
                 worker_type=dep.name,
                 status=app.status.value if hasattr(app.status, "value") else str(app.status),
-                message=_last_line(dep.message) or app.message,
+                message=last_line(dep.message) or app.message,
                 args=dict(config.args or {}) if config else {},
                 running_replicas=sum(r.state == ReplicaState.RUNNING for r in dep.replicas),
+                created=app.last_deployed_time_s,
             )
     return models
-
-
-def _last_line(message: str) -> str:
-    """A failed deployment's message is a whole traceback; its last line says why."""
-    lines = [line.strip() for line in (message or "").splitlines() if line.strip()]
-    return lines[-1] if lines else ""
 
 
 class ModelRegistry:

@@ -5,22 +5,38 @@ application and returns a deployment handle; Serve's router picks the replica
 (least-loaded of two random choices) and enforces `max_ongoing_requests`.
 Streams go through `handle.options(stream=True)`, so each chunk leaves here as
 soon as the model yields it.
+
+Two dialects share the models: DB-GPT's worker API (`/api/worker/*`) and the
+OpenAI API (`/v1/*`, plus the rerank routes).
 """
 
-
+import asyncio
 import logging
 import time
 import uuid
 from typing import AsyncIterator, Optional
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from ray import serve
 from ray.serve import Application
 
+from serve_app import openai_serving
+from serve_app.auth import KeyChecker
 from serve_app.config import ARGS_BY_WORKER_TYPE, RouterArgs, parameter_descriptions
-from serve_app.engine import GenerationChunk, PromptTooLongError
-from serve_app.errors import InvalidRequest, ServeError
+from serve_app.errors import AuthError, InvalidRequest, ModelNotFound, ModelOverloaded, ServeError, as_serve_error
+from serve_app.openai_protocol import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    ModelCard,
+    ModelList,
+    RelevanceRequest,
+    RerankRequest,
+    new_id,
+)
 from serve_app.protocol import (
     CountTokenRequest,
     EmbeddingsRequest,
@@ -35,39 +51,76 @@ from serve_app.protocol import (
 )
 from serve_app.registry import ModelRegistry
 from serve_app.sources import source_exists
+from serve_app.streams import OpenStream
 
 logger = logging.getLogger("ray.serve")
 
-app = FastAPI(title="smmf-serve", description="DB-GPT's model cluster API on Ray Serve.")
+app = FastAPI(title="smmf-serve", description="DB-GPT's model cluster and the OpenAI API on Ray Serve.")
+
+OPENAI_PREFIXES = ("/v1", "/api/v1")
+
+
+def _openai_route(request: Request) -> bool:
+    return request.url.path.startswith(OPENAI_PREFIXES)
+
+
+def _error_response(request: Request, err: ServeError, param: Optional[str] = None) -> JSONResponse:
+    """OpenAI's error shape on /v1 routes; FastAPI's {"detail": ...} on DB-GPT's."""
+    if _openai_route(request):
+        body = openai_serving.error_body(err, param)
+    else:
+        body = {"detail": err.message}
+        if isinstance(err, ModelNotFound):
+            body["available_models"] = err.available
+    headers = {"Retry-After": str(err.retry_after_s)} if isinstance(err, ModelOverloaded) else None
+    return JSONResponse(body, status_code=err.status_code, headers=headers)
 
 
 @app.exception_handler(ServeError)
 async def _serve_error(request: Request, exc: ServeError) -> JSONResponse:
-    body = {"detail": exc.message}
-    if hasattr(exc, "available"):
-        body["available_models"] = exc.available
-    return JSONResponse(body, status_code=exc.status_code)
+    return _error_response(request, exc)
 
 
-def as_serve_error(exc: BaseException) -> ServeError:
-    """Map whatever a deployment raised (Ray wraps it, keeping its type) to a ServeError."""
-    if isinstance(exc, ServeError):
-        return exc
-    if isinstance(exc, PromptTooLongError):
-        return InvalidRequest(str(exc).splitlines()[-1])
-    cause = getattr(exc, "cause", None) or exc
-    return ServeError(f"{type(cause).__name__}: {str(cause).strip().splitlines()[-1] if str(cause).strip() else ''}")
+@app.exception_handler(RequestValidationError)
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    if not _openai_route(request):  # DB-GPT clients expect FastAPI's 422
+        return JSONResponse({"detail": jsonable_encoder(exc.errors())}, status_code=422)
+    first = exc.errors()[0] if exc.errors() else {}
+    param = ".".join(str(p) for p in first.get("loc", ())[1:]) or None
+    message = "; ".join(
+        f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'body'}: {e.get('msg')}" for e in exc.errors()
+    )
+    return _error_response(request, InvalidRequest(message), param)
+
+
+@app.middleware("http")
+async def _require_key(request: Request, call_next):
+    keys: Optional[KeyChecker] = getattr(request.app.state, "keys", None)
+    denied = keys.check(request.url.path, request.headers.get("authorization")) if keys else None
+    if denied:
+        err = AuthError(*denied)
+        return JSONResponse(openai_serving.error_body(err), status_code=err.status_code)
+    return await call_next(request)
 
 
 def new_span_id(given: Optional[str]) -> str:
     return given or uuid.uuid4().hex
 
 
-@serve.deployment(name="router", max_ongoing_requests=1000, ray_actor_options={"num_cpus": 0.5})
+async def _call(response):
+    """Await a deployment call, turning what it raised into a ServeError."""
+    try:
+        return await response
+    except Exception as exc:
+        raise as_serve_error(exc) from exc
+
+
+@serve.deployment(name="router", max_ongoing_requests=1000, ray_actor_options={"num_cpus": 0.25})
 @serve.ingress(app)
 class Router:
     def __init__(self, args: RouterArgs):
         self.registry = ModelRegistry(ttl_s=args.registry_ttl_s)
+        app.state.keys = KeyChecker.from_config(args.api_keys, args.api_keys_env)
 
     # --- DB-GPT worker API: generation ------------------------------------------
 
@@ -76,13 +129,12 @@ class Router:
         started = time.monotonic()
         try:
             handle = await self.registry.handle(req.model, "llm")
-            stream = handle.options(stream=True).generate_stream.remote(req.to_generation(span_id))
+            stream = await OpenStream.open(handle, req.to_generation(span_id))
             text, context = "", None
-            chunk: Optional[GenerationChunk] = None
-            async for chunk in stream:
-                if chunk.prompt is not None and req.echo:
-                    text = chunk.prompt
-                    context = {"prompt_echo_len_char": len(chunk.prompt), "echo": True}
+            if req.echo:
+                text = stream.first.prompt or ""
+                context = {"prompt_echo_len_char": len(text), "echo": True}
+            async for chunk in stream.chunks():
                 text += chunk.text
                 usage = None
                 if chunk.finish_reason:
@@ -92,8 +144,6 @@ class Router:
                         total_tokens=chunk.prompt_tokens + chunk.completion_tokens,
                     )
                 yield ModelOutput(text=text, model_context=context, finish_reason=chunk.finish_reason, usage=usage)
-            if chunk is None or chunk.finish_reason is None:
-                raise ServeError("the model's stream ended without a finish reason")
             logger.info(
                 "route=generate model=%s span_id=%s status=ok latency_ms=%.0f tokens=%d",
                 req.model, span_id, (time.monotonic() - started) * 1000, chunk.completion_tokens,
@@ -124,25 +174,22 @@ class Router:
 
     @app.post("/api/worker/embeddings")
     async def embeddings(self, req: EmbeddingsRequest) -> list[list[float]]:
+        span_id = new_span_id(req.span_id)
+        if req.query is not None:  # DB-GPT's reranker worker: [[score per document]]
+            handle = await self.registry.handle(req.model, "reranker")
+            return [await _call(handle.rerank.remote(req.query, req.input, span_id))]
         handle = await self.registry.handle(req.model, "text2vec")
-        return await self._call(handle.embeddings.remote(req.input, new_span_id(req.span_id)))
+        return await _call(handle.embeddings.remote(req.input, span_id))
 
     @app.post("/api/worker/count_token")
     async def count_token(self, req: CountTokenRequest) -> int:
         handle = await self.registry.handle(req.model)
-        return await self._call(handle.count_token.remote(req.prompt))
+        return await _call(handle.count_token.remote(req.prompt))
 
     @app.post("/api/worker/model_metadata")
     async def model_metadata(self, req: ModelMetadataRequest) -> ModelMetadata:
         handle = await self.registry.handle(req.model)
-        return ModelMetadata(**await self._call(handle.model_metadata.remote()))
-
-    @staticmethod
-    async def _call(response):
-        try:
-            return await response
-        except Exception as exc:
-            raise as_serve_error(exc) from exc
+        return ModelMetadata(**await _call(handle.model_metadata.remote()))
 
     # --- DB-GPT worker API: what can run -----------------------------------------
 
@@ -171,6 +218,77 @@ class Router:
             for d in descriptions:  # report what the running model uses
                 d["default_value"] = current.args.get(d["param_name"], d["default_value"])
         return descriptions
+
+    # --- OpenAI API ------------------------------------------------------------------
+
+    @app.get("/v1/models")
+    async def list_models(self) -> ModelList:
+        return ModelList(data=[self._card(m) for m in await self.registry.models() if m.running_replicas])
+
+    @app.get("/v1/models/{model:path}")
+    async def get_model(self, model: str) -> ModelCard:
+        return self._card(await self.registry.lookup(model))
+
+    @staticmethod
+    def _card(entry) -> ModelCard:
+        return ModelCard(id=entry.name, created=int(entry.created))
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(self, req: ChatCompletionRequest):
+        handle = await self.registry.handle(req.model, "llm")
+        stream = await OpenStream.open(handle, req.to_generation(new_span_id(None)))
+        if req.stream:
+            return StreamingResponse(openai_serving.chat_completion_sse(req, stream), media_type="text/event-stream")
+        return await openai_serving.chat_completion(req, stream)
+
+    @app.post("/v1/completions")
+    async def completions(self, req: CompletionRequest):
+        handle = await self.registry.handle(req.model, "llm")
+        span_id = new_span_id(None)
+        opened = await asyncio.gather(
+            *(OpenStream.open(handle, req.to_generation(p, span_id)) for p in req.prompts()), return_exceptions=True
+        )
+        failed = [s for s in opened if isinstance(s, BaseException)]
+        if failed:
+            for s in opened:
+                if isinstance(s, OpenStream):
+                    s.cancel()
+            raise as_serve_error(failed[0])
+        if req.stream:
+            return StreamingResponse(openai_serving.completion_sse(req, opened), media_type="text/event-stream")
+        return await openai_serving.completion(req, opened)
+
+    @app.post("/v1/embeddings")
+    async def openai_embeddings(self, req: EmbeddingRequest) -> dict:
+        handle = await self.registry.handle(req.model, "text2vec")
+        return await openai_serving.embeddings(handle, req, new_span_id(None))
+
+    # --- rerank ------------------------------------------------------------------------
+
+    async def _scores(self, model: str, query: str, documents: list[str]) -> tuple[list[float], int]:
+        handle = await self.registry.handle(model, "reranker")
+        span_id = new_span_id(None)
+        return await _call(
+            asyncio.gather(handle.rerank.remote(query, documents, span_id), handle.count_tokens.remote(query, documents))
+        )
+
+    @app.post("/v1/rerank")
+    async def rerank(self, req: RerankRequest) -> dict:
+        documents = req.texts()
+        scores, tokens = await self._scores(req.model, req.query, documents)
+        ranked = sorted(range(len(scores)), key=lambda i: scores[i], reverse=True)[: req.top_n]
+        results = []
+        for i in ranked:
+            result = {"index": i, "relevance_score": scores[i]}
+            if req.return_documents:
+                result["document"] = {"text": documents[i]}
+            results.append(result)
+        return {"id": new_id("rerank"), "model": req.model, "results": results, "usage": {"total_tokens": tokens}}
+
+    @app.post("/api/v1/beta/relevance")
+    async def relevance(self, req: RelevanceRequest) -> dict:
+        scores, tokens = await self._scores(req.model, req.query, req.documents)
+        return {"object": "list", "model": req.model, "data": scores, "usage": {"total_tokens": tokens}}
 
 
 def build_app(args: dict) -> Application:

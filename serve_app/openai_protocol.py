@@ -1,0 +1,178 @@
+"""Request and response models of the OpenAI-compatible API and the rerank routes.
+
+Field ranges follow OpenAI's API reference; a value out of range is a 400 in the
+OpenAI error shape before anything reaches a model. Unknown fields are ignored
+(the SDK and LangChain send fields we do not use).
+"""
+
+import time
+import uuid
+from typing import Any, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from serve_app.engine import ChatMessage, GenerationRequest, SamplingParams
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+def _stop_list(v: Union[str, list[str], None]) -> list[str]:
+    stops = [v] if isinstance(v, str) else list(v or [])
+    if len(stops) > 4:
+        raise ValueError("'stop' takes at most 4 sequences")
+    return [s for s in stops if s]
+
+
+class OpenAIMessage(_Request):
+    role: Literal["system", "developer", "user", "assistant"]
+    content: Union[str, list[dict[str, Any]], None] = None
+
+    def to_chat(self) -> ChatMessage:
+        text = self.content
+        if isinstance(text, list):  # content parts: keep the text ones, in order
+            text = "".join(str(p.get("text", "")) for p in text if p.get("type") == "text")
+        role = "system" if self.role == "developer" else self.role
+        return ChatMessage(role=role, content=text or "")
+
+
+class StreamOptions(_Request):
+    include_usage: bool = False
+
+
+class _SamplingFields(_Request):
+    model: str = Field(min_length=1)
+    temperature: float = Field(default=1.0, ge=0.0, le=2.0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    max_tokens: Optional[int] = Field(default=None, ge=1)
+    stop: Union[str, list[str], None] = None
+    seed: Optional[int] = None
+    n: int = Field(default=1, ge=1, le=1, description="only n=1 is supported")
+    stream: bool = False
+    stream_options: Optional[StreamOptions] = None
+    user: Optional[str] = None
+
+    @field_validator("stop")
+    @classmethod
+    def _check_stop(cls, v):
+        return _stop_list(v)
+
+    def sampling(self) -> SamplingParams:
+        return SamplingParams(
+            temperature=self.temperature,
+            top_p=self.top_p,
+            max_new_tokens=self.max_tokens,
+            stop=self.stop or [],
+            seed=self.seed,
+        )
+
+    @property
+    def include_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+
+class ChatCompletionRequest(_SamplingFields):
+    messages: list[OpenAIMessage] = Field(min_length=1)
+    max_completion_tokens: Optional[int] = Field(default=None, ge=1)
+
+    def to_generation(self, span_id: str) -> GenerationRequest:
+        params = self.sampling()
+        params.max_new_tokens = self.max_completion_tokens or self.max_tokens
+        return GenerationRequest(
+            messages=[m.to_chat() for m in self.messages], params=params, overflow="error", span_id=span_id
+        )
+
+
+class CompletionRequest(_SamplingFields):
+    prompt: Union[str, list[str]]
+    max_tokens: Optional[int] = Field(default=16, ge=1)  # OpenAI's default for completions
+    echo: bool = False
+
+    @field_validator("prompt")
+    @classmethod
+    def _non_empty(cls, v):
+        if isinstance(v, list) and not v:
+            raise ValueError("'prompt' must not be an empty list")
+        return v
+
+    def prompts(self) -> list[str]:
+        return [self.prompt] if isinstance(self.prompt, str) else self.prompt
+
+    def to_generation(self, prompt: str, span_id: str) -> GenerationRequest:
+        return GenerationRequest(prompt=prompt, params=self.sampling(), overflow="error", span_id=span_id)
+
+
+class EmbeddingRequest(_Request):
+    model: str = Field(min_length=1)
+    input: Union[str, list[str]]
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: Optional[int] = Field(default=None, ge=1)
+    user: Optional[str] = None
+
+    def texts(self) -> list[str]:
+        texts = [self.input] if isinstance(self.input, str) else self.input
+        if not texts:
+            raise ValueError("'input' must not be empty")
+        return texts
+
+
+class RerankRequest(_Request):
+    """The Cohere/Jina rerank body that LangChain and LlamaIndex send."""
+
+    model: str = Field(min_length=1)
+    query: str
+    documents: list[Union[str, dict[str, Any]]] = Field(min_length=1)
+    top_n: Optional[int] = Field(default=None, ge=1)
+    return_documents: bool = False
+
+    def texts(self) -> list[str]:
+        return [d if isinstance(d, str) else str(d.get("text", "")) for d in self.documents]
+
+
+class RelevanceRequest(_Request):
+    """DB-GPT's `/api/v1/beta/relevance` body."""
+
+    model: str = Field(min_length=1)
+    query: str
+    documents: list[str] = Field(min_length=1)
+
+
+# --- responses ---------------------------------------------------------------------
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex}"
+
+
+def now() -> int:
+    return int(time.time())
+
+
+class UsageInfo(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "smmf-serve"
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class ErrorInfo(BaseModel):
+    message: str
+    type: str
+    param: Optional[str] = None
+    code: Optional[Union[str, int]] = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorInfo
