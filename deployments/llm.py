@@ -44,7 +44,18 @@ class LLMWorker:
         return self.engine.count_tokens(prompt)
 
     async def model_metadata(self) -> dict:
-        return {"model": self.name, "context_length": self.engine.context_length, "chat_model": True}
+        return {
+            "model": self.name,
+            "context_length": self.engine.context_length,
+            "chat_model": True,
+            "metadata": {"max_new_tokens": self.args.max_new_tokens},
+        }
+
+    def reconfigure(self, user_config: dict) -> None:
+        """In-place parameters (serve_app.config.IN_PLACE_PARAMS) set through user_config: no restart."""
+        self.args = self.args.model_validate({**self.args.model_dump(), **user_config})
+        self.engine.default_max_new_tokens = self.args.max_new_tokens
+        logger.info("model=%s reconfigured %s", self.name, user_config)
 
     def check_health(self) -> None:
         self.engine.check_health()

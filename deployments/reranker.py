@@ -31,8 +31,16 @@ class RerankerWorker:
         device = pick_device(args.device)
         kind = CrossEncoder if args.method == "cross_encoder" else SentenceTransformer
         self.model = kind(directory, device=device, trust_remote_code=args.trust_remote_code)
-        self.score_batch.set_max_batch_size(args.max_batch_size)
-        self.score_batch.set_batch_wait_timeout_s(args.batch_wait_timeout_s)
+        self._apply_batch_limits()
+
+    def _apply_batch_limits(self) -> None:
+        self.score_batch.set_max_batch_size(self.args.max_batch_size)
+        self.score_batch.set_batch_wait_timeout_s(self.args.batch_wait_timeout_s)
+
+    def reconfigure(self, user_config: dict) -> None:
+        """Batch limits set through user_config change in place, with no restart."""
+        self.args = self.args.model_validate({**self.args.model_dump(), **user_config})
+        self._apply_batch_limits()
 
     async def rerank(self, query: str, documents: list[str], span_id: str = "") -> list[float]:
         """One relevance score per document, in input order."""

@@ -32,8 +32,16 @@ class Text2VecWorker:
         self.model = SentenceTransformer(
             directory, device=pick_device(args.device), trust_remote_code=args.trust_remote_code
         )
-        self.embed_batch.set_max_batch_size(args.max_batch_size)
-        self.embed_batch.set_batch_wait_timeout_s(args.batch_wait_timeout_s)
+        self._apply_batch_limits()
+
+    def _apply_batch_limits(self) -> None:
+        self.embed_batch.set_max_batch_size(self.args.max_batch_size)
+        self.embed_batch.set_batch_wait_timeout_s(self.args.batch_wait_timeout_s)
+
+    def reconfigure(self, user_config: dict) -> None:
+        """Batch limits set through user_config change in place, with no restart."""
+        self.args = self.args.model_validate({**self.args.model_dump(), **user_config})
+        self._apply_batch_limits()
 
     async def embeddings(self, texts: list[str], span_id: str = "") -> list[list[float]]:
         logger.info("model=%s span_id=%s embeddings n=%d", self.name, span_id, len(texts))
@@ -63,7 +71,10 @@ class Text2VecWorker:
             "model": self.name,
             "context_length": int(self.model.max_seq_length),
             "chat_model": False,
-            "metadata": {"dimensions": self.model.get_embedding_dimension()},
+            "metadata": {
+                "dimensions": self.model.get_embedding_dimension(),
+                "max_batch_size": self.args.max_batch_size,
+            },
         }
 
     def check_health(self) -> None:

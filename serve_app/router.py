@@ -22,6 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from ray import serve
 from ray.serve import Application
+from ray.serve.handle import DeploymentHandle
 
 from serve_app import openai_serving
 from serve_app.auth import KeyChecker
@@ -37,6 +38,7 @@ from serve_app.openai_protocol import (
     RerankRequest,
     new_id,
 )
+from serve_app.manager import Manager
 from serve_app.protocol import (
     CountTokenRequest,
     EmbeddingsRequest,
@@ -46,6 +48,9 @@ from serve_app.protocol import (
     PromptRequest,
     SupportedModel,
     Usage,
+    WorkerApplyOutput,
+    WorkerApplyRequest,
+    WorkerStartupRequest,
     WorkerSupportedModels,
     WorkerTypeParam,
 )
@@ -118,8 +123,9 @@ async def _call(response):
 @serve.deployment(name="router", max_ongoing_requests=1000, ray_actor_options={"num_cpus": 0.25})
 @serve.ingress(app)
 class Router:
-    def __init__(self, args: RouterArgs):
+    def __init__(self, args: RouterArgs, manager: DeploymentHandle):
         self.registry = ModelRegistry(ttl_s=args.registry_ttl_s)
+        self.manager = manager
         app.state.keys = KeyChecker.from_config(args.api_keys, args.api_keys_env)
 
     # --- DB-GPT worker API: generation ------------------------------------------
@@ -219,6 +225,34 @@ class Router:
                 d["default_value"] = current.args.get(d["param_name"], d["default_value"])
         return descriptions
 
+    # --- DB-GPT worker API: starting and stopping models (admin) -----------------
+
+    @app.post("/api/worker/models/startup")
+    async def model_startup(self, req: WorkerStartupRequest) -> WorkerApplyOutput:
+        return await self._apply(WorkerApplyRequest(apply_type="start", **req.model_dump(exclude={"host", "port"})))
+
+    @app.post("/api/worker/models/shutdown")
+    async def model_shutdown(self, req: WorkerStartupRequest) -> WorkerApplyOutput:
+        return await self._apply(WorkerApplyRequest(apply_type="stop", **req.model_dump(exclude={"host", "port"})))
+
+    @app.post("/api/worker/apply")
+    async def apply(self, req: WorkerApplyRequest) -> WorkerApplyOutput:
+        return await self._apply(req)
+
+    async def _apply(self, req: WorkerApplyRequest) -> WorkerApplyOutput:
+        out = await _call(self.manager.apply.remote(req))
+        self.registry.invalidate()  # the next lookup sees the change at once
+        return out
+
+    @app.get("/api/models/status")
+    async def models_status(self) -> list[dict]:
+        """Each model's Serve state, for `smmf model list` and progress while a model loads."""
+        return [
+            {"model": m.name, "worker_type": m.worker_type, "status": m.status,
+             "running_replicas": m.running_replicas, "message": m.message}
+            for m in await self.registry.models(fresh=True)
+        ]
+
     # --- OpenAI API ------------------------------------------------------------------
 
     @app.get("/v1/models")
@@ -293,4 +327,5 @@ class Router:
 
 def build_app(args: dict) -> Application:
     # Validated here, at build time, so a bad config fails `serve deploy` with the field's name.
-    return Router.bind(RouterArgs.model_validate(args))
+    router_args = RouterArgs.model_validate(args)
+    return Router.bind(router_args, Manager.bind(router_args.sources, router_args.apply_timeout_s))

@@ -221,7 +221,7 @@ def test_model_metadata(client):
     llm = client.post("/api/worker/model_metadata", json={"model": LLM}).json()
     assert llm == {
         "model": LLM, "context_length": 8192, "chat_model": True,
-        "is_function_calling_model": False, "metadata": {},
+        "is_function_calling_model": False, "metadata": {"max_new_tokens": 256},
     }
     emb = client.post("/api/worker/model_metadata", json={"model": EMBEDDER}).json()
     assert emb["chat_model"] is False and emb["metadata"]["dimensions"] == 384

