@@ -79,11 +79,16 @@ class RerankerWorker:
         # CrossEncoder calls its limit max_length, SentenceTransformer max_seq_length.
         limit = getattr(self.model, "max_length", None) or self.model.max_seq_length
         return {"model": self.name, "context_length": int(limit), "chat_model": False,
-                "metadata": {"method": self.args.method}}
+                "metadata": {"method": self.args.method, "device": str(self.model.device),
+                             "replica_id": serve.get_replica_context().replica_id.unique_id}}
 
     def check_health(self) -> None:
-        if self.model is None:
-            raise RuntimeError("model is not loaded")
+        # A one-word forward pass (a few ms): a replica whose model can no longer
+        # answer fails here, and Serve replaces it.
+        if self.args.method == "cross_encoder":
+            self.model.predict([("health", "check")])
+        else:
+            self.model.encode(["health"])
 
 
 def build_app(args: dict) -> Application:

@@ -74,12 +74,15 @@ class Text2VecWorker:
             "metadata": {
                 "dimensions": self.model.get_embedding_dimension(),
                 "max_batch_size": self.args.max_batch_size,
+                "device": str(self.model.device),
+                "replica_id": serve.get_replica_context().replica_id.unique_id,
             },
         }
 
     def check_health(self) -> None:
-        if self.model is None:
-            raise RuntimeError("model is not loaded")
+        # A one-word forward pass (a few ms): a replica whose model can no longer
+        # answer fails here, and Serve replaces it.
+        self.model.encode(["health"])
 
 
 def build_app(args: dict) -> Application:

@@ -13,6 +13,7 @@ from typing import Any, Optional
 from pydantic import ValidationError
 
 from serve_app.config import ARGS_BY_WORKER_TYPE, IN_PLACE_PARAMS, SourcePolicy
+from serve_app.routing import ROUTERS
 from serve_app.sources import PACKAGE_PREFIX, ModelSourceError, resolve
 
 # Registered worker types and their builders: the only code a request can select.
@@ -91,8 +92,13 @@ def split_params(worker_type: str, params: dict[str, Any]) -> tuple[dict, dict, 
             deployment[key] = value
         elif key in ACTOR_OPTIONS:
             actor[key] = value
+        elif key == "routing":
+            if value not in ROUTERS:
+                raise ManagementError(f"routing '{value}' is not one of: {', '.join(ROUTERS)}")
+            # An empty request_router_config is Serve's default (least loaded of two).
+            deployment["request_router_config"] = {"request_router_class": ROUTERS[value]} if ROUTERS[value] else {}
         else:
-            known = sorted(set(args_model.model_fields) | DEPLOYMENT_OPTIONS | ACTOR_OPTIONS)
+            known = sorted(set(args_model.model_fields) | DEPLOYMENT_OPTIONS | ACTOR_OPTIONS | {"routing"})
             raise ManagementError(
                 f"unknown parameter '{key}' for worker type {worker_type}; known parameters: {', '.join(known)}"
             )

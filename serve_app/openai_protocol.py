@@ -149,12 +149,6 @@ def now() -> int:
     return int(time.time())
 
 
-class UsageInfo(BaseModel):
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    total_tokens: int = 0
-
-
 class ModelCard(BaseModel):
     id: str
     object: Literal["model"] = "model"

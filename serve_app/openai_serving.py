@@ -16,13 +16,13 @@ from ray.serve.handle import DeploymentHandle
 
 from serve_app.engine import GenerationChunk
 from serve_app.errors import InvalidRequest, ServeError, as_serve_error
-from serve_app.streams import OpenStream
+from serve_app.protocol import Usage
+from serve_app.streams import OpenStream, usage_of
 from serve_app.openai_protocol import (
     ChatCompletionRequest,
     CompletionRequest,
     EmbeddingRequest,
     ErrorInfo,
-    UsageInfo,
     new_id,
     now,
 )
@@ -39,12 +39,9 @@ def sse(data: dict) -> str:
     return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
-def usage_of(chunk: GenerationChunk) -> UsageInfo:
-    return UsageInfo(
-        prompt_tokens=chunk.prompt_tokens,
-        completion_tokens=chunk.completion_tokens,
-        total_tokens=chunk.prompt_tokens + chunk.completion_tokens,
-    )
+def add_usage(total: Usage, chunk: GenerationChunk) -> None:
+    for field, value in usage_of(chunk):
+        setattr(total, field, getattr(total, field) + value)
 
 
 async def collect(stream: OpenStream) -> tuple[str, GenerationChunk]:
@@ -81,25 +78,22 @@ async def chat_completion(req: ChatCompletionRequest, stream: OpenStream) -> dic
 
 async def chat_completion_sse(req: ChatCompletionRequest, stream: OpenStream) -> AsyncIterator[str]:
     base = {"id": new_id("chatcmpl"), "object": "chat.completion.chunk", "created": now(), "model": req.model}
+    usage = Usage()
 
     def frame(delta: dict, finish: Optional[str] = None) -> str:
         return sse({**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]})
 
-    yield frame({"role": "assistant", "content": ""})
-    try:
+    async def body() -> AsyncIterator[str]:
+        yield frame({"role": "assistant", "content": ""})
         async for chunk in stream.chunks():
             if chunk.text:
                 yield frame({"content": chunk.text})
             if chunk.finish_reason:
-                usage = usage_of(chunk)
+                add_usage(usage, chunk)
                 yield frame({}, chunk.finish_reason)
-    except Exception as exc:  # after the headers: one error frame ends the stream
-        yield sse(error_body(as_serve_error(exc)))
-        yield DONE
-        return
-    if req.include_usage:
-        yield sse({**base, "choices": [], "usage": usage.model_dump()})
-    yield DONE
+
+    async for line in _ending(body(), base, usage if req.include_usage else None):
+        yield line
 
 
 # --- completions -------------------------------------------------------------------
@@ -124,7 +118,7 @@ async def completion(req: CompletionRequest, streams: list[OpenStream]) -> dict:
             }
             for i, (text, last) in enumerate(results)
         ],
-        "usage": UsageInfo(
+        "usage": Usage(
             prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, total_tokens=prompt_tokens + completion_tokens
         ).model_dump(),
     }
@@ -134,12 +128,12 @@ async def completion_sse(req: CompletionRequest, streams: list[OpenStream]) -> A
     """Several prompts generate at once but stream one after another; `index` tells them apart."""
     base = {"id": new_id("cmpl"), "object": "text_completion", "created": now(), "model": req.model}
     prompts = req.prompts()
-    usage = UsageInfo()
+    usage = Usage()
 
     def frame(i: int, text: str, finish: Optional[str] = None) -> str:
         return sse({**base, "choices": [{"index": i, "text": text, "logprobs": None, "finish_reason": finish}]})
 
-    try:
+    async def body() -> AsyncIterator[str]:
         for i, stream in enumerate(streams):
             if req.echo:
                 yield frame(i, prompts[i])
@@ -147,14 +141,27 @@ async def completion_sse(req: CompletionRequest, streams: list[OpenStream]) -> A
                 if chunk.text:
                     yield frame(i, chunk.text)
                 if chunk.finish_reason:
-                    for field, value in usage_of(chunk):
-                        setattr(usage, field, getattr(usage, field) + value)
+                    add_usage(usage, chunk)
                     yield frame(i, "", chunk.finish_reason)
-    except Exception as exc:  # after the headers: one error frame ends the stream
+
+    async for line in _ending(body(), base, usage if req.include_usage else None):
+        yield line
+
+
+async def _ending(body: AsyncIterator[str], base: dict, usage: Optional[Usage]) -> AsyncIterator[str]:
+    """The one way an SSE stream ends: the body, the usage chunk when asked, `[DONE]`.
+
+    An error after the headers replaces the rest with one error frame, then `[DONE]`,
+    so a client can always tell a complete answer from a broken one.
+    """
+    try:
+        async for line in body:
+            yield line
+    except Exception as exc:
         yield sse(error_body(as_serve_error(exc)))
         yield DONE
         return
-    if req.include_usage:
+    if usage is not None:
         yield sse({**base, "choices": [], "usage": usage.model_dump()})
     yield DONE
 

@@ -188,3 +188,17 @@ class WorkerApplyOutput(BaseModel):
     message: str
     success: bool
     timecost: float = -1
+
+
+class ModelInstance(BaseModel):
+    """DB-GPT 0.6's ModelInstance: exactly these keys (its dataclass refuses others)."""
+
+    model_name: str  # the worker key, "name@worker_type"
+    host: str
+    port: int
+    weight: float = 1.0
+    check_healthy: bool = True
+    healthy: bool = False
+    enabled: bool = True
+    prompt_template: Optional[str] = None
+    last_heartbeat: Optional[str] = None

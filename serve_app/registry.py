@@ -30,6 +30,7 @@ class ModelEntry:
     args: dict[str, Any] = field(default_factory=dict)
     running_replicas: int = 0
     created: float = 0.0  # when the application was last deployed
+    replicas: tuple[tuple[str, str], ...] = ()  # (replica id, Serve replica state)
 
 
 def entries_from_details(details: ServeInstanceDetails) -> dict[str, ModelEntry]:
@@ -47,6 +48,7 @@ def entries_from_details(details: ServeInstanceDetails) -> dict[str, ModelEntry]
                 args=dict(config.args or {}) if config else {},
                 running_replicas=sum(r.state == ReplicaState.RUNNING for r in dep.replicas),
                 created=app.last_deployed_time_s,
+                replicas=tuple((r.replica_id, r.state.value) for r in dep.replicas),
             )
     return models
 

@@ -12,6 +12,7 @@ OpenAI API (`/v1/*`, plus the rerank routes).
 
 import asyncio
 import logging
+from datetime import datetime, timezone
 import time
 import uuid
 from typing import AsyncIterator, Optional
@@ -43,11 +44,11 @@ from serve_app.protocol import (
     CountTokenRequest,
     EmbeddingsRequest,
     ModelMetadata,
+    ModelInstance,
     ModelMetadataRequest,
     ModelOutput,
     PromptRequest,
     SupportedModel,
-    Usage,
     WorkerApplyOutput,
     WorkerApplyRequest,
     WorkerStartupRequest,
@@ -56,7 +57,7 @@ from serve_app.protocol import (
 )
 from serve_app.registry import ModelRegistry
 from serve_app.sources import source_exists
-from serve_app.streams import OpenStream
+from serve_app.streams import OpenStream, usage_of
 
 logger = logging.getLogger("ray.serve")
 
@@ -142,13 +143,7 @@ class Router:
                 context = {"prompt_echo_len_char": len(text), "echo": True}
             async for chunk in stream.chunks():
                 text += chunk.text
-                usage = None
-                if chunk.finish_reason:
-                    usage = Usage(
-                        prompt_tokens=chunk.prompt_tokens,
-                        completion_tokens=chunk.completion_tokens,
-                        total_tokens=chunk.prompt_tokens + chunk.completion_tokens,
-                    )
+                usage = usage_of(chunk) if chunk.finish_reason else None
                 yield ModelOutput(text=text, model_context=context, finish_reason=chunk.finish_reason, usage=usage)
             logger.info(
                 "route=generate model=%s span_id=%s status=ok latency_ms=%.0f tokens=%d",
@@ -252,6 +247,43 @@ class Router:
              "running_replicas": m.running_replicas, "message": m.message}
             for m in await self.registry.models(fresh=True)
         ]
+
+    # --- DB-GPT controller API, answered from Serve's state ------------------------
+
+    @app.get("/api/controller/models")
+    async def controller_models(
+        self, request: Request, model_name: Optional[str] = None, healthy_only: bool = False
+    ) -> list[ModelInstance]:
+        """One instance per replica, all at the ingress's address: a DB-GPT webserver in
+        cluster mode uses the ingress as both its controller and its worker."""
+        name, _, worker_type = (model_name or "").partition("@")
+        # Serve health-checks every replica (health_check_period_s); a RUNNING replica
+        # passed its last check, so our read of Serve's state stands in for a heartbeat.
+        seen = datetime.now(timezone.utc).isoformat()
+        instances = []
+        for m in await self.registry.models(fresh=True):
+            if (name and m.name != name) or (worker_type and m.worker_type != worker_type):
+                continue
+            for _, state in m.replicas:
+                healthy = state == "RUNNING"
+                if healthy or not healthy_only:
+                    instances.append(ModelInstance(
+                        model_name=f"{m.name}@{m.worker_type}", host=request.url.hostname or "127.0.0.1",
+                        port=request.url.port or 80, healthy=healthy, last_heartbeat=seen if healthy else None,
+                    ))
+        return instances
+
+    @app.post("/api/controller/models")
+    async def controller_register(self) -> bool:
+        return True  # Serve registers replicas itself; accepted for DB-GPT workers, changes nothing
+
+    @app.post("/api/controller/heartbeat")
+    async def controller_heartbeat(self) -> bool:
+        return True  # Serve health-checks replicas itself
+
+    @app.get("/api/health")
+    async def health(self) -> dict:
+        return {"status": "ok"}
 
     # --- OpenAI API ------------------------------------------------------------------
 

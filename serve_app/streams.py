@@ -12,6 +12,7 @@ from ray.serve.handle import DeploymentHandle
 
 from serve_app.engine import GenerationChunk, GenerationRequest
 from serve_app.errors import ServeError, as_serve_error
+from serve_app.protocol import Usage
 
 
 class OpenStream:
@@ -47,3 +48,11 @@ class OpenStream:
         finally:
             if not chunk.finish_reason:  # the client left, or the stream broke: stop the model
                 self.cancel()
+
+
+def usage_of(chunk: GenerationChunk) -> Usage:
+    return Usage(
+        prompt_tokens=chunk.prompt_tokens,
+        completion_tokens=chunk.completion_tokens,
+        total_tokens=chunk.prompt_tokens + chunk.completion_tokens,
+    )
