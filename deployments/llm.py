@@ -55,6 +55,7 @@ class LLMWorker:
         """In-place parameters (serve_app.config.IN_PLACE_PARAMS) set through user_config: no restart."""
         self.args = self.args.model_validate({**self.args.model_dump(), **user_config})
         self.engine.default_max_new_tokens = self.args.max_new_tokens
+        self.engine.max_num_seqs = self.args.max_num_seqs
         logger.info("model=%s reconfigured %s", self.name, user_config)
 
     def check_health(self) -> None:

@@ -1,25 +1,28 @@
-"""The `transformers` engine: a causal LM run with `model.generate` and streamed.
+"""The `transformers` engine: a causal LM whose concurrent requests share forward passes.
 
-Each request runs `generate` on its own thread (torch releases the GIL in its
-kernels) and hands token ids to the event loop through a streamer; the async side
-decodes, applies stop strings and yields incremental text. Concurrency is bounded
-by the deployment's `max_ongoing_requests`, not here.
+Requests go to a `BatchScheduler` (serve_app/engines/scheduler.py), one step loop
+per replica that batches every request in flight; this module turns a request
+into token ids and the loop's tokens back into a stream of incremental text,
+applying stop strings on the way. Concurrency is bounded by the deployment's
+`max_ongoing_requests`, and the batch by `max_num_seqs`, not by any lock here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
+from pathlib import Path
 from typing import AsyncIterator, Optional
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteria, StoppingCriteriaList
-from transformers.generation.streamers import BaseStreamer
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from serve_app.config import LLMArgs
 from serve_app.engine import GenerationChunk, GenerationRequest, LLMEngine, PromptTooLongError
+from serve_app.engines.metrics import EngineMetrics
+from serve_app.engines.sampling import RowSampling
+from serve_app.engines.scheduler import BatchScheduler, Sequence
 from serve_app.sources import convert_gguf, local_dir
 
 logger = logging.getLogger("ray.serve")
@@ -33,30 +36,17 @@ def pick_device(requested: str) -> str:
     return "cpu"
 
 
-class _TokenStreamer(BaseStreamer):
-    """Forwards each new token id from the generate thread to the event loop."""
+def _model_name(source: str) -> str:
+    """The application's name inside a replica (what clients call the model), else the source's."""
+    try:
+        from ray.serve.context import _get_internal_replica_context
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue):
-        self._loop, self._queue, self._prompt_seen = loop, queue, False
-
-    def put(self, value: torch.Tensor) -> None:
-        if not self._prompt_seen:  # generate() first passes the prompt ids
-            self._prompt_seen = True
-            return
-        self._loop.call_soon_threadsafe(self._queue.put_nowait, value.reshape(-1).tolist())
-
-    def end(self) -> None:
-        self._loop.call_soon_threadsafe(self._queue.put_nowait, None)
-
-
-class _Cancelled(StoppingCriteria):
-    """Lets the async side stop a running generate() at the next token."""
-
-    def __init__(self) -> None:
-        self.cancelled = False
-
-    def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
-        return torch.full((input_ids.shape[0],), self.cancelled, dtype=torch.bool, device=input_ids.device)
+        context = _get_internal_replica_context()
+        if context is not None and context.app_name:
+            return context.app_name
+    except Exception:  # not in a replica
+        pass
+    return Path(source.split(":", 1)[-1]).name or source
 
 
 class TransformersEngine(LLMEngine):
@@ -80,6 +70,20 @@ class TransformersEngine(LLMEngine):
         eos = self.model.generation_config.eos_token_id
         self._eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         self._fatal: Optional[BaseException] = None
+        pad_id = self.tokenizer.pad_token_id
+        if pad_id is None:  # any id serves: padded positions are masked out
+            pad_id = min(self._eos_ids) if self._eos_ids else 0
+        self.metrics = EngineMetrics(_model_name(args.source))
+        self.scheduler = BatchScheduler(self.model, pad_id, args.max_num_seqs, self.metrics, self._on_error)
+
+    @property
+    def max_num_seqs(self) -> int:
+        return self.scheduler.max_num_seqs
+
+    @max_num_seqs.setter
+    def max_num_seqs(self, value: int) -> None:
+        # Read by the loop at each admission: a lower limit lets running rows finish.
+        self.scheduler.max_num_seqs = value
 
     # --- prompt and tokens -------------------------------------------------------
 
@@ -109,62 +113,44 @@ class TransformersEngine(LLMEngine):
     # --- generation --------------------------------------------------------------
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+        arrived = time.perf_counter()
         prompt = self.render_prompt(request)
         # Chat templates already contain the BOS marker they need.
-        inputs = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=request.messages is None)
-        prompt_tokens = int(inputs["input_ids"].shape[1])
+        prompt_ids = self.tokenizer(prompt, add_special_tokens=request.messages is None)["input_ids"]
+        prompt_tokens = len(prompt_ids)
         max_new = self._budget(prompt_tokens, request)
         params = request.params
-        sampling = params.temperature > 0
-        eos_ids = sorted(self._eos_ids | set(params.stop_token_ids))
-        queue: asyncio.Queue = asyncio.Queue()
-        cancel = _Cancelled()
-        loop = asyncio.get_running_loop()
-        kwargs = dict(
-            **{k: v.to(self.device) for k, v in inputs.items()},
-            max_new_tokens=max_new,
-            do_sample=sampling,
-            eos_token_id=eos_ids or None,
-            pad_token_id=self.tokenizer.pad_token_id or (eos_ids[0] if eos_ids else None),
-            streamer=_TokenStreamer(loop, queue),
-            stopping_criteria=StoppingCriteriaList([cancel]),
+        eos_ids = frozenset(self._eos_ids | set(params.stop_token_ids))
+        seq = Sequence(
+            prompt_ids=list(prompt_ids),
+            max_new=max_new,
+            stop_ids=eos_ids,
+            sampling=RowSampling.create(params.temperature, params.top_p, params.top_k, params.seed),
+            loop=asyncio.get_running_loop(),
         )
-        if sampling:
-            kwargs.update(temperature=params.temperature, top_p=params.top_p or 1.0, top_k=params.top_k or 0)
-        else:  # greedy: unset the sampling knobs the model's generation_config may carry
-            kwargs.update(temperature=None, top_p=None, top_k=None)
-
-        def run() -> None:
-            try:
-                if params.seed is not None:
-                    torch.manual_seed(params.seed)
-                with torch.inference_mode():
-                    self.model.generate(**kwargs)
-            except BaseException as exc:  # handed to the consumer, never swallowed
-                if "CUDA" in str(exc):
-                    self._fatal = exc  # the device is gone: fail health checks too
-                loop.call_soon_threadsafe(queue.put_nowait, exc)
-
-        thread = threading.Thread(target=run, name=f"generate-{request.span_id}", daemon=True)
-        thread.start()
+        self.scheduler.submit(seq)
 
         ids: list[int] = []
         sent = 0  # characters of the answer already yielded
         first = True
+        first_token_at: Optional[float] = None
         finish: Optional[str] = None
         try:
             while finish is None:
-                item = await queue.get()
+                item = await seq.queue.get()
                 if isinstance(item, BaseException):
                     raise item
-                done = item is None  # generate() returned
+                done = item is None  # the loop finished this row
                 if not done:
                     ids.extend(item)
+                    if first_token_at is None:
+                        first_token_at = time.perf_counter()
+                        self.metrics.time_to_first_token.observe(first_token_at - arrived)
                 text = self.tokenizer.decode(ids, skip_special_tokens=True)
                 cut = _find_stop(text, params.stop, sent)
                 if cut is not None:
                     text, finish = text[:cut], "stop"
-                    cancel.cancelled = True
+                    self.scheduler.close(seq)
                 elif done:
                     ran_out = len(ids) >= max_new and ids[-1] not in eos_ids
                     finish = "length" if ran_out else "stop"
@@ -182,11 +168,22 @@ class TransformersEngine(LLMEngine):
                     )
                     sent, first = max(sent, len(text)), False
         finally:
-            cancel.cancelled = True  # the consumer is gone or done: free the thread
+            self.scheduler.close(seq)  # the consumer is done or gone: free the row's slot
+            self.metrics.prompt_tokens.inc(prompt_tokens)
+            if ids:
+                self.metrics.completion_tokens.inc(len(ids))
+            if first_token_at is not None and len(ids) > 1:
+                self.metrics.time_per_output_token.observe((time.perf_counter() - first_token_at) / (len(ids) - 1))
+
+    def _on_error(self, exc: BaseException) -> None:
+        if "CUDA" in str(exc):
+            self._fatal = exc  # the device is gone: fail health checks too
 
     def check_health(self) -> None:
         if self._fatal is not None:
             raise RuntimeError(f"engine failed: {self._fatal}")
+        if not self.scheduler.alive:
+            raise RuntimeError("the batching loop has stopped")
 
 
 def _find_stop(text: str, stops: list[str], start: int) -> Optional[int]:

@@ -1,0 +1,65 @@
+"""`serve run` of the default config in a subprocess, timed to its first answered request."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import yaml
+
+from workload import LLM
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cold_start(port: int, cache_dir: str | None, timeout_s: float) -> dict:
+    config = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
+    config["http_options"] = {"host": "127.0.0.1", "port": port}
+    env = dict(os.environ, RAY_ADDRESS="local")  # a fresh cluster of its own, never someone else's
+    if cache_dir:
+        env["SMMF_CACHE_DIR"] = cache_dir
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "serve_config.yaml"
+        path.write_text(yaml.safe_dump(config))
+        log = open(Path(tmp) / "serve_run.log", "w")
+        started = time.perf_counter()
+        proc = subprocess.Popen(
+            [str(ROOT / ".venv" / "bin" / "serve"), "run", str(path)],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        answered, attempts = None, 0
+        try:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+                while time.perf_counter() - started < timeout_s and proc.poll() is None:
+                    attempts += 1
+                    try:
+                        out = client.post("/api/worker/generate", json={
+                            "model": LLM, "prompt": "Hi", "max_new_tokens": 1, "temperature": 0}).json()
+                        if out.get("error_code") == 0:
+                            answered = time.perf_counter() - started
+                            break
+                    except (httpx.HTTPError, ValueError):
+                        pass
+                    time.sleep(0.25)
+        finally:
+            _stop(proc)
+            log.close()
+            tail = (Path(tmp) / "serve_run.log").read_text(errors="ignore")[-2000:]
+    return {"cache": "cold" if cache_dir else "warm", "seconds": answered, "attempts": attempts,
+            "log_tail": None if answered else tail}
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Ctrl-C, as a user would (serve run then shuts its cluster down); kill the group if it hangs."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)

@@ -1,0 +1,57 @@
+"""The engine's metrics, exported through Ray (`ray.serve.metrics`): they reach the
+Ray dashboard and Prometheus with no server of our own. Inside a replica Serve adds
+its deployment, replica and application tags; every series also carries `model`.
+"""
+
+from __future__ import annotations
+
+from ray.serve import metrics
+
+_LATENCY_BOUNDARIES_S = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
+_BATCH_BOUNDARIES = [1, 2, 4, 8, 16, 32, 64, 128]
+
+
+class EngineMetrics:
+    def __init__(self, model: str):
+        def tagged(metric):
+            # A new dict each time: inside a replica Serve adds its own tags to the dict it is given.
+            metric.set_default_tags({"model": model})
+            return metric
+
+        self.prompt_tokens = tagged(
+            metrics.Counter("smmf_llm_prompt_tokens", "Prompt tokens of finished requests.", tag_keys=("model",))
+        )
+        self.completion_tokens = tagged(
+            metrics.Counter("smmf_llm_completion_tokens", "Completion tokens generated.", tag_keys=("model",))
+        )
+        self.time_to_first_token = tagged(
+            metrics.Histogram(
+                "smmf_llm_time_to_first_token_s",
+                "Seconds from a request reaching the engine to its first token.",
+                boundaries=_LATENCY_BOUNDARIES_S,
+                tag_keys=("model",),
+            )
+        )
+        self.time_per_output_token = tagged(
+            metrics.Histogram(
+                "smmf_llm_time_per_output_token_s",
+                "Seconds per completion token after the first, per request.",
+                boundaries=_LATENCY_BOUNDARIES_S,
+                tag_keys=("model",),
+            )
+        )
+        self.batch_size = tagged(
+            metrics.Histogram(
+                "smmf_llm_batch_size",
+                "Sequences in each forward pass of the batching loop.",
+                boundaries=_BATCH_BOUNDARIES,
+                tag_keys=("model",),
+            )
+        )
+        self.queue_length = tagged(
+            metrics.Gauge(
+                "smmf_llm_queue_length",
+                "Requests waiting for a place in the batch (max_num_seqs reached).",
+                tag_keys=("model",),
+            )
+        )
