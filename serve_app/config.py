@@ -71,6 +71,11 @@ class LLMArgs(ModelArgs):
     max_new_tokens: int = Field(
         default=256, gt=0, description="Default completion length when a request sets none."
     )
+    max_num_seqs: int = Field(
+        default=16,
+        gt=0,
+        description="Most requests decoded together in one batch; more wait for a free place.",
+    )
 
 
 class Text2VecArgs(ModelArgs):
@@ -118,6 +123,19 @@ class SourcePolicy(BaseModel):
     allow_hub_sources: bool = Field(default=True, description="Whether requests may name Hugging Face Hub ids.")
 
 
+class RequestLimits(BaseModel):
+    """Bounds on what one request may ask for; each refused with a 4xx that names it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=0, description="Largest request body (413 above); 0: no limit.")
+    max_messages: int = Field(default=512, gt=0, description="Most chat messages in one request.")
+    max_inputs: int = Field(default=2048, gt=0, description="Most texts in one embeddings request.")
+    max_documents: int = Field(default=1024, gt=0, description="Most documents in one rerank request.")
+    max_tokens: int = Field(default=8192, gt=0, description="Largest max_tokens / max_new_tokens a request may ask for.")
+    log_prompts: bool = Field(default=False, description="Write prompt text into the access log (off: never).")
+
+
 class RouterArgs(BaseModel):
     """Parameters of the router (ingress) application."""
 
@@ -139,6 +157,7 @@ class RouterArgs(BaseModel):
     sources: SourcePolicy = Field(
         default_factory=SourcePolicy, description="Model sources that startup and update requests may name."
     )
+    limits: RequestLimits = Field(default_factory=RequestLimits, description="Per-request size limits.")
     apply_timeout_s: float = Field(
         default=300, gt=0, description="How long a management call waits for its change, unless the request says."
     )
@@ -154,7 +173,7 @@ ARGS_BY_WORKER_TYPE: dict[str, type[ModelArgs]] = {
 # Parameters that update_params changes in place, through the deployment's
 # user_config and reconfigure(), without restarting a replica.
 IN_PLACE_PARAMS: dict[str, set[str]] = {
-    "llm": {"max_new_tokens"},
+    "llm": {"max_new_tokens", "max_num_seqs"},
     "text2vec": {"max_batch_size", "batch_wait_timeout_s"},
     "reranker": {"max_batch_size", "batch_wait_timeout_s"},
 }

@@ -12,15 +12,13 @@ OpenAI API (`/v1/*`, plus the rerank routes).
 
 import asyncio
 import logging
-from datetime import datetime, timezone
 import time
+from datetime import datetime, timezone
 import uuid
 from typing import AsyncIterator, Optional
 
-from fastapi import FastAPI, Request
-from fastapi.encoders import jsonable_encoder
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi import Request
+from fastapi.responses import StreamingResponse
 from ray import serve
 from ray.serve import Application
 from ray.serve.handle import DeploymentHandle
@@ -28,7 +26,8 @@ from ray.serve.handle import DeploymentHandle
 from serve_app import openai_serving
 from serve_app.auth import KeyChecker
 from serve_app.config import ARGS_BY_WORKER_TYPE, RouterArgs, parameter_descriptions
-from serve_app.errors import AuthError, InvalidRequest, ModelNotFound, ModelOverloaded, ServeError, as_serve_error
+from serve_app.errors import InvalidRequest, as_serve_error
+from serve_app.http import create_app, note
 from serve_app.openai_protocol import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -61,52 +60,7 @@ from serve_app.streams import OpenStream, usage_of
 
 logger = logging.getLogger("ray.serve")
 
-app = FastAPI(title="smmf-serve", description="DB-GPT's model cluster and the OpenAI API on Ray Serve.")
-
-OPENAI_PREFIXES = ("/v1", "/api/v1")
-
-
-def _openai_route(request: Request) -> bool:
-    return request.url.path.startswith(OPENAI_PREFIXES)
-
-
-def _error_response(request: Request, err: ServeError, param: Optional[str] = None) -> JSONResponse:
-    """OpenAI's error shape on /v1 routes; FastAPI's {"detail": ...} on DB-GPT's."""
-    if _openai_route(request):
-        body = openai_serving.error_body(err, param)
-    else:
-        body = {"detail": err.message}
-        if isinstance(err, ModelNotFound):
-            body["available_models"] = err.available
-    headers = {"Retry-After": str(err.retry_after_s)} if isinstance(err, ModelOverloaded) else None
-    return JSONResponse(body, status_code=err.status_code, headers=headers)
-
-
-@app.exception_handler(ServeError)
-async def _serve_error(request: Request, exc: ServeError) -> JSONResponse:
-    return _error_response(request, exc)
-
-
-@app.exception_handler(RequestValidationError)
-async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    if not _openai_route(request):  # DB-GPT clients expect FastAPI's 422
-        return JSONResponse({"detail": jsonable_encoder(exc.errors())}, status_code=422)
-    first = exc.errors()[0] if exc.errors() else {}
-    param = ".".join(str(p) for p in first.get("loc", ())[1:]) or None
-    message = "; ".join(
-        f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'body'}: {e.get('msg')}" for e in exc.errors()
-    )
-    return _error_response(request, InvalidRequest(message), param)
-
-
-@app.middleware("http")
-async def _require_key(request: Request, call_next):
-    keys: Optional[KeyChecker] = getattr(request.app.state, "keys", None)
-    denied = keys.check(request.url.path, request.headers.get("authorization")) if keys else None
-    if denied:
-        err = AuthError(*denied)
-        return JSONResponse(openai_serving.error_body(err), status_code=err.status_code)
-    return await call_next(request)
+app = create_app()
 
 
 def new_span_id(given: Optional[str]) -> str:
@@ -127,7 +81,24 @@ class Router:
     def __init__(self, args: RouterArgs, manager: DeploymentHandle):
         self.registry = ModelRegistry(ttl_s=args.registry_ttl_s)
         self.manager = manager
+        self.limits = args.limits
         app.state.keys = KeyChecker.from_config(args.api_keys, args.api_keys_env)
+        app.state.max_body_bytes = args.limits.max_body_bytes
+        app.state.log_prompts = args.limits.log_prompts
+
+    def _check(self, model: str, span_id: str = "", *, messages=None, inputs=None, documents=None, max_tokens=None) -> None:
+        """Enforce the configured request limits (400 naming the one exceeded); note the access-log fields."""
+        note(model=model, span_id=span_id or None)
+        limits = self.limits
+        for value, limit, what in (
+            (messages, limits.max_messages, "messages"),
+            (inputs, limits.max_inputs, "inputs"),
+            (documents, limits.max_documents, "documents"),
+        ):
+            if value is not None and len(value) > limit:
+                raise InvalidRequest(f"too many {what}: {len(value)} (the limit is {limit})")
+        if max_tokens is not None and max_tokens > limits.max_tokens:
+            raise InvalidRequest(f"max tokens {max_tokens} is over the limit of {limits.max_tokens}")
 
     # --- DB-GPT worker API: generation ------------------------------------------
 
@@ -135,6 +106,8 @@ class Router:
         """Cumulative ModelOutputs; a failure becomes one error ModelOutput, as DB-GPT's clients expect."""
         started = time.monotonic()
         try:
+            self._check(req.model, span_id, messages=req.messages, max_tokens=req.max_new_tokens)
+            note(prompt=req.prompt or (req.messages and req.messages[-1].text()))
             handle = await self.registry.handle(req.model, "llm")
             stream = await OpenStream.open(handle, req.to_generation(span_id))
             text, context = "", None
@@ -145,6 +118,7 @@ class Router:
                 text += chunk.text
                 usage = usage_of(chunk) if chunk.finish_reason else None
                 yield ModelOutput(text=text, model_context=context, finish_reason=chunk.finish_reason, usage=usage)
+            note(tokens=chunk.prompt_tokens + chunk.completion_tokens)
             logger.info(
                 "route=generate model=%s span_id=%s status=ok latency_ms=%.0f tokens=%d",
                 req.model, span_id, (time.monotonic() - started) * 1000, chunk.completion_tokens,
@@ -176,6 +150,7 @@ class Router:
     @app.post("/api/worker/embeddings")
     async def embeddings(self, req: EmbeddingsRequest) -> list[list[float]]:
         span_id = new_span_id(req.span_id)
+        self._check(req.model, span_id, inputs=req.input)
         if req.query is not None:  # DB-GPT's reranker worker: [[score per document]]
             handle = await self.registry.handle(req.model, "reranker")
             return [await _call(handle.rerank.remote(req.query, req.input, span_id))]
@@ -184,6 +159,7 @@ class Router:
 
     @app.post("/api/worker/count_token")
     async def count_token(self, req: CountTokenRequest) -> int:
+        self._check(req.model)
         handle = await self.registry.handle(req.model)
         return await _call(handle.count_token.remote(req.prompt))
 
@@ -301,16 +277,21 @@ class Router:
 
     @app.post("/v1/chat/completions")
     async def chat_completions(self, req: ChatCompletionRequest):
+        span_id = new_span_id(None)
+        self._check(req.model, span_id, messages=req.messages, max_tokens=req.max_completion_tokens or req.max_tokens)
+        note(prompt=req.messages[-1].content)
         handle = await self.registry.handle(req.model, "llm")
-        stream = await OpenStream.open(handle, req.to_generation(new_span_id(None)))
+        stream = await OpenStream.open(handle, req.to_generation(span_id))
         if req.stream:
             return StreamingResponse(openai_serving.chat_completion_sse(req, stream), media_type="text/event-stream")
         return await openai_serving.chat_completion(req, stream)
 
     @app.post("/v1/completions")
     async def completions(self, req: CompletionRequest):
-        handle = await self.registry.handle(req.model, "llm")
         span_id = new_span_id(None)
+        self._check(req.model, span_id, inputs=req.prompts(), max_tokens=req.max_tokens)
+        note(prompt=req.prompts()[0])
+        handle = await self.registry.handle(req.model, "llm")
         opened = await asyncio.gather(
             *(OpenStream.open(handle, req.to_generation(p, span_id)) for p in req.prompts()), return_exceptions=True
         )
@@ -326,14 +307,17 @@ class Router:
 
     @app.post("/v1/embeddings")
     async def openai_embeddings(self, req: EmbeddingRequest) -> dict:
+        span_id = new_span_id(None)
+        self._check(req.model, span_id, inputs=[req.input] if isinstance(req.input, str) else req.input)
         handle = await self.registry.handle(req.model, "text2vec")
-        return await openai_serving.embeddings(handle, req, new_span_id(None))
+        return await openai_serving.embeddings(handle, req, span_id)
 
     # --- rerank ------------------------------------------------------------------------
 
     async def _scores(self, model: str, query: str, documents: list[str]) -> tuple[list[float], int]:
-        handle = await self.registry.handle(model, "reranker")
         span_id = new_span_id(None)
+        self._check(model, span_id, documents=documents)
+        handle = await self.registry.handle(model, "reranker")
         return await _call(
             asyncio.gather(handle.rerank.remote(query, documents, span_id), handle.count_tokens.remote(query, documents))
         )

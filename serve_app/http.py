@@ -1,0 +1,139 @@
+"""The FastAPI app under the router: error shapes, API keys, size limits, access log.
+
+Everything here happens around a route, never inside one: the routes in
+`router.py` only parse, dispatch and shape answers.
+"""
+
+import contextvars
+import logging
+import time
+from typing import Optional
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from serve_app import openai_serving
+from serve_app.auth import KeyChecker
+from serve_app.errors import AuthError, InvalidRequest, ModelNotFound, ModelOverloaded, ServeError
+
+logger = logging.getLogger("ray.serve")
+
+OPENAI_PREFIXES = ("/v1", "/api/v1")
+
+# What a route learned about its request (model, tokens, span id), for the access
+# log line the middleware writes once the response has started. A mutable dict in a
+# ContextVar, because Starlette runs the route in a copy of the middleware's context.
+_access: contextvars.ContextVar[dict] = contextvars.ContextVar("smmf_access")
+
+
+def note(**fields) -> None:
+    """Record fields for this request's access log line (a no-op outside a request)."""
+    record = _access.get(None)
+    if record is not None:
+        record.update({k: v for k, v in fields.items() if v is not None})
+
+
+def is_openai_route(request: Request) -> bool:
+    return request.url.path.startswith(OPENAI_PREFIXES)
+
+
+def error_response(request: Request, err: ServeError, param: Optional[str] = None) -> JSONResponse:
+    """OpenAI's error shape on /v1 routes; FastAPI's {"detail": ...} on DB-GPT's."""
+    if is_openai_route(request) or isinstance(err, AuthError):
+        body = openai_serving.error_body(err, param)
+    else:
+        body = {"detail": err.message}
+        if isinstance(err, ModelNotFound):
+            body["available_models"] = err.available
+    headers = {"Retry-After": str(err.retry_after_s)} if isinstance(err, ModelOverloaded) else None
+    return JSONResponse(body, status_code=err.status_code, headers=headers)
+
+
+class BodyTooLarge(ServeError):
+    status_code = 413
+    error_type = "invalid_request_error"
+
+
+class BodyLimit:
+    """Refuse bodies over `max_bytes` with 413, counting as they arrive.
+
+    An ASGI wrapper rather than a Content-Length check, so chunked uploads are
+    caught too, before the whole body is held in memory.
+    """
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        limit = scope["app"].state.max_body_bytes if scope["type"] == "http" else 0
+        if not limit:
+            return await self.app(scope, receive, send)
+        request = Request(scope)
+        declared = request.headers.get("content-length")
+        too_large = BodyTooLarge(f"request body is larger than the limit of {limit} bytes")
+        if declared and declared.isdigit() and int(declared) > limit:
+            return await error_response(request, too_large)(scope, receive, send)
+        seen, answered = 0, False
+
+        async def counted():
+            # Past the limit, answer 413 ourselves and tell the app the client left:
+            # an exception here would be swallowed by FastAPI's body parsing as a 400.
+            nonlocal seen, answered
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > limit and not answered:
+                answered = True
+                await error_response(request, too_large)(scope, receive, send)
+                return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message):
+            if not answered:  # whatever the app says after our 413 goes nowhere
+                await send(message)
+
+        await self.app(scope, counted, guarded_send)
+
+
+async def _serve_error(request: Request, exc: ServeError) -> JSONResponse:
+    return error_response(request, exc)
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    if not is_openai_route(request):  # DB-GPT clients expect FastAPI's 422
+        return JSONResponse({"detail": jsonable_encoder(exc.errors())}, status_code=422)
+    errors = exc.errors()
+    param = ".".join(str(p) for p in errors[0].get("loc", ())[1:]) if errors else None
+    message = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'body'}: {e.get('msg')}" for e in errors)
+    return error_response(request, InvalidRequest(message or "invalid request body"), param or None)
+
+
+async def _keys_and_access_log(request: Request, call_next):
+    started = time.monotonic()
+    record = {}
+    _access.set(record)
+    denied = request.app.state.keys.check(request.url.path, request.headers.get("authorization"))
+    response = error_response(request, AuthError(*denied)) if denied else await call_next(request)
+    # One line per request; never a key, and the prompt only when the operator asks.
+    prompt = f" prompt={record['prompt']!r}" if request.app.state.log_prompts and "prompt" in record else ""
+    logger.info(
+        "access route=%s %s model=%s status=%d latency_ms=%.1f tokens=%s span_id=%s%s",
+        request.method, request.url.path, record.get("model", "-"), response.status_code,
+        (time.monotonic() - started) * 1000, record.get("tokens", "-"), record.get("span_id", "-"), prompt,
+    )
+    return response
+
+
+def create_app() -> FastAPI:
+    # The handlers live at module level: Serve pickles the app, and module-level
+    # functions travel by reference (the ContextVar they use cannot be pickled).
+    app = FastAPI(title="smmf-serve", description="DB-GPT's model cluster and the OpenAI API on Ray Serve.")
+    app.state.keys = KeyChecker([])
+    app.state.max_body_bytes = 0
+    app.state.log_prompts = False
+    app.add_exception_handler(ServeError, _serve_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.middleware("http")(_keys_and_access_log)
+    app.add_middleware(BodyLimit)
+    return app

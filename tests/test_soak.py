@@ -1,0 +1,84 @@
+"""Soak: mixed traffic for a bounded time; every request answered, no replica leaks memory.
+
+`make test` runs it for SOAK_SECONDS=20; `make stress` for 300 (and the reliability
+tests with it). It reports requests, errors by kind and each replica's resident
+memory at the start and the end, and fails on growth over 10%.
+"""
+
+import os
+import random
+import threading
+import time
+from collections import Counter
+
+from conftest import EMBEDDER, LLM, RERANKER
+from test_lifecycle import MINILM, apply, details
+
+SECONDS = float(os.environ.get("SOAK_SECONDS", "20"))
+
+
+def rss_by_replica() -> dict[str, int]:
+    """Resident KiB of every running replica of every model, from /proc."""
+    out = {}
+    for name, app in details()["applications"].items():
+        for dep in app["deployments"].values():
+            for r in dep["replicas"]:
+                if r["state"] == "RUNNING" and r.get("pid"):
+                    try:
+                        status = open(f"/proc/{r['pid']}/status").read()
+                    except FileNotFoundError:
+                        continue
+                    out[f"{name}/{r['replica_id']}"] = int(status.split("VmRSS:")[1].split()[0])
+    return out
+
+
+def test_mixed_traffic_soak(client):
+    calls = [
+        lambda: client.post("/v1/chat/completions", json={"model": LLM, "stream": True, "max_tokens": 8,
+                            "messages": [{"role": "user", "content": random.choice(["Hi", "Name a color.", "2+2?"])}]}),
+        lambda: client.post("/api/worker/generate", json={"model": LLM, "prompt": "Hello", "max_new_tokens": 6}),
+        lambda: client.post("/v1/embeddings", json={"model": EMBEDDER, "input": ["soak text"] * random.randint(1, 16)}),
+        lambda: client.post("/v1/rerank", json={"model": RERANKER, "query": "q", "documents": ["a", "b", "c"]}),
+        lambda: client.get("/api/models/status"),
+    ]
+    outcomes: Counter = Counter()
+    stop = threading.Event()
+
+    def worker():
+        while not stop.is_set():
+            try:
+                r = random.choice(calls)()
+                ok = r.status_code == 200 and ("data: [DONE]" in r.text if "event-stream" in r.headers.get("content-type", "") else True)
+                outcomes["ok" if ok else f"http_{r.status_code}"] += 1
+            except Exception as exc:  # a transport failure is an outcome too, counted by kind
+                outcomes[type(exc).__name__] += 1
+
+    def manager():  # management calls in the mix: start and stop a model, again and again
+        i = 0
+        while not stop.is_set():
+            name = f"soak-{i}"
+            started = apply(client, model=name, worker_type="text2vec", apply_type="start",
+                            params={"model_path": MINILM, "num_cpus": 0.1}, timeout_s=120)
+            stopped = apply(client, model=name, worker_type="text2vec", apply_type="stop", timeout_s=120)
+            outcomes["management_ok" if started["success"] and stopped["success"] else "management_failed"] += 1
+            i += 1
+
+    threads = [threading.Thread(target=worker) for _ in range(6)]
+    [t.start() for t in threads]
+    time.sleep(min(5.0, SECONDS / 4))  # warm-up: first requests allocate caches
+    before = rss_by_replica()
+    mgmt = threading.Thread(target=manager)
+    mgmt.start()
+    time.sleep(SECONDS)
+    stop.set()
+    [t.join(timeout=180) for t in threads + [mgmt]]
+    after = rss_by_replica()
+
+    print(f"\nsoak {SECONDS:.0f}s: requests by outcome {dict(outcomes)}")
+    growth = {}
+    for key in sorted(before.keys() & after.keys()):
+        growth[key] = after[key] / before[key] - 1
+        print(f"  {key}: {before[key] / 1024:.0f} MiB -> {after[key] / 1024:.0f} MiB ({growth[key]:+.1%})")
+    assert not any(t.is_alive() for t in threads + [mgmt]), "a request hung"
+    assert outcomes["ok"] > 20 and set(outcomes) <= {"ok", "management_ok"}, outcomes
+    assert growth and max(growth.values()) <= 0.10, growth
