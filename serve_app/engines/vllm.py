@@ -12,6 +12,7 @@ the match, as hf.py does), and it streams only the new text of each step (DELTA)
 from __future__ import annotations
 
 import logging
+import os
 import time
 import uuid
 from typing import AsyncIterator, Awaitable, Optional
@@ -75,6 +76,10 @@ def _stats_logger(metrics: EngineMetrics):
 
 class VLLMEngine(TokenizerPrompts, LLMEngine):
     def __init__(self, args: LLMArgs):
+        # vLLM's logging setup (a dictConfig) closes every handler in the process, Serve's
+        # replica log file among them. Without it vLLM's loggers go to the root logger
+        # (the worker's stderr); VLLM_CONFIGURE_LOGGING=1 in a runtime_env brings it back.
+        os.environ.setdefault("VLLM_CONFIGURE_LOGGING", "0")
         from transformers import AutoTokenizer
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.platforms import current_platform
