@@ -77,8 +77,9 @@ def _stats_logger(metrics: EngineMetrics):
 class VLLMEngine(TokenizerPrompts, LLMEngine):
     def __init__(self, args: LLMArgs):
         # vLLM's logging setup (a dictConfig) closes every handler in the process, Serve's
-        # replica log file among them. Without it vLLM's loggers go to the root logger
-        # (the worker's stderr); VLLM_CONFIGURE_LOGGING=1 in a runtime_env brings it back.
+        # replica log file among them. Without it vLLM's loggers propagate to the root
+        # logger: its warnings reach the worker's stderr, its info lines are dropped
+        # (VLLM_CONFIGURE_LOGGING=1 in a runtime_env brings them back, and the problem).
         os.environ.setdefault("VLLM_CONFIGURE_LOGGING", "0")
         from transformers import AutoTokenizer
         from vllm.engine.arg_utils import AsyncEngineArgs
