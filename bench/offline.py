@@ -8,17 +8,20 @@ import time
 
 import torch
 
-from workload import EMBEDDER_SOURCE, LLM_SOURCE, NEW_TOKENS, QUESTIONS, TEXTS
+from workload import EMBEDDER_SOURCE, LLM_SOURCE, NEW_TOKENS, QUESTIONS, TEXTS, VLLM_ARGS
 
 
-def llm_ceiling(threads: int) -> dict:
-    """Our TransformersEngine given all 16 prompts at once (one batch), and one prompt's TTFT."""
+def llm_ceiling(threads: int, engine_name: str = "transformers") -> dict:
+    """One of our engines given all 16 prompts at once (one batch), and one prompt's TTFT.
+
+    `threads` is torch's in this process; vLLM's engine core process picks its own.
+    """
+    from deployments.llm import load_engine
     from serve_app.config import LLMArgs
     from serve_app.engine import ChatMessage, GenerationRequest, SamplingParams
-    from serve_app.engines.hf import TransformersEngine
 
     torch.set_num_threads(threads)
-    engine = TransformersEngine(LLMArgs(source=LLM_SOURCE))
+    engine = load_engine(LLMArgs(source=LLM_SOURCE, **(VLLM_ARGS if engine_name == "vllm" else {})))
 
     def request(q: str, n: int = NEW_TOKENS) -> GenerationRequest:
         return GenerationRequest(messages=[ChatMessage(role="user", content=q)],
@@ -43,8 +46,10 @@ def llm_ceiling(threads: int) -> dict:
                 "ttft_p50_ms": 1000 * statistics.median(ttfts), "ttft_samples_ms": [1000 * t for t in ttfts]}
 
     try:
-        return asyncio.run(run())
+        return {**asyncio.run(run()), "engine": engine_name}
     finally:
+        if hasattr(engine, "shutdown"):  # vLLM's engine core process: gone before Serve starts
+            engine.shutdown()
         del engine
 
 

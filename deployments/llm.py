@@ -7,13 +7,14 @@ in serve_config.yaml; the defaults below only apply where the config says nothin
 
 from __future__ import annotations
 
+import inspect
 import logging
 from typing import AsyncIterator
 
 from ray import serve
 from ray.serve import Application
 
-from serve_app.config import LLMArgs
+from serve_app.config import NOT_IN_PLACE_BY_ENGINE, LLMArgs
 from serve_app.engine import GenerationChunk, GenerationRequest, LLMEngine
 
 # Serve routes this logger into each replica's log file, tagged with the request id.
@@ -25,6 +26,10 @@ def load_engine(args: LLMArgs) -> LLMEngine:
         from serve_app.engines.hf import TransformersEngine
 
         return TransformersEngine(args)
+    if args.engine == "vllm":
+        from serve_app.engines.vllm import VLLMEngine
+
+        return VLLMEngine(args)
     raise ValueError(f"unknown engine {args.engine!r}")
 
 
@@ -52,14 +57,28 @@ class LLMWorker:
         }
 
     def reconfigure(self, user_config: dict) -> None:
-        """In-place parameters (serve_app.config.IN_PLACE_PARAMS) set through user_config: no restart."""
+        """In-place parameters (serve_app.config.in_place_params) set through user_config: no restart."""
         self.args = self.args.model_validate({**self.args.model_dump(), **user_config})
         self.engine.default_max_new_tokens = self.args.max_new_tokens
-        self.engine.max_num_seqs = self.args.max_num_seqs
+        if self.args.max_num_seqs != self.engine.max_num_seqs:
+            if "max_num_seqs" in NOT_IN_PLACE_BY_ENGINE.get(self.args.engine, ()):
+                # The management API restarts such a replica; a hand-edited user_config cannot.
+                logger.warning("model=%s: %s keeps max_num_seqs=%d until its replica restarts",
+                               self.name, self.args.engine, self.engine.max_num_seqs)
+            else:
+                self.engine.max_num_seqs = self.args.max_num_seqs
         logger.info("model=%s reconfigured %s", self.name, user_config)
 
-    def check_health(self) -> None:
-        self.engine.check_health()
+    async def check_health(self) -> None:
+        result = self.engine.check_health()
+        if inspect.isawaitable(result):  # vLLM's health check is a coroutine
+            await result
+
+    def __del__(self):
+        # Serve calls this when it stops the replica: an engine with a process of its own stops it.
+        shutdown = getattr(getattr(self, "engine", None), "shutdown", None)
+        if shutdown is not None:
+            shutdown()
 
 
 def build_app(args: dict) -> Application:

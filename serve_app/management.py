@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 from pydantic import ValidationError
 
-from serve_app.config import ARGS_BY_WORKER_TYPE, IN_PLACE_PARAMS, SourcePolicy
+from serve_app.config import ARGS_BY_WORKER_TYPE, SourcePolicy, in_place_params
 from serve_app.routing import ROUTERS
 from serve_app.sources import PACKAGE_PREFIX, ModelSourceError, resolve
 
@@ -104,6 +104,8 @@ def split_params(worker_type: str, params: dict[str, Any]) -> tuple[dict, dict, 
             )
     if args.get("trust_remote_code"):
         raise ManagementError("trust_remote_code can only be turned on in the operator's serve config")
+    if args.get("vllm_kwargs"):  # any engine argument: remote code, other weights, other files
+        raise ManagementError("vllm_kwargs can only be set in the operator's serve config")
     return args, deployment, actor
 
 
@@ -142,7 +144,8 @@ def new_app_config(name: str, worker_type: str, params: dict[str, Any], policy: 
 def updated_app_config(app: dict, worker_type: str, params: dict[str, Any], policy: SourcePolicy) -> dict:
     """`app` with `params` applied: in-place ones through user_config, the rest where they belong."""
     args, deployment, actor = split_params(worker_type, normalize_params(params))
-    in_place = {k: args.pop(k) for k in list(args) if k in IN_PLACE_PARAMS[worker_type]}
+    changeable = in_place_params(worker_type, {**(app.get("args") or {}), **args})
+    in_place = {k: args.pop(k) for k in list(args) if k in changeable}
     new_args = {**(app.get("args") or {}), **args}
     validate_args(worker_type, {**new_args, **in_place}, policy)
     deployments = [dict(d) for d in app.get("deployments") or [{"name": worker_type}]]
@@ -153,8 +156,11 @@ def updated_app_config(app: dict, worker_type: str, params: dict[str, Any], poli
     dep.update(deployment)
     if actor:
         dep["ray_actor_options"] = {**(dep.get("ray_actor_options") or {}), **actor}
-    if in_place:
-        dep["user_config"] = {**(dep.get("user_config") or {}), **in_place}
+    # A parameter now set in args (one this engine restarts for) must not stay behind in
+    # user_config, where reconfigure() would lay its old value over the new one.
+    user_config = {k: v for k, v in (dep.get("user_config") or {}).items() if k not in args}
+    if in_place or user_config != (dep.get("user_config") or {}):
+        dep["user_config"] = {**user_config, **in_place}
     return {**app, "args": new_args, "deployments": deployments}
 
 

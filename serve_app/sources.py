@@ -134,3 +134,11 @@ def convert_gguf(directory: str, gguf_file: str, cache_dir: str, trust_remote_co
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return str(target)
+
+
+def hf_format_dir(source: str, cache_dir: str, trust_remote_code: bool) -> str:
+    """A local Hugging Face directory for `source`: GGUF sources give their converted copy."""
+    directory, gguf_file = local_dir(source, cache_dir)
+    if gguf_file:
+        directory = convert_gguf(directory, gguf_file, cache_dir, trust_remote_code)
+    return directory

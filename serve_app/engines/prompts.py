@@ -1,0 +1,55 @@
+"""Prompt text, token counts and the completion budget, for engines that hold a
+Hugging Face tokenizer: every engine renders and counts the same way, so a request
+gets the same prompt, the same usage and the same overflow rule whichever engine runs it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from serve_app.engine import GenerationRequest, PromptTooLongError
+
+
+class TokenizerPrompts:
+    """Mixin: needs `tokenizer`, `context_length` and `default_max_new_tokens` set."""
+
+    def render_prompt(self, request: GenerationRequest) -> str:
+        if request.messages is None:
+            return request.prompt or ""
+        if not self.tokenizer.chat_template:
+            # Plain models: join turns the way base-model prompts usually read.
+            return "".join(f"{m.role}: {m.content}\n" for m in request.messages) + "assistant:"
+        return self.tokenizer.apply_chat_template(
+            [m.model_dump() for m in request.messages], add_generation_prompt=True, tokenize=False
+        )
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def prompt_ids(self, prompt: str, request: GenerationRequest) -> list[int]:
+        # Chat templates already contain the BOS marker they need.
+        return list(self.tokenizer(prompt, add_special_tokens=request.messages is None)["input_ids"])
+
+    def _budget(self, prompt_tokens: int, request: GenerationRequest) -> int:
+        """New tokens the request may have; "truncate" lowers it to what fits, "error" refuses."""
+        room = self.context_length - prompt_tokens
+        wanted = request.params.max_new_tokens or self.default_max_new_tokens
+        if room <= 0 or (request.overflow == "error" and wanted > room):
+            raise PromptTooLongError(
+                f"the prompt has {prompt_tokens} tokens and asks for {wanted} more, "
+                f"but the model's context length is {self.context_length} tokens"
+            )
+        return min(wanted, room)
+
+
+def model_name(source: str) -> str:
+    """The application's name inside a replica (what clients call the model), else the source's."""
+    try:
+        from ray.serve.context import _get_internal_replica_context
+
+        context = _get_internal_replica_context()
+        if context is not None and context.app_name:
+            return context.app_name
+    except Exception:  # not in a replica
+        pass
+    return Path(source.split(":", 1)[-1]).name or source

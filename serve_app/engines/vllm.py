@@ -1,0 +1,167 @@
+"""The `vllm` engine: vLLM's async engine (v1 `AsyncLLM`), whose own scheduler batches
+every request in flight over a paged KV cache.
+
+vllm is imported inside functions only: the rest of the project never needs it, and
+vLLM starts its engine core in a spawned process that re-imports the modules of the
+one that starts it, so importing this module must do nothing. Prompts, token counts
+and the overflow rule come from `TokenizerPrompts`, as in the transformers engine;
+stop strings are vLLM's own (it holds back a possible stop string's start and cuts
+the match, as hf.py does), and it streams only the new text of each step (DELTA).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from typing import AsyncIterator, Awaitable, Optional
+
+from serve_app.config import LLMArgs
+from serve_app.engine import GenerationChunk, GenerationRequest, LLMEngine
+from serve_app.engines.metrics import EngineMetrics
+from serve_app.engines.prompts import TokenizerPrompts, model_name
+from serve_app.sources import hf_format_dir
+
+logger = logging.getLogger("ray.serve")
+
+# vLLM's finish reasons that end a stream normally; "abort" and "error" end it with an error.
+_FINISH = {"stop": "stop", "length": "length"}
+
+
+def engine_options(args: LLMArgs, directory: str, name: str, on_cpu: bool) -> dict:
+    """AsyncEngineArgs for an `llm` application's args; `vllm_kwargs` has the last word."""
+    options = {
+        "model": directory,
+        "served_model_name": name,
+        "trust_remote_code": args.trust_remote_code,
+        # 'auto' means what it means for the transformers engine. vLLM's own 'auto' would
+        # run a float32 checkpoint (every converted GGUF) in bfloat16 on CPU, whose greedy
+        # answers drift from the float32 ones (SmolLM2 no longer says Paris).
+        "dtype": ("float32" if on_cpu else "bfloat16") if args.dtype == "auto" else args.dtype,
+        "max_num_seqs": args.max_num_seqs,
+        "gpu_memory_utilization": args.gpu_memory_utilization,
+        # Per-step scheduler stats feed the batch-size and queue-length metrics.
+        "disable_log_stats": False,
+    }
+    if args.context_length:
+        options["max_model_len"] = args.context_length
+    if args.kv_cache_space_gib:
+        # The same field VLLM_CPU_KVCACHE_SPACE sets on CPU, and on a GPU it replaces
+        # gpu_memory_utilization's share with a fixed size.
+        options["kv_cache_memory_bytes"] = args.kv_cache_space_gib * 2**30
+    return {**options, **args.vllm_kwargs}
+
+
+def _stats_logger(metrics: EngineMetrics):
+    """A vLLM stat logger factory that turns its per-step scheduler stats into our metrics."""
+    from vllm.v1.metrics.loggers import StatLoggerBase
+
+    class SchedulerStatsToMetrics(StatLoggerBase):
+        def __init__(self, vllm_config, engine_index: int = 0):
+            pass
+
+        def record(self, scheduler_stats, iteration_stats, mm_cache_stats=None, engine_idx: int = 0):
+            if scheduler_stats is None:
+                return
+            if scheduler_stats.num_running_reqs:
+                metrics.batch_size.observe(scheduler_stats.num_running_reqs)
+            metrics.queue_length.set(scheduler_stats.num_waiting_reqs)
+
+        def log_engine_initialized(self):
+            pass
+
+    return SchedulerStatsToMetrics
+
+
+class VLLMEngine(TokenizerPrompts, LLMEngine):
+    def __init__(self, args: LLMArgs):
+        # vLLM's logging setup (a dictConfig) closes every handler in the process, Serve's
+        # replica log file among them. Without it vLLM's loggers propagate to the root
+        # logger: its warnings reach the worker's stderr, its info lines are dropped
+        # (VLLM_CONFIGURE_LOGGING=1 in a runtime_env brings them back, and the problem).
+        os.environ.setdefault("VLLM_CONFIGURE_LOGGING", "0")
+        from transformers import AutoTokenizer
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.platforms import current_platform
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        directory = hf_format_dir(args.source, args.cache_dir, args.trust_remote_code)
+        name = model_name(args.source)
+        self.metrics = EngineMetrics(name)
+        started = time.monotonic()
+        self.tokenizer = AutoTokenizer.from_pretrained(directory, trust_remote_code=args.trust_remote_code)
+        self.engine = AsyncLLM.from_engine_args(
+            AsyncEngineArgs(**engine_options(args, directory, name, current_platform.is_cpu())),
+            stat_loggers=[_stats_logger(self.metrics)],
+        )
+        config = self.engine.vllm_config
+        logger.info("vLLM loaded %s in %.1fs", directory, time.monotonic() - started)
+        # vLLM's own limits, so the overflow rule and the engine agree on what fits.
+        self.context_length = config.model_config.max_model_len
+        self.max_num_seqs = config.scheduler_config.max_num_seqs
+        self.default_max_new_tokens = args.max_new_tokens
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
+
+        arrived = time.perf_counter()
+        prompt = self.render_prompt(request)
+        prompt_ids = self.prompt_ids(prompt, request)
+        max_new = self._budget(len(prompt_ids), request)
+        params = request.params
+        optional = {"top_p": params.top_p, "top_k": params.top_k, "seed": params.seed}
+        sampling = SamplingParams(
+            temperature=params.temperature,
+            max_tokens=max_new,
+            stop=params.stop or None,
+            stop_token_ids=params.stop_token_ids or None,
+            output_kind=RequestOutputKind.DELTA,
+            **{k: v for k, v in optional.items() if v is not None},
+        )
+        request_id = f"{request.span_id or 'smmf'}-{uuid.uuid4().hex}"
+        # Token ids (a TokensPrompt), not text: counted once, here, and every vLLM since 0.11 takes them.
+        stream = self.engine.generate({"prompt_token_ids": prompt_ids}, sampling, request_id)
+
+        tokens = 0
+        first = True
+        first_token_at: Optional[float] = None
+        try:
+            async for output in stream:
+                completion = output.outputs[0]
+                tokens += len(completion.token_ids)
+                if tokens and first_token_at is None:
+                    first_token_at = time.perf_counter()
+                    self.metrics.time_to_first_token.observe(first_token_at - arrived)
+                finish = None
+                if output.finished:
+                    finish = _FINISH.get(completion.finish_reason)
+                    if finish is None:
+                        raise RuntimeError(f"vLLM ended request {request_id}: {completion.finish_reason}")
+                if completion.text or finish or first:
+                    yield GenerationChunk(
+                        text=completion.text,
+                        prompt=prompt if first else None,
+                        finish_reason=finish,
+                        prompt_tokens=len(prompt_ids),
+                        completion_tokens=tokens,
+                    )
+                    first = False
+        finally:
+            # Closed early (the consumer is gone): closing vLLM's generator aborts the
+            # request there, which frees its place in the batch and its KV blocks.
+            await stream.aclose()
+            self.metrics.prompt_tokens.inc(len(prompt_ids))
+            if tokens:
+                self.metrics.completion_tokens.inc(tokens)
+            if first_token_at is not None and tokens > 1:
+                self.metrics.time_per_output_token.observe((time.perf_counter() - first_token_at) / (tokens - 1))
+
+    def check_health(self) -> Awaitable[None]:
+        # Raises once the engine core process has died; the replica is then replaced.
+        return self.engine.check_health()
+
+    def shutdown(self) -> None:
+        """Stop vLLM's engine core process (it would outlive a replica that only exits)."""
+        self.engine.shutdown()
