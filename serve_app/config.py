@@ -189,7 +189,10 @@ class RouterArgs(BaseModel):
     registry_ttl_s: float = Field(
         default=1.0,
         gt=0,
-        description="How long the router caches Serve's list of running models.",
+        description=(
+            "How old the router's snapshot of Serve's running models may get before a request "
+            "refreshes it in the background; an unknown or not-running name refreshes at once."
+        ),
     )
     api_keys: list[ApiKey] = Field(
         default_factory=list,
