@@ -13,6 +13,7 @@ from ray.serve import Application
 
 from serve_app.config import RerankerArgs
 from serve_app.engines.hf import pick_device
+from serve_app.results import Scored
 from serve_app.sources import local_dir
 
 logger = logging.getLogger("ray.serve")
@@ -42,10 +43,9 @@ class RerankerWorker:
         self.args = self.args.model_validate({**self.args.model_dump(), **user_config})
         self._apply_batch_limits()
 
-    async def rerank(self, query: str, documents: list[str], span_id: str = "") -> list[float]:
-        """One relevance score per document, in input order."""
+    async def rerank(self, query: str, documents: list[str], span_id: str = "") -> Scored:
         logger.info("model=%s span_id=%s rerank n=%d", self.name, span_id, len(documents))
-        return await self.score_batch((query, documents))
+        return Scored(await self.score_batch((query, documents)), self._count_tokens(query, documents))
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
     async def score_batch(self, requests: list[tuple[str, list[str]]]) -> list[list[float]]:
@@ -65,7 +65,7 @@ class RerankerWorker:
             i += len(docs)
         return out
 
-    async def count_tokens(self, query: str, documents: list[str]) -> int:
+    def _count_tokens(self, query: str, documents: list[str]) -> int:
         """Tokens the model reads for a rerank call (usage)."""
         tok = self.model.tokenizer
         if self.args.method == "cross_encoder":

@@ -13,6 +13,7 @@ from ray.serve import Application
 
 from serve_app.config import Text2VecArgs
 from serve_app.engines.hf import pick_device
+from serve_app.results import Embedded
 from serve_app.sources import local_dir
 
 # Serve routes this logger into each replica's log file, tagged with the request id.
@@ -43,9 +44,10 @@ class Text2VecWorker:
         self.args = self.args.model_validate({**self.args.model_dump(), **user_config})
         self._apply_batch_limits()
 
-    async def embeddings(self, texts: list[str], span_id: str = "") -> list[list[float]]:
+    async def embeddings(self, texts: list[str], span_id: str = "") -> Embedded:
         logger.info("model=%s span_id=%s embeddings n=%d", self.name, span_id, len(texts))
-        return await self.embed_batch(texts)
+        tokens = sum(len(ids) for ids in self.model.tokenizer(texts)["input_ids"]) if texts else 0
+        return Embedded(await self.embed_batch(texts), tokens)
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
     async def embed_batch(self, requests: list[list[str]]) -> list[list[list[float]]]:
@@ -61,10 +63,6 @@ class Text2VecWorker:
 
     async def count_token(self, prompt: str) -> int:
         return len(self.model.tokenizer(prompt, add_special_tokens=False)["input_ids"])
-
-    async def count_tokens(self, texts: list[str]) -> int:
-        """Tokens the model reads for `texts`, special tokens included (embedding usage)."""
-        return sum(len(ids) for ids in self.model.tokenizer(texts)["input_ids"]) if texts else 0
 
     async def model_metadata(self) -> dict:
         return {

@@ -175,9 +175,7 @@ async def embeddings(handle: DeploymentHandle, req: EmbeddingRequest, span_id: s
     except ValueError as exc:
         raise InvalidRequest(str(exc)) from exc
     try:
-        vectors, tokens = await asyncio.gather(
-            handle.embeddings.remote(texts, span_id), handle.count_tokens.remote(texts)
-        )
+        vectors, tokens = await handle.embeddings.remote(texts, span_id)
     except Exception as exc:
         raise as_serve_error(exc) from exc
     if req.dimensions is not None and vectors and req.dimensions != len(vectors[0]):

@@ -55,6 +55,7 @@ from serve_app.protocol import (
     WorkerTypeParam,
 )
 from serve_app.registry import ModelRegistry
+from serve_app.results import Scored
 from serve_app.sources import source_exists
 from serve_app.streams import OpenStream, usage_of
 
@@ -153,9 +154,9 @@ class Router:
         self._check(req.model, span_id, inputs=req.input)
         if req.query is not None:  # DB-GPT's reranker worker: [[score per document]]
             handle = await self.registry.handle(req.model, "reranker")
-            return [await _call(handle.rerank.remote(req.query, req.input, span_id))]
+            return [(await _call(handle.rerank.remote(req.query, req.input, span_id))).scores]
         handle = await self.registry.handle(req.model, "text2vec")
-        return await _call(handle.embeddings.remote(req.input, span_id))
+        return (await _call(handle.embeddings.remote(req.input, span_id))).vectors
 
     @app.post("/api/worker/count_token")
     async def count_token(self, req: CountTokenRequest) -> int:
@@ -314,13 +315,11 @@ class Router:
 
     # --- rerank ------------------------------------------------------------------------
 
-    async def _scores(self, model: str, query: str, documents: list[str]) -> tuple[list[float], int]:
+    async def _scores(self, model: str, query: str, documents: list[str]) -> Scored:
         span_id = new_span_id(None)
         self._check(model, span_id, documents=documents)
         handle = await self.registry.handle(model, "reranker")
-        return await _call(
-            asyncio.gather(handle.rerank.remote(query, documents, span_id), handle.count_tokens.remote(query, documents))
-        )
+        return await _call(handle.rerank.remote(query, documents, span_id))
 
     @app.post("/v1/rerank")
     async def rerank(self, req: RerankRequest) -> dict:

@@ -49,9 +49,14 @@ def test_requests_spread_over_two_replicas(client, routing):
         config = details()["applications"][name]["deployments"]["text2vec"]["deployment_config"]
         router_class = config["request_router_config"]["request_router_class"]
         assert router_class.endswith("RandomRouter" if routing == "random" else "PowerOfTwoChoicesRequestRouter")
-        counts = serving_replicas(client, name)
+        # A replica's first calls are slow (lazy imports, cold caches), and a least-loaded
+        # router rightly avoids it meanwhile: measure once both have answered.
+        deadline = time.monotonic() + 60
+        while len(serving_replicas(client, name, n=16)) < 2:
+            assert time.monotonic() < deadline, "the second replica never took a request"
+        counts = serving_replicas(client, name, n=60)
         assert len(counts) == 2, counts
-        assert min(counts.values()) >= 8, f"both replicas take a fair share: {counts}"
+        assert min(counts.values()) >= 6, f"both replicas take a fair share: {counts}"
     finally:
         apply(client, model=name, worker_type="text2vec", apply_type="stop")
 
@@ -103,7 +108,8 @@ def test_full_queue_answers_503_with_retry_after(client):
         with cf.ThreadPoolExecutor(16) as pool:
             results = list(pool.map(one, range(16)))
         codes = Counter(code for code, *_ in results)
-        assert set(codes) <= {200, 503} and codes[200] >= 1 and codes[503] >= 1, codes
+        bodies = Counter(str(body)[:200] for code, _, body, _ in results if code != 200)
+        assert set(codes) <= {200, 503} and codes[200] >= 1 and codes[503] >= 1, (codes, bodies)
         for code, retry_after, body, openai_route in results:
             if code == 503:
                 assert retry_after == "1"
@@ -114,6 +120,15 @@ def test_full_queue_answers_503_with_retry_after(client):
         while client.post("/api/worker/embeddings", json={"model": "tiny-queue", "input": ["x"]}).status_code != 200:
             assert time.monotonic() < deadline, "the model did not recover from the burst"
             time.sleep(0.2)
+        # One request is one deployment call: an OpenAI request waiting behind one in
+        # flight takes the single queue slot and is served, usage included.
+        with cf.ThreadPoolExecutor(1) as pool:
+            running = pool.submit(client.post, "/api/worker/embeddings", json={"model": "tiny-queue", "input": texts * 2})
+            time.sleep(1.0)
+            waiting = client.post("/v1/embeddings", json={"model": "tiny-queue", "input": texts})
+            assert running.result().status_code == 200
+        assert waiting.status_code == 200, waiting.text
+        assert len(waiting.json()["data"]) == len(texts) and waiting.json()["usage"]["prompt_tokens"] > len(texts)
     finally:
         apply(client, model="tiny-queue", worker_type="text2vec", apply_type="stop")
 
