@@ -23,8 +23,8 @@ logger = logging.getLogger("ray.serve")
 OPENAI_PREFIXES = ("/v1", "/api/v1")
 
 # What a route learned about its request (model, tokens, span id), for the access
-# log line the middleware writes once the response has started. A mutable dict in a
-# ContextVar, because Starlette runs the route in a copy of the middleware's context.
+# log line written when the response ends. A mutable dict in a ContextVar, because
+# Starlette streams a response body from a task that runs in a copy of the context.
 _access: contextvars.ContextVar[dict] = contextvars.ContextVar("smmf_access")
 
 
@@ -109,20 +109,45 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
     return error_response(request, InvalidRequest(message or "invalid request body"), param or None)
 
 
-async def _keys_and_access_log(request: Request, call_next):
-    started = time.monotonic()
-    record = {}
-    _access.set(record)
-    denied = request.app.state.keys.check(request.url.path, request.headers.get("authorization"))
-    response = error_response(request, AuthError(*denied)) if denied else await call_next(request)
-    # One line per request; never a key, and the prompt only when the operator asks.
-    prompt = f" prompt={record['prompt']!r}" if request.app.state.log_prompts and "prompt" in record else ""
-    logger.info(
-        "access route=%s %s model=%s status=%d latency_ms=%.1f tokens=%s span_id=%s%s",
-        request.method, request.url.path, record.get("model", "-"), response.status_code,
-        (time.monotonic() - started) * 1000, record.get("tokens", "-"), record.get("span_id", "-"), prompt,
-    )
-    return response
+class KeysAndAccessLog:
+    """Check the API key, then write one access-log line when the response ends.
+
+    A plain ASGI wrapper rather than `app.middleware("http")`: Starlette's
+    BaseHTTPMiddleware runs the route in a task group and pipes every body chunk
+    through a memory stream, a cost each request and each streamed token pays.
+    Logging at the end also lets the line carry a stream's latency and tokens.
+    """
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = time.monotonic()
+        record = {"status": 500}
+        reset = _access.set(record)
+        request = Request(scope)
+        state = scope["app"].state
+
+        async def send_noting_status(message):
+            if message["type"] == "http.response.start":
+                record["status"] = message["status"]
+            await send(message)
+
+        try:
+            denied = state.keys.check(scope["path"], request.headers.get("authorization"))
+            app = error_response(request, AuthError(*denied)) if denied else self.app
+            await app(scope, receive, send_noting_status)
+        finally:
+            _access.reset(reset)
+            # Never a key, and the prompt only when the operator asks.
+            prompt = f" prompt={record['prompt']!r}" if state.log_prompts and "prompt" in record else ""
+            logger.info(
+                "access route=%s %s model=%s status=%d latency_ms=%.1f tokens=%s span_id=%s%s",
+                scope["method"], scope["path"], record.get("model", "-"), record["status"],
+                (time.monotonic() - started) * 1000, record.get("tokens", "-"), record.get("span_id", "-"), prompt,
+            )
 
 
 def create_app() -> FastAPI:
@@ -134,6 +159,6 @@ def create_app() -> FastAPI:
     app.state.log_prompts = False
     app.add_exception_handler(ServeError, _serve_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.middleware("http")(_keys_and_access_log)
-    app.add_middleware(BodyLimit)
+    app.add_middleware(KeysAndAccessLog)
+    app.add_middleware(BodyLimit)  # outermost: a body too large is refused before anything else
     return app
