@@ -56,7 +56,7 @@ def test_requests_spread_over_two_replicas(client, routing):
             assert time.monotonic() < deadline, "the second replica never took a request"
         counts = serving_replicas(client, name, n=60)
         assert len(counts) == 2, counts
-        assert min(counts.values()) >= 6, f"both replicas take a fair share: {counts}"
+        assert min(counts.values()) >= 12, f"both replicas take a fair share: {counts}"
     finally:
         apply(client, model=name, worker_type="text2vec", apply_type="stop")
 
