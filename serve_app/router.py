@@ -18,7 +18,7 @@ import uuid
 from typing import AsyncIterator, Optional
 
 from fastapi import Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from ray import serve
 from ray.serve import Application
 from ray.serve.handle import DeploymentHandle
@@ -26,7 +26,7 @@ from ray.serve.handle import DeploymentHandle
 from serve_app import openai_serving
 from serve_app.auth import KeyChecker
 from serve_app.config import ARGS_BY_WORKER_TYPE, RouterArgs, parameter_descriptions
-from serve_app.errors import InvalidRequest, as_serve_error
+from serve_app.errors import InvalidRequest, ModelOverloaded, as_serve_error
 from serve_app.http import create_app, note
 from serve_app.openai_protocol import (
     ChatCompletionRequest,
@@ -76,6 +76,24 @@ async def _call(response):
         raise as_serve_error(exc) from exc
 
 
+def worker_error(model: str, span_id: str, exc: BaseException) -> ModelOutput:
+    err = as_serve_error(exc)
+    logger.info("route=generate model=%s span_id=%s status=error reason=%s", model, span_id, err.message)
+    return ModelOutput.error(err.message)
+
+
+def worker_refusal(model: str, span_id: str, exc: BaseException, suffix: bytes = b"") -> Response:
+    """A generation refused before its first token, in DB-GPT's shape (a ModelOutput with
+    error_code 1, which its clients read whatever the status). DB-GPT answers every error
+    with 200; a saturated model alone gets 503 and Retry-After, so load balancers and
+    retrying HTTP clients back off just as they do on the OpenAI routes."""
+    body = worker_error(model, span_id, exc).model_dump_json().encode() + suffix
+    if isinstance(as_serve_error(exc), ModelOverloaded):
+        retry = {"Retry-After": str(ModelOverloaded.retry_after_s)}
+        return Response(body, status_code=503, headers=retry, media_type="application/json")
+    return Response(body, media_type="application/json")
+
+
 @serve.deployment(name="router", max_ongoing_requests=1000, ray_actor_options={"num_cpus": 0.25})
 @serve.ingress(app)
 class Router:
@@ -103,14 +121,16 @@ class Router:
 
     # --- DB-GPT worker API: generation ------------------------------------------
 
-    async def _worker_outputs(self, req: PromptRequest, span_id: str) -> AsyncIterator[ModelOutput]:
+    async def _open_worker_stream(self, req: PromptRequest, span_id: str) -> OpenStream:
+        self._check(req.model, span_id, messages=req.messages, max_tokens=req.max_new_tokens)
+        note(prompt=req.prompt or (req.messages and req.messages[-1].text()))
+        handle = await self.registry.handle(req.model, "llm")
+        return await OpenStream.open(handle, req.to_generation(span_id))
+
+    async def _worker_outputs(self, req: PromptRequest, stream: OpenStream, span_id: str) -> AsyncIterator[ModelOutput]:
         """Cumulative ModelOutputs; a failure becomes one error ModelOutput, as DB-GPT's clients expect."""
         started = time.monotonic()
         try:
-            self._check(req.model, span_id, messages=req.messages, max_tokens=req.max_new_tokens)
-            note(prompt=req.prompt or (req.messages and req.messages[-1].text()))
-            handle = await self.registry.handle(req.model, "llm")
-            stream = await OpenStream.open(handle, req.to_generation(span_id))
             text, context = "", None
             if req.echo:
                 text = stream.first.prompt or ""
@@ -125,24 +145,31 @@ class Router:
                 req.model, span_id, (time.monotonic() - started) * 1000, chunk.completion_tokens,
             )
         except Exception as exc:
-            err = as_serve_error(exc)
-            logger.info("route=generate model=%s span_id=%s status=error reason=%s", req.model, span_id, err.message)
-            yield ModelOutput.error(err.message)
+            yield worker_error(req.model, span_id, exc)
 
     @app.post("/api/worker/generate_stream")
-    async def generate_stream(self, req: PromptRequest) -> StreamingResponse:
-        outputs = self._worker_outputs(req, new_span_id(req.span_id))
+    async def generate_stream(self, req: PromptRequest) -> Response:
+        span_id = new_span_id(req.span_id)
+        try:
+            stream = await self._open_worker_stream(req, span_id)
+        except Exception as exc:
+            return worker_refusal(req.model, span_id, exc, suffix=b"\0")
 
         async def frames() -> AsyncIterator[bytes]:
-            async for out in outputs:
+            async for out in self._worker_outputs(req, stream, span_id):
                 yield out.model_dump_json().encode() + b"\0"
 
         return StreamingResponse(frames())
 
     @app.post("/api/worker/generate")
     async def generate(self, req: PromptRequest) -> ModelOutput:
+        span_id = new_span_id(req.span_id)
+        try:
+            stream = await self._open_worker_stream(req, span_id)
+        except Exception as exc:
+            return worker_refusal(req.model, span_id, exc)
         last = None
-        async for last in self._worker_outputs(req, new_span_id(req.span_id)):
+        async for last in self._worker_outputs(req, stream, span_id):
             pass
         return last
 

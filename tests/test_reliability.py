@@ -125,46 +125,52 @@ def router_log_lines() -> list[str]:
 
 
 def test_two_hundred_concurrent_requests_against_a_small_queue(client, base_url):
+    import aiohttp
+
     limits = {"max_ongoing_requests": 4, "max_queued_requests": 16}
     assert apply(client, model=LLM, worker_type="llm", apply_type="update_params", params=limits)["success"]
 
+    routes = [  # (path, body, the answer's last ModelOutput or OpenAI body from the raw bytes)
+        (CHAT, {"model": LLM, "messages": USER, "max_tokens": 4}, json.loads),
+        ("/api/worker/generate", {"model": LLM, "prompt": "Hi", "max_new_tokens": 4}, json.loads),
+        ("/api/worker/generate_stream", {"model": LLM, "prompt": "Hi", "max_new_tokens": 4},
+         lambda raw: json.loads(raw.rstrip(b"\0").split(b"\0")[-1])),
+    ]
+
     async def one(http, i):
-        started = time.monotonic()
-        if i % 2:
-            r = await http.post(CHAT, json={"model": LLM, "messages": USER, "max_tokens": 4})
-        else:
-            r = await http.post("/api/worker/generate", json={"model": LLM, "prompt": "Hi", "max_new_tokens": 4})
-        return r, time.monotonic() - started, bool(i % 2)
+        """(route, status, Retry-After, answer, seconds from sending to the whole answer)"""
+        path, body, parse = routes[i % len(routes)]
+        sent = time.monotonic()
+        async with http.post(base_url + path, json=body) as r:
+            answer = parse(await r.read())
+            return path, r.status, r.headers.get("retry-after"), answer, time.monotonic() - sent
 
     async def burst():
-        async with httpx.AsyncClient(base_url=base_url, timeout=120, limits=httpx.Limits(max_connections=200)) as http:
+        # aiohttp, not httpx: on 2 shared cores httpx's own cost for 200 concurrent
+        # requests adds most of a second to every measured latency.
+        connector = aiohttp.TCPConnector(limit=200)
+        async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=120)) as http:
             return await asyncio.gather(*(one(http, i) for i in range(200)))
 
     try:
-        results = asyncio.run(burst())
-        ok = refused = 0
-        for r, latency, openai_route in results:
-            assert r.status_code in (200, 503), r.text
-            if openai_route and r.status_code == 503:
-                refused += 1
-                assert r.headers["retry-after"] == "1" and "saturated" in r.json()["error"]["message"]
-            elif not openai_route and r.json()["error_code"] == 1:
-                refused += 1
-                assert "saturated" in r.json()["text"]
+        refusal_s, served = [], 0
+        for path, status, retry_after, answer, seconds in asyncio.run(burst()):
+            assert status in (200, 503), (path, status, answer)
+            message = answer["error"]["message"] if path == CHAT and status != 200 else answer.get("text")
+            if status == 503:  # OpenAI's error shape, or DB-GPT's error ModelOutput
+                assert retry_after == "1" and "saturated" in message, (path, answer)
+                assert path == CHAT or answer["error_code"] == 1
+                refusal_s.append(seconds)
             else:
-                ok += 1
-        assert ok >= 20 and refused >= 20, (ok, refused)
-        # A refusal is answered as it happens: the router's own latency for a typical 503
-        # (its access log) is short. The client-side time also holds 200 connections'
-        # worth of queueing in the proxy on a 2-core machine, so it is not the measure;
-        # and no request hung (every one of the 200 came back above).
-        refusals = sorted(
-            float(line.split("latency_ms=")[1].split()[0])
-            for line in router_log_lines() if "status=503" in line and f"model={LLM}" in line
-        )
-        assert len(refusals) >= 20  # the /v1 half; the worker API answers 200 + error_code 1
-        print(f"router-side 503 latency ms: p50={refusals[len(refusals) // 2]:.0f} max={refusals[-1]:.0f}")
-        assert refusals[len(refusals) // 2] < 5000, refusals
+                assert path == CHAT or answer["error_code"] == 0, (path, answer)
+                served += 1
+        refusal_s.sort()
+        print(f"overload: {served} served, {len(refusal_s)} refused; seconds from sending to the refusal: "
+              f"p50={refusal_s[len(refusal_s) // 2]:.2f} max={refusal_s[-1]:.2f}")
+        assert served >= 20 and len(refusal_s) >= 20, (served, len(refusal_s))
+        # Every request came back (none hung), and a refused one is told at once: within
+        # 2 s of being sent, so within 2 s of being refused.
+        assert refusal_s[-1] < 2.0, refusal_s[-10:]
         assert client.post(CHAT, json={"model": LLM, "messages": USER, "max_tokens": 2}).status_code == 200
     finally:
         assert apply(client, model=LLM, worker_type="llm", apply_type="update_params",
