@@ -11,44 +11,28 @@ import logging
 from ray import serve
 from ray.serve import Application
 
+from deployments.sentence_worker import SentenceWorker
 from serve_app.config import RerankerArgs
-from serve_app.engines.hf import pick_device
 from serve_app.results import Scored
-from serve_app.sources import local_dir
 
 logger = logging.getLogger("ray.serve")
 
 
 @serve.deployment(name="reranker", max_ongoing_requests=32, ray_actor_options={"num_cpus": 0.5})
-class RerankerWorker:
+class RerankerWorker(SentenceWorker):
+    worker_type = "reranker"
+
     def __init__(self, args: RerankerArgs):
         from sentence_transformers import CrossEncoder, SentenceTransformer
 
-        self.name = serve.get_replica_context().app_name
-        self.args = args
-        directory, gguf_file = local_dir(args.source, args.cache_dir)
-        if gguf_file:
-            raise ValueError(f"model source '{args.source}': reranker models cannot load GGUF files")
-        device = pick_device(args.device)
-        kind = CrossEncoder if args.method == "cross_encoder" else SentenceTransformer
-        self.model = kind(directory, device=device, trust_remote_code=args.trust_remote_code)
-        self._apply_batch_limits()
-
-    def _apply_batch_limits(self) -> None:
-        self.score_batch.set_max_batch_size(self.args.max_batch_size)
-        self.score_batch.set_batch_wait_timeout_s(self.args.batch_wait_timeout_s)
-
-    def reconfigure(self, user_config: dict) -> None:
-        """Batch limits set through user_config change in place, with no restart."""
-        self.args = self.args.model_validate({**self.args.model_dump(), **user_config})
-        self._apply_batch_limits()
+        super().__init__(args, CrossEncoder if args.method == "cross_encoder" else SentenceTransformer)
 
     async def rerank(self, query: str, documents: list[str], span_id: str = "") -> Scored:
         logger.info("model=%s span_id=%s rerank n=%d", self.name, span_id, len(documents))
-        return Scored(await self.score_batch((query, documents)), self._count_tokens(query, documents))
+        return Scored(await self.batch((query, documents)), self._count_tokens(query, documents))
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
-    async def score_batch(self, requests: list[tuple[str, list[str]]]) -> list[list[float]]:
+    async def batch(self, requests: list[tuple[str, list[str]]]) -> list[list[float]]:
         if self.args.method == "cross_encoder":
             pairs = [(q, d) for q, docs in requests for d in docs]
             flat = self.model.predict(pairs, convert_to_numpy=True).reshape(-1).tolist()
@@ -72,15 +56,12 @@ class RerankerWorker:
             return sum(len(ids) for ids in tok([query] * len(documents), documents)["input_ids"])
         return sum(len(ids) for ids in tok([query, *documents])["input_ids"])
 
-    async def count_token(self, prompt: str) -> int:
-        return len(self.model.tokenizer(prompt, add_special_tokens=False)["input_ids"])
-
     async def model_metadata(self) -> dict:
         # CrossEncoder calls its limit max_length, SentenceTransformer max_seq_length.
         limit = getattr(self.model, "max_length", None) or self.model.max_seq_length
         return {"model": self.name, "context_length": int(limit), "chat_model": False,
                 "metadata": {"method": self.args.method, "device": str(self.model.device),
-                             "replica_id": serve.get_replica_context().replica_id.unique_id}}
+                             "replica_id": self.replica_id()}}
 
     def check_health(self) -> None:
         # A one-word forward pass (a few ms): a replica whose model can no longer

@@ -1,0 +1,39 @@
+"""What the text2vec and reranker workers share: a sentence-transformers model
+loaded from a model source, and `@serve.batch` limits that `user_config` changes
+in place. Each subclass decorates its own `batch` method with `@serve.batch`."""
+
+from __future__ import annotations
+
+from ray import serve
+
+from serve_app.config import RerankerArgs, Text2VecArgs
+from serve_app.engines.hf import pick_device
+from serve_app.sources import local_dir
+
+
+class SentenceWorker:
+    worker_type: str
+
+    def __init__(self, args: Text2VecArgs | RerankerArgs, model_class: type):
+        self.name = serve.get_replica_context().app_name
+        self.args = args
+        directory, gguf_file = local_dir(args.source, args.cache_dir)
+        if gguf_file:
+            raise ValueError(f"model source '{args.source}': {self.worker_type} models cannot load GGUF files")
+        self.model = model_class(directory, device=pick_device(args.device), trust_remote_code=args.trust_remote_code)
+        self._apply_batch_limits()
+
+    def _apply_batch_limits(self) -> None:
+        self.batch.set_max_batch_size(self.args.max_batch_size)
+        self.batch.set_batch_wait_timeout_s(self.args.batch_wait_timeout_s)
+
+    def reconfigure(self, user_config: dict) -> None:
+        """Batch limits set through user_config change in place, with no restart."""
+        self.args = self.args.model_validate({**self.args.model_dump(), **user_config})
+        self._apply_batch_limits()
+
+    async def count_token(self, prompt: str) -> int:
+        return len(self.model.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+
+    def replica_id(self) -> str:
+        return serve.get_replica_context().replica_id.unique_id
