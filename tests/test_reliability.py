@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ from conftest import EMBEDDER, LLM, RERANKER, wait_for_apps
 from test_lifecycle import MINILM, apply, details
 
 CHAT = "/v1/chat/completions"
+OVERLOAD_BURSTS = int(os.environ.get("OVERLOAD_BURSTS", "1"))  # `make stress` sends more
 USER = [{"role": "user", "content": "hi"}]
 
 
@@ -153,24 +155,25 @@ def test_two_hundred_concurrent_requests_against_a_small_queue(client, base_url)
             return await asyncio.gather(*(one(http, i) for i in range(200)))
 
     try:
-        refusal_s, served = [], 0
-        for path, status, retry_after, answer, seconds in asyncio.run(burst()):
-            assert status in (200, 503), (path, status, answer)
-            message = answer["error"]["message"] if path == CHAT and status != 200 else answer.get("text")
-            if status == 503:  # OpenAI's error shape, or DB-GPT's error ModelOutput
-                assert retry_after == "1" and "saturated" in message, (path, answer)
-                assert path == CHAT or answer["error_code"] == 1
-                refusal_s.append(seconds)
-            else:
-                assert path == CHAT or answer["error_code"] == 0, (path, answer)
-                served += 1
-        refusal_s.sort()
-        print(f"overload: {served} served, {len(refusal_s)} refused; seconds from sending to the refusal: "
-              f"p50={refusal_s[len(refusal_s) // 2]:.2f} max={refusal_s[-1]:.2f}")
-        assert served >= 20 and len(refusal_s) >= 20, (served, len(refusal_s))
-        # Every request came back (none hung), and a refused one is told at once: within
-        # 2 s of being sent, so within 2 s of being refused.
-        assert refusal_s[-1] < 2.0, refusal_s[-10:]
+        for _ in range(OVERLOAD_BURSTS):
+            refusal_s, served = [], 0
+            for path, status, retry_after, answer, seconds in asyncio.run(burst()):
+                assert status in (200, 503), (path, status, answer)
+                message = answer["error"]["message"] if path == CHAT and status != 200 else answer.get("text")
+                if status == 503:  # OpenAI's error shape, or DB-GPT's error ModelOutput
+                    assert retry_after == "1" and "saturated" in message, (path, answer)
+                    assert path == CHAT or answer["error_code"] == 1
+                    refusal_s.append(seconds)
+                else:
+                    assert path == CHAT or answer["error_code"] == 0, (path, answer)
+                    served += 1
+            refusal_s.sort()
+            print(f"overload: {served} served, {len(refusal_s)} refused; seconds from sending to the refusal: "
+                  f"p50={refusal_s[len(refusal_s) // 2]:.2f} max={refusal_s[-1]:.2f}")
+            assert served >= 20 and len(refusal_s) >= 20, (served, len(refusal_s))
+            # Every request came back (none hung), and a refused one is told at once: within
+            # 2 s of being sent, so within 2 s of being refused.
+            assert refusal_s[-1] < 2.0, refusal_s[-10:]
         assert client.post(CHAT, json={"model": LLM, "messages": USER, "max_tokens": 2}).status_code == 200
     finally:
         assert apply(client, model=LLM, worker_type="llm", apply_type="update_params",

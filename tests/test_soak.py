@@ -1,6 +1,6 @@
 """Soak: mixed traffic for a bounded time; every request answered, no replica leaks memory.
 
-`make test` runs it for SOAK_SECONDS=20; `make stress` for 300 (and the reliability
+`make test` runs it for SOAK_SECONDS=20; `make stress` for 240 (and the reliability
 tests with it). It reports requests, errors by kind and each replica's resident
 memory at the start and the end, and fails on growth over 10%.
 """
