@@ -71,6 +71,7 @@ class ModelRegistry:
         self._handles: dict[tuple[str, str], DeploymentHandle] = {}
         self._lock = asyncio.Lock()
         self._background: asyncio.Task | None = None
+        self._closing: set[asyncio.Task] = set()
 
     async def _refresh(self) -> None:
         async with self._lock:  # one controller call serves every waiting request
@@ -83,6 +84,18 @@ class ModelRegistry:
             raw = await client._controller.get_serve_instance_details.remote()
             self._models = entries_from_details(ServeInstanceDetails(**raw))
             self._fetched_at = time.monotonic()
+            self._forget_gone_handles()
+
+    def _forget_gone_handles(self) -> None:
+        # A handle runs its own router (long poll, metrics pusher) until shut down, so
+        # a router that sees models come and go by name for weeks would keep one per
+        # name ever called. Once Serve no longer lists the application, nothing can be
+        # in flight on it, and the handle goes.
+        live = {(m.name, m.worker_type) for m in self._models.values()}
+        for key in [k for k in self._handles if k not in live]:
+            task = asyncio.get_running_loop().create_task(self._handles.pop(key).shutdown_async())
+            self._closing.add(task)  # the loop keeps only weak references to tasks
+            task.add_done_callback(self._closing.discard)
 
     def _refresh_soon(self) -> None:
         if self._background is None or self._background.done():

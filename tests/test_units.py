@@ -1,11 +1,14 @@
 """Unit tests of single functions: source resolution, stop strings, request conversion."""
 
+import asyncio
+
 import pytest
 from pydantic import ValidationError
 
 from serve_app.config import LLMArgs, parameter_descriptions
 from serve_app.engines.hf import _find_stop, _held_back
 from serve_app.protocol import ModelOutput, PromptRequest
+from serve_app.registry import ModelEntry, ModelRegistry
 from serve_app.sources import ModelSourceError, local_dir, resolve, source_exists
 
 
@@ -135,3 +138,25 @@ def test_vllm_max_num_seqs_restarts_and_max_new_tokens_stays_in_place():
     assert "max_num_seqs" not in out["args"] and out["deployments"][0]["user_config"]["max_num_seqs"] == 8
     with pytest.raises(ManagementError, match="vllm_kwargs"):
         split_params("llm", {"source": src, "engine": "vllm", "vllm_kwargs": {"enforce_eager": True}})
+
+
+def test_registry_shuts_down_the_handles_of_models_gone_from_serve():
+    class FakeHandle:  # stands in for a DeploymentHandle: only its shutdown is under test
+        closed = False
+
+        async def shutdown_async(self):
+            self.closed = True
+
+    async def scenario():
+        registry = ModelRegistry()
+        kept, gone, retyped = FakeHandle(), FakeHandle(), FakeHandle()
+        registry._handles = {("a", "llm"): kept, ("b", "text2vec"): gone, ("c", "text2vec"): retyped}
+        # "b" was stopped; "c" was restarted under the same name as a reranker
+        registry._models = {"a": ModelEntry("a", "llm", "RUNNING", ""), "c": ModelEntry("c", "reranker", "RUNNING", "")}
+        registry._forget_gone_handles()
+        await asyncio.sleep(0)  # let the shutdown tasks run
+        return registry, kept, gone, retyped
+
+    registry, kept, gone, retyped = asyncio.run(scenario())
+    assert list(registry._handles) == [("a", "llm")]
+    assert gone.closed and retyped.closed and not kept.closed
