@@ -53,7 +53,11 @@ class GenerationChunk(BaseModel):
     completion_tokens: int = 0
 
 
-class PromptTooLongError(ValueError):
+class InvalidPromptError(ValueError):
+    """A prompt the model cannot run; the caller gets a 400 with this message."""
+
+
+class PromptTooLongError(InvalidPromptError):
     """The prompt (plus the requested completion) does not fit the model's context."""
 
 

@@ -65,11 +65,11 @@ def as_serve_error(exc: BaseException) -> ServeError:
     exception as a subclass of its original type, so isinstance still works)."""
     from ray.serve.exceptions import BackPressureError
 
-    from serve_app.engine import PromptTooLongError
+    from serve_app.engine import InvalidPromptError
 
     if isinstance(exc, ServeError):
         return exc
-    if isinstance(exc, PromptTooLongError):
+    if isinstance(exc, InvalidPromptError):
         return InvalidRequest(last_line(str(exc)))
     if isinstance(exc, BackPressureError):
         return ModelOverloaded(f"the model is saturated, retry later: {last_line(str(exc))}")

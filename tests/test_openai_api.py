@@ -76,6 +76,16 @@ def test_completions_string_and_list(sdk):
     assert two.usage.completion_tokens == 10
 
 
+def test_an_empty_prompt_completes_from_the_start_of_a_document(sdk):
+    import direct
+
+    out = sdk.completions.create(model=LLM, prompt="", max_tokens=8, temperature=0)
+    assert out.usage.prompt_tokens == 1  # the BOS token, as vLLM does
+    # SmolLM2's BOS token, written out: the same completion, by another path through the tokenizer.
+    assert out.choices[0].text == direct.generate(LLM, prompt="<|im_start|>", max_new_tokens=8)
+    assert out.choices[0].text
+
+
 def test_completions_stream(sdk):
     whole = sdk.completions.create(model=LLM, prompt="Once upon a time", max_tokens=12, temperature=0)
     parts = list(sdk.completions.create(model=LLM, prompt="Once upon a time", max_tokens=12, temperature=0, stream=True))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from serve_app.engine import GenerationRequest, PromptTooLongError
+from serve_app.engine import GenerationRequest, InvalidPromptError, PromptTooLongError
 
 
 class TokenizerPrompts:
@@ -28,7 +28,16 @@ class TokenizerPrompts:
 
     def prompt_ids(self, prompt: str, request: GenerationRequest) -> list[int]:
         # Chat templates already contain the BOS marker they need.
-        return list(self.tokenizer(prompt, add_special_tokens=request.messages is None)["input_ids"])
+        ids = list(self.tokenizer(prompt, add_special_tokens=request.messages is None)["input_ids"])
+        if ids:
+            return ids
+        # An empty prompt completes from the start of a document: the BOS token, as vLLM
+        # does, or for a model without one the end-of-text token (OpenAI's default prompt).
+        start = self.tokenizer.bos_token_id
+        start = self.tokenizer.eos_token_id if start is None else start
+        if start is None:
+            raise InvalidPromptError("the prompt is empty and this model has no start-of-text token to begin from")
+        return [start]
 
     def _budget(self, prompt_tokens: int, request: GenerationRequest) -> int:
         """New tokens the request may have; "truncate" lowers it to what fits, "error" refuses."""
