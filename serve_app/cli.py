@@ -2,7 +2,8 @@
 
     smmf model list
     smmf model start NAME --type llm --source PATH [--param k=v ...]
-    smmf model stop NAME
+    smmf model start NAME                    (a model stopped earlier, as it was)
+    smmf model stop NAME [--forget]
     smmf model restart NAME
     smmf model update NAME --param k=v [--param k=v ...]
 
@@ -37,19 +38,32 @@ class Ingress:
         self.address = address
         self.http = httpx.Client(base_url=address, headers=headers, timeout=httpx.Timeout(10, read=3700))
 
-    def request(self, method: str, path: str, **kwargs):
+    def send(self, method: str, path: str, **kwargs) -> httpx.Response:
         try:
-            r = self.http.request(method, path, **kwargs)
+            return self.http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
             raise SystemExit(f"error: cannot reach the smmf-serve ingress at {self.address}: {exc}") from None
+
+    def request(self, method: str, path: str, **kwargs):
+        r = self.send(method, path, **kwargs)
         if r.status_code >= 400:
-            body = r.json() if r.headers.get("content-type", "").startswith("application/json") else r.text
-            message = body.get("error", {}).get("message") or body.get("detail") if isinstance(body, dict) else body
-            raise SystemExit(f"error: {r.status_code}: {message}")
+            raise SystemExit(f"error: {r.status_code}: {_message(r)}")
         return r.json()
 
     def statuses(self) -> dict[str, dict]:
         return {m["model"]: m for m in self.request("GET", "/api/models/status")}
+
+
+def _message(r: httpx.Response) -> str:
+    """The error text of any of the ingress's error shapes (OpenAI's, FastAPI's, DB-GPT's)."""
+    try:
+        body = r.json()
+    except ValueError:
+        return r.text
+    if not isinstance(body, dict):
+        return str(body)
+    error = body.get("error")
+    return (error.get("message") if isinstance(error, dict) else None) or body.get("detail") or body.get("message") or r.text
 
 
 def list_models(ingress: Ingress) -> int:
@@ -67,8 +81,12 @@ def apply(ingress: Ingress, body: dict, watch: Optional[str]) -> int:
 
     def send() -> None:
         try:
-            result.update(ingress.request("POST", "/api/worker/apply", json=body))
-        except SystemExit as exc:  # Ingress.request's clear message, raised on this thread
+            r = ingress.send("POST", "/api/worker/apply", json=body)
+            answer = r.json() if r.headers.get("content-type") == "application/json" else None
+            if not isinstance(answer, dict) or "success" not in answer:  # not the manager's (a bad key, say)
+                raise SystemExit(f"error: {r.status_code}: {_message(r)}")
+            result.update(answer)  # a refused or failed change too: its message, exit status 1
+        except SystemExit as exc:  # a clear message, raised on this thread
             result["error"] = exc.code
 
     call = threading.Thread(target=send)
@@ -99,11 +117,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     model.add_parser("list", help="name, type, replicas and state of every model")
     start = model.add_parser("start", help="start a model")
     start.add_argument("name")
-    start.add_argument("--type", default="llm", dest="worker_type", help="llm, text2vec or reranker")
-    start.add_argument("--source", required=True, help="model path, package:<pkg>/<path> or hub id")
+    start.add_argument("--type", default=None, dest="worker_type",
+                       help="llm (default), text2vec or reranker; a stopped model keeps its own")
+    start.add_argument("--source", help="model path, package:<pkg>/<path> or hub id; not needed to start a stopped model again")
     for name in ("stop", "restart", "update"):
         p = model.add_parser(name, help=f"{name} a model")
         p.add_argument("name")
+    model.choices["stop"].add_argument(
+        "--forget", action="store_true", help="also forget its config (a stopped model can otherwise start again by name)"
+    )
     for p in (start, model.choices["update"]):
         p.add_argument("--param", action="append", default=[], help="key=value (repeatable)")
     for p in model.choices.values():
@@ -116,12 +138,12 @@ def main(argv: Optional[list[str]] = None) -> int:
             return list_models(ingress)
         body = {"model": args.name, "timeout_s": args.timeout}
         if args.command == "start":
-            params = {"source": args.source, **parse_params(args.param)}
+            params = {**({"source": args.source} if args.source else {}), **parse_params(args.param)}
             body.update(apply_type="start", worker_type=args.worker_type, params=params)
         elif args.command == "update":
-            body.update(apply_type="update_params", worker_type="", params=parse_params(args.param))
+            body.update(apply_type="update_params", params=parse_params(args.param))
         else:
-            body.update(apply_type=args.command, worker_type="")
+            body.update(apply_type=args.command, delete_after=getattr(args, "forget", False))
         watch = args.name if args.command in ("start", "restart", "update") else None
         return apply(ingress, body, watch)
     except SystemExit as exc:

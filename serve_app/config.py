@@ -235,11 +235,19 @@ def in_place_params(worker_type: str, args: dict) -> set[str]:
     return IN_PLACE_PARAMS[worker_type] - NOT_IN_PLACE_BY_ENGINE.get(engine, set())
 
 
-def parameter_descriptions(model: type[BaseModel]) -> list[dict]:
-    """DB-GPT's ParameterDescription list, generated from a pydantic model."""
+def parameter_descriptions(model: type[BaseModel], current: Optional[dict] = None) -> list[dict]:
+    """DB-GPT's ParameterDescription list, generated from a pydantic model.
+
+    `current` (a model's args) replaces the defaults, so that `dbgpt model start`,
+    which sends every parameter with its default, sends what the model runs with.
+    Fields holding a dict or list are left out: DB-GPT builds a dataclass from the
+    list, which refuses mutable defaults, and its command line has no such type.
+    """
     out = []
     for name, field in model.model_fields.items():
         annotation = field.annotation
+        if typing.get_origin(annotation) in (dict, list):
+            continue
         args = typing.get_args(annotation)
         valid = None
         if typing.get_origin(annotation) is Literal:
@@ -249,11 +257,16 @@ def parameter_descriptions(model: type[BaseModel]) -> list[dict]:
         if typing.get_origin(base) is Literal:
             valid = list(typing.get_args(base))
             base = type(valid[0])
+        default = None if field.is_required() else field.get_default(call_default_factory=True)
         out.append(
             {
+                # DB-GPT imports this module and takes the class from it when it is there, else
+                # builds a class of this name from the descriptions: `builtins` imports in every
+                # client and has no such class, so it is built (our module does not import there).
+                "param_class": f"builtins.{model.__name__}",
                 "param_name": name,
-                "param_type": getattr(base, "__name__", str(base)),
-                "default_value": None if field.is_required() else field.get_default(call_default_factory=True),
+                "param_type": getattr(typing.get_origin(base) or base, "__name__", str(base)),
+                "default_value": (current or {}).get(name, default),
                 "description": field.description or "",
                 "required": field.is_required(),
                 "valid_values": valid,

@@ -41,7 +41,37 @@ MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 class ManagementError(ValueError):
-    """A management request that cannot be applied; nothing was changed."""
+    """A management request that failed, with the HTTP status it is answered with.
+
+    DB-GPT's RemoteWorkerManager reads only the status code of a management call,
+    so a refusal or a failure must never be a 200. The base class and the first
+    two subclasses are refusals raised before anything is applied: nothing changed.
+    """
+
+    status_code = 400
+
+
+class UnknownModel(ManagementError):
+    status_code = 404
+
+
+class Conflict(ManagementError):
+    """The cluster's state does not allow the change (the model exists, or Serve's config
+    is not one the manager may edit)."""
+
+    status_code = 409
+
+
+class ModelFailed(ManagementError):
+    """The change was applied and the model failed to start (its reason in the message)."""
+
+    status_code = 500
+
+
+class ChangeTimedOut(ManagementError):
+    """The change was applied and is not done within the call's timeout."""
+
+    status_code = 504
 
 
 def check_source(policy: SourcePolicy, source: str) -> None:
@@ -77,7 +107,11 @@ def normalize_params(params: dict[str, Any]) -> dict[str, Any]:
             continue
         if key == "device" and value == "gpu":
             value = "cuda"
-        out[DBGPT_ALIASES.get(key, key)] = value
+        name = DBGPT_ALIASES.get(key, key)
+        # `dbgpt model start` sends both a name and its alias (model_path and source).
+        if name in out and out[name] != value:
+            raise ManagementError(f"parameters '{key}' and '{name}' disagree: {value!r} and {out[name]!r}")
+        out[name] = value
     return out
 
 
@@ -118,8 +152,9 @@ def validate_args(worker_type: str, args: dict[str, Any], policy: SourcePolicy) 
     check_source(policy, args["source"])
 
 
-def new_app_config(name: str, worker_type: str, params: dict[str, Any], policy: SourcePolicy) -> dict:
-    """A Serve application config for a model started through the API."""
+def new_app_config(name: str, worker_type: Optional[str], params: dict[str, Any], policy: SourcePolicy) -> dict:
+    """A Serve application config for a model started through the API (an llm unless told)."""
+    worker_type = worker_type or "llm"
     if worker_type not in IMPORT_PATHS:
         raise ManagementError(f"unknown worker type '{worker_type}'; registered: {', '.join(IMPORT_PATHS)}")
     if not MODEL_NAME.match(name or ""):

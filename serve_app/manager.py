@@ -17,17 +17,22 @@ import asyncio
 import logging
 import time
 import uuid
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import ray
 from ray import serve
 from ray.serve.schema import ServeDeploySchema, ServeInstanceDetails
 
+from serve_app import catalog
 from serve_app.config import SourcePolicy
 from serve_app.errors import last_line
 from serve_app.management import (
     IMPORT_PATHS,
+    ChangeTimedOut,
     ManagementError,
+    Conflict,
+    ModelFailed,
+    UnknownModel,
     new_app_config,
     restarted_app_config,
     updated_app_config,
@@ -40,6 +45,13 @@ logger = logging.getLogger("ray.serve")
 POLL_S = 0.5
 # The controller acts on a new config in its next control-loop pass; look no sooner.
 SETTLE_S = 1.0
+
+
+class Applied(NamedTuple):
+    """A management call's answer: DB-GPT's body and the HTTP status it goes with."""
+
+    status_code: int
+    output: WorkerApplyOutput
 
 
 def _controller():
@@ -55,7 +67,7 @@ class Manager:
         self.default_timeout_s = default_timeout_s
         self._lock = asyncio.Lock()
 
-    async def apply(self, req: WorkerApplyRequest) -> WorkerApplyOutput:
+    async def apply(self, req: WorkerApplyRequest) -> Applied:
         started = time.monotonic()
         timeout_s = req.timeout_s or self.default_timeout_s
         try:
@@ -64,16 +76,28 @@ class Manager:
                 targets_now = await _controller().get_app_configs.remote()
                 config = self._deploy_config(raw, targets_now)
                 apps = {app["name"]: app for app in config["applications"]}
-                targets = self._edit(apps, req)
+                stopped = catalog.stopped()
+                targets = self._edit(apps, stopped, req)
                 config["applications"] = list(apps.values())
                 applied_at = time.time()
                 await _controller().apply_config.remote(ServeDeploySchema(**config))
+                self._update_catalog(req, targets, stopped, targets_now)
             logger.info("management %s model=%s targets=%s applied", req.apply_type, req.model, targets)
             message = await self._wait(targets, req.apply_type == "stop", applied_at, timeout_s)
-            return WorkerApplyOutput(message=message, success=True, timecost=time.monotonic() - started)
+            return Applied(200, WorkerApplyOutput(message=message, success=True, timecost=time.monotonic() - started))
         except ManagementError as exc:
-            logger.info("management %s model=%s refused: %s", req.apply_type, req.model, exc)
-            return WorkerApplyOutput(message=str(exc), success=False, timecost=time.monotonic() - started)
+            logger.info("management %s model=%s failed (%d): %s", req.apply_type, req.model, exc.status_code, exc)
+            output = WorkerApplyOutput(message=str(exc), success=False, timecost=time.monotonic() - started)
+            return Applied(exc.status_code, output)
+
+    @staticmethod
+    def _update_catalog(req: WorkerApplyRequest, targets: list[str], stopped: dict, before: dict) -> None:
+        """A stopped model is remembered with its last config, unless it is to be forgotten."""
+        for name in targets:
+            if req.apply_type == "stop" and not req.delete_after:
+                catalog.remember(name, before[name].model_dump(exclude_unset=True))
+            elif req.apply_type == "stop" or name in stopped:  # stopped for good, or started again
+                catalog.forget(name)
 
     @staticmethod
     def _deploy_config(raw: dict, app_configs: dict) -> dict:
@@ -84,7 +108,7 @@ class Manager:
         """
         for name, app in raw.get("applications", {}).items():
             if name not in app_configs and app.get("status") != "DELETING":
-                raise ManagementError(
+                raise Conflict(
                     f"application '{name}' was deployed with serve.run, not a config: "
                     "models can only be managed when every application comes from a Serve config"
                 )
@@ -94,34 +118,42 @@ class Manager:
                 config[key] = raw[key]
         return config
 
-    def _edit(self, apps: dict[str, dict], req: WorkerApplyRequest) -> list[str]:
+    def _edit(self, apps: dict[str, dict], stopped: dict[str, dict], req: WorkerApplyRequest) -> list[str]:
         """Edit `apps` in place for the request; return the applications it changes."""
         models = {name: worker_type_of(app) for name, app in apps.items() if worker_type_of(app)}
         if req.apply_type == "start":
             if not req.model:
                 raise ManagementError("'model' is required to start a model")
             if req.model in apps:
-                raise ManagementError(
-                    f"model '{req.model}' already exists; use restart or update_params to change it"
-                )
-            apps[req.model] = new_app_config(req.model, req.worker_type, req.params, self.policy)
+                raise Conflict(f"model '{req.model}' already exists; use restart or update_params to change it")
+            apps[req.model] = self._new_app(req, stopped.get(req.model))
             return [req.model]
+        forgettable = set(stopped) if req.apply_type == "stop" and req.delete_after else set()
         if req.model is None:
             targets = sorted(models)
-        elif req.model not in models:
-            raise ManagementError(f"model '{req.model}' does not exist; models: {', '.join(sorted(models)) or 'none'}")
-        elif req.worker_type in IMPORT_PATHS and models[req.model] != req.worker_type:
+        elif req.model not in models and req.model not in forgettable:
+            raise UnknownModel(f"model '{req.model}' does not exist; models: {', '.join(sorted(models)) or 'none'}")
+        elif req.model in models and req.worker_type in IMPORT_PATHS and models[req.model] != req.worker_type:
             raise ManagementError(f"model '{req.model}' is of worker type {models[req.model]}, not {req.worker_type}")
         else:
             targets = [req.model]
         for name in targets:
             if req.apply_type == "stop":
-                del apps[name]
+                apps.pop(name, None)  # absent: a stopped model, now to be forgotten
             elif req.apply_type == "restart":
                 apps[name] = restarted_app_config(apps[name], uuid.uuid4().hex)
             else:
                 apps[name] = updated_app_config(apps[name], models[name], req.params, self.policy)
         return targets
+
+    def _new_app(self, req: WorkerApplyRequest, stopped_config: Optional[dict]) -> dict:
+        """A new model's application, or a stopped one's last config with the request's params on top."""
+        if stopped_config is None:
+            return new_app_config(req.model, req.worker_type, req.params, self.policy)
+        worker_type = worker_type_of(stopped_config)
+        if req.worker_type in IMPORT_PATHS and req.worker_type != worker_type:
+            raise ManagementError(f"model '{req.model}' was stopped as worker type {worker_type}, not {req.worker_type}")
+        return updated_app_config(stopped_config, worker_type, req.params, self.policy)
 
     async def _wait(self, targets: list[str], removed: bool, applied_at: float, timeout_s: float) -> str:
         """Until every target runs (or is gone); raises ManagementError with Serve's reason."""
@@ -134,7 +166,7 @@ class Manager:
             for name in targets:
                 problem = _pending_reason(details, name, removed, applied_at)
                 if problem and problem.startswith("failed"):
-                    raise ManagementError(f"model '{name}' {problem}")
+                    raise ModelFailed(f"model '{name}' {problem}")
                 if problem:
                     pending[name] = problem
             if not pending:
@@ -142,7 +174,7 @@ class Manager:
                 return f"{', '.join(targets) or 'no model'}: {verb}"
             if time.monotonic() >= deadline:
                 reasons = "; ".join(f"model '{n}' {why}" for n, why in pending.items())
-                raise ManagementError(f"not done after {timeout_s:.0f}s: {reasons}")
+                raise ChangeTimedOut(f"not done after {timeout_s:.0f}s: {reasons}")
             await asyncio.sleep(POLL_S)
 
 

@@ -104,7 +104,8 @@ class EmbeddingsRequest(_Request):
 
 
 class CountTokenRequest(_Request):
-    model: str = Field(min_length=1)
+    # DB-GPT's RemoteModelWorker sends no model: then the one running llm is meant.
+    model: Optional[str] = Field(default=None, min_length=1)
     prompt: str
     span_id: Optional[str] = None
 
@@ -136,22 +137,46 @@ class ModelOutput(BaseModel):
 
 
 class ModelMetadata(BaseModel):
+    """The keys every supported DB-GPT builds its exact ModelMetadata dataclass from.
+
+    0.6 calls the function-calling flag `is_function_calling_model`, 0.7+ call it
+    `function_calling`; each refuses the other's name, so neither is sent.
+    """
+
     model: str
     context_length: int
     chat_model: bool = True
-    is_function_calling_model: bool = False
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
+class ParameterDescription(BaseModel):
+    """DB-GPT's ParameterDescription: the keys 0.6's dataclass has (0.7+ add more, all optional).
+
+    `dbgpt model start` builds its command-line options from these (see
+    `config.parameter_descriptions` for what `param_class` must be).
+    """
+
+    param_class: str
+    param_name: str
+    param_type: str
+    description: str
+    default_value: Any = None
+    required: bool = False
+    valid_values: Optional[list[Any]] = None
+    ext_metadata: Optional[dict[str, Any]] = None
+
+
 class SupportedModel(BaseModel):
+    """A model this worker manager can run: the keys of 0.6's dataclass (0.7+ add `provider`,
+    which 0.6 refuses; it defaults to 'hf' there)."""
+
     model: str
     worker_type: str
-    provider: str
     path: str
     path_exist: bool
     proxy: bool = False
     enabled: bool
-    params: dict[str, Any]
+    params: list[ParameterDescription]
 
 
 class WorkerSupportedModels(BaseModel):
@@ -169,19 +194,26 @@ class WorkerStartupRequest(_Request):
     host: Optional[str] = None
     port: Optional[int] = None
     model: str = Field(min_length=1)
-    worker_type: str = "llm"
+    worker_type: Optional[str] = None
     params: dict[str, Any] = Field(default_factory=dict)
     timeout_s: Optional[float] = Field(default=None, gt=0, le=3600)
+    # DB-GPT 0.7+: on shutdown, also forget the model's config (it leaves /models/supports).
+    delete_after: bool = False
 
 
 class WorkerApplyRequest(_Request):
-    """DB-GPT's /apply body; with no model it applies to every model."""
+    """DB-GPT's /apply body; with no model it applies to every model.
+
+    DB-GPT always sends `worker_type`; left out, it means: llm for a new model, the
+    stopped model's own type when one is started again, and any type otherwise.
+    """
 
     model: Optional[str] = None
-    worker_type: str = "llm"
+    worker_type: Optional[str] = None
     apply_type: Literal["start", "stop", "restart", "update_params"]
     params: dict[str, Any] = Field(default_factory=dict)
     timeout_s: Optional[float] = Field(default=None, gt=0, le=3600)
+    delete_after: bool = False  # with stop: forget the model too, as DB-GPT's shutdown does
 
 
 class WorkerApplyOutput(BaseModel):

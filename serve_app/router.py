@@ -23,7 +23,7 @@ from ray import serve
 from ray.serve import Application
 from ray.serve.handle import DeploymentHandle
 
-from serve_app import openai_serving
+from serve_app import catalog, openai_serving
 from serve_app.auth import KeyChecker
 from serve_app.config import ARGS_BY_WORKER_TYPE, RouterArgs, parameter_descriptions
 from serve_app.errors import InvalidRequest, ModelOverloaded, as_serve_error
@@ -38,6 +38,7 @@ from serve_app.openai_protocol import (
     RerankRequest,
     new_id,
 )
+from serve_app.management import worker_type_of
 from serve_app.manager import Manager
 from serve_app.protocol import (
     CountTokenRequest,
@@ -46,6 +47,7 @@ from serve_app.protocol import (
     ModelInstance,
     ModelMetadataRequest,
     ModelOutput,
+    ParameterDescription,
     PromptRequest,
     SupportedModel,
     WorkerApplyOutput,
@@ -62,6 +64,15 @@ from serve_app.streams import OpenStream, usage_of
 logger = logging.getLogger("ray.serve")
 
 app = create_app()
+
+
+# The name DB-GPT's clients look up to find the worker manager (its management API).
+WORKER_MANAGER_SERVICE = "WorkerManager@service"
+
+
+def ingress_address(request: Request) -> tuple[str, int]:
+    """Where clients reach this ingress, as DB-GPT's instances and supports report it."""
+    return request.url.hostname or "127.0.0.1", request.url.port or 80
 
 
 def new_span_id(given: Optional[str]) -> str:
@@ -187,9 +198,19 @@ class Router:
 
     @app.post("/api/worker/count_token")
     async def count_token(self, req: CountTokenRequest) -> int:
-        self._check(req.model)
-        handle = await self.registry.handle(req.model)
+        model = req.model or await self._only_llm()
+        self._check(model)
+        handle = await self.registry.handle(model)
         return await _call(handle.count_token.remote(req.prompt))
+
+    async def _only_llm(self) -> str:
+        """The model a count_token without a name means. DB-GPT's RemoteModelWorker sends
+        none (it assumes one worker per address); with one llm running, it is that one."""
+        llms = [m.name for m in await self.registry.models() if m.worker_type == "llm" and m.running_replicas]
+        if len(llms) != 1:
+            running = ", ".join(llms) or "none"
+            raise InvalidRequest(f"'model' is required when not exactly one llm model runs (running: {running})")
+        return llms[0]
 
     @app.post("/api/worker/model_metadata")
     async def model_metadata(self, req: ModelMetadataRequest) -> ModelMetadata:
@@ -200,29 +221,34 @@ class Router:
 
     @app.get("/api/worker/models/supports")
     async def supports(self, request: Request) -> list[WorkerSupportedModels]:
+        """Every model this cluster can run: the running ones, and those stopped through the
+        API (`enabled: false`), which `dbgpt model start` may start again by name."""
+        running = {m.name: (m.worker_type, m.args, m.running_replicas > 0) for m in await self.registry.models()}
+        stopped = {
+            name: (worker_type_of(app), app.get("args") or {}, False)
+            for name, app in catalog.stopped().items()
+            if name not in running and worker_type_of(app)
+        }
         models = [
             SupportedModel(
-                model=m.name,
-                worker_type=m.worker_type,
-                provider=m.args.get("engine", "hf") if m.worker_type == "llm" else "hf",
-                path=str(m.args.get("source", "")),
-                path_exist=source_exists(str(m.args.get("source", ""))),
-                enabled=m.running_replicas > 0,
-                params=m.args,
+                model=name,
+                worker_type=worker_type,
+                path=str(args.get("source", "")),
+                path_exist=source_exists(str(args.get("source", ""))),
+                enabled=enabled,
+                params=parameter_descriptions(ARGS_BY_WORKER_TYPE[worker_type], args),
             )
-            for m in await self.registry.models()
+            for name, (worker_type, args, enabled) in sorted({**stopped, **running}.items())
         ]
-        host = request.url.hostname or "127.0.0.1"
-        return [WorkerSupportedModels(host=host, port=request.url.port or 80, models=models)]
+        host, port = ingress_address(request)
+        return [WorkerSupportedModels(host=host, port=port, models=models)]
 
     @app.get("/api/worker/parameter/descriptions")
-    async def parameter_descriptions(self, model: str, worker_type: WorkerTypeParam = "llm") -> list[dict]:
-        descriptions = parameter_descriptions(ARGS_BY_WORKER_TYPE[worker_type])
+    async def parameter_descriptions(self, model: str, worker_type: WorkerTypeParam = "llm") -> list[ParameterDescription]:
         current = {m.name: m for m in await self.registry.models()}.get(model)
-        if current and current.worker_type == worker_type:
-            for d in descriptions:  # report what the running model uses
-                d["default_value"] = current.args.get(d["param_name"], d["default_value"])
-        return descriptions
+        # Report what the running model uses as each default.
+        args = current.args if current and current.worker_type == worker_type else None
+        return parameter_descriptions(ARGS_BY_WORKER_TYPE[worker_type], args)
 
     # --- DB-GPT worker API: starting and stopping models (admin) -----------------
 
@@ -238,10 +264,11 @@ class Router:
     async def apply(self, req: WorkerApplyRequest) -> WorkerApplyOutput:
         return await self._apply(req)
 
-    async def _apply(self, req: WorkerApplyRequest) -> WorkerApplyOutput:
-        out = await _call(self.manager.apply.remote(req))
+    async def _apply(self, req: WorkerApplyRequest) -> Response:
+        status_code, output = await _call(self.manager.apply.remote(req))
         self.registry.invalidate()  # the next lookup sees the change at once
-        return out
+        # A refusal or failure is never a 200: DB-GPT's RemoteWorkerManager reads only the status.
+        return Response(output.model_dump_json(), status_code=status_code, media_type="application/json")
 
     @app.get("/api/models/status")
     async def models_status(self) -> list[dict]:
@@ -258,28 +285,34 @@ class Router:
     async def controller_models(
         self, request: Request, model_name: Optional[str] = None, healthy_only: bool = False
     ) -> list[ModelInstance]:
-        """One instance per replica, all at the ingress's address: a DB-GPT webserver in
-        cluster mode uses the ingress as both its controller and its worker."""
-        name, _, worker_type = (model_name or "").partition("@")
+        """One instance per model, at the ingress's address, and the worker manager service.
+
+        A DB-GPT instance is an address to send a model's requests to; every replica of
+        a model sits behind the one ingress, and Serve picks the replica. (Listing each
+        replica would make DB-GPT send a management call once per replica.) A DB-GPT
+        webserver or CLI finds where to send startup/shutdown/apply by the
+        `WorkerManager@service` instance, which is the ingress too.
+        """
+        host, port = ingress_address(request)
         # Serve health-checks every replica (health_check_period_s); a RUNNING replica
         # passed its last check, so our read of Serve's state stands in for a heartbeat.
         seen = datetime.now(timezone.utc).isoformat()
-        instances = []
-        for m in await self.registry.models(fresh=True):
-            if (name and m.name != name) or (worker_type and m.worker_type != worker_type):
-                continue
-            for _, state in m.replicas:
-                healthy = state == "RUNNING"
-                if healthy or not healthy_only:
-                    instances.append(ModelInstance(
-                        model_name=f"{m.name}@{m.worker_type}", host=request.url.hostname or "127.0.0.1",
-                        port=request.url.port or 80, healthy=healthy, last_heartbeat=seen if healthy else None,
-                    ))
-        return instances
+        keys = [(WORKER_MANAGER_SERVICE, True)] + [
+            (f"{m.name}@{m.worker_type}", m.running_replicas > 0) for m in await self.registry.models(fresh=True)
+        ]
+        return [
+            ModelInstance(model_name=key, host=host, port=port, healthy=healthy, last_heartbeat=seen if healthy else None)
+            for key, healthy in keys
+            if (not model_name or key == model_name) and (healthy or not healthy_only)
+        ]
 
     @app.post("/api/controller/models")
     async def controller_register(self) -> bool:
         return True  # Serve registers replicas itself; accepted for DB-GPT workers, changes nothing
+
+    @app.delete("/api/controller/models")
+    async def controller_deregister(self) -> bool:
+        return True  # Serve removes replicas itself
 
     @app.post("/api/controller/heartbeat")
     async def controller_heartbeat(self) -> bool:

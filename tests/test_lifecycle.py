@@ -33,9 +33,10 @@ def deployed_configs() -> dict[str, dict]:
     return {name: app["deployed_app_config"] for name, app in details()["applications"].items()}
 
 
-def apply(client, **body) -> dict:
+def apply(client, expect: int = 200, **body) -> dict:
+    """A management call; DB-GPT's clients read only its status, so it is checked first."""
     r = client.post("/api/worker/apply", json=body, timeout=400)
-    assert r.status_code == 200, r.text
+    assert r.status_code == expect, r.text
     return r.json()
 
 
@@ -118,31 +119,31 @@ def test_in_place_llm_default_changes_without_restart(client):
 
 
 @pytest.mark.parametrize(
-    "body, reason",
+    "body, status, reason",
     [
-        ({"model": "x", "worker_type": "llm", "apply_type": "start", "params": {"model_path": MINILM, "worker_class": "os.system"}}, "unknown parameter 'worker_class'"),
-        ({"model": "x", "worker_type": "toaster", "apply_type": "start", "params": {"model_path": MINILM}}, "unknown worker type 'toaster'"),
-        ({"model": "x", "worker_type": "text2vec", "apply_type": "start", "params": {"model_path": "/etc"}}, "outside the configured model roots"),
-        ({"model": "x", "worker_type": "text2vec", "apply_type": "start", "params": {"model_path": "package:json/x"}}, "not one of the allowed package sources"),
-        ({"model": "x", "worker_type": "text2vec", "apply_type": "start", "params": {"model_path": MINILM, "trust_remote_code": True}}, "trust_remote_code"),
-        ({"model": "../x", "worker_type": "text2vec", "apply_type": "start", "params": {"model_path": MINILM}}, "invalid model name"),
-        ({"model": "x", "worker_type": "text2vec", "apply_type": "start", "params": {"model_path": MINILM, "max_batch_size": -1}}, "max_batch_size"),
-        ({"model": "x", "worker_type": "text2vec", "apply_type": "start", "params": {}}, "'source'"),
-        ({"model": EMBEDDER, "worker_type": "text2vec", "apply_type": "start", "params": {"model_path": MINILM}}, "already exists"),
-        ({"model": "no-such-model", "worker_type": "llm", "apply_type": "stop"}, "does not exist"),
-        ({"model": EMBEDDER, "worker_type": "llm", "apply_type": "restart"}, "worker type text2vec"),
-        ({"model": "router", "worker_type": "llm", "apply_type": "stop"}, "does not exist"),
+        ({"model": "x", "worker_type": "llm", "apply_type": "start", "params": {"model_path": MINILM, "worker_class": "os.system"}}, 400, "unknown parameter 'worker_class'"),
+        ({"model": "x", "worker_type": "toaster", "apply_type": "start", "params": {"model_path": MINILM}}, 400, "unknown worker type 'toaster'"),
+        ({"model": "x", "worker_type": "text2vec", "apply_type": "start", "params": {"model_path": "/etc"}}, 400, "outside the configured model roots"),
+        ({"model": "x", "worker_type": "text2vec", "apply_type": "start", "params": {"model_path": "package:json/x"}}, 400, "not one of the allowed package sources"),
+        ({"model": "x", "worker_type": "text2vec", "apply_type": "start", "params": {"model_path": MINILM, "trust_remote_code": True}}, 400, "trust_remote_code"),
+        ({"model": "../x", "worker_type": "text2vec", "apply_type": "start", "params": {"model_path": MINILM}}, 400, "invalid model name"),
+        ({"model": "x", "worker_type": "text2vec", "apply_type": "start", "params": {"model_path": MINILM, "max_batch_size": -1}}, 400, "max_batch_size"),
+        ({"model": "x", "worker_type": "text2vec", "apply_type": "start", "params": {}}, 400, "'source'"),
+        ({"model": EMBEDDER, "worker_type": "text2vec", "apply_type": "start", "params": {"model_path": MINILM}}, 409, "already exists"),
+        ({"model": "no-such-model", "worker_type": "llm", "apply_type": "stop"}, 404, "does not exist"),
+        ({"model": EMBEDDER, "worker_type": "llm", "apply_type": "restart"}, 400, "worker type text2vec"),
+        ({"model": "router", "worker_type": "llm", "apply_type": "stop"}, 404, "does not exist"),
     ],
 )
-def test_bad_management_requests_change_nothing(client, body, reason):
+def test_bad_management_requests_change_nothing(client, body, status, reason):
     before = deployed_configs()
-    out = apply(client, **body)
+    out = apply(client, expect=status, **body)
     assert out["success"] is False and reason in out["message"]
     assert deployed_configs() == before
 
 
 def test_more_gpus_than_exist_is_reported_not_hung(client):
-    out = apply(client, model="gpu-hungry", worker_type="text2vec", apply_type="start", timeout_s=5,
+    out = apply(client, expect=504, model="gpu-hungry", worker_type="text2vec", apply_type="start", timeout_s=5,
                 params={"model_path": MINILM, "num_gpus": 4, "num_cpus": 0.1})
     try:
         assert out["success"] is False
@@ -198,6 +199,32 @@ def test_started_model_survives_router_and_controller_restarts(client):
         wait_for_apps(["router", "persistent", LLM], timeout_s=120)
     finally:
         assert apply(client, model="persistent", worker_type="text2vec", apply_type="stop")["success"]
+
+
+def test_a_stopped_model_starts_again_by_name_as_it_was(client):
+    name = "stop-and-start"
+    assert apply(client, model=name, worker_type="text2vec", apply_type="start",
+                 params={"model_path": MINILM, "num_cpus": 0.1, "max_batch_size": 8, "concurrency": 4})["success"]
+    config = deployed_configs()[name]
+    try:
+        assert apply(client, model=name, apply_type="stop")["success"]
+        assert name not in deployed_configs()
+        # DB-GPT lists what it can run: the stopped model stays there, not enabled.
+        supports = {m["model"]: m for m in client.get("/api/worker/models/supports").json()[0]["models"]}
+        assert supports[name]["enabled"] is False and supports[name]["worker_type"] == "text2vec"
+        # Starting the name alone brings back its whole config, deployment options included.
+        assert apply(client, model=name, apply_type="start")["success"]
+        again = deployed_configs()[name]
+        assert again["args"] == config["args"] and again["deployments"] == config["deployments"]
+        assert embed(client, name) == 200
+        supports = {m["model"]: m for m in client.get("/api/worker/models/supports").json()[0]["models"]}
+        assert supports[name]["enabled"] is True
+    finally:
+        apply(client, model=name, apply_type="stop")
+    # DB-GPT's delete_after: stopped for good, so no longer listed or startable by name.
+    assert apply(client, model=name, apply_type="stop", delete_after=True)["success"]
+    assert name not in {m["model"] for m in client.get("/api/worker/models/supports").json()[0]["models"]}
+    assert apply(client, expect=400, model=name, apply_type="start")["success"] is False
 
 
 def smmf(base_url, *args, timeout=400):
