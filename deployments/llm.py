@@ -7,7 +7,6 @@ in serve_config.yaml; the defaults below only apply where the config says nothin
 
 from __future__ import annotations
 
-import inspect
 import logging
 from typing import AsyncIterator
 
@@ -15,7 +14,7 @@ from ray import serve
 from ray.serve import Application
 
 from serve_app.config import NOT_IN_PLACE_BY_ENGINE, LLMArgs
-from serve_app.engine import GenerationChunk, GenerationRequest, LLMEngine
+from serve_app.engines.base import GenerationChunk, GenerationRequest, LLMEngine
 
 # Serve routes this logger into each replica's log file, tagged with the request id.
 logger = logging.getLogger("ray.serve")
@@ -70,15 +69,12 @@ class LLMWorker:
         logger.info("model=%s reconfigured %s", self.name, user_config)
 
     async def check_health(self) -> None:
-        result = self.engine.check_health()
-        if inspect.isawaitable(result):  # vLLM's health check is a coroutine
-            await result
+        await self.engine.check_health()
 
-    def __del__(self):
-        # Serve calls this when it stops the replica: an engine with a process of its own stops it.
-        shutdown = getattr(getattr(self, "engine", None), "shutdown", None)
-        if shutdown is not None:
-            shutdown()
+    async def __del__(self):
+        # Serve awaits this when it stops the replica: an engine with a process of its own stops it.
+        if hasattr(self, "engine"):  # absent when the engine failed to load
+            await self.engine.shutdown()
 
 
 def build_app(args: dict) -> Application:

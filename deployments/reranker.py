@@ -13,7 +13,7 @@ from ray.serve import Application
 
 from deployments.sentence_worker import SentenceWorker
 from serve_app.config import RerankerArgs
-from serve_app.results import Scored
+from serve_app.engines.base import Scored
 
 logger = logging.getLogger("ray.serve")
 

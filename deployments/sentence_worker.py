@@ -7,7 +7,7 @@ from __future__ import annotations
 from ray import serve
 
 from serve_app.config import RerankerArgs, Text2VecArgs
-from serve_app.engines.hf import pick_device
+from serve_app.replica import pick_device
 from serve_app.sources import local_dir
 
 

@@ -13,7 +13,7 @@ from ray.serve import Application
 
 from deployments.sentence_worker import SentenceWorker
 from serve_app.config import Text2VecArgs
-from serve_app.results import Embedded
+from serve_app.engines.base import Embedded
 
 # Serve routes this logger into each replica's log file, tagged with the request id.
 logger = logging.getLogger("ray.serve")

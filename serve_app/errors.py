@@ -1,4 +1,4 @@
-"""Errors that carry their HTTP status; the router renders them for each API dialect."""
+"""Errors that carry their HTTP status; http.py renders them in each API dialect's shape."""
 
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ def as_serve_error(exc: BaseException) -> ServeError:
     exception as a subclass of its original type, so isinstance still works)."""
     from ray.serve.exceptions import BackPressureError
 
-    from serve_app.engine import InvalidPromptError
+    from serve_app.engines.base import InvalidPromptError
 
     if isinstance(exc, ServeError):
         return exc

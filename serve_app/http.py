@@ -1,7 +1,7 @@
-"""The FastAPI app under the router: error shapes, API keys, size limits, access log.
+"""The FastAPI app under the ingress: error shapes, API keys, size limits, access log.
 
 Everything here happens around a route, never inside one: the routes in
-`router.py` only parse, dispatch and shape answers.
+`ingress.py` only validate, dispatch and hand the answer to their dialect.
 """
 
 import contextvars

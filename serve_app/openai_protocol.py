@@ -1,4 +1,5 @@
-"""Request and response models of the OpenAI-compatible API and the rerank routes.
+"""Request and response models of the OpenAI dialect (`/v1/*`), with the Cohere/Jina
+rerank body that LangChain and LlamaIndex send to `/v1/rerank`.
 
 Field ranges follow OpenAI's API reference; a value out of range is a 400 in the
 OpenAI error shape before anything reaches a model. Unknown fields are ignored
@@ -11,7 +12,7 @@ from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from serve_app.engine import ChatMessage, GenerationRequest, SamplingParams
+from serve_app.engines.base import ChatMessage, GenerationRequest, SamplingParams, Usage
 
 
 class _Request(BaseModel):
@@ -130,14 +131,6 @@ class RerankRequest(_Request):
         return [d if isinstance(d, str) else str(d.get("text", "")) for d in self.documents]
 
 
-class RelevanceRequest(_Request):
-    """DB-GPT's `/api/v1/beta/relevance` body."""
-
-    model: str = Field(min_length=1)
-    query: str
-    documents: list[str] = Field(min_length=1)
-
-
 # --- responses ---------------------------------------------------------------------
 
 
@@ -155,6 +148,11 @@ class ModelCard(BaseModel):
     created: int
     owned_by: str = "smmf-serve"
 
+    @classmethod
+    def of(cls, entry) -> "ModelCard":
+        """The card of a registry entry (serve_app.registry.ModelEntry)."""
+        return cls(id=entry.name, created=int(entry.created))
+
 
 class ModelList(BaseModel):
     object: Literal["list"] = "list"
@@ -170,3 +168,104 @@ class ErrorInfo(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorInfo
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class ChatChoice(BaseModel):
+    index: int = 0
+    message: AssistantMessage
+    logprobs: None = None
+    finish_reason: Optional[str]
+
+
+class ChatCompletionResponse(BaseModel):
+    id: str = Field(default_factory=lambda: new_id("chatcmpl"))
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int = Field(default_factory=now)
+    model: str
+    choices: list[ChatChoice]
+    usage: Usage
+
+
+class Delta(BaseModel):
+    role: Optional[Literal["assistant"]] = None
+    content: Optional[str] = None
+
+
+class ChunkChoice(BaseModel):
+    index: int = 0
+    delta: Delta
+    logprobs: None = None
+    finish_reason: Optional[str] = None
+
+
+class ChatCompletionChunk(BaseModel):
+    """One SSE frame of a streamed chat; the usage frame has no choices."""
+
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChunkChoice]
+    usage: Optional[Usage] = None
+
+
+class CompletionChoice(BaseModel):
+    index: int
+    text: str
+    logprobs: None = None
+    finish_reason: Optional[str] = None
+
+
+class CompletionResponse(BaseModel):
+    """A whole completion, or (object the same, as OpenAI's) one frame of a streamed one."""
+
+    id: str = Field(default_factory=lambda: new_id("cmpl"))
+    object: Literal["text_completion"] = "text_completion"
+    created: int = Field(default_factory=now)
+    model: str
+    choices: list[CompletionChoice]
+    usage: Optional[Usage] = None
+
+
+class EmbeddingData(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: Union[list[float], str]  # a base64 string with encoding_format "base64"
+
+
+class EmbeddingUsage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[EmbeddingData]
+    model: str
+    usage: EmbeddingUsage
+
+
+class RerankDocument(BaseModel):
+    text: str
+
+
+class RerankResult(BaseModel):
+    index: int
+    relevance_score: float
+    document: Optional[RerankDocument] = None
+
+
+class RerankUsage(BaseModel):
+    total_tokens: int
+
+
+class RerankResponse(BaseModel):
+    id: str = Field(default_factory=lambda: new_id("rerank"))
+    model: str
+    results: list[RerankResult]
+    usage: RerankUsage

@@ -1,46 +1,66 @@
-"""OpenAI-compatible serving: turn engine chunks into chat/completion responses and SSE.
+"""The OpenAI dialect's answers: chat and completion responses and SSE streams from
+engine chunks, embeddings, rerank, and the error shape.
 
-The router validates the body, finds the model's handle and opens the stream
-(see `streams.OpenStream`) before the HTTP response starts, so an error before
-the first token still gets its status code; the functions here shape the answer.
+The ingress validates the body, finds the model's handle and opens the stream
+(`streams.OpenStream`) before the HTTP response starts, so an error before the
+first token still gets its status code; the functions here shape the answer.
 An error after the headers becomes one final error frame, then `[DONE]`.
 """
 
+from __future__ import annotations
+
 import asyncio
 import base64
-import json
-from typing import AsyncIterator, Optional
+from typing import AsyncIterator, Callable, Optional
 
 import numpy as np
+from pydantic import BaseModel
 from ray.serve.handle import DeploymentHandle
 
-from serve_app.engine import GenerationChunk
+from serve_app.engines.base import GenerationChunk, Scored, Usage
 from serve_app.errors import InvalidRequest, ServeError, as_serve_error
-from serve_app.protocol import Usage
-from serve_app.streams import OpenStream, usage_of
 from serve_app.openai_protocol import (
+    AssistantMessage,
+    ChatChoice,
+    ChatCompletionChunk,
     ChatCompletionRequest,
+    ChatCompletionResponse,
+    ChunkChoice,
+    CompletionChoice,
     CompletionRequest,
+    CompletionResponse,
+    Delta,
+    EmbeddingData,
     EmbeddingRequest,
+    EmbeddingResponse,
+    EmbeddingUsage,
     ErrorInfo,
+    ErrorResponse,
+    RerankDocument,
+    RerankRequest,
+    RerankResponse,
+    RerankResult,
+    RerankUsage,
     new_id,
     now,
 )
-
-
-def error_body(err: ServeError, param: Optional[str] = None) -> dict:
-    return {"error": ErrorInfo(message=err.message, type=err.error_type, param=param, code=err.status_code).model_dump()}
-
+from serve_app.streams import OpenStream
 
 DONE = "data: [DONE]\n\n"
 
 
-def sse(data: dict) -> str:
-    return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
+def error_body(err: ServeError, param: Optional[str] = None) -> dict:
+    info = ErrorInfo(message=err.message, type=err.error_type, param=param, code=err.status_code)
+    return ErrorResponse(error=info).model_dump()
+
+
+def sse(frame: BaseModel) -> str:
+    # A frame carries `usage` only when it is the usage frame, as OpenAI's do.
+    return f"data: {frame.model_dump_json(exclude=None if getattr(frame, 'usage', None) else {'usage'})}\n\n"
 
 
 def add_usage(total: Usage, chunk: GenerationChunk) -> None:
-    for field, value in usage_of(chunk):
+    for field, value in chunk.usage():
         setattr(total, field, getattr(total, field) + value)
 
 
@@ -57,81 +77,57 @@ async def collect(stream: OpenStream) -> tuple[str, GenerationChunk]:
 # --- chat --------------------------------------------------------------------------
 
 
-async def chat_completion(req: ChatCompletionRequest, stream: OpenStream) -> dict:
+async def chat_completion(req: ChatCompletionRequest, stream: OpenStream) -> ChatCompletionResponse:
     text, last = await collect(stream)
-    return {
-        "id": new_id("chatcmpl"),
-        "object": "chat.completion",
-        "created": now(),
-        "model": req.model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "logprobs": None,
-                "finish_reason": last.finish_reason,
-            }
-        ],
-        "usage": usage_of(last).model_dump(),
-    }
+    choice = ChatChoice(message=AssistantMessage(content=text), finish_reason=last.finish_reason)
+    return ChatCompletionResponse(model=req.model, choices=[choice], usage=last.usage())
 
 
 async def chat_completion_sse(req: ChatCompletionRequest, stream: OpenStream) -> AsyncIterator[str]:
-    base = {"id": new_id("chatcmpl"), "object": "chat.completion.chunk", "created": now(), "model": req.model}
+    base = {"id": new_id("chatcmpl"), "created": now(), "model": req.model}
     usage = Usage()
 
-    def frame(delta: dict, finish: Optional[str] = None) -> str:
-        return sse({**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]})
+    def frame(delta: Delta, finish: Optional[str] = None) -> str:
+        return sse(ChatCompletionChunk(**base, choices=[ChunkChoice(delta=delta, finish_reason=finish)]))
 
     async def body() -> AsyncIterator[str]:
-        yield frame({"role": "assistant", "content": ""})
+        yield frame(Delta(role="assistant", content=""))
         async for chunk in stream.chunks():
             if chunk.text:
-                yield frame({"content": chunk.text})
+                yield frame(Delta(content=chunk.text))
             if chunk.finish_reason:
                 add_usage(usage, chunk)
-                yield frame({}, chunk.finish_reason)
+                yield frame(Delta(), chunk.finish_reason)
 
-    async for line in _ending(body(), base, usage if req.include_usage else None):
+    usage_frame = (lambda: ChatCompletionChunk(**base, choices=[], usage=usage)) if req.include_usage else None
+    async for line in _ending(body(), usage_frame):
         yield line
 
 
 # --- completions -------------------------------------------------------------------
 
 
-async def completion(req: CompletionRequest, streams: list[OpenStream]) -> dict:
+async def completion(req: CompletionRequest, streams: list[OpenStream]) -> CompletionResponse:
     results = await asyncio.gather(*(collect(s) for s in streams))
-    prompt_tokens = sum(last.prompt_tokens for _, last in results)
-    completion_tokens = sum(last.completion_tokens for _, last in results)
     prompts = req.prompts()
-    return {
-        "id": new_id("cmpl"),
-        "object": "text_completion",
-        "created": now(),
-        "model": req.model,
-        "choices": [
-            {
-                "index": i,
-                "text": (prompts[i] if req.echo else "") + text,
-                "logprobs": None,
-                "finish_reason": last.finish_reason,
-            }
-            for i, (text, last) in enumerate(results)
-        ],
-        "usage": Usage(
-            prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, total_tokens=prompt_tokens + completion_tokens
-        ).model_dump(),
-    }
+    usage = Usage()
+    for _, last in results:
+        add_usage(usage, last)
+    choices = [
+        CompletionChoice(index=i, text=(prompts[i] if req.echo else "") + text, finish_reason=last.finish_reason)
+        for i, (text, last) in enumerate(results)
+    ]
+    return CompletionResponse(model=req.model, choices=choices, usage=usage)
 
 
 async def completion_sse(req: CompletionRequest, streams: list[OpenStream]) -> AsyncIterator[str]:
     """Several prompts generate at once but stream one after another; `index` tells them apart."""
-    base = {"id": new_id("cmpl"), "object": "text_completion", "created": now(), "model": req.model}
+    base = {"id": new_id("cmpl"), "created": now(), "model": req.model}
     prompts = req.prompts()
     usage = Usage()
 
     def frame(i: int, text: str, finish: Optional[str] = None) -> str:
-        return sse({**base, "choices": [{"index": i, "text": text, "logprobs": None, "finish_reason": finish}]})
+        return sse(CompletionResponse(**base, choices=[CompletionChoice(index=i, text=text, finish_reason=finish)]))
 
     async def body() -> AsyncIterator[str]:
         for i, stream in enumerate(streams):
@@ -144,32 +140,34 @@ async def completion_sse(req: CompletionRequest, streams: list[OpenStream]) -> A
                     add_usage(usage, chunk)
                     yield frame(i, "", chunk.finish_reason)
 
-    async for line in _ending(body(), base, usage if req.include_usage else None):
+    usage_frame = (lambda: CompletionResponse(**base, choices=[], usage=usage)) if req.include_usage else None
+    async for line in _ending(body(), usage_frame):
         yield line
 
 
-async def _ending(body: AsyncIterator[str], base: dict, usage: Optional[Usage]) -> AsyncIterator[str]:
-    """The one way an SSE stream ends: the body, the usage chunk when asked, `[DONE]`.
+async def _ending(body: AsyncIterator[str], usage_frame: Optional[Callable[[], BaseModel]]) -> AsyncIterator[str]:
+    """The one way an SSE stream ends: the body, the usage frame when asked, `[DONE]`.
 
     An error after the headers replaces the rest with one error frame, then `[DONE]`,
-    so a client can always tell a complete answer from a broken one.
+    so a client can always tell a complete answer from a broken one. The usage frame
+    is made after the body, which counts the usage.
     """
     try:
         async for line in body:
             yield line
     except Exception as exc:
-        yield sse(error_body(as_serve_error(exc)))
+        yield sse(ErrorResponse(**error_body(as_serve_error(exc))))
         yield DONE
         return
-    if usage is not None:
-        yield sse({**base, "choices": [], "usage": usage.model_dump()})
+    if usage_frame is not None:
+        yield sse(usage_frame())
     yield DONE
 
 
-# --- embeddings ----------------------------------------------------------------------
+# --- embeddings and rerank -----------------------------------------------------------
 
 
-async def embeddings(handle: DeploymentHandle, req: EmbeddingRequest, span_id: str) -> dict:
+async def embeddings(handle: DeploymentHandle, req: EmbeddingRequest, span_id: str) -> EmbeddingResponse:
     try:
         texts = req.texts()
     except ValueError as exc:
@@ -185,9 +183,23 @@ async def embeddings(handle: DeploymentHandle, req: EmbeddingRequest, span_id: s
         # The SDK decodes base64 as little-endian float32.
         return base64.b64encode(np.asarray(v, dtype="<f4").tobytes()).decode() if req.encoding_format == "base64" else v
 
-    return {
-        "object": "list",
-        "data": [{"object": "embedding", "index": i, "embedding": encode(v)} for i, v in enumerate(vectors)],
-        "model": req.model,
-        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-    }
+    return EmbeddingResponse(
+        data=[EmbeddingData(index=i, embedding=encode(v)) for i, v in enumerate(vectors)],
+        model=req.model,
+        usage=EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens),
+    )
+
+
+def rerank(req: RerankRequest, scored: Scored) -> RerankResponse:
+    """Cohere/Jina's shape: the best `top_n` documents first."""
+    documents = req.texts()
+    ranked = sorted(range(len(scored.scores)), key=lambda i: scored.scores[i], reverse=True)[: req.top_n]
+    results = [
+        RerankResult(
+            index=i,
+            relevance_score=scored.scores[i],
+            document=RerankDocument(text=documents[i]) if req.return_documents else None,
+        )
+        for i in ranked
+    ]
+    return RerankResponse(model=req.model, results=results, usage=RerankUsage(total_tokens=scored.total_tokens))

@@ -18,7 +18,7 @@ from ray.serve.handle import DeploymentHandle
 from ray.serve.schema import ApplicationStatus, ReplicaState, ServeInstanceDetails
 
 from serve_app.config import WORKER_TYPES
-from serve_app.errors import ModelNotFound, ModelNotReady, WrongWorkerType, last_line
+from serve_app.errors import InvalidRequest, ModelNotFound, ModelNotReady, WrongWorkerType, last_line
 
 
 @dataclass(frozen=True)
@@ -121,6 +121,14 @@ class ModelRegistry:
         if entry is None:
             raise ModelNotFound(name, sorted(self._models))
         return entry
+
+    async def sole_model(self, worker_type: str) -> str:
+        """The one running model of a worker type; a 400 listing them when there is not one."""
+        names = [m.name for m in await self.models() if m.worker_type == worker_type and m.running_replicas]
+        if len(names) != 1:
+            running = ", ".join(names) or "none"
+            raise InvalidRequest(f"'model' is required when not exactly one {worker_type} model runs (running: {running})")
+        return names[0]
 
     async def handle(self, name: str, *worker_types: str) -> DeploymentHandle:
         """The handle of a running model of one of `worker_types`; raises a ServeError."""

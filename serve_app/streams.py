@@ -6,13 +6,13 @@ starts, so a failure before any token (an overlong prompt, a saturated model, a
 dead replica) still gets a proper status instead of a half-sent stream.
 """
 
+import asyncio
 from typing import AsyncIterator
 
 from ray.serve.handle import DeploymentHandle
 
-from serve_app.engine import GenerationChunk, GenerationRequest
+from serve_app.engines.base import GenerationChunk, GenerationRequest
 from serve_app.errors import ServeError, as_serve_error
-from serve_app.protocol import Usage
 
 
 class OpenStream:
@@ -30,6 +30,18 @@ class OpenStream:
             raise ServeError("the model's stream ended before its first chunk")
         except Exception as exc:
             raise as_serve_error(exc) from exc
+
+    @classmethod
+    async def open_all(cls, handle: DeploymentHandle, requests: list[GenerationRequest]) -> list["OpenStream"]:
+        """Several streams opened at once (they generate together); if one fails, the rest are cancelled."""
+        opened = await asyncio.gather(*(cls.open(handle, r) for r in requests), return_exceptions=True)
+        failed = [s for s in opened if isinstance(s, BaseException)]
+        if failed:
+            for s in opened:
+                if isinstance(s, OpenStream):
+                    s.cancel()
+            raise as_serve_error(failed[0])
+        return opened
 
     def cancel(self) -> None:
         self._rest.cancel()
@@ -49,10 +61,3 @@ class OpenStream:
             if not chunk.finish_reason:  # the client left, or the stream broke: stop the model
                 self.cancel()
 
-
-def usage_of(chunk: GenerationChunk) -> Usage:
-    return Usage(
-        prompt_tokens=chunk.prompt_tokens,
-        completion_tokens=chunk.completion_tokens,
-        total_tokens=chunk.prompt_tokens + chunk.completion_tokens,
-    )

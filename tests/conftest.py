@@ -1,43 +1,13 @@
-"""One real Ray + Serve instance per test session, running the default serve_config.yaml."""
+"""One real Ray + Serve instance per test session, running the default serve_config.yaml.
 
-import os
-import socket
-import time
-from pathlib import Path
+Only tests that ask for `serve_instance` (or `base_url`, `client`) start it, so the
+unit tier (`pytest tests/unit`) runs in seconds without Ray.
+"""
 
 import httpx
 import pytest
-import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-LLM = "smollm2-135m-instruct"
-EMBEDDER = "all-minilm-l6-v2"
-RERANKER = "all-minilm-l6-v2-rerank"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def load_config() -> dict:
-    return yaml.safe_load((ROOT / "serve_config.yaml").read_text())
-
-
-def wait_for_apps(names, timeout_s=300, want=("RUNNING",)) -> dict:
-    """Poll Serve until every app in `names` has a status in `want`; return the statuses."""
-    from ray import serve
-
-    deadline = time.monotonic() + timeout_s
-    while True:
-        apps = serve.status().applications
-        statuses = {n: (apps[n].status if n in apps else "MISSING") for n in names}
-        if all(s in want for s in statuses.values()):
-            return {n: apps.get(n) for n in names}
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"apps not {want} after {timeout_s}s: {statuses}")
-        time.sleep(1)
+from helpers import free_port, load_config, wait_for_apps
 
 
 @pytest.fixture(scope="session")

@@ -18,22 +18,15 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from serve_app.config import LLMArgs
-from serve_app.engine import GenerationChunk, GenerationRequest, LLMEngine
+from serve_app.engines.base import GenerationChunk, GenerationRequest, LLMEngine
 from serve_app.engines.metrics import EngineMetrics
-from serve_app.engines.prompts import TokenizerPrompts, model_name
+from serve_app.engines.prompts import TokenizerPrompts
 from serve_app.engines.sampling import RowSampling
 from serve_app.engines.scheduler import BatchScheduler, Sequence
+from serve_app.replica import model_name, pick_device
 from serve_app.sources import hf_format_dir
 
 logger = logging.getLogger("ray.serve")
-
-
-def pick_device(requested: str) -> str:
-    if requested == "cpu":
-        return "cpu"
-    if requested == "cuda" or torch.cuda.is_available():
-        return "cuda"
-    return "cpu"
 
 
 class TransformersEngine(TokenizerPrompts, LLMEngine):
@@ -75,20 +68,8 @@ class TransformersEngine(TokenizerPrompts, LLMEngine):
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
         arrived = time.perf_counter()
         prompt = self.render_prompt(request)
-        prompt_ids = self.prompt_ids(prompt, request)
-        prompt_tokens = len(prompt_ids)
-        max_new = self._budget(prompt_tokens, request)
-        params = request.params
-        eos_ids = frozenset(self._eos_ids | set(params.stop_token_ids))
-        seq = Sequence(
-            prompt_ids=list(prompt_ids),
-            max_new=max_new,
-            stop_ids=eos_ids,
-            sampling=RowSampling.create(params.temperature, params.top_p, params.top_k, params.seed),
-            loop=asyncio.get_running_loop(),
-        )
-        self.scheduler.submit(seq)
-
+        seq = self._submit(request, self.prompt_ids(prompt, request))
+        stops = request.params.stop
         ids: list[int] = []
         sent = 0  # characters of the answer already yielded
         first = True
@@ -106,43 +87,63 @@ class TransformersEngine(TokenizerPrompts, LLMEngine):
                         first_token_at = time.perf_counter()
                         self.metrics.time_to_first_token.observe(first_token_at - arrived)
                 text = self.tokenizer.decode(ids, skip_special_tokens=True)
-                cut = _find_stop(text, params.stop, sent)
+                cut = _find_stop(text, stops, sent)
                 if cut is not None:
                     text, finish = text[:cut], "stop"
                     self.scheduler.close(seq)
                 elif done:
-                    ran_out = len(ids) >= max_new and ids[-1] not in eos_ids
+                    ran_out = len(ids) >= seq.max_new and ids[-1] not in seq.stop_ids
                     finish = "length" if ran_out else "stop"
                 elif text.endswith("\ufffd"):
                     continue  # half of a multi-byte character: wait for the rest
                 else:
-                    text = text[: len(text) - _held_back(text, params.stop)]
+                    text = text[: len(text) - _held_back(text, stops)]
                 if finish is not None or len(text) > sent or first:
                     yield GenerationChunk(
                         text=text[sent:],
                         prompt=prompt if first else None,
                         finish_reason=finish,
-                        prompt_tokens=prompt_tokens,
+                        prompt_tokens=len(seq.prompt_ids),
                         completion_tokens=len(ids),
                     )
                     sent, first = max(sent, len(text)), False
         finally:
             self.scheduler.close(seq)  # the consumer is done or gone: free the row's slot
-            self.metrics.prompt_tokens.inc(prompt_tokens)
-            if ids:
-                self.metrics.completion_tokens.inc(len(ids))
-            if first_token_at is not None and len(ids) > 1:
-                self.metrics.time_per_output_token.observe((time.perf_counter() - first_token_at) / (len(ids) - 1))
+            self._record(len(seq.prompt_ids), len(ids), first_token_at)
+
+    def _submit(self, request: GenerationRequest, prompt_ids: list[int]) -> Sequence:
+        """The request as a row of the batching loop (refused here if it does not fit)."""
+        params = request.params
+        seq = Sequence(
+            prompt_ids=list(prompt_ids),
+            max_new=self._budget(len(prompt_ids), request),
+            stop_ids=frozenset(self._eos_ids | set(params.stop_token_ids)),
+            sampling=RowSampling.create(params.temperature, params.top_p, params.top_k, params.seed),
+            loop=asyncio.get_running_loop(),
+        )
+        self.scheduler.submit(seq)
+        return seq
+
+    def _record(self, prompt_tokens: int, completion_tokens: int, first_token_at: Optional[float]) -> None:
+        self.metrics.prompt_tokens.inc(prompt_tokens)
+        if completion_tokens:
+            self.metrics.completion_tokens.inc(completion_tokens)
+        if first_token_at is not None and completion_tokens > 1:
+            per_token = (time.perf_counter() - first_token_at) / (completion_tokens - 1)
+            self.metrics.time_per_output_token.observe(per_token)
 
     def _on_error(self, exc: BaseException) -> None:
         if "CUDA" in str(exc):
             self._fatal = exc  # the device is gone: fail health checks too
 
-    def check_health(self) -> None:
+    async def check_health(self) -> None:
         if self._fatal is not None:
             raise RuntimeError(f"engine failed: {self._fatal}")
         if not self.scheduler.alive:
             raise RuntimeError("the batching loop has stopped")
+
+    async def shutdown(self) -> None:
+        self.scheduler.stop()
 
 
 def _find_stop(text: str, stops: list[str], start: int) -> Optional[int]:

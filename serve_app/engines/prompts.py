@@ -5,9 +5,7 @@ gets the same prompt, the same usage and the same overflow rule whichever engine
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from serve_app.engine import GenerationRequest, InvalidPromptError, PromptTooLongError
+from serve_app.engines.base import GenerationRequest, InvalidPromptError, PromptTooLongError
 
 
 class TokenizerPrompts:
@@ -50,15 +48,3 @@ class TokenizerPrompts:
             )
         return min(wanted, room)
 
-
-def model_name(source: str) -> str:
-    """The application's name inside a replica (what clients call the model), else the source's."""
-    try:
-        from ray.serve.context import _get_internal_replica_context
-
-        context = _get_internal_replica_context()
-        if context is not None and context.app_name:
-            return context.app_name
-    except Exception:  # not in a replica
-        pass
-    return Path(source.split(":", 1)[-1]).name or source

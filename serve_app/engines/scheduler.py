@@ -76,6 +76,7 @@ class BatchScheduler:
         self._inbox: collections.deque[Sequence] = collections.deque()
         self._wake = threading.Condition()
         self._thread: Optional[threading.Thread] = None
+        self._stopping = False
 
     @property
     def alive(self) -> bool:
@@ -87,6 +88,12 @@ class BatchScheduler:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="smmf-batch-loop", daemon=True)
                 self._thread.start()
+            self._wake.notify()
+
+    def stop(self) -> None:
+        """End the loop (the replica is going away); rows still in it get an error."""
+        with self._wake:
+            self._stopping = True
             self._wake.notify()
 
     def close(self, seq: Sequence) -> None:
@@ -106,6 +113,10 @@ class BatchScheduler:
                 if len(keep) < len(rows):
                     batch, rows = batch.keep(keep), [rows[i] for i in keep]
                 joining = self._admit(len(rows))
+                if joining is None:  # stopped
+                    for s in [*rows, *self._inbox]:
+                        s.emit(RuntimeError("the model replica is shutting down"))
+                    return
                 try:
                     if joining:
                         new, logits = PaddedBatch.prefill(self.model, [s.prompt_ids for s in joining], self.pad_id)
@@ -127,12 +138,14 @@ class BatchScheduler:
                     batch, rows = None, []
                     self.on_error(exc)
 
-    def _admit(self, running: int) -> list[Sequence]:
-        """Waiting sequences that fit the batch; blocks while there is nothing to do."""
+    def _admit(self, running: int) -> Optional[list[Sequence]]:
+        """Waiting sequences that fit the batch, None once stopped; blocks while there is nothing to do."""
         with self._wake:
-            while not self._inbox and not running:
+            while not self._inbox and not running and not self._stopping:
                 self.metrics.queue_length.set(0)
                 self._wake.wait()
+            if self._stopping:
+                return None
             joining = []
             while self._inbox and running + len(joining) < self.max_num_seqs:
                 seq = self._inbox.popleft()

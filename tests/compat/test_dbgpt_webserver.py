@@ -21,8 +21,7 @@ import httpx
 import pytest
 from aiohttp import ClientSession, web
 
-import direct
-from conftest import EMBEDDER, LLM, RERANKER, ROOT, free_port
+from helpers import EMBEDDER, LLM, RERANKER, ROOT, direct_generate, free_port
 
 WEBSERVER = ROOT / ".venv-compat" / "webserver" / "bin" / "dbgpt"
 ROLES = {"human": "user", "ai": "assistant", "system": "system"}
@@ -140,7 +139,7 @@ def webserver(base_url, tmp_path_factory):
 def replayed(body: dict) -> str:
     """The model's own answer to the generate request DB-GPT sent."""
     messages = [{"role": ROLES[m["role"]], "content": m["content"]} for m in body["messages"] if m["role"] != "view"]
-    return direct.generate(LLM, messages=messages, temperature=body["temperature"],
+    return direct_generate(LLM, messages=messages, temperature=body["temperature"],
                            max_new_tokens=body["max_new_tokens"], stop=body.get("stop") or [])
 
 

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 from langchain_openai import ChatOpenAI, OpenAIEmbeddings
 
-import direct
-from conftest import EMBEDDER, LLM
+from helpers import EMBEDDER, LLM, direct_embeddings, direct_generate
 
 QUESTION = "What is the capital of France?"
 TEXTS = ["A cat sits on the mat.", "Stock markets fell sharply today."]
@@ -20,7 +19,7 @@ def chat(base_url) -> ChatOpenAI:
 
 def test_chat_invoke_is_the_models_answer(chat):
     reply = chat.invoke(QUESTION)
-    assert reply.content == direct.generate(LLM, QUESTION)
+    assert reply.content == direct_generate(LLM, QUESTION)
     assert reply.response_metadata["finish_reason"] == "stop"
     assert reply.usage_metadata["output_tokens"] > 0
 
@@ -28,12 +27,12 @@ def test_chat_invoke_is_the_models_answer(chat):
 def test_chat_stream_joins_to_the_models_answer(chat):
     pieces = [chunk.content for chunk in chat.stream(QUESTION)]
     assert len([p for p in pieces if p]) > 2, "the answer arrives in pieces"
-    assert "".join(pieces) == direct.generate(LLM, QUESTION)
+    assert "".join(pieces) == direct_generate(LLM, QUESTION)
 
 
 def test_a_conversation_with_a_system_message(chat):
     messages = [("system", "You answer in one short sentence."), ("human", QUESTION)]
-    expected = direct.generate(LLM, messages=[{"role": "system", "content": messages[0][1]},
+    expected = direct_generate(LLM, messages=[{"role": "system", "content": messages[0][1]},
                                               {"role": "user", "content": QUESTION}])
     assert chat.invoke(messages).content == expected
 
@@ -43,6 +42,6 @@ def test_embeddings_are_the_models_vectors(base_url):
     # not OpenAI's; its default tokenizes with tiktoken, whose files come from the network.
     embeddings = OpenAIEmbeddings(base_url=f"{base_url}/v1", api_key="none", model=EMBEDDER,
                                   check_embedding_ctx_length=False)
-    expected = direct.embeddings(EMBEDDER, TEXTS)
+    expected = direct_embeddings(EMBEDDER, TEXTS)
     np.testing.assert_allclose(embeddings.embed_documents(TEXTS), expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(embeddings.embed_query(TEXTS[0]), expected[0], rtol=1e-5, atol=1e-6)

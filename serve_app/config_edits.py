@@ -1,9 +1,9 @@
 """Turning DB-GPT's startup/apply requests into edits of one Serve application config.
 
-Pure functions, no Ray: `manager.py` reads the running config from Serve, calls
-these to build the new one, and hands it back to Serve. Every refusal is a
-`ManagementError` raised before anything is applied, so a bad request changes
-nothing.
+Pure functions, no Ray: the manager deployment (`model_manager.py`) reads the
+running config from Serve, calls these to build the new one, and hands it back to
+Serve. Every refusal is a `ManagementError` raised before anything is applied, so
+a bad request changes nothing.
 """
 
 import os
@@ -13,7 +13,7 @@ from typing import Any, Optional
 from pydantic import ValidationError
 
 from serve_app.config import ARGS_BY_WORKER_TYPE, SourcePolicy, in_place_params
-from serve_app.routing import ROUTERS
+from serve_app.request_routers import ROUTERS
 from serve_app.sources import PACKAGE_PREFIX, ModelSourceError, resolve
 
 # Registered worker types and their builders: the only code a request can select.

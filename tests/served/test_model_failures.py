@@ -2,14 +2,7 @@
 
 import json
 
-from conftest import LLM, wait_for_apps
-
-
-def deploy(config: dict) -> None:
-    from ray.serve.context import _get_global_client
-    from ray.serve.schema import ServeDeploySchema
-
-    _get_global_client().deploy_apps(ServeDeploySchema(**config))
+from helpers import LLM, deploy, wait_for_apps
 
 
 def test_unreachable_hub_source_fails_with_its_name(serve_instance, client):

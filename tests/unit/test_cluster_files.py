@@ -10,9 +10,8 @@ import ray.autoscaler
 import yaml
 from ray.serve.schema import ServeDeploySchema
 
+from helpers import ROOT
 from serve_app.config import WORKER_TYPES
-
-ROOT = Path(__file__).parent.parent
 
 
 def load(name):

@@ -1,8 +1,10 @@
-"""Request and response models of DB-GPT's worker API (`/api/worker/*`).
+"""Request and response models of DB-GPT's dialect: its worker API (`/api/worker/*`),
+controller API (`/api/controller/*`) and rerank route (`/api/v1/beta/relevance`).
 
 DB-GPT clients 0.6-0.8 send extra keys (`round_index` in messages, a `context`
 object, ...): every request model ignores unknown keys instead of answering 422.
-Responses are built to the exact key sets those clients construct dataclasses from.
+Responses are built to the exact key sets those clients construct dataclasses from
+(tests/compat runs each version's own code against them).
 """
 
 from __future__ import annotations
@@ -11,9 +13,13 @@ from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from serve_app.engine import ROLE_MAP, SKIPPED_ROLES, ChatMessage, GenerationRequest, SamplingParams
+from serve_app.engines.base import ChatMessage, GenerationRequest, SamplingParams, Usage
 
 GENERATE_ERROR_PREFIX = "**LLMServer Generate Error, Please CheckErrorInfo.**: "
+
+# DB-GPT's roles map onto the chat template's vocabulary; "view" is display-only.
+ROLE_MAP = {"human": "user", "ai": "assistant", "user": "user", "assistant": "assistant", "system": "system"}
+SKIPPED_ROLES = {"view"}
 
 
 class _Request(BaseModel):
@@ -112,12 +118,6 @@ class CountTokenRequest(_Request):
 
 class ModelMetadataRequest(_Request):
     model: str = Field(min_length=1)
-
-
-class Usage(BaseModel):
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    total_tokens: int = 0
 
 
 class ModelOutput(BaseModel):
@@ -234,3 +234,24 @@ class ModelInstance(BaseModel):
     enabled: bool = True
     prompt_template: Optional[str] = None
     last_heartbeat: Optional[str] = None
+
+
+class RelevanceRequest(_Request):
+    """DB-GPT's `/api/v1/beta/relevance` body."""
+
+    model: str = Field(min_length=1)
+    query: str
+    documents: list[str] = Field(min_length=1)
+
+
+class RelevanceUsage(BaseModel):
+    total_tokens: int
+
+
+class RelevanceResponse(BaseModel):
+    """One score per document, in input order."""
+
+    object: Literal["list"] = "list"
+    model: str
+    data: list[float]
+    usage: RelevanceUsage

@@ -2,7 +2,7 @@
 
 There is one declarative truth: the config Serve's controller holds, the one that
 `serve deploy serve_config.yaml` applies, `serve config` prints and the dashboard
-shows. A management call reads it, edits one application (`management.py`),
+shows. A management call reads it, edits one application (`config_edits.py`),
 applies the whole config back through the controller (what Serve's REST API
 `PUT /api/serve/applications/` does), then waits for the change to run or fail.
 Serve checkpoints that config, so a model started here survives restarts of the
@@ -26,7 +26,7 @@ from ray.serve.schema import ServeDeploySchema, ServeInstanceDetails
 from serve_app import catalog
 from serve_app.config import SourcePolicy
 from serve_app.errors import last_line
-from serve_app.management import (
+from serve_app.config_edits import (
     IMPORT_PATHS,
     ChangeTimedOut,
     ManagementError,
@@ -38,7 +38,7 @@ from serve_app.management import (
     updated_app_config,
     worker_type_of,
 )
-from serve_app.protocol import WorkerApplyOutput, WorkerApplyRequest
+from serve_app.dbgpt_protocol import WorkerApplyOutput, WorkerApplyRequest
 
 logger = logging.getLogger("ray.serve")
 
@@ -61,7 +61,7 @@ def _controller():
 
 
 @serve.deployment(name="manager", num_replicas=1, max_ongoing_requests=64, ray_actor_options={"num_cpus": 0})
-class Manager:
+class ModelManager:
     def __init__(self, policy: SourcePolicy, default_timeout_s: float):
         self.policy = policy
         self.default_timeout_s = default_timeout_s

@@ -7,7 +7,7 @@ import numpy as np
 import openai
 import pytest
 
-from conftest import EMBEDDER, LLM, RERANKER
+from helpers import EMBEDDER, LLM, RERANKER, direct_generate
 
 FRANCE = [{"role": "user", "content": "What is the capital of France?"}]
 
@@ -77,12 +77,10 @@ def test_completions_string_and_list(sdk):
 
 
 def test_an_empty_prompt_completes_from_the_start_of_a_document(sdk):
-    import direct
-
     out = sdk.completions.create(model=LLM, prompt="", max_tokens=8, temperature=0)
     assert out.usage.prompt_tokens == 1  # the BOS token, as vLLM does
     # SmolLM2's BOS token, written out: the same completion, by another path through the tokenizer.
-    assert out.choices[0].text == direct.generate(LLM, prompt="<|im_start|>", max_new_tokens=8)
+    assert out.choices[0].text == direct_generate(LLM, prompt="<|im_start|>", max_new_tokens=8)
     assert out.choices[0].text
 
 

@@ -1,0 +1,157 @@
+"""The DB-GPT dialect's answers: worker outputs and streams, refusals, supported models,
+controller instances, management results and rerank scores.
+
+The ingress validates the body and calls the model; the functions here shape what
+DB-GPT's clients read. Their rules, which tests/compat checks against each
+version's own code: a generation error is a ModelOutput with `error_code: 1`
+(read whatever the status); a stream is cumulative ModelOutputs, each followed by
+one NUL byte; a management call that failed is never a 200.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timezone
+from typing import AsyncIterator, Optional
+
+from fastapi.responses import Response, StreamingResponse
+
+from serve_app.config import ARGS_BY_WORKER_TYPE, parameter_descriptions
+from serve_app.dbgpt_protocol import (
+    ModelInstance,
+    ModelOutput,
+    PromptRequest,
+    RelevanceRequest,
+    RelevanceResponse,
+    RelevanceUsage,
+    SupportedModel,
+    WorkerApplyOutput,
+    WorkerSupportedModels,
+)
+from serve_app.engines.base import Scored
+from serve_app.errors import ModelOverloaded, as_serve_error
+from serve_app.http import note
+from serve_app.registry import ModelEntry
+from serve_app.sources import source_exists
+from serve_app.streams import OpenStream
+
+logger = logging.getLogger("ray.serve")
+
+# The name DB-GPT's clients look up to find the worker manager (its management API).
+WORKER_MANAGER_SERVICE = "WorkerManager@service"
+
+
+# --- generation ------------------------------------------------------------------------
+
+
+def worker_error(model: str, span_id: str, exc: BaseException) -> ModelOutput:
+    err = as_serve_error(exc)
+    logger.info("route=generate model=%s span_id=%s status=error reason=%s", model, span_id, err.message)
+    return ModelOutput.error(err.message)
+
+
+def refusal(model: str, span_id: str, exc: BaseException, suffix: bytes = b"") -> Response:
+    """A generation refused before its first token, in DB-GPT's shape (a ModelOutput with
+    error_code 1, which its clients read whatever the status). DB-GPT answers every error
+    with 200; a saturated model alone gets 503 and Retry-After, so load balancers and
+    retrying HTTP clients back off just as they do on the OpenAI routes."""
+    body = worker_error(model, span_id, exc).model_dump_json().encode() + suffix
+    if isinstance(as_serve_error(exc), ModelOverloaded):
+        retry = {"Retry-After": str(ModelOverloaded.retry_after_s)}
+        return Response(body, status_code=503, headers=retry, media_type="application/json")
+    return Response(body, media_type="application/json")
+
+
+async def outputs(req: PromptRequest, stream: OpenStream, span_id: str) -> AsyncIterator[ModelOutput]:
+    """Cumulative ModelOutputs; a failure becomes one error ModelOutput, as DB-GPT's clients expect."""
+    started = time.monotonic()
+    try:
+        text, context = "", None
+        if req.echo:
+            text = stream.first.prompt or ""
+            context = {"prompt_echo_len_char": len(text), "echo": True}
+        async for chunk in stream.chunks():
+            text += chunk.text
+            usage = chunk.usage() if chunk.finish_reason else None
+            yield ModelOutput(text=text, model_context=context, finish_reason=chunk.finish_reason, usage=usage)
+        note(tokens=chunk.prompt_tokens + chunk.completion_tokens)
+        logger.info(
+            "route=generate model=%s span_id=%s status=ok latency_ms=%.0f tokens=%d",
+            req.model, span_id, (time.monotonic() - started) * 1000, chunk.completion_tokens,
+        )
+    except Exception as exc:
+        yield worker_error(req.model, span_id, exc)
+
+
+async def generate_stream(req: PromptRequest, stream: OpenStream, span_id: str) -> StreamingResponse:
+    async def frames() -> AsyncIterator[bytes]:
+        async for out in outputs(req, stream, span_id):
+            yield out.model_dump_json().encode() + b"\0"
+
+    return StreamingResponse(frames())
+
+
+async def generate(req: PromptRequest, stream: OpenStream, span_id: str) -> ModelOutput:
+    last = None
+    async for last in outputs(req, stream, span_id):
+        pass
+    return last
+
+
+# --- what runs, and what can ---------------------------------------------------------------
+
+
+def supported_models(
+    running: list[ModelEntry], stopped: dict[str, tuple[str, dict]], host: str, port: int
+) -> list[WorkerSupportedModels]:
+    """Running models, and stopped ones (`enabled: false`) that `start` brings back by name;
+    each model's parameters are DB-GPT ParameterDescriptions of its current values."""
+    found = {name: (worker_type, args, False) for name, (worker_type, args) in stopped.items()}
+    found.update({m.name: (m.worker_type, m.args, m.running_replicas > 0) for m in running})
+    models = [
+        SupportedModel(
+            model=name,
+            worker_type=worker_type,
+            path=str(args.get("source", "")),
+            path_exist=source_exists(str(args.get("source", ""))),
+            enabled=enabled,
+            params=parameter_descriptions(ARGS_BY_WORKER_TYPE[worker_type], args),
+        )
+        for name, (worker_type, args, enabled) in sorted(found.items())
+    ]
+    return [WorkerSupportedModels(host=host, port=port, models=models)]
+
+
+def controller_instances(
+    models: list[ModelEntry], host: str, port: int, model_name: Optional[str], healthy_only: bool
+) -> list[ModelInstance]:
+    """One instance per model, at the ingress's address, and the worker manager service.
+
+    A DB-GPT instance is an address to send a model's requests to; every replica of
+    a model sits behind the one ingress, and Serve picks the replica. (Listing each
+    replica would make DB-GPT send a management call once per replica.) A DB-GPT
+    webserver or CLI finds where to send startup/shutdown/apply by the
+    `WorkerManager@service` instance, which is the ingress too.
+    """
+    # Serve health-checks every replica (health_check_period_s); a RUNNING replica
+    # passed its last check, so our read of Serve's state stands in for a heartbeat.
+    seen = datetime.now(timezone.utc).isoformat()
+    keys = [(WORKER_MANAGER_SERVICE, True)] + [(f"{m.name}@{m.worker_type}", m.running_replicas > 0) for m in models]
+    return [
+        ModelInstance(model_name=key, host=host, port=port, healthy=healthy, last_heartbeat=seen if healthy else None)
+        for key, healthy in keys
+        if (not model_name or key == model_name) and (healthy or not healthy_only)
+    ]
+
+
+def management_result(status_code: int, output: WorkerApplyOutput) -> Response:
+    # A refusal or failure is never a 200: DB-GPT's RemoteWorkerManager reads only the status.
+    return Response(output.model_dump_json(), status_code=status_code, media_type="application/json")
+
+
+# --- rerank ----------------------------------------------------------------------------------
+
+
+def relevance(req: RelevanceRequest, scored: Scored) -> RelevanceResponse:
+    return RelevanceResponse(model=req.model, data=scored.scores, usage=RelevanceUsage(total_tokens=scored.total_tokens))

@@ -1,0 +1,135 @@
+"""The engine contract: what a model deployment calls, and the typed objects it passes.
+
+The ingress turns every HTTP dialect (DB-GPT's worker API, OpenAI's) into one
+`GenerationRequest`; the `llm` deployment (deployments/llm.py) hands it to an
+`LLMEngine`, which yields `GenerationChunk`s of new text. Engines live beside this
+module: `hf.py` (transformers), `vllm.py` (vLLM). The text2vec and reranker
+deployments answer with `Embedded` and `Scored`. Everything here crosses a
+deployment handle, so it is plain pydantic or a NamedTuple: pickled by Ray, typed
+on both sides.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import AsyncIterator, Literal, NamedTuple, Optional
+
+from pydantic import BaseModel, Field
+
+
+class ChatMessage(BaseModel):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class SamplingParams(BaseModel):
+    temperature: float = 1.0
+    top_p: Optional[float] = None
+    top_k: Optional[int] = None
+    max_new_tokens: Optional[int] = None
+    stop: list[str] = Field(default_factory=list)
+    stop_token_ids: list[int] = Field(default_factory=list)
+    seed: Optional[int] = None
+
+
+class GenerationRequest(BaseModel):
+    """Exactly one of `prompt` and `messages` is set (the dialects' request models check)."""
+
+    prompt: Optional[str] = None
+    messages: Optional[list[ChatMessage]] = None
+    params: SamplingParams = Field(default_factory=SamplingParams)
+    # "truncate": lower max_new_tokens to what fits (DB-GPT); "error": refuse (OpenAI).
+    overflow: Literal["truncate", "error"] = "truncate"
+    span_id: str = ""
+
+
+class Usage(BaseModel):
+    """Token counts, in the keys both dialects answer with."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+class GenerationChunk(BaseModel):
+    """One step of a generation. `text` is the new text since the previous chunk."""
+
+    text: str = ""
+    prompt: Optional[str] = None  # the rendered prompt, on the first chunk only
+    finish_reason: Optional[Literal["stop", "length"]] = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def usage(self) -> Usage:
+        total = self.prompt_tokens + self.completion_tokens
+        return Usage(prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens, total_tokens=total)
+
+
+class Embedded(NamedTuple):
+    """A text2vec call's answer. Its usage travels with it so that a request is one
+    deployment call: two (work, then usage) would take two of the handle's queue
+    places, and with a small `max_queued_requests` a request could refuse itself."""
+
+    vectors: list[list[float]]
+    prompt_tokens: int  # special tokens included: what the model reads
+
+
+class Scored(NamedTuple):
+    """A reranker call's answer: one score per document, in input order."""
+
+    scores: list[float]
+    total_tokens: int
+
+
+class InvalidPromptError(ValueError):
+    """A prompt the model cannot run; the caller gets a 400 with this message."""
+
+
+class PromptTooLongError(InvalidPromptError):
+    """The prompt (plus the requested completion) does not fit the model's context."""
+
+
+class LLMEngine(abc.ABC):
+    """What the `llm` deployment needs from an inference engine.
+
+    An engine is built from the application's `LLMArgs` inside a replica and owns
+    the model for the replica's life. Attributes the deployment reads:
+
+    - `context_length`: tokens of prompt plus completion the model takes; the
+      overflow rule (`GenerationRequest.overflow`) is applied against it.
+    - `default_max_new_tokens`: the completion length of a request that sets none;
+      the deployment sets it again when `max_new_tokens` changes in place.
+    - `max_num_seqs`: the most requests decoded together. The deployment assigns
+      it when `max_num_seqs` changes in place; an engine that sizes its batch once
+      (`NOT_IN_PLACE_BY_ENGINE` in serve_app/config.py) is restarted instead.
+    """
+
+    context_length: int
+    default_max_new_tokens: int
+    max_num_seqs: int
+
+    @abc.abstractmethod
+    def render_prompt(self, request: GenerationRequest) -> str:
+        """The prompt text: the request's prompt, or its messages through the chat template."""
+
+    @abc.abstractmethod
+    def count_tokens(self, text: str) -> int:
+        """Tokens of `text` by the model's tokenizer, without special tokens (DB-GPT's count_token)."""
+
+    @abc.abstractmethod
+    def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+        """Stream one completion as an async generator of chunks.
+
+        The first chunk carries the rendered `prompt` (it may have no text); every
+        chunk carries the usage so far; the last has a `finish_reason`. A request
+        that cannot run raises `InvalidPromptError` before the first chunk. Closing
+        the generator early (the client left) must stop the request's work.
+        """
+
+    @abc.abstractmethod
+    async def check_health(self) -> None:
+        """Raise if the engine can no longer answer; Serve then replaces the replica."""
+
+    @abc.abstractmethod
+    async def shutdown(self) -> None:
+        """Release what outlives the replica's Python objects (a process, a thread)."""

