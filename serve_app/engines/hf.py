@@ -23,6 +23,7 @@ from serve_app.engines.metrics import EngineMetrics
 from serve_app.engines.prompts import TokenizerPrompts
 from serve_app.engines.sampling import RowSampling
 from serve_app.engines.scheduler import BatchScheduler, Sequence
+from serve_app.engines.stop_strings import find_stop, held_back
 from serve_app.replica import model_name, pick_device
 from serve_app.sources import hf_format_dir
 
@@ -87,7 +88,7 @@ class TransformersEngine(TokenizerPrompts, LLMEngine):
                         first_token_at = time.perf_counter()
                         self.metrics.time_to_first_token.observe(first_token_at - arrived)
                 text = self.tokenizer.decode(ids, skip_special_tokens=True)
-                cut = _find_stop(text, stops, sent)
+                cut = find_stop(text, stops, sent)
                 if cut is not None:
                     text, finish = text[:cut], "stop"
                     self.scheduler.close(seq)
@@ -97,7 +98,7 @@ class TransformersEngine(TokenizerPrompts, LLMEngine):
                 elif text.endswith("\ufffd"):
                     continue  # half of a multi-byte character: wait for the rest
                 else:
-                    text = text[: len(text) - _held_back(text, stops)]
+                    text = text[: len(text) - held_back(text, stops)]
                 if finish is not None or len(text) > sent or first:
                     yield GenerationChunk(
                         text=text[sent:],
@@ -109,7 +110,7 @@ class TransformersEngine(TokenizerPrompts, LLMEngine):
                     sent, first = max(sent, len(text)), False
         finally:
             self.scheduler.close(seq)  # the consumer is done or gone: free the row's slot
-            self._record(len(seq.prompt_ids), len(ids), first_token_at)
+            self.metrics.record_request(len(seq.prompt_ids), len(ids), first_token_at)
 
     def _submit(self, request: GenerationRequest, prompt_ids: list[int]) -> Sequence:
         """The request as a row of the batching loop (refused here if it does not fit)."""
@@ -124,14 +125,6 @@ class TransformersEngine(TokenizerPrompts, LLMEngine):
         self.scheduler.submit(seq)
         return seq
 
-    def _record(self, prompt_tokens: int, completion_tokens: int, first_token_at: Optional[float]) -> None:
-        self.metrics.prompt_tokens.inc(prompt_tokens)
-        if completion_tokens:
-            self.metrics.completion_tokens.inc(completion_tokens)
-        if first_token_at is not None and completion_tokens > 1:
-            per_token = (time.perf_counter() - first_token_at) / (completion_tokens - 1)
-            self.metrics.time_per_output_token.observe(per_token)
-
     def _on_error(self, exc: BaseException) -> None:
         if "CUDA" in str(exc):
             self._fatal = exc  # the device is gone: fail health checks too
@@ -145,16 +138,3 @@ class TransformersEngine(TokenizerPrompts, LLMEngine):
     async def shutdown(self) -> None:
         self.scheduler.stop()
 
-
-def _find_stop(text: str, stops: list[str], start: int) -> Optional[int]:
-    """Index where the earliest stop string begins, searching from the unsent tail."""
-    hits = [i for s in stops if (i := text.find(s, max(0, start - len(s)))) != -1]
-    return min(hits) if hits else None
-
-
-def _held_back(text: str, stops: list[str]) -> int:
-    """Characters at the end of `text` that might be the start of a stop string."""
-    for n in range(max((len(s) for s in stops), default=0) - 1, 0, -1):
-        if any(s.startswith(text[-n:]) for s in stops if len(text) >= n):
-            return n
-    return 0

@@ -5,6 +5,9 @@ its deployment, replica and application tags; every series also carries `model`.
 
 from __future__ import annotations
 
+import time
+from typing import Optional
+
 from ray.serve import metrics
 
 _LATENCY_BOUNDARIES_S = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
@@ -55,3 +58,12 @@ class EngineMetrics:
                 tag_keys=("model",),
             )
         )
+
+    def record_request(self, prompt_tokens: int, completion_tokens: int, first_token_at: Optional[float]) -> None:
+        """A request's counts once it ends; `first_token_at` is its first token's perf_counter time."""
+        self.prompt_tokens.inc(prompt_tokens)
+        if completion_tokens:
+            self.completion_tokens.inc(completion_tokens)
+        if first_token_at is not None and completion_tokens > 1:
+            per_token = (time.perf_counter() - first_token_at) / (completion_tokens - 1)
+            self.time_per_output_token.observe(per_token)

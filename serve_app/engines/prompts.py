@@ -1,22 +1,41 @@
-"""Prompt text, token counts and the completion budget, for engines that hold a
-Hugging Face tokenizer: every engine renders and counts the same way, so a request
-gets the same prompt, the same usage and the same overflow rule whichever engine runs it.
+"""Prompt text, token counts and the completion budget: every engine renders and counts
+the same way, so a request gets the same prompt, the same usage and the same overflow
+rule whichever engine runs it.
 """
 
 from __future__ import annotations
 
-from serve_app.engines.base import GenerationRequest, InvalidPromptError, PromptTooLongError
+from serve_app.engines.base import ChatMessage, GenerationRequest, InvalidPromptError, PromptTooLongError
 
 
-class TokenizerPrompts:
-    """Mixin: needs `tokenizer`, `context_length` and `default_max_new_tokens` set."""
+def plain_chat_prompt(messages: list[ChatMessage]) -> str:
+    """A conversation for a model without a chat template: turns as base-model prompts read."""
+    return "".join(f"{m.role}: {m.content}\n" for m in messages) + "assistant:"
+
+
+class CompletionBudget:
+    """Mixin: needs `context_length` and `default_max_new_tokens` set."""
+
+    def _budget(self, prompt_tokens: int, request: GenerationRequest) -> int:
+        """New tokens the request may have; "truncate" lowers it to what fits, "error" refuses."""
+        room = self.context_length - prompt_tokens
+        wanted = request.params.max_new_tokens or self.default_max_new_tokens
+        if room <= 0 or (request.overflow == "error" and wanted > room):
+            raise PromptTooLongError(
+                f"the prompt has {prompt_tokens} tokens and asks for {wanted} more, "
+                f"but the model's context length is {self.context_length} tokens"
+            )
+        return min(wanted, room)
+
+
+class TokenizerPrompts(CompletionBudget):
+    """Mixin for engines that hold a Hugging Face tokenizer: needs `tokenizer` too."""
 
     def render_prompt(self, request: GenerationRequest) -> str:
         if request.messages is None:
             return request.prompt or ""
         if not self.tokenizer.chat_template:
-            # Plain models: join turns the way base-model prompts usually read.
-            return "".join(f"{m.role}: {m.content}\n" for m in request.messages) + "assistant:"
+            return plain_chat_prompt(request.messages)
         return self.tokenizer.apply_chat_template(
             [m.model_dump() for m in request.messages], add_generation_prompt=True, tokenize=False
         )
@@ -36,15 +55,3 @@ class TokenizerPrompts:
         if start is None:
             raise InvalidPromptError("the prompt is empty and this model has no start-of-text token to begin from")
         return [start]
-
-    def _budget(self, prompt_tokens: int, request: GenerationRequest) -> int:
-        """New tokens the request may have; "truncate" lowers it to what fits, "error" refuses."""
-        room = self.context_length - prompt_tokens
-        wanted = request.params.max_new_tokens or self.default_max_new_tokens
-        if room <= 0 or (request.overflow == "error" and wanted > room):
-            raise PromptTooLongError(
-                f"the prompt has {prompt_tokens} tokens and asks for {wanted} more, "
-                f"but the model's context length is {self.context_length} tokens"
-            )
-        return min(wanted, room)
-

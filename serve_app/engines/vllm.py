@@ -153,11 +153,7 @@ class VLLMEngine(TokenizerPrompts, LLMEngine):
             # Closed early (the consumer is gone): closing vLLM's generator aborts the
             # request there, which frees its place in the batch and its KV blocks.
             await stream.aclose()
-            self.metrics.prompt_tokens.inc(len(prompt_ids))
-            if tokens:
-                self.metrics.completion_tokens.inc(tokens)
-            if first_token_at is not None and tokens > 1:
-                self.metrics.time_per_output_token.observe((time.perf_counter() - first_token_at) / (tokens - 1))
+            self.metrics.record_request(len(prompt_ids), tokens, first_token_at)
 
     async def check_health(self) -> None:
         # Raises once the engine core process has died; the replica is then replaced.

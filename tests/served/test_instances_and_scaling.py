@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from helpers import EMBEDDER, LLM, MINILM, apply, details
+from helpers import EMBEDDER, LLM, MINILM, apply, ask, details, start_simulated
 
 MODEL_INSTANCE_KEYS = {
     "model_name", "host", "port", "weight", "check_healthy", "healthy", "enabled", "prompt_template", "last_heartbeat",
@@ -41,11 +41,10 @@ def serving_replicas(client, model: str, n: int = 40) -> Counter:
 @pytest.mark.parametrize("routing", ["least_loaded", "random"])
 def test_requests_spread_over_two_replicas(client, routing):
     name = f"spread-{routing.replace('_', '-')}"
-    out = apply(client, model=name, worker_type="text2vec", apply_type="start",
-                params={"model_path": MINILM, "num_replicas": 2, "num_cpus": 0.1, "routing": routing})
+    out = start_simulated(client, name, num_replicas=2, routing=routing)
     try:
         assert out["success"], out
-        config = details()["applications"][name]["deployments"]["text2vec"]["deployment_config"]
+        config = details()["applications"][name]["deployments"]["llm"]["deployment_config"]
         router_class = config["request_router_config"]["request_router_class"]
         assert router_class.endswith("RandomRouter" if routing == "random" else "PowerOfTwoChoicesRequestRouter")
         # A replica's first calls are slow (lazy imports, cold caches), and a least-loaded
@@ -57,7 +56,7 @@ def test_requests_spread_over_two_replicas(client, routing):
         assert len(counts) == 2, counts
         assert min(counts.values()) >= 12, f"both replicas take a fair share: {counts}"
     finally:
-        apply(client, model=name, worker_type="text2vec", apply_type="stop")
+        apply(client, model=name, apply_type="stop")
 
 
 def test_random_router_ranks_every_replica_once():
@@ -135,25 +134,24 @@ def test_full_queue_answers_503_with_retry_after(client):
 def test_autoscaling_goes_up_under_load_and_back(client):
     autoscaling = {"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 1,
                    "upscale_delay_s": 0, "downscale_delay_s": 2, "look_back_period_s": 1}
-    out = apply(client, model="autoscaled", worker_type="text2vec", apply_type="start",
-                params={"model_path": MINILM, "num_cpus": 0.1, "autoscaling_config": autoscaling})
+    # A simulated llm at 20 tokens/s: each request below holds a place for about 2 s.
+    out = start_simulated(client, "autoscaled", autoscaling_config=autoscaling, simulated_tokens_per_s=20)
     assert out["success"], out
 
     def running() -> int:
-        dep = details()["applications"]["autoscaled"]["deployments"]["text2vec"]
+        dep = details()["applications"]["autoscaled"]["deployments"]["llm"]
         return sum(r["state"] == "RUNNING" for r in dep["replicas"])
 
-    texts = ["load " * 50] * 32
     try:
         assert running() == 1
         deadline = time.monotonic() + 120
         with cf.ThreadPoolExecutor(6) as pool:
             while running() < 2:
                 assert time.monotonic() < deadline, "did not scale up under load"
-                list(pool.map(lambda _: client.post("/api/worker/embeddings", json={"model": "autoscaled", "input": texts}), range(12)))
+                list(pool.map(lambda _: ask(client, "autoscaled", max_new_tokens=40), range(12)))
         deadline = time.monotonic() + 120
         while running() > 1:
             assert time.monotonic() < deadline, "did not scale back down when idle"
             time.sleep(1)
     finally:
-        apply(client, model="autoscaled", worker_type="text2vec", apply_type="stop")
+        apply(client, model="autoscaled", apply_type="stop")

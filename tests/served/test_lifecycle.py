@@ -7,7 +7,22 @@ import time
 
 import pytest
 
-from helpers import EMBEDDER, LLM, MINILM, RERANKER, apply, deployed_configs, details, embed, replicas, wait_for_apps
+from helpers import (
+    EMBEDDER,
+    LLM,
+    MINILM,
+    RERANKER,
+    SIMULATED,
+    apply,
+    ask,
+    deployed_configs,
+    details,
+    embed,
+    replicas,
+    start_simulated,
+    wait_for_apps,
+)
+
 
 def test_start_update_restart_stop_touch_only_their_model(client):
     others = {app: replicas(app) for app in ("router", LLM, EMBEDDER, RERANKER)}
@@ -108,14 +123,14 @@ def test_bad_management_requests_change_nothing(client, body, status, reason):
 
 
 def test_more_gpus_than_exist_is_reported_not_hung(client):
-    out = apply(client, expect=504, model="gpu-hungry", worker_type="text2vec", apply_type="start", timeout_s=5,
-                params={"model_path": MINILM, "num_gpus": 4, "num_cpus": 0.1})
+    out = apply(client, expect=504, model="gpu-hungry", worker_type="llm", apply_type="start", timeout_s=5,
+                params={**SIMULATED, "num_gpus": 4})
     try:
         assert out["success"] is False
         assert "waiting for resources" in out["message"] and "GPU" in out["message"]
         assert out["timecost"] < 60
     finally:
-        assert apply(client, model="gpu-hungry", worker_type="text2vec", apply_type="stop")["success"]
+        assert apply(client, model="gpu-hungry", apply_type="stop")["success"]
 
 
 def test_concurrent_management_calls_keep_every_change(client):
@@ -123,8 +138,7 @@ def test_concurrent_management_calls_keep_every_change(client):
     results = {}
 
     def start(name):
-        results[name] = apply(client, model=name, worker_type="text2vec", apply_type="start",
-                              params={"model_path": MINILM, "num_cpus": 0.1})
+        results[name] = start_simulated(client, name)
 
     threads = [threading.Thread(target=start, args=(n,)) for n in names]
     [t.start() for t in threads]
@@ -132,9 +146,9 @@ def test_concurrent_management_calls_keep_every_change(client):
     try:
         assert all(results[n]["success"] for n in names), results
         assert set(names) <= set(deployed_configs())
-        assert all(embed(client, n) == 200 for n in names)
+        assert all(ask(client, n) == 200 for n in names)
     finally:
-        threads = [threading.Thread(target=lambda n=n: apply(client, model=n, worker_type="text2vec", apply_type="stop")) for n in names]
+        threads = [threading.Thread(target=lambda n=n: apply(client, model=n, apply_type="stop")) for n in names]
         [t.start() for t in threads]
         [t.join() for t in threads]
     assert not set(names) & set(deployed_configs())
@@ -144,8 +158,7 @@ def test_started_model_survives_router_and_controller_restarts(client):
     import ray
     from ray.serve._private.constants import SERVE_CONTROLLER_NAME, SERVE_NAMESPACE
 
-    assert apply(client, model="persistent", worker_type="text2vec", apply_type="start",
-                 params={"model_path": MINILM, "num_cpus": 0.1})["success"]
+    assert start_simulated(client, "persistent")["success"]
     try:
         router_actor = next(
             r["actor_name"] for r in details()["applications"]["router"]["deployments"]["router"]["replicas"]
@@ -155,7 +168,7 @@ def test_started_model_survives_router_and_controller_restarts(client):
         deadline = time.monotonic() + 120
         while True:  # the controller restarts from its checkpoint and replaces the router
             try:
-                if "persistent" in deployed_configs() and embed(client, "persistent") == 200:
+                if "persistent" in deployed_configs() and ask(client, "persistent") == 200:
                     break
             except Exception:
                 pass
@@ -163,25 +176,24 @@ def test_started_model_survives_router_and_controller_restarts(client):
             time.sleep(1)
         wait_for_apps(["router", "persistent", LLM], timeout_s=120)
     finally:
-        assert apply(client, model="persistent", worker_type="text2vec", apply_type="stop")["success"]
+        assert apply(client, model="persistent", apply_type="stop")["success"]
 
 
 def test_a_stopped_model_starts_again_by_name_as_it_was(client):
     name = "stop-and-start"
-    assert apply(client, model=name, worker_type="text2vec", apply_type="start",
-                 params={"model_path": MINILM, "num_cpus": 0.1, "max_batch_size": 8, "concurrency": 4})["success"]
+    assert start_simulated(client, name, max_new_tokens=8, concurrency=4)["success"]
     config = deployed_configs()[name]
     try:
         assert apply(client, model=name, apply_type="stop")["success"]
         assert name not in deployed_configs()
         # DB-GPT lists what it can run: the stopped model stays there, not enabled.
         supports = {m["model"]: m for m in client.get("/api/worker/models/supports").json()[0]["models"]}
-        assert supports[name]["enabled"] is False and supports[name]["worker_type"] == "text2vec"
+        assert supports[name]["enabled"] is False and supports[name]["worker_type"] == "llm"
         # Starting the name alone brings back its whole config, deployment options included.
         assert apply(client, model=name, apply_type="start")["success"]
         again = deployed_configs()[name]
         assert again["args"] == config["args"] and again["deployments"] == config["deployments"]
-        assert embed(client, name) == 200
+        assert ask(client, name) == 200
         supports = {m["model"]: m for m in client.get("/api/worker/models/supports").json()[0]["models"]}
         assert supports[name]["enabled"] is True
     finally:
@@ -204,12 +216,12 @@ def test_cli(base_url):
     assert listing.returncode == 0
     assert LLM in listing.stdout and "text2vec" in listing.stdout and "RUNNING" in listing.stdout
 
-    started = smmf(base_url, "model", "start", "cli-model", "--type", "text2vec", "--source", MINILM,
-                   "--param", "num_cpus=0.1")
+    started = smmf(base_url, "model", "start", "cli-model", "--source", "simulated",
+                   "--param", "engine=simulated", "--param", "num_cpus=0.1")
     assert started.returncode == 0, started.stderr
     assert "cli-model: " in started.stdout and "running" in started.stdout
     assert "cli-model" in smmf(base_url, "model", "list").stdout
-    assert smmf(base_url, "model", "update", "cli-model", "--param", "max_batch_size=8").returncode == 0
+    assert smmf(base_url, "model", "update", "cli-model", "--param", "stream_interval_ms=5").returncode == 0
     assert smmf(base_url, "model", "stop", "cli-model").returncode == 0
     assert "cli-model" not in smmf(base_url, "model", "list").stdout
 

@@ -1,4 +1,8 @@
-"""Bad days for replicas: clients that hang up, replicas that die, models that stop mid-request."""
+"""Bad days for replicas: clients that hang up, replicas that die, models that stop mid-request.
+
+Each runs on a simulated llm of its own (no weights, starts in seconds) at 20 tokens/s,
+so a request is in flight long enough to be cut, and the default models are never killed.
+"""
 
 import json
 import threading
@@ -9,39 +13,41 @@ import pytest
 
 from helpers import (
     CHAT,
-    LLM,
-    LLM_SOURCE,
     apply,
     details,
     hang_up_mid_stream,
     kill_one_replica,
     ongoing,
+    start_simulated,
     wait_until_idle,
 )
+
+SLOW = {"simulated_tokens_per_s": 20}
+
+
+@pytest.fixture(scope="module")
+def slow_model(client):
+    assert start_simulated(client, "slow-sim", **SLOW)["success"]
+    yield "slow-sim"
+    apply(client, model="slow-sim", apply_type="stop")
 
 
 # --- a client that hangs up cancels its generation -------------------------------
 
 
-
-
-
-
-
 @pytest.mark.parametrize("path", ["/api/worker/generate_stream", CHAT])
-def test_disconnect_mid_stream_frees_the_replica(client, base_url, path):
-    hang_up_mid_stream(base_url, path, LLM)
-    wait_until_idle(LLM, 2.0)
-    out = client.post("/api/worker/generate", json={"model": LLM, "prompt": "Hi", "max_new_tokens": 3}).json()
+def test_disconnect_mid_stream_frees_the_replica(client, base_url, path, slow_model):
+    hang_up_mid_stream(base_url, path, slow_model)
+    wait_until_idle(slow_model, 2.0)
+    out = client.post("/api/worker/generate", json={"model": slow_model, "prompt": "Hi", "max_new_tokens": 3}).json()
     assert out["error_code"] == 0 and out["usage"]["completion_tokens"] == 3
 
 
 # --- a replica that dies -------------------------------------------------------------
 
 
-
-def test_stream_cut_by_a_dying_replica_ends_with_an_error(base_url, client):
-    body = {"model": LLM, "max_tokens": 400, "temperature": 0, "stream": True,
+def test_stream_cut_by_a_dying_replica_ends_with_an_error(base_url, client, slow_model):
+    body = {"model": slow_model, "max_tokens": 400, "temperature": 0, "stream": True,
             "messages": [{"role": "user", "content": "Write a very long story about a dragon."}]}
     lines = []
     with httpx.Client(base_url=base_url, timeout=120) as http:
@@ -51,14 +57,14 @@ def test_stream_cut_by_a_dying_replica_ends_with_an_error(base_url, client):
                     continue
                 lines.append(line)
                 if len(lines) == 3:
-                    kill_one_replica(LLM, "llm")
+                    kill_one_replica(slow_model, "llm")
     assert lines[-1] == "data: [DONE]"
     last = json.loads(lines[-2][len("data: "):])
     assert "error" in last, "a cut stream never looks complete"
     assert not any('"finish_reason": "length"' in l or '"finish_reason": "stop"' in l for l in lines)
     # Serve replaces the replica; the model answers again within a minute.
     deadline = time.monotonic() + 60
-    while client.post("/api/worker/generate", json={"model": LLM, "prompt": "Hi", "max_new_tokens": 2}).json()["error_code"]:
+    while client.post("/api/worker/generate", json={"model": slow_model, "prompt": "Hi", "max_new_tokens": 2}).json()["error_code"]:
         assert time.monotonic() < deadline, "the replica was not replaced"
         time.sleep(1)
 
@@ -69,9 +75,7 @@ def test_a_dying_replica_fails_only_the_request_it_was_running(client):
     fails with an error naming the death; every request that had not started on it
     (waiting, or sent to it as it died) is served by the healthy replica. Serve then
     replaces the replica within 60 s and every request succeeds."""
-    assert apply(client, model="fragile", worker_type="llm", apply_type="start",
-                 params={"model_path": LLM_SOURCE, "num_replicas": 2, "max_ongoing_requests": 1,
-                         "num_cpus": 0.1})["success"]
+    assert start_simulated(client, "fragile", num_replicas=2, max_ongoing_requests=1, **SLOW)["success"]
     results, stop = [], threading.Event()  # (time sent, error_code, text)
     body = {"model": "fragile", "prompt": "Once upon a time", "max_new_tokens": 12, "temperature": 0}
 
@@ -119,8 +123,7 @@ def test_a_dying_replica_fails_only_the_request_it_was_running(client):
 # --- graceful shutdown --------------------------------------------------------------
 
 def test_requests_in_flight_finish_when_their_model_stops(client, base_url):
-    assert apply(client, model="llm-draining", worker_type="llm", apply_type="start",
-                 params={"model_path": LLM_SOURCE, "num_cpus": 0.1})["success"]
+    assert start_simulated(client, "llm-draining", **SLOW)["success"]
     frames, result = [], {}
 
     def stream():

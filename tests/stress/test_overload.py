@@ -5,22 +5,23 @@ import json
 import os
 import time
 
-from helpers import CHAT, LLM, apply
+from helpers import CHAT, apply, start_simulated
 
 OVERLOAD_BURSTS = int(os.environ.get("OVERLOAD_BURSTS", "1"))  # `make stress` sends more
 USER = [{"role": "user", "content": "hi"}]
+MODEL = "overloaded-sim"
 
 
 def test_two_hundred_concurrent_requests_against_a_small_queue(client, base_url):
     import aiohttp
 
-    limits = {"max_ongoing_requests": 4, "max_queued_requests": 16}
-    assert apply(client, model=LLM, worker_type="llm", apply_type="update_params", params=limits)["success"]
+    # A simulated llm of its own: these limits would starve the other tests' models.
+    assert start_simulated(client, MODEL, max_ongoing_requests=4, max_queued_requests=16)["success"]
 
     routes = [  # (path, body, the answer's last ModelOutput or OpenAI body from the raw bytes)
-        (CHAT, {"model": LLM, "messages": USER, "max_tokens": 4}, json.loads),
-        ("/api/worker/generate", {"model": LLM, "prompt": "Hi", "max_new_tokens": 4}, json.loads),
-        ("/api/worker/generate_stream", {"model": LLM, "prompt": "Hi", "max_new_tokens": 4},
+        (CHAT, {"model": MODEL, "messages": USER, "max_tokens": 4}, json.loads),
+        ("/api/worker/generate", {"model": MODEL, "prompt": "Hi", "max_new_tokens": 4}, json.loads),
+        ("/api/worker/generate_stream", {"model": MODEL, "prompt": "Hi", "max_new_tokens": 4},
          lambda raw: json.loads(raw.rstrip(b"\0").split(b"\0")[-1])),
     ]
 
@@ -59,7 +60,6 @@ def test_two_hundred_concurrent_requests_against_a_small_queue(client, base_url)
             # Every request came back (none hung), and a refused one is told at once: within
             # 2 s of being sent, so within 2 s of being refused.
             assert refusal_s[-1] < 2.0, refusal_s[-10:]
-        assert client.post(CHAT, json={"model": LLM, "messages": USER, "max_tokens": 2}).status_code == 200
+        assert client.post(CHAT, json={"model": MODEL, "messages": USER, "max_tokens": 2}).status_code == 200
     finally:
-        assert apply(client, model=LLM, worker_type="llm", apply_type="update_params",
-                     params={"max_ongoing_requests": 16, "max_queued_requests": -1})["success"]
+        assert apply(client, model=MODEL, apply_type="stop")["success"]

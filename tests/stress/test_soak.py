@@ -12,7 +12,7 @@ import threading
 import time
 from collections import Counter
 
-from helpers import EMBEDDER, LLM, MINILM, RERANKER, apply, details
+from helpers import EMBEDDER, LLM, RERANKER, apply, details, start_simulated
 
 SECONDS = float(os.environ.get("SOAK_SECONDS", "20"))
 
@@ -57,9 +57,8 @@ def test_mixed_traffic_soak(client):
         i = 0
         while not stop.is_set():
             name = f"soak-{i}"
-            started = apply(client, model=name, worker_type="text2vec", apply_type="start",
-                            params={"model_path": MINILM, "num_cpus": 0.1}, timeout_s=120)
-            stopped = apply(client, model=name, worker_type="text2vec", apply_type="stop", timeout_s=120)
+            started = start_simulated(client, name, timeout_s=120)
+            stopped = apply(client, model=name, apply_type="stop", timeout_s=120)
             outcomes["management_ok" if started["success"] and stopped["success"] else "management_failed"] += 1
             i += 1
 

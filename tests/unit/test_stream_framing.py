@@ -7,7 +7,7 @@ import json
 from serve_app import dbgpt_serving, openai_serving
 from serve_app.dbgpt_protocol import PromptRequest
 from serve_app.engines.base import GenerationChunk
-from serve_app.engines.hf import _find_stop, _held_back
+from serve_app.engines.stop_strings import find_stop, held_back
 from serve_app.openai_protocol import ChatCompletionRequest, CompletionRequest
 from serve_app.streams import OpenStream
 
@@ -120,10 +120,10 @@ def test_a_broken_dbgpt_stream_ends_with_an_error_modeloutput():
     assert frames[-1]["text"].startswith("**LLMServer Generate Error")
 
 
-def test_stop_strings_are_found_in_the_unsent_tail_and_their_starts_held_back():
-    assert _find_stop("The capital is Paris.", ["Paris"], 0) == 15
-    assert _find_stop("The capital is", ["Paris"], 0) is None
-    assert _find_stop("ab STOP cd STOP", ["STOP"], 8) == 11  # only the unsent tail is searched
-    assert _held_back("The capital is Par", ["Paris"]) == 3
-    assert _held_back("The capital is", ["Paris"]) == 0
-    assert _held_back("anything", []) == 0
+def test_stop_strings_are_found_in_the_unsent_tail_and_their_startsheld_back():
+    assert find_stop("The capital is Paris.", ["Paris"], 0) == 15
+    assert find_stop("The capital is", ["Paris"], 0) is None
+    assert find_stop("ab STOP cd STOP", ["STOP"], 8) == 11  # only the unsent tail is searched
+    assert held_back("The capital is Par", ["Paris"]) == 3
+    assert held_back("The capital is", ["Paris"]) == 0
+    assert held_back("anything", []) == 0

@@ -1,0 +1,152 @@
+"""The `simulated` engine: an LLM without weights that streams at a GPU's pace.
+
+It exists to load the serving path (proxy, ingress, handles, streams) the way a GPU
+engine does, on any machine: a token per stream every 1/`simulated_tokens_per_s`
+seconds, after `simulated_ttft_ms` of "prefill", at most `max_num_seqs` streams at
+once (more wait for a place, as in a real batch). Every stream in flight advances
+on the same clock, one token a tick, as a GPU engine's batched decode steps do.
+
+The text is deterministic and tokenizer-free: words from a fixed list, chosen by
+the prompt (and the request's seed), one word a token; a token count is a count of
+whitespace-separated words. Otherwise it behaves as the real engines do: the
+context length and overflow rule, `max_new_tokens`, stop strings (never shown to
+the client), cancellation when the consumer leaves, and the same metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import zlib
+from typing import AsyncIterator, Iterator, Optional
+
+from serve_app.config import LLMArgs
+from serve_app.engines.base import GenerationChunk, GenerationRequest, LLMEngine
+from serve_app.engines.metrics import EngineMetrics
+from serve_app.engines.prompts import CompletionBudget, plain_chat_prompt
+from serve_app.engines.stop_strings import find_stop, held_back
+from serve_app.replica import model_name
+
+WORDS = (
+    "the model serves many requests at once and each stream gets its own tokens in order while "
+    "a cluster of replicas shares the load across nodes so that every user sees an answer soon "
+    "without waiting for others to finish their long stories about dragons rivers cities and stars"
+).split()
+DEFAULT_CONTEXT_LENGTH = 8192
+
+
+class StepClock:
+    """One tick every `interval_s` for all streams in flight; it runs only while someone waits."""
+
+    def __init__(self, interval_s: float, on_tick):
+        self.interval_s, self._on_tick = interval_s, on_tick
+        self._tick: Optional[asyncio.Future] = None
+        self._task: Optional[asyncio.Task] = None
+        self.waiting = 0
+
+    async def next(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._task is None or self._task.done():
+            self._tick = loop.create_future()
+            self._task = loop.create_task(self._run())
+        self.waiting += 1
+        try:
+            await asyncio.shield(self._tick)
+        finally:
+            self.waiting -= 1
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
+        while self.waiting:
+            next_at += self.interval_s  # absolute times: no drift from the loop's own delays
+            await asyncio.sleep(max(0.0, next_at - loop.time()))
+            tick, self._tick = self._tick, loop.create_future()
+            self._on_tick(self.waiting)
+            tick.set_result(None)
+
+
+class SimulatedEngine(CompletionBudget, LLMEngine):
+    def __init__(self, args: LLMArgs):
+        self.context_length = args.context_length or DEFAULT_CONTEXT_LENGTH
+        self.default_max_new_tokens = args.max_new_tokens
+        self.max_num_seqs = args.max_num_seqs
+        self.ttft_s = args.simulated_ttft_ms / 1000
+        self.metrics = EngineMetrics(model_name(args.source))
+        self.clock = StepClock(1 / args.simulated_tokens_per_s, self.metrics.batch_size.observe)
+        self._running = 0
+        self._waiting = 0
+        self._slot_freed = asyncio.Condition()
+
+    def render_prompt(self, request: GenerationRequest) -> str:
+        return request.prompt or "" if request.messages is None else plain_chat_prompt(request.messages)
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+        arrived = time.perf_counter()
+        prompt = self.render_prompt(request)
+        prompt_tokens = max(1, self.count_tokens(prompt))  # an empty prompt starts from one BOS token
+        max_new = self._budget(prompt_tokens, request)
+        stops = request.params.stop
+        words = _words(prompt, request.params.seed)
+        text, sent, made = "", 0, 0
+        first_token_at: Optional[float] = None
+        await self._take_slot()
+        try:
+            await asyncio.sleep(self.ttft_s)  # the prompt's "prefill"
+            finish = None
+            while finish is None:
+                if made:
+                    await self.clock.next()
+                text, made = text + next(words), made + 1
+                if first_token_at is None:
+                    first_token_at = time.perf_counter()
+                    self.metrics.time_to_first_token.observe(first_token_at - arrived)
+                shown = text
+                cut = find_stop(text, stops, sent)
+                if cut is not None:
+                    shown, finish = text[:cut], "stop"
+                elif made >= max_new:
+                    finish = "length"
+                else:
+                    shown = text[: len(text) - held_back(text, stops)]
+                if finish or len(shown) > sent or made == 1:
+                    yield GenerationChunk(text=shown[sent:], prompt=prompt if made == 1 else None, finish_reason=finish,
+                                          prompt_tokens=prompt_tokens, completion_tokens=made)
+                    sent = max(sent, len(shown))
+        finally:
+            await self._give_slot()
+            self.metrics.record_request(prompt_tokens, made, first_token_at)
+
+    async def _take_slot(self) -> None:
+        """Wait for a place among `max_num_seqs` streams (read on every admission, so it changes live)."""
+        async with self._slot_freed:
+            self._waiting += 1
+            self.metrics.queue_length.set(self._waiting - 1 if self._running >= self.max_num_seqs else 0)
+            try:
+                await self._slot_freed.wait_for(lambda: self._running < self.max_num_seqs)
+            finally:
+                self._waiting -= 1
+            self._running += 1
+
+    async def _give_slot(self) -> None:
+        async with self._slot_freed:
+            self._running -= 1
+            self.metrics.queue_length.set(max(0, self._waiting - 1))
+            self._slot_freed.notify()
+
+    async def check_health(self) -> None:
+        return None  # nothing that can break: no device, no process of its own
+
+    async def shutdown(self) -> None:
+        return None
+
+
+def _words(prompt: str, seed: Optional[int]) -> Iterator[str]:
+    """The answer's tokens: the same prompt (and seed) gives the same words."""
+    state = zlib.crc32(prompt.encode()) ^ (seed or 0)
+    while True:
+        state = (state * 1103515245 + 12345) & 0x7FFFFFFF
+        yield " " + WORDS[state % len(WORDS)]

@@ -1,0 +1,21 @@
+"""Stop strings over a growing answer: where one begins, and how much of the end to hold
+back because it might be the start of one. Every engine that streams text itself
+(transformers, simulated) cuts the same way, so no client ever sees part of a stop string."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+
+def find_stop(text: str, stops: list[str], start: int) -> Optional[int]:
+    """Index where the earliest stop string begins, searching from the unsent tail."""
+    hits = [i for s in stops if (i := text.find(s, max(0, start - len(s)))) != -1]
+    return min(hits) if hits else None
+
+
+def held_back(text: str, stops: list[str]) -> int:
+    """Characters at the end of `text` that might be the start of a stop string."""
+    for n in range(max((len(s) for s in stops), default=0) - 1, 0, -1):
+        if any(s.startswith(text[-n:]) for s in stops if len(text) >= n):
+            return n
+    return 0
