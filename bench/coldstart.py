@@ -32,26 +32,39 @@ def cold_start(port: int, cache_dir: str | None, timeout_s: float) -> dict:
             [str(ROOT / ".venv" / "bin" / "serve"), "run", str(path)],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
-        answered, attempts = None, 0
+        answered, attempts, timeline = None, 0, {}
         try:
             with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
                 while time.perf_counter() - started < timeout_s and proc.poll() is None:
                     attempts += 1
-                    try:
-                        out = client.post("/api/worker/generate", json={
-                            "model": LLM, "prompt": "Hi", "max_new_tokens": 1, "temperature": 0}).json()
-                        if out.get("error_code") == 0:
-                            answered = time.perf_counter() - started
-                            break
-                    except (httpx.HTTPError, ValueError):
-                        pass
+                    answered = _poll(client, started, timeline)
+                    if answered:
+                        break
                     time.sleep(0.25)
         finally:
             _stop(proc)
             log.close()
             tail = (Path(tmp) / "serve_run.log").read_text(errors="ignore")[-2000:]
     return {"cache": "cold" if cache_dir else "warm", "seconds": answered, "attempts": attempts,
-            "log_tail": None if answered else tail}
+            "timeline": timeline, "log_tail": None if answered else tail}
+
+
+def _poll(client: httpx.Client, started: float, timeline: dict) -> float | None:
+    """One look at the starting cluster: when the ingress answered, when each model ran,
+    and, once the LLM answers a generate, the seconds to that answer."""
+    now = lambda: round(time.perf_counter() - started, 1)  # noqa: E731
+    try:
+        if "ingress" not in timeline:
+            client.get("/api/health").raise_for_status()
+            timeline["ingress"] = now()
+        for m in client.get("/api/models/status").json():
+            if m["status"] == "RUNNING":
+                timeline.setdefault(m["model"], now())
+        out = client.post("/api/worker/generate", json={
+            "model": LLM, "prompt": "Hi", "max_new_tokens": 1, "temperature": 0}).json()
+        return time.perf_counter() - started if out.get("error_code") == 0 else None
+    except (httpx.HTTPError, ValueError):
+        return None
 
 
 def _stop(proc: subprocess.Popen) -> None:

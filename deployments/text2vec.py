@@ -30,8 +30,8 @@ class Text2VecWorker(SentenceWorker):
 
     async def embeddings(self, texts: list[str], span_id: str = "") -> Embedded:
         logger.info("model=%s span_id=%s embeddings n=%d", self.name, span_id, len(texts))
-        tokens = sum(len(ids) for ids in self.model.tokenizer(texts)["input_ids"]) if texts else 0
-        return Embedded(await self.batch(texts), tokens)
+        counts = [len(ids) for ids in self.model.tokenizer(texts)["input_ids"]] if texts else []
+        return Embedded(await self.batch(texts), counts)
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
     async def batch(self, requests: list[list[str]]) -> list[list[list[float]]]:

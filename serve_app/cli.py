@@ -15,7 +15,6 @@ import argparse
 import os
 import sys
 import threading
-import time
 from typing import Optional
 
 import httpx

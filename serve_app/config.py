@@ -9,7 +9,6 @@ they live in each application's `deployments:` section, where Serve owns them.
 from __future__ import annotations
 
 import os
-import typing
 from pathlib import Path
 from typing import Any, Literal, Optional
 
@@ -56,7 +55,7 @@ class ModelArgs(BaseModel):
 
 
 # Measured with `make bench` (BENCHMARKS.md, "GPU-rate streams"): see the stream_interval_ms rows.
-STREAM_INTERVAL_MS = 20.0
+STREAM_INTERVAL_MS = 50.0
 
 # AsyncEngineArgs that serve_app/engines/vllm.py derives from LLMArgs fields.
 VLLM_ARGS_FROM_FIELDS = {
@@ -238,6 +237,14 @@ class RouterArgs(BaseModel):
     apply_timeout_s: float = Field(
         default=300, gt=0, description="How long a management call waits for its change, unless the request says."
     )
+    embeddings_batch_wait_ms: float = Field(
+        default=2.0,
+        ge=0,
+        description=(
+            "How long the ingress waits to merge concurrent embedding requests for one model into one "
+            "deployment call; 0: each request is its own call."
+        ),
+    )
 
 
 ARGS_BY_WORKER_TYPE: dict[str, type[ModelArgs]] = {
@@ -262,43 +269,3 @@ def in_place_params(worker_type: str, args: dict) -> set[str]:
     """IN_PLACE_PARAMS of a worker type, less what the application's engine cannot change live."""
     engine = args.get("engine", "transformers")
     return IN_PLACE_PARAMS[worker_type] - NOT_IN_PLACE_BY_ENGINE.get(engine, set())
-
-
-def parameter_descriptions(model: type[BaseModel], current: Optional[dict] = None) -> list[dict]:
-    """DB-GPT's ParameterDescription list, generated from a pydantic model.
-
-    `current` (a model's args) replaces the defaults, so that `dbgpt model start`,
-    which sends every parameter with its default, sends what the model runs with.
-    Fields holding a dict or list are left out: DB-GPT builds a dataclass from the
-    list, which refuses mutable defaults, and its command line has no such type.
-    """
-    out = []
-    for name, field in model.model_fields.items():
-        annotation = field.annotation
-        if typing.get_origin(annotation) in (dict, list):
-            continue
-        args = typing.get_args(annotation)
-        valid = None
-        if typing.get_origin(annotation) is Literal:
-            valid = list(args)
-        non_none = [a for a in args if a is not type(None)]
-        base = non_none[0] if typing.get_origin(annotation) is typing.Union else annotation
-        if typing.get_origin(base) is Literal:
-            valid = list(typing.get_args(base))
-            base = type(valid[0])
-        default = None if field.is_required() else field.get_default(call_default_factory=True)
-        out.append(
-            {
-                # DB-GPT imports this module and takes the class from it when it is there, else
-                # builds a class of this name from the descriptions: `builtins` imports in every
-                # client and has no such class, so it is built (our module does not import there).
-                "param_class": f"builtins.{model.__name__}",
-                "param_name": name,
-                "param_type": getattr(typing.get_origin(base) or base, "__name__", str(base)),
-                "default_value": (current or {}).get(name, default),
-                "description": field.description or "",
-                "required": field.is_required(),
-                "valid_values": valid,
-            }
-        )
-    return out

@@ -153,7 +153,7 @@ class ParameterDescription(BaseModel):
     """DB-GPT's ParameterDescription: the keys 0.6's dataclass has (0.7+ add more, all optional).
 
     `dbgpt model start` builds its command-line options from these (see
-    `config.parameter_descriptions` for what `param_class` must be).
+    `dbgpt_serving.parameter_descriptions` for what `param_class` must be).
     """
 
     param_class: str

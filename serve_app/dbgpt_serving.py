@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import logging
 import time
+import typing
 from datetime import datetime, timezone
-from typing import AsyncIterator, Optional
+from typing import AsyncIterator, Literal, Optional
 
 from fastapi.responses import Response, StreamingResponse
+from pydantic import BaseModel
 
-from serve_app.config import ARGS_BY_WORKER_TYPE, parameter_descriptions
+from serve_app.config import ARGS_BY_WORKER_TYPE
 from serve_app.dbgpt_protocol import (
     ModelInstance,
     ModelOutput,
@@ -148,6 +150,46 @@ def controller_instances(
 def management_result(status_code: int, output: WorkerApplyOutput) -> Response:
     # A refusal or failure is never a 200: DB-GPT's RemoteWorkerManager reads only the status.
     return Response(output.model_dump_json(), status_code=status_code, media_type="application/json")
+
+
+def parameter_descriptions(model: type[BaseModel], current: Optional[dict] = None) -> list[dict]:
+    """DB-GPT's ParameterDescription list, generated from a pydantic model.
+
+    `current` (a model's args) replaces the defaults, so that `dbgpt model start`,
+    which sends every parameter with its default, sends what the model runs with.
+    Fields holding a dict or list are left out: DB-GPT builds a dataclass from the
+    list, which refuses mutable defaults, and its command line has no such type.
+    """
+    out = []
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if typing.get_origin(annotation) in (dict, list):
+            continue
+        args = typing.get_args(annotation)
+        valid = None
+        if typing.get_origin(annotation) is Literal:
+            valid = list(args)
+        non_none = [a for a in args if a is not type(None)]
+        base = non_none[0] if typing.get_origin(annotation) is typing.Union else annotation
+        if typing.get_origin(base) is Literal:
+            valid = list(typing.get_args(base))
+            base = type(valid[0])
+        default = None if field.is_required() else field.get_default(call_default_factory=True)
+        out.append(
+            {
+                # DB-GPT imports this module and takes the class from it when it is there, else
+                # builds a class of this name from the descriptions: `builtins` imports in every
+                # client and has no such class, so it is built (our module does not import there).
+                "param_class": f"builtins.{model.__name__}",
+                "param_name": name,
+                "param_type": getattr(typing.get_origin(base) or base, "__name__", str(base)),
+                "default_value": (current or {}).get(name, default),
+                "description": field.description or "",
+                "required": field.is_required(),
+                "valid_values": valid,
+            }
+        )
+    return out
 
 
 # --- rerank ----------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from ray.serve.handle import DeploymentHandle
 
 from serve_app import catalog, dbgpt_serving, openai_serving
 from serve_app.auth import KeyChecker
-from serve_app.config import ARGS_BY_WORKER_TYPE, RouterArgs, parameter_descriptions
+from serve_app.config import ARGS_BY_WORKER_TYPE, RouterArgs
 from serve_app.config_edits import worker_type_of
 from serve_app.dbgpt_protocol import (
     CountTokenRequest,
@@ -46,7 +46,8 @@ from serve_app.dbgpt_protocol import (
     WorkerSupportedModels,
     WorkerTypeParam,
 )
-from serve_app.engines.base import Scored
+from serve_app.embeddings_batcher import EmbeddingsBatcher
+from serve_app.engines.base import Embedded, Scored
 from serve_app.errors import InvalidRequest, as_serve_error
 from serve_app.http import create_app, note
 from serve_app.model_manager import ModelManager
@@ -89,6 +90,7 @@ async def _call(response):
 class Ingress:
     def __init__(self, args: RouterArgs, manager: DeploymentHandle):
         self.registry = ModelRegistry(ttl_s=args.registry_ttl_s)
+        self.embedder = EmbeddingsBatcher(args.embeddings_batch_wait_ms)
         self.manager = manager
         self.limits = args.limits
         app.state.keys = KeyChecker.from_config(args.api_keys, args.api_keys_env)
@@ -140,8 +142,11 @@ class Ingress:
         self._check(req.model, span_id, inputs=req.input)
         if req.query is not None:  # DB-GPT's reranker worker: [[score per document]]
             return [(await self._scores(req.model, req.query, req.input, span_id)).scores]
-        handle = await self.registry.handle(req.model, "text2vec")
-        return (await _call(handle.embeddings.remote(req.input, span_id))).vectors
+        return (await self._embed(req.model, req.input, span_id)).vectors
+
+    async def _embed(self, model: str, texts: list[str], span_id: str) -> Embedded:
+        handle = await self.registry.handle(model, "text2vec")
+        return await _call(self.embedder.embed(model, handle, texts, span_id))
 
     @app.post("/api/worker/count_token")
     async def count_token(self, req: CountTokenRequest) -> int:
@@ -172,7 +177,7 @@ class Ingress:
         current = {m.name: m for m in await self.registry.models()}.get(model)
         # Report what the running model uses as each default.
         args = current.args if current and current.worker_type == worker_type else None
-        return parameter_descriptions(ARGS_BY_WORKER_TYPE[worker_type], args)
+        return dbgpt_serving.parameter_descriptions(ARGS_BY_WORKER_TYPE[worker_type], args)
 
     @app.post("/api/worker/models/startup")
     async def model_startup(self, req: WorkerStartupRequest) -> WorkerApplyOutput:
@@ -258,9 +263,8 @@ class Ingress:
     @app.post("/v1/embeddings")
     async def openai_embeddings(self, req: EmbeddingRequest) -> EmbeddingResponse:
         span_id = new_span_id()
-        self._check(req.model, span_id, inputs=[req.input] if isinstance(req.input, str) else req.input)
-        handle = await self.registry.handle(req.model, "text2vec")
-        return await openai_serving.embeddings(handle, req, span_id)
+        self._check(req.model, span_id, inputs=req.texts())
+        return openai_serving.embeddings(req, await self._embed(req.model, req.texts(), span_id))
 
     # --- rerank, in both dialects ----------------------------------------------------------------
 

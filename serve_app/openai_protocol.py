@@ -111,11 +111,15 @@ class EmbeddingRequest(_Request):
     dimensions: Optional[int] = Field(default=None, ge=1)
     user: Optional[str] = None
 
-    def texts(self) -> list[str]:
-        texts = [self.input] if isinstance(self.input, str) else self.input
-        if not texts:
+    @field_validator("input")
+    @classmethod
+    def _non_empty(cls, v):
+        if isinstance(v, list) and not v:
             raise ValueError("'input' must not be empty")
-        return texts
+        return v
+
+    def texts(self) -> list[str]:
+        return [self.input] if isinstance(self.input, str) else self.input
 
 
 class RerankRequest(_Request):

@@ -15,9 +15,8 @@ from typing import AsyncIterator, Callable, Optional
 
 import numpy as np
 from pydantic import BaseModel
-from ray.serve.handle import DeploymentHandle
 
-from serve_app.engines.base import GenerationChunk, Scored, Usage
+from serve_app.engines.base import Embedded, GenerationChunk, Scored, Usage
 from serve_app.errors import InvalidRequest, ServeError, as_serve_error
 from serve_app.openai_protocol import (
     AssistantMessage,
@@ -167,15 +166,8 @@ async def _ending(body: AsyncIterator[str], usage_frame: Optional[Callable[[], B
 # --- embeddings and rerank -----------------------------------------------------------
 
 
-async def embeddings(handle: DeploymentHandle, req: EmbeddingRequest, span_id: str) -> EmbeddingResponse:
-    try:
-        texts = req.texts()
-    except ValueError as exc:
-        raise InvalidRequest(str(exc)) from exc
-    try:
-        vectors, tokens = await handle.embeddings.remote(texts, span_id)
-    except Exception as exc:
-        raise as_serve_error(exc) from exc
+def embeddings(req: EmbeddingRequest, embedded: Embedded) -> EmbeddingResponse:
+    vectors = embedded.vectors
     if req.dimensions is not None and vectors and req.dimensions != len(vectors[0]):
         raise InvalidRequest(f"this model makes {len(vectors[0])}-dimensional vectors; 'dimensions' cannot change that")
 
@@ -183,6 +175,7 @@ async def embeddings(handle: DeploymentHandle, req: EmbeddingRequest, span_id: s
         # The SDK decodes base64 as little-endian float32.
         return base64.b64encode(np.asarray(v, dtype="<f4").tobytes()).decode() if req.encoding_format == "base64" else v
 
+    tokens = embedded.prompt_tokens
     return EmbeddingResponse(
         data=[EmbeddingData(index=i, embedding=encode(v)) for i, v in enumerate(vectors)],
         model=req.model,

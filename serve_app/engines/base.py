@@ -72,10 +72,15 @@ class GenerationChunk(BaseModel):
 class Embedded(NamedTuple):
     """A text2vec call's answer. Its usage travels with it so that a request is one
     deployment call: two (work, then usage) would take two of the handle's queue
-    places, and with a small `max_queued_requests` a request could refuse itself."""
+    places, and with a small `max_queued_requests` a request could refuse itself.
+    Counted per text, so that the ingress can split a merged call's answer."""
 
     vectors: list[list[float]]
-    prompt_tokens: int  # special tokens included: what the model reads
+    token_counts: list[int]  # per text, special tokens included: what the model reads
+
+    @property
+    def prompt_tokens(self) -> int:
+        return sum(self.token_counts)
 
 
 class Scored(NamedTuple):

@@ -3,7 +3,8 @@
 import pytest
 from pydantic import ValidationError
 
-from serve_app.config import LLMArgs, parameter_descriptions
+from serve_app.config import LLMArgs
+from serve_app.dbgpt_serving import parameter_descriptions
 from serve_app.dbgpt_protocol import ModelOutput, PromptRequest
 
 
