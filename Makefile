@@ -61,8 +61,9 @@ $(COMPAT)/webserver/.installed: Makefile
 	$(COMPAT)/webserver/bin/pip install -q $(DBGPT_WEBSERVER)
 	touch $@
 
+# Joins a live local Ray cluster or starts a new one, and says which (serve_app/launch.py).
 run: install
-	$(BIN)/serve run serve_config.yaml
+	$(BIN)/python -m serve_app.launch serve_config.yaml
 
 test: install compat
 	$(BIN)/pytest -q

@@ -21,7 +21,7 @@ def llm_ceiling(threads: int, engine_name: str = "transformers") -> dict:
     from serve_app.engines.base import ChatMessage, GenerationRequest, SamplingParams
 
     torch.set_num_threads(threads)
-    engine = load_engine(LLMArgs(source=LLM_SOURCE, **(VLLM_ARGS if engine_name == "vllm" else {})))
+    engine = load_engine(LLMArgs(source=LLM_SOURCE, num_threads=threads, **(VLLM_ARGS if engine_name == "vllm" else {})))
 
     def request(q: str, n: int = NEW_TOKENS) -> GenerationRequest:
         return GenerationRequest(messages=[ChatMessage(role="user", content=q)],

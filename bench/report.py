@@ -35,9 +35,8 @@ def header(results: dict) -> list[str]:
         f"1-minute load average at the start of the run: {m['loadavg_1min_at_start']:.2f}, at the end: "
         f"{m.get('loadavg_1min_at_end', float('nan')):.2f}.", "",
         f"Real-model workload: {len(QUESTIONS)} chat prompts of about 30 tokens (SmolLM2's chat template), "
-        f"{NEW_TOKENS} new tokens, greedy, the default serve_config.yaml. Ray sets a replica's torch threads from its "
-        f"`num_cpus`: the LLM replica runs {threads['llm_replica']} thread(s), the text2vec replica "
-        f"{threads['text2vec_replica']}.", "",
+        f"{NEW_TOKENS} new tokens, greedy, the default serve_config.yaml. A replica's torch threads are its args' "
+        f"`num_threads`, by default half the node's cores: {threads['llm_replica']} here.", "",
     ]
 
 

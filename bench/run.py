@@ -36,7 +36,7 @@ from cluster import DEPLOY_TIMEOUT_S, deploy, free_port, step, vllm_available, w
 from coldstart import cold_start  # noqa: E402
 from report import write_report  # noqa: E402
 from served import overhead, text2vec_runs, two_ingress_replicas, vllm_http  # noqa: E402
-from workload import CONCURRENCY, EMBED_CLIENTS, EMBED_ROUNDS, LLM, ROUNDS  # noqa: E402
+from workload import CONCURRENCY, EMBED_CLIENTS, EMBED_ROUNDS, ROUNDS  # noqa: E402
 
 from serve_app.config import STREAM_INTERVAL_MS  # noqa: E402
 
@@ -58,17 +58,6 @@ def machine() -> dict:
             "python": platform.python_version(), "loadavg_1min_at_start": os.getloadavg()[0]}
 
 
-def replica_threads(ray, num_cpus: float) -> int:
-    """torch's thread count in a Ray worker given `num_cpus` (Ray sets OMP_NUM_THREADS from it)."""
-    @ray.remote(num_cpus=num_cpus)
-    def threads() -> int:
-        import torch
-
-        return torch.get_num_threads()
-
-    return ray.get(threads.remote(), timeout=120)
-
-
 def main() -> None:
     started = time.perf_counter()
     results: dict = {"command": COMMAND, "machine": machine()}
@@ -76,15 +65,14 @@ def main() -> None:
 
     import ray
 
-    # Ray only for the thread count its replicas get; no Serve yet, so the ceilings run alone.
-    ray.init(address="local", num_cpus=8, log_to_driver=False, include_dashboard=False)
-    options = {a["name"]: a["deployments"][0] for a in config["applications"]}
-    results["threads"] = {
-        "llm_replica": replica_threads(ray, options[LLM]["ray_actor_options"]["num_cpus"]),
-        "text2vec_replica": replica_threads(ray, options["all-minilm-l6-v2"]["ray_actor_options"]["num_cpus"]),
-        "all_cores": results["machine"]["nproc"],
-    }
+    from serve_app.replica import default_threads
+
+    # The replicas' torch threads: their args' num_threads, unset in the default config.
+    threads = default_threads()
+    results["threads"] = {"llm_replica": threads, "text2vec_replica": threads, "all_cores": results["machine"]["nproc"]}
     step(f"torch threads {results['threads']}", started)
+    # Ray before the ceilings (the engines' metrics live in it); no Serve yet, so they run alone.
+    ray.init(address="local", num_cpus=8, log_to_driver=False, include_dashboard=False)
     offline_phase(results, started)
     try:
         served_phase(results, config, started)

@@ -13,8 +13,10 @@ from typing import AsyncIterator
 from ray import serve
 from ray.serve import Application
 
+from serve_app import progress
 from serve_app.chunking import coalesce
 from serve_app.config import NOT_IN_PLACE_BY_ENGINE, LLMArgs
+from serve_app.placement import DEFAULT_ACTOR_OPTIONS
 from serve_app.engines.base import GenerationChunk, GenerationRequest, LLMEngine
 
 # Serve routes this logger into each replica's log file, tagged with the request id.
@@ -37,12 +39,14 @@ def load_engine(args: LLMArgs) -> LLMEngine:
     raise ValueError(f"unknown engine {args.engine!r}")
 
 
-@serve.deployment(name="llm", max_ongoing_requests=16, ray_actor_options={"num_cpus": 1})
+@serve.deployment(name="llm", max_ongoing_requests=16, ray_actor_options=DEFAULT_ACTOR_OPTIONS["llm"])
 class LLMWorker:
     def __init__(self, args: LLMArgs):
         self.name = serve.get_replica_context().app_name
         self.args = args
+        progress.report(progress.LOADING)  # GGUF sources report their conversion on the way
         self.engine = load_engine(args)
+        progress.done()
 
     async def generate_stream(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
         logger.info("model=%s span_id=%s generate", self.name, request.span_id)

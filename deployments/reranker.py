@@ -14,11 +14,12 @@ from ray.serve import Application
 from deployments.sentence_worker import SentenceWorker
 from serve_app.config import RerankerArgs
 from serve_app.engines.base import Scored
+from serve_app.placement import DEFAULT_ACTOR_OPTIONS
 
 logger = logging.getLogger("ray.serve")
 
 
-@serve.deployment(name="reranker", max_ongoing_requests=32, ray_actor_options={"num_cpus": 0.5})
+@serve.deployment(name="reranker", max_ongoing_requests=32, ray_actor_options=DEFAULT_ACTOR_OPTIONS["reranker"])
 class RerankerWorker(SentenceWorker):
     worker_type = "reranker"
 

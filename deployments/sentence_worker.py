@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from ray import serve
 
+from serve_app import progress
 from serve_app.config import RerankerArgs, Text2VecArgs
-from serve_app.replica import pick_device
+from serve_app.replica import pick_device, set_threads
 from serve_app.sources import local_dir
 
 
@@ -17,11 +18,14 @@ class SentenceWorker:
     def __init__(self, args: Text2VecArgs | RerankerArgs, model_class: type):
         self.name = serve.get_replica_context().app_name
         self.args = args
+        set_threads(args.num_threads)
+        progress.report(progress.LOADING)
         directory, gguf_file = local_dir(args.source, args.cache_dir)
         if gguf_file:
             raise ValueError(f"model source '{args.source}': {self.worker_type} models cannot load GGUF files")
         self.model = model_class(directory, device=pick_device(args.device), trust_remote_code=args.trust_remote_code)
         self._apply_batch_limits()
+        progress.done()
 
     def _apply_batch_limits(self) -> None:
         self.batch.set_max_batch_size(self.args.max_batch_size)

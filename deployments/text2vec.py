@@ -14,12 +14,13 @@ from ray.serve import Application
 from deployments.sentence_worker import SentenceWorker
 from serve_app.config import Text2VecArgs
 from serve_app.engines.base import Embedded
+from serve_app.placement import DEFAULT_ACTOR_OPTIONS
 
 # Serve routes this logger into each replica's log file, tagged with the request id.
 logger = logging.getLogger("ray.serve")
 
 
-@serve.deployment(name="text2vec", max_ongoing_requests=64, ray_actor_options={"num_cpus": 1})
+@serve.deployment(name="text2vec", max_ongoing_requests=64, ray_actor_options=DEFAULT_ACTOR_OPTIONS["text2vec"])
 class Text2VecWorker(SentenceWorker):
     worker_type = "text2vec"
 

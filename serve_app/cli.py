@@ -15,6 +15,7 @@ import argparse
 import os
 import sys
 import threading
+import time
 from typing import Optional
 
 import httpx
@@ -66,16 +67,17 @@ def _message(r: httpx.Response) -> str:
 
 
 def list_models(ingress: Ingress) -> int:
-    rows = [("NAME", "TYPE", "REPLICAS", "STATE")]
-    rows += [(m["model"], m["worker_type"], str(m["running_replicas"]), m["status"]) for m in ingress.statuses().values()]
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    rows = [("NAME", "TYPE", "REPLICAS", "STATE", "PHASE")]
+    rows += [(m["model"], m["worker_type"], str(m["running_replicas"]), m["status"], m["phase"])
+             for m in ingress.statuses().values()]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
     return 0
 
 
 def apply(ingress: Ingress, body: dict, watch: Optional[str]) -> int:
-    """Send one management call; while it runs, print the model's Serve state as it changes."""
+    """Send one management call; while it runs, show the model's start phase as it changes."""
     result: dict = {}
 
     def send() -> None:
@@ -90,21 +92,42 @@ def apply(ingress: Ingress, body: dict, watch: Optional[str]) -> int:
 
     call = threading.Thread(target=send)
     call.start()
-    last = None
+    progress = Progress(watch) if watch and body.get("wait", True) else None
     while call.is_alive():
-        call.join(1.0)
-        if watch and call.is_alive():
-            state = ingress.statuses().get(watch)
-            shown = f"{state['status']} ({state['running_replicas']} running)" if state else "not deployed yet"
-            if shown != last:
-                print(f"{watch}: {shown}", flush=True)
-                last = shown
+        call.join(0.5)
+        if progress and call.is_alive():
+            progress.show(ingress.statuses().get(watch))
+    if progress:
+        if result.get("success"):  # the phase it reached, which the last look may have missed
+            progress.show(ingress.statuses().get(watch))
+        progress.end()
     if "error" in result:
         raise SystemExit(result["error"])
     print(result["message"])
     return 0 if result["success"] else 1
 
 
+class Progress:
+    """One live line in a terminal (rewritten in place); one line per phase elsewhere."""
+
+    def __init__(self, model: str):
+        self.model, self.started, self.last = model, time.time(), None
+        self.live = sys.stdout.isatty()
+
+    def show(self, state: Optional[dict]) -> None:
+        phase = state["phase"] if state else "applying"
+        since = (state or {}).get("phase_since") or self.started
+        if self.live:
+            waited = f" ({state['message']})" if state and state["message"] and phase != "ready" else ""
+            line = f"{self.model}: {phase}, {time.time() - since:.0f}s{waited}"
+            print("\r\033[K" + line[:150], end="", flush=True)
+        elif phase != self.last:
+            print(f"{self.model}: {phase}", flush=True)
+        self.last = phase
+
+    def end(self) -> None:
+        if self.live and self.last is not None:
+            print()
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="smmf", description="Manage the models of an smmf-serve ingress.")
     parser.add_argument("--address", default=os.environ.get("SMMF_ADDRESS", "http://127.0.0.1:8000"))
@@ -129,13 +152,17 @@ def main(argv: Optional[list[str]] = None) -> int:
         p.add_argument("--param", action="append", default=[], help="key=value (repeatable)")
     for p in model.choices.values():
         p.add_argument("--timeout", type=float, default=None, help="seconds to wait for the change")
+    for name in ("start", "restart", "update"):
+        model.choices[name].add_argument(
+            "--no-wait", action="store_true", help="return once the change is applied; `smmf model list` follows it"
+        )
     args = parser.parse_args(argv)
 
     ingress = Ingress(args.address, args.api_key)
     try:
         if args.command == "list":
             return list_models(ingress)
-        body = {"model": args.name, "timeout_s": args.timeout}
+        body = {"model": args.name, "timeout_s": args.timeout, "wait": not getattr(args, "no_wait", False)}
         if args.command == "start":
             params = {**({"source": args.source} if args.source else {}), **parse_params(args.param)}
             body.update(apply_type="start", worker_type=args.worker_type, params=params)

@@ -52,6 +52,14 @@ class ModelArgs(BaseModel):
         default=DEFAULT_CACHE_DIR,
         description="Where converted copies of GGUF models are kept (env SMMF_CACHE_DIR).",
     )
+    num_threads: Optional[int] = Field(
+        default=None,
+        gt=0,
+        description=(
+            "torch's compute threads in each replica; default: half the cores of the node it runs on (at "
+            "least 1). A replica reserves only a fraction of a CPU (ray_actor_options), so that more models fit."
+        ),
+    )
 
 
 # Measured with `make bench` (BENCHMARKS.md, "GPU-rate streams"): see the stream_interval_ms rows.
@@ -119,6 +127,9 @@ class LLMArgs(ModelArgs):
     )
     simulated_ttft_ms: float = Field(
         default=20, ge=0, description="simulated: ms from a stream's start to its first token (its 'prefill')."
+    )
+    simulated_load_s: float = Field(
+        default=0, ge=0, le=3600, description="simulated: seconds a replica takes to 'load its weights' at start."
     )
     simulated_tokens_per_s: float = Field(
         default=100, gt=0, le=10_000, description="simulated: tokens per second of each stream in flight."

@@ -62,6 +62,12 @@ class Conflict(ManagementError):
     status_code = 409
 
 
+class CannotPlace(ManagementError):
+    """No node the cluster has, or its autoscaler can add, could hold one replica."""
+
+    status_code = 422
+
+
 class ModelFailed(ManagementError):
     """The change was applied and the model failed to start (its reason in the message)."""
 
@@ -154,8 +160,14 @@ def validate_args(worker_type: str, args: dict[str, Any], policy: SourcePolicy) 
     check_source(policy, args["source"])
 
 
-def new_app_config(name: str, worker_type: Optional[str], params: dict[str, Any], policy: SourcePolicy) -> dict:
-    """A Serve application config for a model started through the API (an llm unless told)."""
+def new_app_config(
+    name: str, worker_type: Optional[str], params: dict[str, Any], policy: SourcePolicy, actor_defaults: dict
+) -> dict:
+    """A Serve application config for a model started through the API (an llm unless told).
+
+    Its replicas reserve `actor_defaults` (the operator's choice for this worker type)
+    unless the request's params say otherwise.
+    """
     worker_type = worker_type or "llm"
     if worker_type not in IMPORT_PATHS:
         raise ManagementError(f"unknown worker type '{worker_type}'; registered: {', '.join(IMPORT_PATHS)}")
@@ -173,7 +185,7 @@ def new_app_config(name: str, worker_type: Optional[str], params: dict[str, Any]
         # max_surge_percent 100: in a rolling update the old replicas serve until their
         # replacements are ready, so requests sent during the roll all succeed.
         "deployments": [
-            {"name": worker_type, "max_surge_percent": 100, **deployment, "ray_actor_options": {"num_cpus": 1, **actor}}
+            {"name": worker_type, "max_surge_percent": 100, **deployment, "ray_actor_options": {**actor_defaults, **actor}}
         ],
     }
 

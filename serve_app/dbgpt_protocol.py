@@ -214,6 +214,8 @@ class WorkerApplyRequest(_Request):
     params: dict[str, Any] = Field(default_factory=dict)
     timeout_s: Optional[float] = Field(default=None, gt=0, le=3600)
     delete_after: bool = False  # with stop: forget the model too, as DB-GPT's shutdown does
+    # False: answer 202 once the change is applied; GET /api/models/status follows it.
+    wait: bool = True
 
 
 class WorkerApplyOutput(BaseModel):

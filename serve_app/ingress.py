@@ -21,6 +21,7 @@ from typing import Optional
 
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
+import ray
 from ray import serve
 from ray.serve import Application
 from ray.serve.handle import DeploymentHandle
@@ -85,7 +86,7 @@ async def _call(response):
         raise as_serve_error(exc) from exc
 
 
-@serve.deployment(name="router", max_ongoing_requests=1000, ray_actor_options={"num_cpus": 0.25})
+@serve.deployment(name="router", max_ongoing_requests=1000, ray_actor_options={"num_cpus": 0.1})
 @serve.ingress(app)
 class Ingress:
     def __init__(self, args: RouterArgs, manager: DeploymentHandle):
@@ -222,7 +223,8 @@ class Ingress:
     @app.get("/api/models/status")
     async def models_status(self) -> list[ModelStatus]:
         """Each model's Serve state, for `smmf model list` and progress while a model loads."""
-        return [ModelStatus.of(m) for m in await self.registry.models(fresh=True)]
+        free = ray.available_resources()
+        return [ModelStatus.of(m, free) for m in await self.registry.models(fresh=True)]
 
     @app.get("/api/health")
     async def health(self) -> dict:

@@ -28,6 +28,7 @@ from serve_app.config import SourcePolicy
 from serve_app.errors import last_line
 from serve_app.config_edits import (
     IMPORT_PATHS,
+    CannotPlace,
     ChangeTimedOut,
     ManagementError,
     Conflict,
@@ -39,6 +40,7 @@ from serve_app.config_edits import (
     worker_type_of,
 )
 from serve_app.dbgpt_protocol import WorkerApplyOutput, WorkerApplyRequest
+from serve_app.placement import DEFAULT_ACTOR_OPTIONS, never_fits, replica_needs
 
 logger = logging.getLogger("ray.serve")
 
@@ -78,11 +80,16 @@ class ModelManager:
                 apps = {app["name"]: app for app in config["applications"]}
                 stopped = catalog.stopped()
                 targets = self._edit(apps, stopped, req)
+                refuse_what_never_fits(apps, targets, node_shapes())
                 config["applications"] = list(apps.values())
                 applied_at = time.time()
                 await _controller().apply_config.remote(ServeDeploySchema(**config))
                 self._update_catalog(req, targets, stopped, targets_now)
             logger.info("management %s model=%s targets=%s applied", req.apply_type, req.model, targets)
+            if not req.wait:  # the caller follows the change on GET /api/models/status
+                output = WorkerApplyOutput(message=f"{', '.join(targets) or 'no model'}: applied", success=True,
+                                           timecost=time.monotonic() - started)
+                return Applied(202, output)
             message = await self._wait(targets, req.apply_type == "stop", applied_at, timeout_s)
             return Applied(200, WorkerApplyOutput(message=message, success=True, timecost=time.monotonic() - started))
         except ManagementError as exc:
@@ -126,7 +133,7 @@ class ModelManager:
                 raise ManagementError("'model' is required to start a model")
             if req.model in apps:
                 raise Conflict(f"model '{req.model}' already exists; use restart or update_params to change it")
-            apps[req.model] = self._new_app(req, stopped.get(req.model))
+            apps[req.model] = self._new_app(req, stopped.get(req.model), apps)
             return [req.model]
         forgettable = set(stopped) if req.apply_type == "stop" and req.delete_after else set()
         if req.model is None:
@@ -146,10 +153,11 @@ class ModelManager:
                 apps[name] = updated_app_config(apps[name], models[name], req.params, self.policy)
         return targets
 
-    def _new_app(self, req: WorkerApplyRequest, stopped_config: Optional[dict]) -> dict:
+    def _new_app(self, req: WorkerApplyRequest, stopped_config: Optional[dict], apps: dict[str, dict]) -> dict:
         """A new model's application, or a stopped one's last config with the request's params on top."""
         if stopped_config is None:
-            return new_app_config(req.model, req.worker_type, req.params, self.policy)
+            defaults = actor_options_of_type(apps, req.worker_type or "llm")
+            return new_app_config(req.model, req.worker_type, req.params, self.policy, defaults)
         worker_type = worker_type_of(stopped_config)
         if req.worker_type in IMPORT_PATHS and req.worker_type != worker_type:
             raise ManagementError(f"model '{req.model}' was stopped as worker type {worker_type}, not {req.worker_type}")
@@ -167,6 +175,8 @@ class ModelManager:
                 problem = _pending_reason(details, name, removed, applied_at)
                 if problem and problem.startswith("failed"):
                     raise ModelFailed(f"model '{name}' {problem}")
+                if problem and problem.startswith("cancelled"):
+                    raise Conflict(f"model '{name}' {problem}")
                 if problem:
                     pending[name] = problem
             if not pending:
@@ -178,25 +188,64 @@ class ModelManager:
             await asyncio.sleep(POLL_S)
 
 
+def actor_options_of_type(apps: dict[str, dict], worker_type: str) -> dict:
+    """What a new model of a worker type reserves: the same as the operator's first model of
+    that type in Serve's config (its GPUs too), else the deployment's own default."""
+    for app in apps.values():
+        if worker_type_of(app) == worker_type:
+            return dict(deployment_of(app).get("ray_actor_options") or DEFAULT_ACTOR_OPTIONS[worker_type])
+    return dict(DEFAULT_ACTOR_OPTIONS.get(worker_type, {}))
+
+
+def deployment_of(app: dict) -> dict:
+    worker_type = worker_type_of(app)
+    return next((d for d in app.get("deployments") or [] if d.get("name") == worker_type), {})
+
+
+def node_shapes() -> list[dict[str, float]]:
+    """The resources of every live node, and of every node type the autoscaler may add."""
+    shapes = [dict(node["Resources"]) for node in ray.nodes() if node.get("Alive")]
+    try:
+        cluster_config = ray._private.state.state.get_cluster_config()  # the autoscaler's, if any
+    except Exception:  # no autoscaler state in this cluster
+        cluster_config = None
+    for group in cluster_config.node_group_configs if cluster_config else []:
+        if group.max_count != 0:
+            shapes.append(dict(group.resources))
+    return shapes
+
+
+def refuse_what_never_fits(apps: dict[str, dict], targets: list[str], shapes: list[dict[str, float]]) -> None:
+    """Raise CannotPlace, before anything is applied, for a target whose replica no node could hold."""
+    for name in targets:
+        if name not in apps:  # stopped
+            continue
+        options = deployment_of(apps[name]).get("ray_actor_options") or DEFAULT_ACTOR_OPTIONS[worker_type_of(apps[name])]
+        why = never_fits(name, replica_needs(options), shapes)
+        if why:
+            raise CannotPlace(why)
+
+
 def _resource_gap(app) -> str:
-    """Why replicas cannot be placed, when the cluster lacks what one replica needs.
+    """What a replica waits for, when no node has free what one replica needs.
 
     Read from the app's config, not its live deployments: those appear only once the
-    app is built, and a model stuck on resources should say so from the start.
+    app is built, and a model stuck on resources should say so from the start. (A need
+    no node could ever meet was refused before applying: see refuse_what_never_fits.)
     """
-    total = ray.cluster_resources()
+    free = ray.available_resources()
     config = app.deployed_app_config
     for dep in config.deployments if config else []:
         options = dep.ray_actor_options
         if not options or not hasattr(options, "num_cpus"):  # unset: the code's defaults apply
             continue
-        need = {"CPU": options.num_cpus, "GPU": options.num_gpus, **(options.resources or {})}
-        short = {k: v for k, v in need.items() if v and v > total.get(k, 0)}
+        need = replica_needs(options.model_dump(exclude_unset=True))
+        short = {k: v for k, v in need.items() if v > free.get(k, 0)}
         if short:
-            have = {k: total.get(k, 0) for k in short}
+            have = {k: round(free.get(k, 0), 3) for k in short}
             return (
-                f" (waiting for resources: each replica of {dep.name} needs {short}, the cluster has {have}; "
-                "an autoscaler may add nodes, or stop the model)"
+                f" (waiting for resources: each replica of {dep.name} needs {short}, free now {have}: other "
+                "replicas hold the rest; stop one, or an autoscaler may add a node)"
             )
     return ""
 
@@ -207,7 +256,7 @@ def _pending_reason(details: ServeInstanceDetails, name: str, removed: bool, app
     if removed:
         return None if app is None else f"is still {app.status.value}"
     if app is None:
-        return "failed: its application disappeared"
+        return "cancelled: it was stopped before it was ready"
     status = app.status.value
     deployment_messages = " ".join(d.message for d in app.deployments.values() if d.message)
     if status == "DEPLOY_FAILED":

@@ -30,7 +30,9 @@ class ModelEntry:
     args: dict[str, Any] = field(default_factory=dict)
     running_replicas: int = 0
     created: float = 0.0  # when the application was last deployed
-    replicas: tuple[tuple[str, str], ...] = ()  # (replica id, Serve replica state)
+    # (replica id, Serve replica state, placed: whether Ray has started its process)
+    replicas: tuple[tuple[str, str, bool], ...] = ()
+    needs: dict[str, float] = field(default_factory=dict)  # what one replica reserves
 
 
 def entries_from_details(details: ServeInstanceDetails) -> dict[str, ModelEntry]:
@@ -48,7 +50,8 @@ def entries_from_details(details: ServeInstanceDetails) -> dict[str, ModelEntry]
                 args=dict(config.args or {}) if config else {},
                 running_replicas=sum(r.state == ReplicaState.RUNNING for r in dep.replicas),
                 created=app.last_deployed_time_s,
-                replicas=tuple((r.replica_id, r.state.value) for r in dep.replicas),
+                replicas=tuple((r.replica_id, r.state.value, r.pid is not None) for r in dep.replicas),
+                needs=dict(dep.required_resources or {}),
             )
     return models
 

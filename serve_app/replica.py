@@ -1,8 +1,10 @@
-"""What any model replica asks about where it runs: its device, and its model's name."""
+"""What any model replica asks about where it runs: its device, its threads, its model's name."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Optional
 
 
 def pick_device(requested: str) -> str:
@@ -14,6 +16,24 @@ def pick_device(requested: str) -> str:
     if requested == "cuda" or torch.cuda.is_available():
         return "cuda"
     return "cpu"
+
+
+def default_threads() -> int:
+    """Half the cores this process may run on, at least one: room for the other models' threads."""
+    return max(1, len(os.sched_getaffinity(0)) // 2)
+
+
+def set_threads(num_threads: Optional[int]) -> int:
+    """torch's compute threads for this replica: its args' `num_threads`, else the default.
+
+    Ray would set them from the replica's `num_cpus` reservation (OMP_NUM_THREADS), which
+    is a fraction of a CPU here so that more models fit; the two are set apart on purpose.
+    """
+    import torch
+
+    threads = num_threads or default_threads()
+    torch.set_num_threads(threads)
+    return threads
 
 
 def model_name(source: str) -> str:

@@ -114,7 +114,10 @@ def convert_gguf(directory: str, gguf_file: str, cache_dir: str, trust_remote_co
         return str(target)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from serve_app import progress
+
     logger.info("converting GGUF %s/%s into %s (one time)", directory, gguf_file, target)
+    progress.report(progress.CONVERTING)
     try:
         tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=gguf_file, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(
@@ -138,6 +141,7 @@ def convert_gguf(directory: str, gguf_file: str, cache_dir: str, trust_remote_co
             raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    progress.report(progress.LOADING)
     return str(target)
 
 

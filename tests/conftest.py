@@ -19,7 +19,8 @@ def serve_instance():
 
     # 2 real cores: oversubscribe logical CPUs so every replica (and the extra apps
     # some tests deploy) can be placed. Two pretend GPUs let tests check placement.
-    ray.init(num_cpus=8, num_gpus=2, log_to_driver=False)
+    # "local": a new cluster of its own, never one Ray recorded earlier on this machine.
+    ray.init(address="local", num_cpus=8, num_gpus=2, log_to_driver=False)
     config = load_config()
     config["http_options"] = {"host": "127.0.0.1", "port": free_port()}
     serve.start(http_options=config["http_options"])

@@ -24,7 +24,7 @@ from serve_app.engines.prompts import TokenizerPrompts
 from serve_app.engines.sampling import RowSampling
 from serve_app.engines.scheduler import BatchScheduler, Sequence
 from serve_app.engines.stop_strings import find_stop, held_back
-from serve_app.replica import model_name, pick_device
+from serve_app.replica import model_name, pick_device, set_threads
 from serve_app.sources import hf_format_dir
 
 logger = logging.getLogger("ray.serve")
@@ -34,6 +34,7 @@ class TransformersEngine(TokenizerPrompts, LLMEngine):
     def __init__(self, args: LLMArgs):
         directory = hf_format_dir(args.source, args.cache_dir, args.trust_remote_code)
         self.device = pick_device(args.device)
+        threads = set_threads(args.num_threads)
         dtype = {"auto": torch.float32 if self.device == "cpu" else torch.bfloat16}.get(args.dtype, args.dtype)
         started = time.monotonic()
         self.tokenizer = AutoTokenizer.from_pretrained(directory, trust_remote_code=args.trust_remote_code)
@@ -41,7 +42,7 @@ class TransformersEngine(TokenizerPrompts, LLMEngine):
             directory, dtype=dtype, trust_remote_code=args.trust_remote_code
         ).to(self.device)
         self.model.eval()
-        logger.info("loaded %s on %s in %.1fs", directory, self.device, time.monotonic() - started)
+        logger.info("loaded %s on %s (%d threads) in %.1fs", directory, self.device, threads, time.monotonic() - started)
         self.context_length = args.context_length or int(
             getattr(self.model.config, "max_position_embeddings", 2048)
         )

@@ -68,6 +68,7 @@ class StepClock:
 
 class SimulatedEngine(CompletionBudget, LLMEngine):
     def __init__(self, args: LLMArgs):
+        time.sleep(args.simulated_load_s)  # a real engine's weights loading, in its constructor too
         self.context_length = args.context_length or DEFAULT_CONTEXT_LENGTH
         self.default_max_new_tokens = args.max_new_tokens
         self.max_num_seqs = args.max_num_seqs

@@ -122,15 +122,51 @@ def test_bad_management_requests_change_nothing(client, body, status, reason):
     assert deployed_configs() == before
 
 
-def test_more_gpus_than_exist_is_reported_not_hung(client):
-    out = apply(client, expect=504, model="gpu-hungry", worker_type="llm", apply_type="start", timeout_s=5,
+def test_a_model_no_node_could_hold_is_refused_at_once(client):
+    sent = time.monotonic()
+    out = apply(client, expect=422, model="gpu-hungry", worker_type="llm", apply_type="start",
                 params={**SIMULATED, "num_gpus": 4})
-    try:
+    assert time.monotonic() - sent < 5 and out["success"] is False
+    assert "can never be placed" in out["message"] and "GPU: 4" in out["message"] and "GPU: 2" in out["message"]
+    assert "gpu-hungry" not in deployed_configs(), "nothing was applied"
+
+
+def test_a_model_that_must_wait_for_resources_says_so(client):
+    assert start_simulated(client, "gpu-holder", num_gpus=1)["success"]
+    try:  # two GPUs fit this node, but one is held: it waits, and says what for
+        out = apply(client, expect=504, model="gpu-pair", worker_type="llm", apply_type="start", timeout_s=5,
+                    params={**SIMULATED, "num_gpus": 2})
         assert out["success"] is False
         assert "waiting for resources" in out["message"] and "GPU" in out["message"]
-        assert out["timecost"] < 60
+        status = {m["model"]: m for m in client.get("/api/models/status").json()}
+        assert status["gpu-pair"]["phase"] == "queued for resources"
     finally:
-        assert apply(client, model="gpu-hungry", apply_type="stop")["success"]
+        assert apply(client, model="gpu-pair", apply_type="stop")["success"]
+        assert apply(client, model="gpu-holder", apply_type="stop")["success"]
+
+
+def test_a_start_shows_its_phases_and_a_stop_cancels_it(client):
+    result = {}
+    starting = threading.Thread(target=lambda: result.update(
+        apply(client, expect=409, model="slow-loader", worker_type="llm", apply_type="start",
+              params={**SIMULATED, "simulated_load_s": 120})))
+    starting.start()
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            status = {m["model"]: m for m in client.get("/api/models/status").json()}.get("slow-loader")
+            if status and status["phase"] == "loading weights":
+                break
+            assert time.monotonic() < deadline, status
+            time.sleep(0.2)
+        assert status["phase_since"] <= time.time() and status["running_replicas"] == 0
+        assert apply(client, model="slow-loader", apply_type="stop")["success"]
+        starting.join(timeout=30)
+        assert not starting.is_alive(), "the start answered once the model was stopped"
+        assert result["success"] is False and "cancelled" in result["message"]
+        assert "slow-loader" not in deployed_configs()
+    finally:
+        starting.join(timeout=60)
 
 
 def test_concurrent_management_calls_keep_every_change(client):

@@ -15,8 +15,10 @@ MODEL = "overloaded-sim"
 def test_two_hundred_concurrent_requests_against_a_small_queue(client, base_url):
     import aiohttp
 
-    # A simulated llm of its own: these limits would starve the other tests' models.
-    assert start_simulated(client, MODEL, max_ongoing_requests=4, max_queued_requests=16)["success"]
+    # A simulated llm of its own (these limits would starve the other tests' models), at a
+    # CPU model's pace: each request holds its place for about a third of a second.
+    assert start_simulated(client, MODEL, max_ongoing_requests=4, max_queued_requests=16,
+                           simulated_tokens_per_s=10)["success"]
 
     routes = [  # (path, body, the answer's last ModelOutput or OpenAI body from the raw bytes)
         (CHAT, {"model": MODEL, "messages": USER, "max_tokens": 4}, json.loads),

@@ -41,12 +41,13 @@ def test_params_split_into_args_deployment_options_and_actor_options():
 
 
 def test_a_new_model_is_one_application_of_its_worker_type():
-    app = new_app_config("m", "text2vec", {"model_path": MINILM, "num_cpus": 0.5}, POLICY)
+    operators = {"num_cpus": 0.25, "num_gpus": 1}  # what the operator's text2vec reserves
+    app = new_app_config("m", "text2vec", {"model_path": MINILM, "num_cpus": 0.5}, POLICY, operators)
     assert app["import_path"] == "deployments.text2vec:build_app" and app["route_prefix"] is None
     [dep] = app["deployments"]
-    assert dep["name"] == "text2vec" and dep["ray_actor_options"] == {"num_cpus": 0.5}
+    assert dep["name"] == "text2vec" and dep["ray_actor_options"] == {"num_cpus": 0.5, "num_gpus": 1}
     assert dep["max_surge_percent"] == 100  # a rolling update starts the new replica first
-    assert new_app_config("m", None, {"source": LLM_SOURCE}, POLICY)["import_path"] == "deployments.llm:build_app"
+    assert new_app_config("m", None, {"source": LLM_SOURCE}, POLICY, {})["import_path"] == "deployments.llm:build_app"
     assert worker_type_of(app) == "text2vec"
 
 
@@ -63,11 +64,11 @@ def test_a_new_model_is_one_application_of_its_worker_type():
 )
 def test_a_bad_new_model_is_refused_with_the_reason(name, worker_type, params, reason):
     with pytest.raises(ManagementError, match=reason):
-        new_app_config(name, worker_type, params, POLICY)
+        new_app_config(name, worker_type, params, POLICY, {})
 
 
 def test_an_update_puts_in_place_params_in_user_config_and_the_rest_where_they_belong():
-    app = new_app_config("m", "text2vec", {"source": MINILM}, POLICY)
+    app = new_app_config("m", "text2vec", {"source": MINILM}, POLICY, {})
     out = updated_app_config(app, "text2vec", {"max_batch_size": 4, "num_replicas": 3, "num_cpus": 2}, POLICY)
     [dep] = out["deployments"]
     assert dep["user_config"] == {"max_batch_size": 4}  # reconfigure(), no restart
@@ -76,7 +77,7 @@ def test_an_update_puts_in_place_params_in_user_config_and_the_rest_where_they_b
 
 
 def test_a_restart_changes_only_a_marker_serve_rolls_replicas_for():
-    app = new_app_config("m", "text2vec", {"source": MINILM}, POLICY)
+    app = new_app_config("m", "text2vec", {"source": MINILM}, POLICY, {})
     once, twice = restarted_app_config(app, "a"), restarted_app_config(app, "b")
     assert {k: v for k, v in once.items() if k != "runtime_env"} == app
     assert once["runtime_env"] != twice["runtime_env"]

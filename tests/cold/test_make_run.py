@@ -1,0 +1,113 @@
+"""`make run` as a user meets it: the default config on this machine's real CPU count, from cold.
+
+This tier runs first (its folder sorts before the others'), before the test session
+starts its own Ray with oversubscribed logical CPUs and pretend GPUs: here Ray counts
+the cores this machine really has, as `make run` does, and the default config must
+leave room on them for more models.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from helpers import EMBEDDER, LLM, MINILM, RERANKER, ROOT, free_port, load_config
+
+
+def wait_until(predicate, timeout_s: float, what: str):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except (httpx.HTTPError, ValueError):  # not up yet: no answer, or not the ingress's
+            pass
+        assert time.monotonic() < deadline, f"{what}: not within {timeout_s:.0f} s"
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def laptop(tmp_path_factory):
+    from ray._private.utils import get_ray_address_file
+
+    from serve_app.launch import live_local_cluster
+
+    assert live_local_cluster()[0] is None, "a live local Ray cluster runs: this tier starts from cold"
+    home = tmp_path_factory.mktemp("make-run")
+    config = load_config()
+    config["http_options"]["port"] = free_port()
+    path = home / "serve_config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    # What a cluster that ended uncleanly leaves behind: `serve run` alone would wait on it.
+    record = Path(get_ray_address_file(None))
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(f"127.0.0.1:{free_port()}")
+    log = open(home / "make-run.log", "w")
+    launcher = subprocess.Popen([sys.executable, "-m", "serve_app.launch", str(path)], cwd=ROOT, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    base_url = f"http://127.0.0.1:{config['http_options']['port']}"
+    try:
+        with httpx.Client(base_url=base_url, timeout=60) as client:
+            statuses = lambda: {m["model"]: m for m in client.get("/api/models/status").json()}  # noqa: E731
+            wait_until(lambda: all(statuses().get(m, {}).get("phase") == "ready" for m in (LLM, EMBEDDER, RERANKER)),
+                       300, "the default models did not all run")
+            yield base_url, client, home / "make-run.log"
+    finally:
+        os.killpg(launcher.pid, signal.SIGINT)  # Ctrl-C, as a user would: serve run shuts its cluster down
+        try:
+            launcher.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            os.killpg(launcher.pid, signal.SIGKILL)
+        log.close()
+
+
+def smmf(base_url: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "serve_app.cli", "--address", base_url, *args],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_make_run_starts_its_own_cluster_past_a_stale_record_and_says_so(laptop):
+    _, _, log = laptop
+    first = log.read_text().splitlines()[0]
+    assert first.startswith("smmf-serve: starting a new local Ray cluster (the one recorded at 127.0.0.1:")
+    assert "does not answer" in first
+
+
+def test_two_more_models_fit_beside_the_defaults_and_a_missing_gpu_is_refused_at_once(laptop):
+    base_url, client, _ = laptop
+    # One through DB-GPT's startup route, with no resources named: it gets what the
+    # operator's text2vec reserves; one through smmf, a simulated llm.
+    started = client.post("/api/worker/models/startup", timeout=300, json={
+        "model": "laptop-minilm", "worker_type": "text2vec", "params": {"model_path": MINILM}})
+    assert started.status_code == 200, started.text
+    cli = smmf(base_url, "model", "start", "laptop-sim", "--source", "simulated", "--param", "engine=simulated")
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+    assert "laptop-sim: ready" in cli.stdout and "laptop-sim: running" in cli.stdout, cli.stdout
+    try:
+        vectors = client.post("/api/worker/embeddings", json={"model": "laptop-minilm", "input": ["hi"]})
+        assert vectors.status_code == 200 and len(vectors.json()[0]) == 384
+        chat = client.post("/v1/chat/completions", json={"model": "laptop-sim", "max_tokens": 3,
+                                                          "messages": [{"role": "user", "content": "hi"}]})
+        assert chat.status_code == 200 and chat.json()["usage"]["completion_tokens"] == 3
+
+        sent = time.monotonic()
+        gpu = client.post("/api/worker/models/startup", timeout=60, json={
+            "model": "laptop-gpu", "worker_type": "text2vec", "params": {"model_path": MINILM, "num_gpus": 1}})
+        assert time.monotonic() - sent < 5, "a model that can never fit is refused at once"
+        assert gpu.status_code == 422 and gpu.json()["success"] is False
+        assert "can never be placed" in gpu.json()["message"] and "GPU" in gpu.json()["message"]
+    finally:
+        stopped = client.post("/api/worker/models/shutdown", timeout=300,
+                              json={"model": "laptop-minilm", "worker_type": "text2vec"})
+        cli = smmf(base_url, "model", "stop", "laptop-sim")
+    assert stopped.status_code == 200 and cli.returncode == 0, cli.stdout + cli.stderr
+    assert not {"laptop-minilm", "laptop-sim"} & {m["model"] for m in client.get("/api/models/status").json()}
