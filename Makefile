@@ -80,10 +80,11 @@ bench: install
 	$(BIN)/pip install -q -e ".[test,bench]"
 	$(BIN)/python bench/run.py
 
-# Longer, still bounded: a 4-minute soak, five overload bursts and the other reliability
-# tests; `timeout` stops it within 10 minutes whatever happens.
+# Longer, still bounded: a 4-minute soak, five overload bursts, a minute of eight keys
+# hammering their limits, and the other reliability tests; `timeout` stops it within
+# 10 minutes whatever happens.
 stress: install
-	SOAK_SECONDS=240 OVERLOAD_BURSTS=5 timeout -k 30 600 $(BIN)/pytest -q -s tests/stress \
+	SOAK_SECONDS=240 OVERLOAD_BURSTS=5 KEY_STRESS_SECONDS=60 timeout -k 30 600 $(BIN)/pytest -q -s tests/stress \
 		tests/served/test_bad_input.py tests/served/test_replica_failures.py
 
 clean:

@@ -17,6 +17,7 @@ def write_report(results: dict, folder: Path, path: Path) -> None:
     images = plots(results, folder)
     lines = header(results) + targets_section(results) + gpu_rate_section(results["gpu_rate"])
     lines += llm_sections(results) + text2vec_section(results) + overhead_section(results["overhead"])
+    lines += key_overhead_section(results["key_overhead"])
     lines += cold_start_section(results["cold_start"])
     lines += ["## Plots", ""] + [f"![{Path(i).stem}]({i})" for i in images]
     lines += ["", "## Reproduce", "", "```bash", results["command"], "```", ""]
@@ -141,6 +142,14 @@ def overhead_section(o: dict) -> list[str]:
                        ("deployment_handle", "direct deployment handle to the `llm` replica"),
                        ("bare_fastapi_http", "HTTP to a bare FastAPI app (uvicorn) doing the same work")):
         lines.append(f"| {label} | {_f(o[key]['p50_ms'], 2)} | {_f(o[key]['p99_ms'], 2)} | {o[key]['n']} |")
+    return lines + [""]
+
+
+def key_overhead_section(k: dict) -> list[str]:
+    lines = ["## Per-key limits: what they add to a request", "", "`GET /v1/models`, one call after another.", "",
+             "| keys | p50 (ms) | p99 (ms) | calls |", "|---|---|---|---|"]
+    for key, label in (("no_keys", "none configured"), ("key_with_limits", "a key with limits (governor call)")):
+        lines.append(f"| {label} | {_f(k[key]['p50_ms'], 2)} | {_f(k[key]['p99_ms'], 2)} | {k[key]['n']} |")
     return lines + [""]
 
 

@@ -35,7 +35,7 @@ import offline  # noqa: E402
 from cluster import DEPLOY_TIMEOUT_S, deploy, free_port, step, vllm_available, wait_running  # noqa: E402
 from coldstart import cold_start  # noqa: E402
 from report import write_report  # noqa: E402
-from served import overhead, text2vec_runs, two_ingress_replicas, vllm_http  # noqa: E402
+from served import key_overhead, overhead, text2vec_runs, two_ingress_replicas, vllm_http  # noqa: E402
 from workload import CONCURRENCY, EMBED_CLIENTS, EMBED_ROUNDS, ROUNDS  # noqa: E402
 
 from serve_app.config import STREAM_INTERVAL_MS  # noqa: E402
@@ -135,6 +135,7 @@ def served_phase(results: dict, config: dict, started: float) -> None:
         results["http_text2vec"] = text2vec_runs(serve, config, base_url)
         step(f"text2vec x{EMBED_CLIENTS}: {results['http_text2vec']['merged']['texts_per_s']:.0f} texts/s", started)
         results["overhead"] = overhead(serve, base_url)
+        results["key_overhead"] = key_overhead(serve, config, base_url)
         step("overhead", started)
         if vllm_available():
             results["http_vllm"] = vllm_http(serve, config, base_url, ROUNDS, started)

@@ -116,3 +116,27 @@ def overhead(serve, base_url: str) -> dict:
     finally:
         server.should_exit = True
     return out
+
+
+def key_overhead(serve, config: dict, base_url: str) -> dict:
+    """A trivial request (`GET /v1/models`) with no keys, then with a key that has limits
+    (one governor call before it, one after): what per-key limits add to each request."""
+    from serve_app.auth import hash_key
+
+    key = "sk-bench-limited"
+    limited = with_router_args(config, args={"api_keys": [{"key_sha256": hash_key(key), "id": "bench",
+                                                            "limits": {"requests_per_minute": 10**9}}]})
+    out = {}
+    with httpx.Client(base_url=base_url, timeout=30) as http:
+        out["no_keys"] = load.timed(lambda: http.get("/v1/models").raise_for_status(), OVERHEAD_CALLS)
+    deploy(limited)
+    try:
+        time.sleep(5)
+        wait_running(serve, ["router"], DEPLOY_TIMEOUT_S)
+        with httpx.Client(base_url=base_url, timeout=30, headers={"Authorization": f"Bearer {key}"}) as http:
+            out["key_with_limits"] = load.timed(lambda: http.get("/v1/models").raise_for_status(), OVERHEAD_CALLS)
+    finally:
+        deploy(config)
+        time.sleep(5)
+        wait_running(serve, ["router"], DEPLOY_TIMEOUT_S)
+    return out

@@ -21,8 +21,22 @@ def target(name: str, value: str, met: bool, why: str = "") -> dict:
     return {"target": name, "value": value, "met": met, "why": "" if met else why}
 
 
+KEY_OVERHEAD_TARGET_MS = 2.0
+
+
 def judge(results: dict) -> list[dict]:
-    return gpu_rate_targets(results) + engine_targets(results) + [text2vec_target(results), cold_start_target(results)]
+    return gpu_rate_targets(results) + engine_targets(results) + [
+        text2vec_target(results), cold_start_target(results), key_overhead_target(results)]
+
+
+def key_overhead_target(results: dict) -> dict:
+    k = results["key_overhead"]
+    added = k["key_with_limits"]["p50_ms"] - k["no_keys"]["p50_ms"]
+    return target(f"per-key limits add under {KEY_OVERHEAD_TARGET_MS:.0f} ms p50 to a request",
+                  f"{added:+.2f} ms ({_f(k['key_with_limits']['p50_ms'], 2)} vs {_f(k['no_keys']['p50_ms'], 2)} ms)",
+                  added < KEY_OVERHEAD_TARGET_MS,
+                  "a key with limits costs one call to the governor deployment before its request (through "
+                  "Serve's handle: a few ms on this machine, see the handle row of the overhead table).")
 
 
 def gpu_rate_targets(results: dict) -> list[dict]:

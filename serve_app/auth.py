@@ -1,27 +1,76 @@
-"""API keys: off when none are configured (as in DB-GPT), else a Bearer key per request.
+"""API keys: off when none are configured (as in DB-GPT), else a Bearer key on every route
+but `/api/health`.
 
-Keys come from the router's config (`api_keys`) or from an environment variable
-(`SMMF_API_KEYS="key1:admin,key2"`; a key without a scope is an inference key).
-They are compared in constant time and never logged.
+A key is known only by its SHA-256 (never the key itself in config, logs, metrics or
+`serve config`): a presented key is hashed and looked up. Each key has an id, a scope
+(`inference` calls models; `admin` also changes which models run and manages keys),
+optionally the models it may call, and optionally limits (serve_app/quotas.py, kept
+by the governor deployment). Keys come from the ingress's args (`api_keys`, with
+`key_sha256`), from an environment variable of plain keys (`SMMF_API_KEYS="k1:admin,k2"`,
+hashed at start), and from the admin routes (`/api/keys`).
 """
 
-import hmac
+from __future__ import annotations
+
+import hashlib
 import os
 from typing import Literal, Optional
 
-from pydantic import BaseModel, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
+
+from serve_app.quotas import Limits
 
 Scope = Literal["inference", "admin"]
 
-# Routes that reach a model or change which models run.
-PROTECTED_PREFIXES = ("/v1", "/api/v1", "/api/worker")
-# Routes that change which models run: admin keys only.
-ADMIN_PREFIXES = ("/api/worker/models/startup", "/api/worker/models/shutdown", "/api/worker/apply")
+# With keys configured, these answer without one (a load balancer's health check).
+OPEN_PATHS = ("/api/health",)
+# Routes that change which models run, or manage keys: admin keys only.
+ADMIN_PREFIXES = ("/api/worker/models/startup", "/api/worker/models/shutdown", "/api/worker/apply", "/api/keys")
 
 
-class ApiKey(BaseModel):
-    key: SecretStr
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class KeySpec(BaseModel):
+    """What a key may do: the body of `POST /api/keys`, and part of a configured key."""
+
+    name: str = Field(default="", max_length=200, description="A label, e.g. the team or app.")
     scope: Scope = "inference"
+    models: Optional[list[str]] = Field(default=None, description="The models it may call; none: every model.")
+    limits: Limits = Field(default_factory=Limits)
+
+
+class KeyRecord(KeySpec):
+    id: str
+    key_sha256: str
+
+    def may_call(self, model: str) -> bool:
+        return self.models is None or model in self.models
+
+    def public(self) -> dict:
+        """What the admin routes show: everything but the hash."""
+        return self.model_dump(exclude={"key_sha256"})
+
+
+class ApiKey(KeySpec):
+    """A key in the ingress's args. Prefer `key_sha256` (`serve config` prints args);
+    `key` (plain) is still read, for configs written before hashes."""
+
+    id: Optional[str] = None
+    key: Optional[SecretStr] = None
+    key_sha256: Optional[str] = Field(default=None, pattern="^[0-9a-f]{64}$")
+
+    @model_validator(mode="after")
+    def _one_form(self):
+        if (self.key is None) == (self.key_sha256 is None):
+            raise ValueError("give a key as exactly one of 'key_sha256' (preferred) and 'key'")
+        return self
+
+    def record(self) -> KeyRecord:
+        digest = self.key_sha256 or hash_key(self.key.get_secret_value())
+        return KeyRecord(id=self.id or "config-" + digest[:8], key_sha256=digest,
+                         **self.model_dump(include={"name", "scope", "models", "limits"}))
 
 
 def keys_from_env(value: Optional[str]) -> list[ApiKey]:
@@ -29,40 +78,36 @@ def keys_from_env(value: Optional[str]) -> list[ApiKey]:
     for item in (value or "").split(","):
         key, _, scope = item.strip().partition(":")
         if key:
-            keys.append(ApiKey(key=key, scope=scope or "inference"))
+            keys.append(ApiKey(key=key, scope=scope or "inference", name="environment"))
     return keys
 
 
-class KeyChecker:
-    def __init__(self, keys: list[ApiKey]):
-        self._keys = [(k.key.get_secret_value().encode(), k.scope) for k in keys]
+def configured_keys(keys: list[ApiKey], env_var: str) -> list[KeyRecord]:
+    return [k.record() for k in list(keys) + keys_from_env(os.environ.get(env_var))]
 
-    @classmethod
-    def from_config(cls, keys: list[ApiKey], env_var: str) -> "KeyChecker":
-        return cls(list(keys) + keys_from_env(os.environ.get(env_var)))
+
+class KeyBook:
+    """The keys an ingress replica checks requests against (a copy of the governor's)."""
+
+    def __init__(self, records: list[KeyRecord]):
+        self._by_hash = {r.key_sha256: r for r in records}
 
     @property
     def enabled(self) -> bool:
-        return bool(self._keys)
+        return bool(self._by_hash)
 
-    def scope(self, authorization: Optional[str]) -> Optional[Scope]:
-        """The scope of the presented key, or None. Every key is compared, so timing tells nothing."""
+    def identify(self, authorization: Optional[str]) -> Optional[KeyRecord]:
         scheme, _, presented = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not presented:
+        if scheme.lower() != "bearer" or not presented.strip():
             return None
-        found = None
-        for key, scope in self._keys:
-            if hmac.compare_digest(key, presented.strip().encode()):
-                found = scope
-        return found
+        return self._by_hash.get(hash_key(presented.strip()))
 
-    def check(self, path: str, authorization: Optional[str]) -> Optional[tuple[int, str]]:
+    def check(self, path: str, key: Optional[KeyRecord]) -> Optional[tuple[int, str]]:
         """None when the request may go on, else (status, message)."""
-        if not self._keys or not path.startswith(PROTECTED_PREFIXES):
+        if not self._by_hash or path in OPEN_PATHS:
             return None
-        scope = self.scope(authorization)
-        if scope is None:
+        if key is None:
             return 401, "missing or invalid API key: send 'Authorization: Bearer <key>'"
-        if path.startswith(ADMIN_PREFIXES) and scope != "admin":
-            return 403, "this route changes which models run and needs an admin key"
+        if path.startswith(ADMIN_PREFIXES) and key.scope != "admin":
+            return 403, "this route changes which models run, or manages keys, and needs an admin key"
         return None

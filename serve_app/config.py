@@ -117,6 +117,13 @@ class LLMArgs(ModelArgs):
             "VLLM_CPU_KVCACHE_SPACE sets, and that variable wins when set); default: vLLM's own sizing."
         ),
     )
+    fallbacks: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Models tried in order, before the first token, when this one is saturated, has no running "
+            "replica or the prompt does not fit its context; the answer names the model that served it."
+        ),
+    )
     stream_interval_ms: float = Field(
         default=STREAM_INTERVAL_MS,
         ge=0,
@@ -235,7 +242,10 @@ class RouterArgs(BaseModel):
     )
     api_keys: list[ApiKey] = Field(
         default_factory=list,
-        description="Bearer keys with a scope (inference or admin). Prefer api_keys_env: `serve config` prints args.",
+        description=(
+            "The operator's keys: {key_sha256 (sha256 of the key, hex), id, name, scope (inference or admin), "
+            "models, limits}. Hashes only: `serve config` prints args. More through api_keys_env and /api/keys."
+        ),
     )
     api_keys_env: str = Field(
         default="SMMF_API_KEYS",

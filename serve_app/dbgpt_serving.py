@@ -32,8 +32,8 @@ from serve_app.dbgpt_protocol import (
     WorkerSupportedModels,
 )
 from serve_app.engines.base import Scored
-from serve_app.errors import ModelOverloaded, as_serve_error
-from serve_app.http import note
+from serve_app.errors import AuthError, ModelOverloaded, as_serve_error
+from serve_app.request_context import note_usage
 from serve_app.registry import ModelEntry
 from serve_app.sources import source_exists
 from serve_app.streams import OpenStream
@@ -59,9 +59,12 @@ def refusal(model: str, span_id: str, exc: BaseException, suffix: bytes = b"") -
     with 200; a saturated model alone gets 503 and Retry-After, so load balancers and
     retrying HTTP clients back off just as they do on the OpenAI routes."""
     body = worker_error(model, span_id, exc).model_dump_json().encode() + suffix
-    if isinstance(as_serve_error(exc), ModelOverloaded):
+    err = as_serve_error(exc)
+    if isinstance(err, ModelOverloaded):
         retry = {"Retry-After": str(ModelOverloaded.retry_after_s)}
         return Response(body, status_code=503, headers=retry, media_type="application/json")
+    if isinstance(err, AuthError):  # a key that may not call this model: 403 too
+        return Response(body, status_code=err.status_code, media_type="application/json")
     return Response(body, media_type="application/json")
 
 
@@ -77,7 +80,7 @@ async def outputs(req: PromptRequest, stream: OpenStream, span_id: str) -> Async
             text += chunk.text
             usage = chunk.usage() if chunk.finish_reason else None
             yield ModelOutput(text=text, model_context=context, finish_reason=chunk.finish_reason, usage=usage)
-        note(tokens=chunk.prompt_tokens + chunk.completion_tokens)
+        note_usage(chunk.prompt_tokens, chunk.completion_tokens)
         logger.info(
             "route=generate model=%s span_id=%s status=ok latency_ms=%.0f tokens=%d",
             req.model, span_id, (time.monotonic() - started) * 1000, chunk.completion_tokens,
@@ -94,11 +97,11 @@ async def generate_stream(req: PromptRequest, stream: OpenStream, span_id: str) 
     return StreamingResponse(frames())
 
 
-async def generate(req: PromptRequest, stream: OpenStream, span_id: str) -> ModelOutput:
+async def generate(req: PromptRequest, stream: OpenStream, span_id: str) -> Response:
     last = None
     async for last in outputs(req, stream, span_id):
         pass
-    return last
+    return Response(last.model_dump_json(), media_type="application/json")
 
 
 # --- what runs, and what can ---------------------------------------------------------------
@@ -196,4 +199,5 @@ def parameter_descriptions(model: type[BaseModel], current: Optional[dict] = Non
 
 
 def relevance(req: RelevanceRequest, scored: Scored) -> RelevanceResponse:
+    note_usage(scored.total_tokens)
     return RelevanceResponse(model=req.model, data=scored.scores, usage=RelevanceUsage(total_tokens=scored.total_tokens))

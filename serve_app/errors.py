@@ -17,6 +17,16 @@ class InvalidRequest(ServeError):
     error_type = "invalid_request_error"
 
 
+class NotFound(ServeError):
+    status_code = 404
+    error_type = "not_found_error"
+
+
+class Conflict(ServeError):
+    status_code = 409
+    error_type = "conflict_error"
+
+
 class ModelNotFound(ServeError):
     status_code = 404
     error_type = "not_found_error"
@@ -25,6 +35,10 @@ class ModelNotFound(ServeError):
         listed = ", ".join(available) or "none"
         super().__init__(f"model '{model}' does not exist; running models: {listed}")
         self.model, self.available = model, available
+
+
+class PromptTooLong(InvalidRequest):
+    """The prompt (and the completion asked for) does not fit the model's context."""
 
 
 class WrongWorkerType(InvalidRequest):
@@ -65,10 +79,12 @@ def as_serve_error(exc: BaseException) -> ServeError:
     exception as a subclass of its original type, so isinstance still works)."""
     from ray.serve.exceptions import BackPressureError
 
-    from serve_app.engines.base import InvalidPromptError
+    from serve_app.engines.base import InvalidPromptError, PromptTooLongError
 
     if isinstance(exc, ServeError):
         return exc
+    if isinstance(exc, PromptTooLongError):
+        return PromptTooLong(last_line(str(exc)))
     if isinstance(exc, InvalidPromptError):
         return InvalidRequest(last_line(str(exc)))
     if isinstance(exc, BackPressureError):

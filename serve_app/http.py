@@ -4,7 +4,6 @@ Everything here happens around a route, never inside one: the routes in
 `ingress.py` only validate, dispatch and hand the answer to their dialect.
 """
 
-import contextvars
 import logging
 import time
 from typing import Optional
@@ -12,42 +11,40 @@ from typing import Optional
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from serve_app import openai_serving
-from serve_app.auth import KeyChecker
-from serve_app.errors import AuthError, InvalidRequest, ModelNotFound, ModelOverloaded, ServeError
+from serve_app.dbgpt_protocol import ModelOutput
+from serve_app.governance import RateLimited
+from serve_app.request_context import access
+from serve_app.errors import AuthError, InvalidRequest, ModelNotFound, ServeError
 
 logger = logging.getLogger("ray.serve")
 
 OPENAI_PREFIXES = ("/v1", "/api/v1")
 
-# What a route learned about its request (model, tokens, span id), for the access
-# log line written when the response ends. A mutable dict in a ContextVar, because
-# Starlette streams a response body from a task that runs in a copy of the context.
-_access: contextvars.ContextVar[dict] = contextvars.ContextVar("smmf_access")
-
-
-def note(**fields) -> None:
-    """Record fields for this request's access log line (a no-op outside a request)."""
-    record = _access.get(None)
-    if record is not None:
-        record.update({k: v for k, v in fields.items() if v is not None})
-
-
 def is_openai_route(request: Request) -> bool:
     return request.url.path.startswith(OPENAI_PREFIXES)
 
 
-def error_response(request: Request, err: ServeError, param: Optional[str] = None) -> JSONResponse:
-    """OpenAI's error shape on /v1 routes; FastAPI's {"detail": ...} on DB-GPT's."""
+# DB-GPT's generation routes: its clients read a refusal there as an error ModelOutput.
+DBGPT_GENERATION = ("/api/worker/generate", "/api/worker/generate_stream")
+
+
+def error_response(request: Request, err: ServeError, param: Optional[str] = None) -> Response:
+    """OpenAI's error shape on /v1 routes; FastAPI's {"detail": ...} on DB-GPT's, and an error
+    ModelOutput for a key over its limits on DB-GPT's generation routes."""
+    headers = {"Retry-After": str(err.retry_after_s)} if getattr(err, "retry_after_s", None) else None
+    if isinstance(err, RateLimited) and request.url.path in DBGPT_GENERATION:
+        suffix = b"\0" if request.url.path.endswith("_stream") else b""
+        body = ModelOutput.error(err.message).model_dump_json().encode() + suffix
+        return Response(body, status_code=err.status_code, headers=headers, media_type="application/json")
     if is_openai_route(request) or isinstance(err, AuthError):
         body = openai_serving.error_body(err, param)
     else:
         body = {"detail": err.message}
         if isinstance(err, ModelNotFound):
             body["available_models"] = err.available
-    headers = {"Retry-After": str(err.retry_after_s)} if isinstance(err, ModelOverloaded) else None
     return JSONResponse(body, status_code=err.status_code, headers=headers)
 
 
@@ -110,7 +107,8 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
 
 
 class KeysAndAccessLog:
-    """Check the API key, then write one access-log line when the response ends.
+    """Check the API key (and a limited key's limits), then write one access-log line and
+    count the key's tokens when the response ends.
 
     A plain ASGI wrapper rather than `app.middleware("http")`: Starlette's
     BaseHTTPMiddleware runs the route in a task group and pipes every body chunk
@@ -126,9 +124,11 @@ class KeysAndAccessLog:
             return await self.app(scope, receive, send)
         started = time.monotonic()
         record = {"status": 500}
-        reset = _access.set(record)
+        reset = access.set(record)
         request = Request(scope)
         state = scope["app"].state
+        governance = state.governance
+        key = None
 
         async def send_noting_status(message):
             if message["type"] == "http.response.start":
@@ -136,25 +136,47 @@ class KeysAndAccessLog:
             await send(message)
 
         try:
-            denied = state.keys.check(scope["path"], request.headers.get("authorization"))
-            app = error_response(request, AuthError(*denied)) if denied else self.app
+            if governance is not None:
+                governance.ensure_refreshing()
+                key = record["key"] = governance.book.identify(request.headers.get("authorization"))
+            app = await self._admitted(request, governance, key)
             await app(scope, receive, send_noting_status)
         finally:
-            _access.reset(reset)
-            # Never a key, and the prompt only when the operator asks.
-            prompt = f" prompt={record['prompt']!r}" if state.log_prompts and "prompt" in record else ""
-            logger.info(
-                "access route=%s %s model=%s status=%d latency_ms=%.1f tokens=%s span_id=%s%s",
-                scope["method"], scope["path"], record.get("model", "-"), record["status"],
-                (time.monotonic() - started) * 1000, record.get("tokens", "-"), record.get("span_id", "-"), prompt,
-            )
+            access.reset(reset)
+            if key is not None and record["status"] < 400:
+                governance.served(key, record.get("prompt_tokens", 0), record.get("completion_tokens", 0))
+            self._log(scope, state, record, started)
+
+    async def _admitted(self, request: Request, governance, key):
+        """The app, or the error response that stands in for it."""
+        denied = governance.book.check(request.url.path, key) if governance is not None else None
+        if denied:
+            return error_response(request, AuthError(*denied))
+        if key is not None:
+            try:
+                await governance.admit(key)
+            except ServeError as err:
+                return error_response(request, err)
+        return self.app
+
+    @staticmethod
+    def _log(scope, state, record: dict, started: float) -> None:
+        # Never a key (its id at most), and the prompt only when the operator asks.
+        prompt = f" prompt={record['prompt']!r}" if state.log_prompts and "prompt" in record else ""
+        tokens = record.get("prompt_tokens", 0) + record.get("completion_tokens", 0)
+        logger.info(
+            "access route=%s %s model=%s status=%d latency_ms=%.1f tokens=%s key=%s span_id=%s%s",
+            scope["method"], scope["path"], record.get("model", "-"), record["status"],
+            (time.monotonic() - started) * 1000, tokens or "-", getattr(record.get("key"), "id", "-"),
+            record.get("span_id", "-"), prompt,
+        )
 
 
 def create_app() -> FastAPI:
     # The handlers live at module level: Serve pickles the app, and module-level
     # functions travel by reference (the ContextVar they use cannot be pickled).
     app = FastAPI(title="smmf-serve", description="DB-GPT's model cluster and the OpenAI API on Ray Serve.")
-    app.state.keys = KeyChecker([])
+    app.state.governance = None  # set by the ingress: keys, limits and their counts
     app.state.max_body_bytes = 0
     app.state.log_prompts = False
     app.add_exception_handler(ServeError, _serve_error)

@@ -1,7 +1,7 @@
 """The ingress: the one HTTP entry, which validates, authorises and dispatches.
 
 A request reads through:
-  http.py             keys, body limit, access log, error shapes (around every route)
+  http.py             keys and limits, body limit, access log, error shapes (around every route)
   ingress.py          the route: the body is parsed by its dialect's protocol model,
                       limits are checked, the registry finds the model's handle
   streams.py          a generation opens the model's stream through that handle
@@ -10,6 +10,8 @@ A request reads through:
 
 Two dialects share the models: DB-GPT's (worker API `/api/worker/*`, controller API
 `/api/controller/*`, `/api/v1/beta/relevance`) and OpenAI's (`/v1/*`, with `/v1/rerank`).
+The routes that reach no model (management, controller, status, keys) are in
+control_routes.py, on the same app.
 The Serve deployment keeps its name, `router`, so existing configs that set its
 options keep working.
 """
@@ -19,38 +21,31 @@ options keep working.
 import uuid
 from typing import Optional
 
-from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
-import ray
 from ray import serve
 from ray.serve import Application
 from ray.serve.handle import DeploymentHandle
 
-from serve_app import catalog, dbgpt_serving, openai_serving
-from serve_app.auth import KeyChecker
-from serve_app.config import ARGS_BY_WORKER_TYPE, RouterArgs
-from serve_app.config_edits import worker_type_of
+from serve_app import control_routes, dbgpt_serving, openai_serving
+from serve_app.auth import configured_keys
+from serve_app.config import RouterArgs
 from serve_app.dbgpt_protocol import (
     CountTokenRequest,
     EmbeddingsRequest,
-    ModelInstance,
     ModelMetadata,
     ModelMetadataRequest,
     ModelOutput,
-    ParameterDescription,
     PromptRequest,
     RelevanceRequest,
     RelevanceResponse,
-    WorkerApplyOutput,
-    WorkerApplyRequest,
-    WorkerStartupRequest,
-    WorkerSupportedModels,
-    WorkerTypeParam,
 )
 from serve_app.embeddings_batcher import EmbeddingsBatcher
 from serve_app.engines.base import Embedded, Scored
-from serve_app.errors import InvalidRequest, as_serve_error
-from serve_app.http import create_app, note
+from serve_app.fallbacks import MODEL_HEADER, open_with_fallbacks
+from serve_app.errors import AuthError, InvalidRequest, as_serve_error
+from serve_app.governance import Governance
+from serve_app.governor import Governor
+from serve_app.http import create_app
 from serve_app.model_manager import ModelManager
 from serve_app.openai_protocol import (
     ChatCompletionRequest,
@@ -63,19 +58,15 @@ from serve_app.openai_protocol import (
     RerankResponse,
 )
 from serve_app.registry import ModelRegistry
-from serve_app.status import ModelStatus
+from serve_app.request_context import current_key, note, note_usage
 from serve_app.streams import OpenStream
 
 app = create_app()
+app.include_router(control_routes.router)
 
 
 def new_span_id(given: Optional[str] = None) -> str:
     return given or uuid.uuid4().hex
-
-
-def address_of(request: Request) -> tuple[str, int]:
-    """Where clients reach this ingress, as DB-GPT's instances and supports report it."""
-    return request.url.hostname or "127.0.0.1", request.url.port or 80
 
 
 async def _call(response):
@@ -89,18 +80,23 @@ async def _call(response):
 @serve.deployment(name="router", max_ongoing_requests=1000, ray_actor_options={"num_cpus": 0.1})
 @serve.ingress(app)
 class Ingress:
-    def __init__(self, args: RouterArgs, manager: DeploymentHandle):
+    def __init__(self, args: RouterArgs, manager: DeploymentHandle, governor: DeploymentHandle):
         self.registry = ModelRegistry(ttl_s=args.registry_ttl_s)
         self.embedder = EmbeddingsBatcher(args.embeddings_batch_wait_ms)
-        self.manager = manager
+        # What the control routes (control_routes.py) use, on the app they share.
+        app.state.registry, app.state.manager, app.state.governor = self.registry, manager, governor
         self.limits = args.limits
-        app.state.keys = KeyChecker.from_config(args.api_keys, args.api_keys_env)
+        app.state.governance = Governance(governor, configured_keys(args.api_keys, args.api_keys_env))
         app.state.max_body_bytes = args.limits.max_body_bytes
         app.state.log_prompts = args.limits.log_prompts
 
     def _check(self, model: str, span_id: str = "", *, messages=None, inputs=None, documents=None, max_tokens=None) -> None:
-        """Enforce the configured request limits (400 naming the one exceeded); note the access-log fields."""
+        """The key may call the model (403), the request is within the configured limits (400
+        naming the one exceeded); note the access-log fields."""
         note(model=model, span_id=span_id or None)
+        key = current_key()
+        if key is not None and not key.may_call(model):
+            raise AuthError(403, f"this API key may not call model '{model}'")
         limits = self.limits
         for value, limit, what in (
             (messages, limits.max_messages, "messages"),
@@ -114,11 +110,9 @@ class Ingress:
 
     # --- DB-GPT worker API: model calls -------------------------------------------------
 
-    async def _open_worker_stream(self, req: PromptRequest, span_id: str) -> OpenStream:
-        self._check(req.model, span_id, messages=req.messages, max_tokens=req.max_new_tokens)
-        note(prompt=req.prompt or (req.messages and req.messages[-1].text()))
-        handle = await self.registry.handle(req.model, "llm")
-        return await OpenStream.open(handle, req.to_generation(span_id))
+    async def _open(self, model: str, opener) -> tuple[str, object]:
+        """The model's stream(s), or a fallback's (serve_app/fallbacks.py): (model that took it, streams)."""
+        return await open_with_fallbacks(self.registry, model, current_key(), opener)
 
     @app.post("/api/worker/generate_stream")
     async def generate_stream(self, req: PromptRequest) -> Response:
@@ -132,18 +126,27 @@ class Ingress:
         """Open the model's stream, then answer in DB-GPT's shape; a refusal is an error ModelOutput."""
         span_id = new_span_id(req.span_id)
         try:
-            stream = await self._open_worker_stream(req, span_id)
+            self._check(req.model, span_id, messages=req.messages, max_tokens=req.max_new_tokens)
+            note(prompt=req.prompt or (req.messages and req.messages[-1].text()))
+            request = req.to_generation(span_id)
+            served, stream = await self._open(req.model, lambda handle: OpenStream.open(handle, request))
         except Exception as exc:
             return dbgpt_serving.refusal(req.model, span_id, exc, suffix=refusal_suffix)
-        return await answer(req, stream, span_id)
+        response = await answer(req, stream, span_id)
+        response.headers[MODEL_HEADER] = served
+        return response
 
     @app.post("/api/worker/embeddings")
     async def embeddings(self, req: EmbeddingsRequest) -> list[list[float]]:
         span_id = new_span_id(req.span_id)
         self._check(req.model, span_id, inputs=req.input)
         if req.query is not None:  # DB-GPT's reranker worker: [[score per document]]
-            return [(await self._scores(req.model, req.query, req.input, span_id)).scores]
-        return (await self._embed(req.model, req.input, span_id)).vectors
+            scored = await self._scores(req.model, req.query, req.input, span_id)
+            note_usage(scored.total_tokens)
+            return [scored.scores]
+        embedded = await self._embed(req.model, req.input, span_id)
+        note_usage(embedded.prompt_tokens)
+        return embedded.vectors
 
     async def _embed(self, model: str, texts: list[str], span_id: str) -> Embedded:
         handle = await self.registry.handle(model, "text2vec")
@@ -162,104 +165,45 @@ class Ingress:
         handle = await self.registry.handle(req.model)
         return ModelMetadata(**await _call(handle.model_metadata.remote()))
 
-    # --- DB-GPT worker API: what runs, and starting and stopping it (admin) -------------------
-
-    @app.get("/api/worker/models/supports")
-    async def supports(self, request: Request) -> list[WorkerSupportedModels]:
-        stopped = {
-            name: (worker_type_of(config), config.get("args") or {})
-            for name, config in catalog.stopped().items()
-            if worker_type_of(config)
-        }
-        return dbgpt_serving.supported_models(await self.registry.models(), stopped, *address_of(request))
-
-    @app.get("/api/worker/parameter/descriptions")
-    async def parameter_descriptions(self, model: str, worker_type: WorkerTypeParam = "llm") -> list[ParameterDescription]:
-        current = {m.name: m for m in await self.registry.models()}.get(model)
-        # Report what the running model uses as each default.
-        args = current.args if current and current.worker_type == worker_type else None
-        return dbgpt_serving.parameter_descriptions(ARGS_BY_WORKER_TYPE[worker_type], args)
-
-    @app.post("/api/worker/models/startup")
-    async def model_startup(self, req: WorkerStartupRequest) -> WorkerApplyOutput:
-        return await self._apply(WorkerApplyRequest(apply_type="start", **req.model_dump(exclude={"host", "port"})))
-
-    @app.post("/api/worker/models/shutdown")
-    async def model_shutdown(self, req: WorkerStartupRequest) -> WorkerApplyOutput:
-        return await self._apply(WorkerApplyRequest(apply_type="stop", **req.model_dump(exclude={"host", "port"})))
-
-    @app.post("/api/worker/apply")
-    async def apply(self, req: WorkerApplyRequest) -> WorkerApplyOutput:
-        return await self._apply(req)
-
-    async def _apply(self, req: WorkerApplyRequest) -> Response:
-        status_code, output = await _call(self.manager.apply.remote(req))
-        self.registry.invalidate()  # the next lookup sees the change at once
-        return dbgpt_serving.management_result(status_code, output)
-
-    # --- DB-GPT controller API, answered from Serve's state --------------------------------
-
-    @app.get("/api/controller/models")
-    async def controller_models(
-        self, request: Request, model_name: Optional[str] = None, healthy_only: bool = False
-    ) -> list[ModelInstance]:
-        models = await self.registry.models(fresh=True)
-        return dbgpt_serving.controller_instances(models, *address_of(request), model_name, healthy_only)
-
-    @app.post("/api/controller/models")
-    async def controller_register(self) -> bool:
-        return True  # Serve registers replicas itself; accepted for DB-GPT workers, changes nothing
-
-    @app.delete("/api/controller/models")
-    async def controller_deregister(self) -> bool:
-        return True  # Serve removes replicas itself
-
-    @app.post("/api/controller/heartbeat")
-    async def controller_heartbeat(self) -> bool:
-        return True  # Serve health-checks replicas itself
-
-    # --- smmf's own ----------------------------------------------------------------------------
-
-    @app.get("/api/models/status")
-    async def models_status(self) -> list[ModelStatus]:
-        """Each model's Serve state, for `smmf model list` and progress while a model loads."""
-        free = ray.available_resources()
-        return [ModelStatus.of(m, free) for m in await self.registry.models(fresh=True)]
-
-    @app.get("/api/health")
-    async def health(self) -> dict:
-        return {"status": "ok"}
-
     # --- OpenAI API --------------------------------------------------------------------------
 
     @app.get("/v1/models")
     async def list_models(self) -> ModelList:
-        return ModelList(data=[ModelCard.of(m) for m in await self.registry.models() if m.running_replicas])
+        key = current_key()  # a key limited to some models sees only those
+        models = [m for m in await self.registry.models() if m.running_replicas and (key is None or key.may_call(m.name))]
+        return ModelList(data=[ModelCard.of(m) for m in models])
 
     @app.get("/v1/models/{model:path}")
     async def get_model(self, model: str) -> ModelCard:
+        self._check(model)
         return ModelCard.of(await self.registry.lookup(model))
 
     @app.post("/v1/chat/completions")
-    async def chat_completions(self, req: ChatCompletionRequest):
+    async def chat_completions(self, req: ChatCompletionRequest, response: Response):
         span_id = new_span_id()
         self._check(req.model, span_id, messages=req.messages, max_tokens=req.max_completion_tokens or req.max_tokens)
         note(prompt=req.messages[-1].content)
-        handle = await self.registry.handle(req.model, "llm")
-        stream = await OpenStream.open(handle, req.to_generation(span_id))
+        request = req.to_generation(span_id)
+        served, stream = await self._open(req.model, lambda handle: OpenStream.open(handle, request))
+        req = req.model_copy(update={"model": served})
         if req.stream:
-            return StreamingResponse(openai_serving.chat_completion_sse(req, stream), media_type="text/event-stream")
+            return StreamingResponse(openai_serving.chat_completion_sse(req, stream), media_type="text/event-stream",
+                                     headers={MODEL_HEADER: served})
+        response.headers[MODEL_HEADER] = served
         return await openai_serving.chat_completion(req, stream)
 
     @app.post("/v1/completions")
-    async def completions(self, req: CompletionRequest):
+    async def completions(self, req: CompletionRequest, response: Response):
         span_id = new_span_id()
         self._check(req.model, span_id, inputs=req.prompts(), max_tokens=req.max_tokens)
         note(prompt=req.prompts()[0])
-        handle = await self.registry.handle(req.model, "llm")
-        streams = await OpenStream.open_all(handle, [req.to_generation(p, span_id) for p in req.prompts()])
+        requests = [req.to_generation(p, span_id) for p in req.prompts()]
+        served, streams = await self._open(req.model, lambda handle: OpenStream.open_all(handle, requests))
+        req = req.model_copy(update={"model": served})
         if req.stream:
-            return StreamingResponse(openai_serving.completion_sse(req, streams), media_type="text/event-stream")
+            return StreamingResponse(openai_serving.completion_sse(req, streams), media_type="text/event-stream",
+                                     headers={MODEL_HEADER: served})
+        response.headers[MODEL_HEADER] = served
         return await openai_serving.completion(req, streams)
 
     @app.post("/v1/embeddings")
@@ -287,4 +231,6 @@ class Ingress:
 def build_app(args: dict) -> Application:
     # Validated here, at build time, so a bad config fails `serve deploy` with the field's name.
     router_args = RouterArgs.model_validate(args)
-    return Ingress.bind(router_args, ModelManager.bind(router_args.sources, router_args.apply_timeout_s))
+    configured = configured_keys(router_args.api_keys, router_args.api_keys_env)
+    manager = ModelManager.bind(router_args.sources, router_args.apply_timeout_s)
+    return Ingress.bind(router_args, manager, Governor.bind(configured))

@@ -43,6 +43,7 @@ from serve_app.openai_protocol import (
     new_id,
     now,
 )
+from serve_app.request_context import note_usage
 from serve_app.streams import OpenStream
 
 DONE = "data: [DONE]\n\n"
@@ -78,6 +79,7 @@ async def collect(stream: OpenStream) -> tuple[str, GenerationChunk]:
 
 async def chat_completion(req: ChatCompletionRequest, stream: OpenStream) -> ChatCompletionResponse:
     text, last = await collect(stream)
+    note_usage(last.prompt_tokens, last.completion_tokens)
     choice = ChatChoice(message=AssistantMessage(content=text), finish_reason=last.finish_reason)
     return ChatCompletionResponse(model=req.model, choices=[choice], usage=last.usage())
 
@@ -96,6 +98,7 @@ async def chat_completion_sse(req: ChatCompletionRequest, stream: OpenStream) ->
                 yield frame(Delta(content=chunk.text))
             if chunk.finish_reason:
                 add_usage(usage, chunk)
+                note_usage(usage.prompt_tokens, usage.completion_tokens)
                 yield frame(Delta(), chunk.finish_reason)
 
     usage_frame = (lambda: ChatCompletionChunk(**base, choices=[], usage=usage)) if req.include_usage else None
@@ -112,6 +115,7 @@ async def completion(req: CompletionRequest, streams: list[OpenStream]) -> Compl
     usage = Usage()
     for _, last in results:
         add_usage(usage, last)
+    note_usage(usage.prompt_tokens, usage.completion_tokens)
     choices = [
         CompletionChoice(index=i, text=(prompts[i] if req.echo else "") + text, finish_reason=last.finish_reason)
         for i, (text, last) in enumerate(results)
@@ -137,6 +141,7 @@ async def completion_sse(req: CompletionRequest, streams: list[OpenStream]) -> A
                     yield frame(i, chunk.text)
                 if chunk.finish_reason:
                     add_usage(usage, chunk)
+                    note_usage(usage.prompt_tokens, usage.completion_tokens)
                     yield frame(i, "", chunk.finish_reason)
 
     usage_frame = (lambda: CompletionResponse(**base, choices=[], usage=usage)) if req.include_usage else None
@@ -176,6 +181,7 @@ def embeddings(req: EmbeddingRequest, embedded: Embedded) -> EmbeddingResponse:
         return base64.b64encode(np.asarray(v, dtype="<f4").tobytes()).decode() if req.encoding_format == "base64" else v
 
     tokens = embedded.prompt_tokens
+    note_usage(tokens)
     return EmbeddingResponse(
         data=[EmbeddingData(index=i, embedding=encode(v)) for i, v in enumerate(vectors)],
         model=req.model,
@@ -195,4 +201,5 @@ def rerank(req: RerankRequest, scored: Scored) -> RerankResponse:
         )
         for i in ranked
     ]
+    note_usage(scored.total_tokens)
     return RerankResponse(model=req.model, results=results, usage=RerankUsage(total_tokens=scored.total_tokens))

@@ -9,6 +9,7 @@ text (at temperature 0), the same vectors and the same counts got the model's an
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from pathlib import Path
@@ -168,6 +169,38 @@ def hang_up_mid_stream(base_url: str, path: str, model: str) -> None:
                 if got >= 3:
                     break
         assert got >= 3
+
+
+@contextlib.contextmanager
+def keyed_ingress(serve_instance: dict, base_url: str, admin_key: str, replicas: int = 2):
+    """The ingress with `replicas` replicas and one admin key in its config (its hash only);
+    yields an httpx client with that key. Keys made meanwhile are revoked at the end (they
+    persist in GCS), and the default config comes back."""
+    from serve_app.auth import hash_key
+
+    apps = [{**a, "args": {**a.get("args", {}), "api_keys": [{"key_sha256": hash_key(admin_key), "id": "ops",
+                                                               "scope": "admin"}]},
+             "deployments": [{**a["deployments"][0], "num_replicas": replicas}]} if a["name"] == "router" else a
+            for a in serve_instance["applications"]]
+    deploy({**serve_instance, "applications": apps})
+    admin = httpx.Client(base_url=base_url, timeout=120, headers={"Authorization": f"Bearer {admin_key}"})
+    try:
+        deadline = time.monotonic() + 120
+        while admin.get("/api/keys").status_code != 200 or httpx.get(base_url + "/v1/models").status_code != 401:
+            assert time.monotonic() < deadline, "the ingress did not take its keys"
+            time.sleep(1)
+        wait_for_apps(["router"], timeout_s=120)
+        yield admin
+    finally:
+        for key in admin.get("/api/keys").json():
+            if key["id"] != "ops":
+                admin.delete(f"/api/keys/{key['id']}")
+        admin.close()
+        deploy(serve_instance)
+        deadline = time.monotonic() + 120
+        while httpx.get(base_url + "/v1/models").status_code != 200:
+            assert time.monotonic() < deadline, "the ingress did not drop its keys"
+            time.sleep(1)
 
 
 # --- direct calls to a model's deployment ---------------------------------------------------
