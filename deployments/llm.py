@@ -57,6 +57,13 @@ class LLMWorker:
     async def count_token(self, prompt: str) -> int:
         return self.engine.count_tokens(prompt)
 
+    async def tokenize(self, request: GenerationRequest, add_special_tokens: bool) -> tuple[list[int], int]:
+        """(token ids, the model's context length)."""
+        return self.engine.tokenize(request, add_special_tokens), self.engine.context_length
+
+    async def detokenize(self, ids: list[int]) -> str:
+        return self.engine.detokenize(ids)
+
     async def model_metadata(self) -> dict:
         return {
             "model": self.name,

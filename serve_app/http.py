@@ -21,7 +21,7 @@ from serve_app.errors import AuthError, InvalidRequest, ModelNotFound, ServeErro
 
 logger = logging.getLogger("ray.serve")
 
-OPENAI_PREFIXES = ("/v1", "/api/v1")
+OPENAI_PREFIXES = ("/v1", "/api/v1", "/tokenize", "/detokenize")
 
 def is_openai_route(request: Request) -> bool:
     return request.url.path.startswith(OPENAI_PREFIXES)

@@ -60,6 +60,7 @@ from serve_app.openai_protocol import (
 from serve_app.registry import ModelRegistry
 from serve_app.request_context import current_key, note, note_usage
 from serve_app.streams import OpenStream
+from serve_app.tokens_protocol import DetokenizeRequest, DetokenizeResponse, TokenizeRequest, TokenizeResponse
 
 app = create_app()
 app.include_router(control_routes.router)
@@ -211,6 +212,21 @@ class Ingress:
         span_id = new_span_id()
         self._check(req.model, span_id, inputs=req.texts())
         return openai_serving.embeddings(req, await self._embed(req.model, req.texts(), span_id))
+
+    # --- vLLM's tokenizer routes ------------------------------------------------------------------
+
+    @app.post("/tokenize")
+    async def tokenize(self, req: TokenizeRequest) -> TokenizeResponse:
+        self._check(req.model, messages=req.messages)
+        handle = await self.registry.handle(req.model, "llm")
+        ids, context_length = await _call(handle.tokenize.remote(req.generation(), req.add_special_tokens))
+        return TokenizeResponse(count=len(ids), max_model_len=context_length, tokens=ids)
+
+    @app.post("/detokenize")
+    async def detokenize(self, req: DetokenizeRequest) -> DetokenizeResponse:
+        self._check(req.model)
+        handle = await self.registry.handle(req.model, "llm")
+        return DetokenizeResponse(prompt=await _call(handle.detokenize.remote(req.tokens)))
 
     # --- rerank, in both dialects ----------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from typing import Any, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from serve_app.engines.base import ChatMessage, GenerationRequest, SamplingParams, Usage
+from serve_app.openai_unsupported import NotDone
 
 
 class _Request(BaseModel):
@@ -30,6 +31,14 @@ class OpenAIMessage(_Request):
     role: Literal["system", "developer", "user", "assistant"]
     content: Union[str, list[dict[str, Any]], None] = None
 
+    @field_validator("content")
+    @classmethod
+    def _text_only(cls, v):
+        for part in v if isinstance(v, list) else []:
+            if part.get("type") != "text":
+                raise ValueError(f"a content part of type '{part.get('type')}': these models take text only")
+        return v
+
     def to_chat(self) -> ChatMessage:
         text = self.content
         if isinstance(text, list):  # content parts: keep the text ones, in order
@@ -42,7 +51,7 @@ class StreamOptions(_Request):
     include_usage: bool = False
 
 
-class _SamplingFields(_Request):
+class _SamplingFields(NotDone):
     model: str = Field(min_length=1)
     temperature: float = Field(default=1.0, ge=0.0, le=2.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
@@ -50,6 +59,7 @@ class _SamplingFields(_Request):
     stop: Union[str, list[str], None] = None
     seed: Optional[int] = None
     n: int = Field(default=1, ge=1, le=1, description="only n=1 is supported")
+    logit_bias: Optional[dict[str, float]] = None
     stream: bool = False
     stream_options: Optional[StreamOptions] = None
     user: Optional[str] = None
@@ -59,6 +69,16 @@ class _SamplingFields(_Request):
     def _check_stop(cls, v):
         return _stop_list(v)
 
+    @field_validator("logit_bias")
+    @classmethod
+    def _check_bias(cls, v):
+        for token, bias in (v or {}).items():
+            if not token.isdigit():
+                raise ValueError(f"keys are token ids, got '{token}'")
+            if not -100 <= bias <= 100:
+                raise ValueError(f"a bias is between -100 and 100, got {bias} for token {token}")
+        return v
+
     def sampling(self) -> SamplingParams:
         return SamplingParams(
             temperature=self.temperature,
@@ -66,6 +86,7 @@ class _SamplingFields(_Request):
             max_new_tokens=self.max_tokens,
             stop=self.stop or [],
             seed=self.seed,
+            logit_bias={int(t): b for t, b in (self.logit_bias or {}).items()},
         )
 
     @property

@@ -30,6 +30,7 @@ class SamplingParams(BaseModel):
     stop: list[str] = Field(default_factory=list)
     stop_token_ids: list[int] = Field(default_factory=list)
     seed: Optional[int] = None
+    logit_bias: dict[int, float] = Field(default_factory=dict)  # token id -> added to its logit
 
 
 class GenerationRequest(BaseModel):
@@ -124,6 +125,14 @@ class LLMEngine(abc.ABC):
     @abc.abstractmethod
     def count_tokens(self, text: str) -> int:
         """Tokens of `text` by the model's tokenizer, without special tokens (DB-GPT's count_token)."""
+
+    @abc.abstractmethod
+    def tokenize(self, request: GenerationRequest, add_special_tokens: bool = True) -> list[int]:
+        """The token ids the model reads for the request's prompt (or its messages, rendered)."""
+
+    @abc.abstractmethod
+    def detokenize(self, ids: list[int]) -> str:
+        """The text of token ids (special tokens included)."""
 
     @abc.abstractmethod
     def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:

@@ -18,7 +18,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from serve_app.config import LLMArgs
-from serve_app.engines.base import GenerationChunk, GenerationRequest, LLMEngine
+from serve_app.engines.base import GenerationChunk, GenerationRequest, InvalidPromptError, LLMEngine
 from serve_app.engines.metrics import EngineMetrics
 from serve_app.engines.prompts import TokenizerPrompts
 from serve_app.engines.sampling import RowSampling
@@ -116,11 +116,16 @@ class TransformersEngine(TokenizerPrompts, LLMEngine):
     def _submit(self, request: GenerationRequest, prompt_ids: list[int]) -> Sequence:
         """The request as a row of the batching loop (refused here if it does not fit)."""
         params = request.params
+        vocab = self.model.get_output_embeddings().weight.shape[0]
+        for token in params.logit_bias:
+            if not 0 <= token < vocab:
+                raise InvalidPromptError(f"logit_bias names token {token}; this model's tokens are 0 to {vocab - 1}")
         seq = Sequence(
             prompt_ids=list(prompt_ids),
             max_new=self._budget(len(prompt_ids), request),
             stop_ids=frozenset(self._eos_ids | set(params.stop_token_ids)),
-            sampling=RowSampling.create(params.temperature, params.top_p, params.top_k, params.seed),
+            sampling=RowSampling.create(params.temperature, params.top_p, params.top_k, params.seed,
+                                        params.logit_bias),
             loop=asyncio.get_running_loop(),
         )
         self.scheduler.submit(seq)

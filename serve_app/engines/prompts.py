@@ -43,6 +43,18 @@ class TokenizerPrompts(CompletionBudget):
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
+    def tokenize(self, request: GenerationRequest, add_special_tokens: bool = True) -> list[int]:
+        prompt = self.render_prompt(request)
+        # A chat template already holds the special tokens it needs.
+        return list(self.tokenizer(prompt, add_special_tokens=add_special_tokens and request.messages is None)["input_ids"])
+
+    def detokenize(self, ids: list[int]) -> str:
+        vocab = len(self.tokenizer)
+        bad = [i for i in ids if not 0 <= i < vocab]
+        if bad:
+            raise InvalidPromptError(f"token {bad[0]} is not one of this model's (0 to {vocab - 1})")
+        return self.tokenizer.decode(ids)
+
     def prompt_ids(self, prompt: str, request: GenerationRequest) -> list[int]:
         # Chat templates already contain the BOS marker they need.
         ids = list(self.tokenizer(prompt, add_special_tokens=request.messages is None)["input_ids"])

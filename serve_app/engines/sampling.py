@@ -23,13 +23,17 @@ class RowSampling:
     # on which other requests happen to share its batch (best effort: the logits
     # themselves still carry batch-size-dependent rounding).
     generator: Optional[torch.Generator] = None
+    # OpenAI's logit_bias: (token ids, values added to their logits), applied before choosing.
+    bias: Optional[tuple[list[int], list[float]]] = None
 
     @classmethod
-    def create(cls, temperature: float, top_p, top_k, seed: Optional[int]) -> "RowSampling":
+    def create(cls, temperature: float, top_p, top_k, seed: Optional[int],
+               logit_bias: Optional[dict[int, float]] = None) -> "RowSampling":
         generator = None
         if seed is not None and temperature > 0:
             generator = torch.Generator().manual_seed(seed)
-        return cls(temperature=temperature, top_p=top_p, top_k=top_k, generator=generator)
+        bias = (list(logit_bias), list(logit_bias.values())) if logit_bias else None
+        return cls(temperature=temperature, top_p=top_p, top_k=top_k, generator=generator, bias=bias)
 
     @property
     def greedy(self) -> bool:
@@ -37,7 +41,11 @@ class RowSampling:
 
 
 def next_tokens(logits: torch.Tensor, rows: list[RowSampling]) -> list[int]:
-    """logits: [batch, vocab] for the last position of each row."""
+    """logits: [batch, vocab] for the last position of each row (changed in place by biases)."""
+    for i, row in enumerate(rows):
+        if row.bias:
+            ids, values = row.bias
+            logits[i, ids] += torch.tensor(values, dtype=logits.dtype, device=logits.device)
     chosen = logits.argmax(dim=-1)
     for i, row in enumerate(rows):
         if not row.greedy:

@@ -21,7 +21,7 @@ import zlib
 from typing import AsyncIterator, Iterator, Optional
 
 from serve_app.config import LLMArgs
-from serve_app.engines.base import GenerationChunk, GenerationRequest, LLMEngine
+from serve_app.engines.base import GenerationChunk, GenerationRequest, InvalidPromptError, LLMEngine
 from serve_app.engines.metrics import EngineMetrics
 from serve_app.engines.prompts import CompletionBudget, plain_chat_prompt
 from serve_app.engines.stop_strings import find_stop, held_back
@@ -85,8 +85,16 @@ class SimulatedEngine(CompletionBudget, LLMEngine):
     def count_tokens(self, text: str) -> int:
         return len(text.split())
 
+    def tokenize(self, request: GenerationRequest, add_special_tokens: bool = True) -> list[int]:
+        raise InvalidPromptError("the simulated engine has no token vocabulary to tokenize with")
+
+    def detokenize(self, ids: list[int]) -> str:
+        raise InvalidPromptError("the simulated engine has no token vocabulary to detokenize with")
+
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
         arrived = time.perf_counter()
+        if request.params.logit_bias:  # no vocabulary to bias: refused, not ignored
+            raise InvalidPromptError("the simulated engine has no token vocabulary: logit_bias cannot apply")
         prompt = self.render_prompt(request)
         prompt_tokens = max(1, self.count_tokens(prompt))  # an empty prompt starts from one BOS token
         max_new = self._budget(prompt_tokens, request)

