@@ -13,6 +13,7 @@ from typing import Any, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from serve_app.engines.base import ChatMessage, GenerationRequest, SamplingParams, Usage
+from serve_app.openai_structured import ResponseFormat
 from serve_app.openai_unsupported import NotDone
 
 
@@ -60,6 +61,7 @@ class _SamplingFields(NotDone):
     seed: Optional[int] = None
     n: int = Field(default=1, ge=1, le=1, description="only n=1 is supported")
     logit_bias: Optional[dict[str, float]] = None
+    response_format: Optional[ResponseFormat] = None
     stream: bool = False
     stream_options: Optional[StreamOptions] = None
     user: Optional[str] = None
@@ -87,6 +89,7 @@ class _SamplingFields(NotDone):
             stop=self.stop or [],
             seed=self.seed,
             logit_bias={int(t): b for t, b in (self.logit_bias or {}).items()},
+            json_schema=self.response_format.schema_to_follow() if self.response_format else None,
         )
 
     @property

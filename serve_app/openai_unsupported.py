@@ -12,14 +12,14 @@ from pydantic import BaseModel, ConfigDict, field_validator
 
 NOT_DONE = {
     "tools": "tool calls", "tool_choice": "tool calls", "functions": "function calls",
-    "function_call": "function calls", "response_format": "structured output",
+    "function_call": "function calls",
     "logprobs": "log probabilities", "top_logprobs": "log probabilities",
     "frequency_penalty": "repetition penalties", "presence_penalty": "repetition penalties",
     "audio": "audio output", "modalities": "other output modalities", "prediction": "predicted outputs",
     "reasoning_effort": "reasoning", "web_search_options": "web search", "best_of": "best-of sampling",
     "suffix": "insertion after a suffix",
 }
-NO_OP = {"response_format": [{"type": "text"}], "tool_choice": ["none"], "modalities": [["text"]], "best_of": [1]}
+NO_OP = {"tool_choice": ["none"], "modalities": [["text"]], "best_of": [1]}
 
 
 class NotDone(BaseModel):
@@ -29,7 +29,6 @@ class NotDone(BaseModel):
     tool_choice: Any = None
     functions: Any = None
     function_call: Any = None
-    response_format: Any = None
     logprobs: Any = None
     top_logprobs: Any = None
     frequency_penalty: Any = None

@@ -12,7 +12,7 @@ on both sides.
 from __future__ import annotations
 
 import abc
-from typing import AsyncIterator, Literal, NamedTuple, Optional
+from typing import Any, AsyncIterator, Literal, NamedTuple, Optional
 
 from pydantic import BaseModel, Field
 
@@ -31,6 +31,8 @@ class SamplingParams(BaseModel):
     stop_token_ids: list[int] = Field(default_factory=list)
     seed: Optional[int] = None
     logit_bias: dict[int, float] = Field(default_factory=dict)  # token id -> added to its logit
+    # The answer must be JSON valid against this schema ({"type": "object"}: any JSON object).
+    json_schema: Optional[dict[str, Any]] = None
 
 
 class GenerationRequest(BaseModel):

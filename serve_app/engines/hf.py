@@ -24,6 +24,7 @@ from serve_app.engines.prompts import TokenizerPrompts
 from serve_app.engines.sampling import RowSampling
 from serve_app.engines.scheduler import BatchScheduler, Sequence
 from serve_app.engines.stop_strings import find_stop, held_back
+from serve_app.engines.structured import JsonGrammars
 from serve_app.replica import model_name, pick_device, set_threads
 from serve_app.sources import hf_format_dir
 
@@ -53,6 +54,8 @@ class TransformersEngine(TokenizerPrompts, LLMEngine):
         pad_id = self.tokenizer.pad_token_id
         if pad_id is None:  # any id serves: padded positions are masked out
             pad_id = min(self._eos_ids) if self._eos_ids else 0
+        vocab = self.model.get_output_embeddings().weight.shape[0]
+        self.grammars = JsonGrammars(self.tokenizer, vocab, self._eos_ids)
         self.metrics = EngineMetrics(model_name(args.source))
         self.scheduler = BatchScheduler(self.model, pad_id, args.max_num_seqs, self.metrics, self._on_error)
 
@@ -116,16 +119,16 @@ class TransformersEngine(TokenizerPrompts, LLMEngine):
     def _submit(self, request: GenerationRequest, prompt_ids: list[int]) -> Sequence:
         """The request as a row of the batching loop (refused here if it does not fit)."""
         params = request.params
-        vocab = self.model.get_output_embeddings().weight.shape[0]
+        vocab = self.grammars.vocab_size
         for token in params.logit_bias:
             if not 0 <= token < vocab:
                 raise InvalidPromptError(f"logit_bias names token {token}; this model's tokens are 0 to {vocab - 1}")
+        matcher = self.grammars.matcher(params.json_schema) if params.json_schema is not None else None
         seq = Sequence(
             prompt_ids=list(prompt_ids),
             max_new=self._budget(len(prompt_ids), request),
             stop_ids=frozenset(self._eos_ids | set(params.stop_token_ids)),
-            sampling=RowSampling.create(params.temperature, params.top_p, params.top_k, params.seed,
-                                        params.logit_bias),
+            sampling=RowSampling.create(params, matcher),
             loop=asyncio.get_running_loop(),
         )
         self.scheduler.submit(seq)

@@ -9,9 +9,12 @@ vocabulary cost microseconds next to a forward pass).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 import torch
+
+from serve_app.engines.base import SamplingParams
+from serve_app.engines.structured import apply_mask
 
 
 @dataclass
@@ -25,15 +28,18 @@ class RowSampling:
     generator: Optional[torch.Generator] = None
     # OpenAI's logit_bias: (token ids, values added to their logits), applied before choosing.
     bias: Optional[tuple[list[int], list[float]]] = None
+    # Structured output: an llguidance matcher that masks what the grammar forbids and
+    # is told each chosen token (serve_app/engines/structured.py).
+    matcher: Optional[Any] = None
 
     @classmethod
-    def create(cls, temperature: float, top_p, top_k, seed: Optional[int],
-               logit_bias: Optional[dict[int, float]] = None) -> "RowSampling":
+    def create(cls, params: SamplingParams, matcher: Any = None) -> "RowSampling":
         generator = None
-        if seed is not None and temperature > 0:
-            generator = torch.Generator().manual_seed(seed)
-        bias = (list(logit_bias), list(logit_bias.values())) if logit_bias else None
-        return cls(temperature=temperature, top_p=top_p, top_k=top_k, generator=generator, bias=bias)
+        if params.seed is not None and params.temperature > 0:
+            generator = torch.Generator().manual_seed(params.seed)
+        bias = (list(params.logit_bias), list(params.logit_bias.values())) if params.logit_bias else None
+        return cls(temperature=params.temperature, top_p=params.top_p, top_k=params.top_k,
+                   generator=generator, bias=bias, matcher=matcher)
 
     @property
     def greedy(self) -> bool:
@@ -46,11 +52,17 @@ def next_tokens(logits: torch.Tensor, rows: list[RowSampling]) -> list[int]:
         if row.bias:
             ids, values = row.bias
             logits[i, ids] += torch.tensor(values, dtype=logits.dtype, device=logits.device)
+        if row.matcher is not None:
+            apply_mask(logits[i], row.matcher)
     chosen = logits.argmax(dim=-1)
     for i, row in enumerate(rows):
         if not row.greedy:
             chosen[i] = _sample(logits[i].float(), row)
-    return chosen.tolist()
+    tokens = chosen.tolist()
+    for row, token in zip(rows, tokens):
+        if row.matcher is not None:
+            row.matcher.consume_token(token)
+    return tokens
 
 
 def _sample(logits: torch.Tensor, row: RowSampling) -> int:

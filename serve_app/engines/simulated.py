@@ -95,6 +95,8 @@ class SimulatedEngine(CompletionBudget, LLMEngine):
         arrived = time.perf_counter()
         if request.params.logit_bias:  # no vocabulary to bias: refused, not ignored
             raise InvalidPromptError("the simulated engine has no token vocabulary: logit_bias cannot apply")
+        if request.params.json_schema is not None:  # its text is fixed: it cannot follow a schema
+            raise InvalidPromptError("response_format: the simulated engine writes fixed text and cannot follow a schema")
         prompt = self.render_prompt(request)
         prompt_tokens = max(1, self.count_tokens(prompt))  # an empty prompt starts from one BOS token
         max_new = self._budget(prompt_tokens, request)

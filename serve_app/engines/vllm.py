@@ -18,7 +18,7 @@ import uuid
 from typing import AsyncIterator, Optional
 
 from serve_app.config import LLMArgs
-from serve_app.engines.base import GenerationChunk, GenerationRequest, LLMEngine
+from serve_app.engines.base import GenerationChunk, GenerationRequest, InvalidPromptError, LLMEngine
 from serve_app.engines.metrics import EngineMetrics
 from serve_app.engines.prompts import TokenizerPrompts
 from serve_app.replica import model_name
@@ -114,6 +114,10 @@ class VLLMEngine(TokenizerPrompts, LLMEngine):
         params = request.params
         optional = {"top_p": params.top_p, "top_k": params.top_k, "seed": params.seed,
                     "logit_bias": params.logit_bias or None}
+        if params.json_schema is not None:  # vLLM's own structured output (vLLM >= 0.11)
+            from vllm.sampling_params import StructuredOutputsParams
+
+            optional["structured_outputs"] = StructuredOutputsParams(json=params.json_schema)
         sampling = SamplingParams(
             temperature=params.temperature,
             max_tokens=max_new,
@@ -150,6 +154,10 @@ class VLLMEngine(TokenizerPrompts, LLMEngine):
                         completion_tokens=tokens,
                     )
                     first = False
+        except ValueError as e:
+            if first and params.json_schema is not None:  # vLLM refused the schema when adding the request
+                raise InvalidPromptError(f"response_format: the JSON schema does not compile: {e}") from e
+            raise
         finally:
             # Closed early (the consumer is gone): closing vLLM's generator aborts the
             # request there, which frees its place in the batch and its KV blocks.

@@ -102,5 +102,7 @@ def test_what_needs_a_vocabulary_is_refused_not_ignored():
     eng = engine(simulated_ttft_ms=0)
     with pytest.raises(InvalidPromptError, match="logit_bias"):
         asyncio.run(collect(eng, ask(max_new_tokens=2, logit_bias={3: 5.0})))
+    with pytest.raises(InvalidPromptError, match="response_format"):
+        asyncio.run(collect(eng, ask(max_new_tokens=2, json_schema={"type": "object"})))
     with pytest.raises(InvalidPromptError, match="tokenize"):
         eng.tokenize(ask())

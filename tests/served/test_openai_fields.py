@@ -1,4 +1,5 @@
-"""OpenAI request fields that change the answer: done (logit_bias, /tokenize) or refused by name."""
+"""OpenAI request fields that change the answer: done (logit_bias, /tokenize) or refused by name.
+response_format has its own file, test_structured_output.py."""
 
 import openai
 import pytest
@@ -19,9 +20,6 @@ def sdk(base_url):
     [
         ({"tools": [WEATHER_TOOL]}, "tools"),
         ({"tool_choice": "required"}, "tool_choice"),
-        ({"response_format": {"type": "json_object"}}, "response_format"),
-        ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}}},
-         "response_format"),
         ({"logprobs": True}, "logprobs"),
         ({"frequency_penalty": 0.5}, "frequency_penalty"),
         ({"presence_penalty": -1}, "presence_penalty"),

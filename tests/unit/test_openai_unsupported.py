@@ -4,6 +4,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 
+from serve_app.engines.base import SamplingParams
 from serve_app.engines.sampling import RowSampling, next_tokens
 from serve_app.openai_protocol import ChatCompletionRequest, CompletionRequest
 from serve_app.openai_unsupported import NOT_DONE
@@ -26,5 +27,6 @@ def test_logit_bias_reaches_the_sampling_params():
 
 def test_bias_moves_greedy_choice_per_row_only():
     logits = torch.tensor([[0.0, 5.0, 1.0], [0.0, 5.0, 1.0]])
-    rows = [RowSampling.create(0.0, None, None, None, {1: -100.0}), RowSampling.create(0.0, None, None, None)]
+    rows = [RowSampling.create(SamplingParams(temperature=0.0, logit_bias={1: -100.0})),
+            RowSampling.create(SamplingParams(temperature=0.0))]
     assert next_tokens(logits, rows) == [2, 1]
