@@ -5,6 +5,7 @@ Everything here happens around a route, never inside one: the routes in
 """
 
 import logging
+import re
 import time
 from typing import Optional
 
@@ -102,6 +103,9 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
         return JSONResponse({"detail": jsonable_encoder(exc.errors())}, status_code=422)
     errors = exc.errors()
     param = ".".join(str(p) for p in errors[0].get("loc", ())[1:]) if errors else None
+    if errors and not param:  # a check across fields names the one at fault first: "Value error, tools: ..."
+        named = re.match(r"Value error, (\w+): ", errors[0].get("msg", ""))
+        param = named.group(1) if named else None
     message = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'body'}: {e.get('msg')}" for e in errors)
     return error_response(request, InvalidRequest(message or "invalid request body"), param or None)
 

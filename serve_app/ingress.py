@@ -47,16 +47,8 @@ from serve_app.governance import Governance
 from serve_app.governor import Governor
 from serve_app.http import create_app
 from serve_app.model_manager import ModelManager
-from serve_app.openai_protocol import (
-    ChatCompletionRequest,
-    CompletionRequest,
-    EmbeddingRequest,
-    EmbeddingResponse,
-    ModelCard,
-    ModelList,
-    RerankRequest,
-    RerankResponse,
-)
+from serve_app.openai_protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, RerankRequest
+from serve_app.openai_responses import EmbeddingResponse, ModelCard, ModelList, RerankResponse
 from serve_app.registry import ModelRegistry
 from serve_app.request_context import current_key, note, note_usage
 from serve_app.streams import OpenStream

@@ -1,20 +1,19 @@
-"""Request and response models of the OpenAI dialect (`/v1/*`), with the Cohere/Jina
-rerank body that LangChain and LlamaIndex send to `/v1/rerank`.
+"""Request models of the OpenAI dialect (`/v1/*`), with the Cohere/Jina rerank body that
+LangChain and LlamaIndex send to `/v1/rerank`; the responses are in openai_responses.py.
 
 Field ranges follow OpenAI's API reference; a value out of range is a 400 in the
 OpenAI error shape before anything reaches a model. Unknown fields are ignored
 (the SDK and LangChain send fields we do not use).
 """
 
-import time
-import uuid
 from typing import Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from serve_app.engines.base import ChatMessage, GenerationRequest, SamplingParams, Usage
+from serve_app.engines.base import ChatMessage, GenerationRequest, SamplingParams
 from serve_app.openai_structured import ResponseFormat
-from serve_app.openai_unsupported import NotDone
+from serve_app.openai_tools import Tool, ToolCall, ToolChoice, call_schema
+from serve_app.openai_unsupported import SHARED, refusing
 
 
 class _Request(BaseModel):
@@ -29,8 +28,10 @@ def _stop_list(v: Union[str, list[str], None]) -> list[str]:
 
 
 class OpenAIMessage(_Request):
-    role: Literal["system", "developer", "user", "assistant"]
+    role: Literal["system", "developer", "user", "assistant", "tool"]
     content: Union[str, list[dict[str, Any]], None] = None
+    tool_calls: Optional[list[ToolCall]] = None  # an assistant turn that called tools
+    tool_call_id: Optional[str] = None  # a tool turn: the call it answers
 
     @field_validator("content")
     @classmethod
@@ -45,14 +46,15 @@ class OpenAIMessage(_Request):
         if isinstance(text, list):  # content parts: keep the text ones, in order
             text = "".join(str(p.get("text", "")) for p in text if p.get("type") == "text")
         role = "system" if self.role == "developer" else self.role
-        return ChatMessage(role=role, content=text or "")
+        calls = [c.for_template() for c in self.tool_calls] if self.tool_calls else None
+        return ChatMessage(role=role, content=text or "", tool_calls=calls, tool_call_id=self.tool_call_id)
 
 
 class StreamOptions(_Request):
     include_usage: bool = False
 
 
-class _SamplingFields(NotDone):
+class _SamplingFields(_Request):
     model: str = Field(min_length=1)
     temperature: float = Field(default=1.0, ge=0.0, le=2.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
@@ -97,19 +99,55 @@ class _SamplingFields(NotDone):
         return bool(self.stream_options and self.stream_options.include_usage)
 
 
-class ChatCompletionRequest(_SamplingFields):
+class ChatCompletionRequest(_SamplingFields, refusing(*SHARED)):
     messages: list[OpenAIMessage] = Field(min_length=1)
     max_completion_tokens: Optional[int] = Field(default=None, ge=1)
+    tools: Optional[list[Tool]] = Field(default=None, max_length=128)
+    tool_choice: Optional[ToolChoice] = None
+    parallel_tool_calls: bool = True
+
+    @model_validator(mode="after")
+    def _choice_fits_tools(self):
+        names = self.tool_names()
+        if len(names) < len(self.tools or []):
+            raise ValueError("tools: two functions have the same name")
+        choice = self.tool_choice
+        if choice not in (None, "none", "auto") and not self.tools:
+            raise ValueError("tool_choice: asks for a tool call but 'tools' is empty")
+        if hasattr(choice, "function") and choice.function.name not in names:
+            raise ValueError(f"tool_choice: names function '{choice.function.name}', which is not in 'tools'")
+        if self.forced_tools() and self.response_format and self.response_format.type != "text":
+            raise ValueError("response_format: cannot apply while tool_choice forces a call (the call is the answer)")
+        return self
+
+    def tool_names(self) -> set[str]:
+        return {t.function.name for t in self.tools or []}
+
+    def tools_in_use(self) -> list[Tool]:
+        """The tools the model is told of: none when there are none or tool_choice is "none"."""
+        return [] if self.tool_choice == "none" else list(self.tools or [])
+
+    def forced_tools(self) -> list[Tool]:
+        """The tools one of which must be called ("required", or the one named)."""
+        choice = self.tool_choice
+        if choice == "required":
+            return list(self.tools or [])
+        if hasattr(choice, "function"):
+            return [t for t in self.tools or [] if t.function.name == choice.function.name]
+        return []
 
     def to_generation(self, span_id: str) -> GenerationRequest:
         params = self.sampling()
         params.max_new_tokens = self.max_completion_tokens or self.max_tokens
+        if self.forced_tools():
+            params.json_schema = call_schema(self.forced_tools())
+        tools = [t.model_dump(exclude_none=True) for t in self.tools_in_use()] or None
         return GenerationRequest(
-            messages=[m.to_chat() for m in self.messages], params=params, overflow="error", span_id=span_id
+            messages=[m.to_chat() for m in self.messages], params=params, tools=tools, overflow="error", span_id=span_id
         )
 
 
-class CompletionRequest(_SamplingFields):
+class CompletionRequest(_SamplingFields, refusing(*SHARED, "tools", "tool_choice", "suffix")):
     prompt: Union[str, list[str]]
     max_tokens: Optional[int] = Field(default=16, ge=1)  # OpenAI's default for completions
     echo: bool = False
@@ -157,143 +195,3 @@ class RerankRequest(_Request):
 
     def texts(self) -> list[str]:
         return [d if isinstance(d, str) else str(d.get("text", "")) for d in self.documents]
-
-
-# --- responses ---------------------------------------------------------------------
-
-
-def new_id(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex}"
-
-
-def now() -> int:
-    return int(time.time())
-
-
-class ModelCard(BaseModel):
-    id: str
-    object: Literal["model"] = "model"
-    created: int
-    owned_by: str = "smmf-serve"
-
-    @classmethod
-    def of(cls, entry) -> "ModelCard":
-        """The card of a registry entry (serve_app.registry.ModelEntry)."""
-        return cls(id=entry.name, created=int(entry.created))
-
-
-class ModelList(BaseModel):
-    object: Literal["list"] = "list"
-    data: list[ModelCard]
-
-
-class ErrorInfo(BaseModel):
-    message: str
-    type: str
-    param: Optional[str] = None
-    code: Optional[Union[str, int]] = None
-
-
-class ErrorResponse(BaseModel):
-    error: ErrorInfo
-
-
-class AssistantMessage(BaseModel):
-    role: Literal["assistant"] = "assistant"
-    content: str
-
-
-class ChatChoice(BaseModel):
-    index: int = 0
-    message: AssistantMessage
-    logprobs: None = None
-    finish_reason: Optional[str]
-
-
-class ChatCompletionResponse(BaseModel):
-    id: str = Field(default_factory=lambda: new_id("chatcmpl"))
-    object: Literal["chat.completion"] = "chat.completion"
-    created: int = Field(default_factory=now)
-    model: str
-    choices: list[ChatChoice]
-    usage: Usage
-
-
-class Delta(BaseModel):
-    role: Optional[Literal["assistant"]] = None
-    content: Optional[str] = None
-
-
-class ChunkChoice(BaseModel):
-    index: int = 0
-    delta: Delta
-    logprobs: None = None
-    finish_reason: Optional[str] = None
-
-
-class ChatCompletionChunk(BaseModel):
-    """One SSE frame of a streamed chat; the usage frame has no choices."""
-
-    id: str
-    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
-    created: int
-    model: str
-    choices: list[ChunkChoice]
-    usage: Optional[Usage] = None
-
-
-class CompletionChoice(BaseModel):
-    index: int
-    text: str
-    logprobs: None = None
-    finish_reason: Optional[str] = None
-
-
-class CompletionResponse(BaseModel):
-    """A whole completion, or (object the same, as OpenAI's) one frame of a streamed one."""
-
-    id: str = Field(default_factory=lambda: new_id("cmpl"))
-    object: Literal["text_completion"] = "text_completion"
-    created: int = Field(default_factory=now)
-    model: str
-    choices: list[CompletionChoice]
-    usage: Optional[Usage] = None
-
-
-class EmbeddingData(BaseModel):
-    object: Literal["embedding"] = "embedding"
-    index: int
-    embedding: Union[list[float], str]  # a base64 string with encoding_format "base64"
-
-
-class EmbeddingUsage(BaseModel):
-    prompt_tokens: int
-    total_tokens: int
-
-
-class EmbeddingResponse(BaseModel):
-    object: Literal["list"] = "list"
-    data: list[EmbeddingData]
-    model: str
-    usage: EmbeddingUsage
-
-
-class RerankDocument(BaseModel):
-    text: str
-
-
-class RerankResult(BaseModel):
-    index: int
-    relevance_score: float
-    document: Optional[RerankDocument] = None
-
-
-class RerankUsage(BaseModel):
-    total_tokens: int
-
-
-class RerankResponse(BaseModel):
-    id: str = Field(default_factory=lambda: new_id("rerank"))
-    model: str
-    results: list[RerankResult]
-    usage: RerankUsage

@@ -18,33 +18,32 @@ from pydantic import BaseModel
 
 from serve_app.engines.base import Embedded, GenerationChunk, Scored, Usage
 from serve_app.errors import InvalidRequest, ServeError, as_serve_error
-from serve_app.openai_protocol import (
+from serve_app.openai_protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, RerankRequest
+from serve_app.openai_responses import (
     AssistantMessage,
     ChatChoice,
     ChatCompletionChunk,
-    ChatCompletionRequest,
     ChatCompletionResponse,
     ChunkChoice,
     CompletionChoice,
-    CompletionRequest,
     CompletionResponse,
     Delta,
     EmbeddingData,
-    EmbeddingRequest,
     EmbeddingResponse,
     EmbeddingUsage,
     ErrorInfo,
     ErrorResponse,
     RerankDocument,
-    RerankRequest,
     RerankResponse,
     RerankResult,
     RerankUsage,
     new_id,
     now,
 )
+from serve_app.openai_tools import ToolCall, ToolCallDelta
 from serve_app.request_context import note_usage
 from serve_app.streams import OpenStream
+from serve_app.tool_calls import CallWatch, parse_calls
 
 DONE = "data: [DONE]\n\n"
 
@@ -80,8 +79,15 @@ async def collect(stream: OpenStream) -> tuple[str, GenerationChunk]:
 async def chat_completion(req: ChatCompletionRequest, stream: OpenStream) -> ChatCompletionResponse:
     text, last = await collect(stream)
     note_usage(last.prompt_tokens, last.completion_tokens)
-    choice = ChatChoice(message=AssistantMessage(content=text), finish_reason=last.finish_reason)
+    content, calls = parse_calls(text, req.tool_names()) if req.tools_in_use() else (text, [])
+    calls = _kept(req, calls)
+    message = AssistantMessage(content=content, tool_calls=calls) if calls else AssistantMessage(content=text)
+    choice = ChatChoice(message=message, finish_reason="tool_calls" if calls else last.finish_reason)
     return ChatCompletionResponse(model=req.model, choices=[choice], usage=last.usage())
+
+
+def _kept(req: ChatCompletionRequest, calls: list[ToolCall]) -> list[ToolCall]:
+    return calls if req.parallel_tool_calls else calls[:1]
 
 
 async def chat_completion_sse(req: ChatCompletionRequest, stream: OpenStream) -> AsyncIterator[str]:
@@ -91,15 +97,28 @@ async def chat_completion_sse(req: ChatCompletionRequest, stream: OpenStream) ->
     def frame(delta: Delta, finish: Optional[str] = None) -> str:
         return sse(ChatCompletionChunk(**base, choices=[ChunkChoice(delta=delta, finish_reason=finish)]))
 
+    # With tools, text that may be a call is held back until the answer is whole.
+    watch = CallWatch(forced=bool(req.forced_tools())) if req.tools_in_use() else None
+
     async def body() -> AsyncIterator[str]:
         yield frame(Delta(role="assistant", content=""))
         async for chunk in stream.chunks():
-            if chunk.text:
-                yield frame(Delta(content=chunk.text))
+            text = watch.feed(chunk.text) if watch else chunk.text
+            if text:
+                yield frame(Delta(content=text))
             if chunk.finish_reason:
+                finish = chunk.finish_reason
+                if watch:
+                    rest, calls = watch.finish(req.tool_names())
+                    if rest:
+                        yield frame(Delta(content=rest))
+                    if calls:
+                        deltas = [ToolCallDelta(index=i, **c.model_dump()) for i, c in enumerate(_kept(req, calls))]
+                        yield frame(Delta(tool_calls=deltas))
+                        finish = "tool_calls"
                 add_usage(usage, chunk)
                 note_usage(usage.prompt_tokens, usage.completion_tokens)
-                yield frame(Delta(), chunk.finish_reason)
+                yield frame(Delta(), finish)
 
     usage_frame = (lambda: ChatCompletionChunk(**base, choices=[], usage=usage)) if req.include_usage else None
     async for line in _ending(body(), usage_frame):

@@ -3,16 +3,17 @@
 Fields of OpenAI's request schemas that would change the answer and that this server
 does not do: set to anything but a no-op value, they get a 400 naming them, never an
 answer that silently left them out. (Fields that change nothing, like `user`,
-`metadata` or `store`, are read and ignored as unknown fields are.)
+`metadata` or `store`, are read and ignored as unknown fields are.) Each request
+model refuses its own list: chat does tool calls, completions does not.
 """
 
-from typing import Any
+from typing import Any, Optional
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, create_model, field_validator
 
 NOT_DONE = {
-    "tools": "tool calls", "tool_choice": "tool calls", "functions": "function calls",
-    "function_call": "function calls",
+    "tools": "tool calls on completions; use chat", "tool_choice": "tool calls on completions; use chat",
+    "functions": "function calls (deprecated: use 'tools')", "function_call": "function calls (deprecated: use 'tools')",
     "logprobs": "log probabilities", "top_logprobs": "log probabilities",
     "frequency_penalty": "repetition penalties", "presence_penalty": "repetition penalties",
     "audio": "audio output", "modalities": "other output modalities", "prediction": "predicted outputs",
@@ -20,32 +21,21 @@ NOT_DONE = {
     "suffix": "insertion after a suffix",
 }
 NO_OP = {"tool_choice": ["none"], "modalities": [["text"]], "best_of": [1]}
+SHARED = ("logprobs", "top_logprobs", "frequency_penalty", "presence_penalty", "audio", "modalities", "prediction",
+          "reasoning_effort", "web_search_options", "best_of", "functions", "function_call")
 
 
-class NotDone(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    tools: Any = None
-    tool_choice: Any = None
-    functions: Any = None
-    function_call: Any = None
-    logprobs: Any = None
-    top_logprobs: Any = None
-    frequency_penalty: Any = None
-    presence_penalty: Any = None
-    audio: Any = None
-    modalities: Any = None
-    prediction: Any = None
-    reasoning_effort: Any = None
-    web_search_options: Any = None
-    best_of: Any = None
-    suffix: Any = None
-
-    @field_validator(*NOT_DONE)
-    @classmethod
-    def _refuse(cls, v, info):
-        if v in (None, [], {}, 0, False, "") or v in NO_OP.get(info.field_name, []):
-            return v
-        raise ValueError(f"'{info.field_name}' ({NOT_DONE[info.field_name]}) is not supported by this server")
+def _refuse(cls, v, info):
+    if v in (None, [], {}, 0, False, "") or v in NO_OP.get(info.field_name, []):
+        return v
+    raise ValueError(f"'{info.field_name}' ({NOT_DONE[info.field_name]}) is not supported by this server")
 
 
+def refusing(*names: str) -> type[BaseModel]:
+    """A base model whose fields `names` accept only their no-op values."""
+    fields: dict[str, Any] = {name: (Optional[Any], None) for name in names}
+    validators = {"refuse": field_validator(*names)(classmethod(_refuse))}
+    model = create_model(f"Refusing_{'_'.join(names)}", __config__=ConfigDict(extra="ignore"),
+                         __validators__=validators, **fields)
+    model.refused_fields = frozenset(names)
+    return model

@@ -18,8 +18,12 @@ from pydantic import BaseModel, Field
 
 
 class ChatMessage(BaseModel):
-    role: Literal["system", "user", "assistant"]
+    role: Literal["system", "user", "assistant", "tool"]
     content: str
+    # Tool calls in Hugging Face's chat-template shape: [{"type": "function", "id",
+    # "function": {"name", "arguments": dict}}]; and the call a "tool" message answers.
+    tool_calls: Optional[list[dict[str, Any]]] = None
+    tool_call_id: Optional[str] = None
 
 
 class SamplingParams(BaseModel):
@@ -41,6 +45,8 @@ class GenerationRequest(BaseModel):
     prompt: Optional[str] = None
     messages: Optional[list[ChatMessage]] = None
     params: SamplingParams = Field(default_factory=SamplingParams)
+    # Functions the model may call, in OpenAI's shape ({"type": "function", "function": {...}}).
+    tools: Optional[list[dict[str, Any]]] = None
     # "truncate": lower max_new_tokens to what fits (DB-GPT); "error": refuse (OpenAI).
     overflow: Literal["truncate", "error"] = "truncate"
     span_id: str = ""

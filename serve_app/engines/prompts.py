@@ -5,12 +5,17 @@ rule whichever engine runs it.
 
 from __future__ import annotations
 
+from functools import cached_property
+
 from serve_app.engines.base import ChatMessage, GenerationRequest, InvalidPromptError, PromptTooLongError
+from serve_app.engines.tool_prompts import inline_tools
+
+_PROBE_TOOL = {"type": "function", "function": {"name": "probe", "description": "", "parameters": {"type": "object"}}}
 
 
-def plain_chat_prompt(messages: list[ChatMessage]) -> str:
+def plain_chat_prompt(messages: list[ChatMessage], tools: list[dict] | None = None) -> str:
     """A conversation for a model without a chat template: turns as base-model prompts read."""
-    return "".join(f"{m.role}: {m.content}\n" for m in messages) + "assistant:"
+    return "".join(f"{m.role}: {m.content}\n" for m in inline_tools(messages, tools)) + "assistant:"
 
 
 class CompletionBudget:
@@ -35,10 +40,22 @@ class TokenizerPrompts(CompletionBudget):
         if request.messages is None:
             return request.prompt or ""
         if not self.tokenizer.chat_template:
-            return plain_chat_prompt(request.messages)
+            return plain_chat_prompt(request.messages, request.tools)
+        if self.template_renders_tools:
+            messages, tools = request.messages, request.tools
+        else:
+            messages, tools = inline_tools(request.messages, request.tools), None
         return self.tokenizer.apply_chat_template(
-            [m.model_dump() for m in request.messages], add_generation_prompt=True, tokenize=False
+            [m.model_dump(exclude_none=True) for m in messages], tools=tools, add_generation_prompt=True, tokenize=False
         )
+
+    @cached_property
+    def template_renders_tools(self) -> bool:
+        """Whether the chat template writes a `tools` list into the prompt (Qwen2.5's does, SmolLM2's not)."""
+        probe = [{"role": "user", "content": "hi"}]
+        plain = self.tokenizer.apply_chat_template(probe, add_generation_prompt=True, tokenize=False)
+        with_tool = self.tokenizer.apply_chat_template(probe, tools=[_PROBE_TOOL], add_generation_prompt=True, tokenize=False)
+        return with_tool != plain
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])

@@ -80,7 +80,7 @@ class SimulatedEngine(CompletionBudget, LLMEngine):
         self._slot_freed = asyncio.Condition()
 
     def render_prompt(self, request: GenerationRequest) -> str:
-        return request.prompt or "" if request.messages is None else plain_chat_prompt(request.messages)
+        return request.prompt or "" if request.messages is None else plain_chat_prompt(request.messages, request.tools)
 
     def count_tokens(self, text: str) -> int:
         return len(text.split())

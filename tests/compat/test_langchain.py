@@ -45,3 +45,28 @@ def test_embeddings_are_the_models_vectors(base_url):
     expected = direct_embeddings(EMBEDDER, TEXTS)
     np.testing.assert_allclose(embeddings.embed_documents(TEXTS), expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(embeddings.embed_query(TEXTS[0]), expected[0], rtol=1e-5, atol=1e-6)
+
+
+def test_structured_output_through_langchain(chat):
+    from pydantic import BaseModel, Field
+
+    class City(BaseModel):
+        """A city and its country."""
+
+        name: str = Field(max_length=30)
+        country: str = Field(max_length=30)
+
+    # json_schema: LangChain sends response_format; function_calling: a forced tool call.
+    for method in ("json_schema", "function_calling"):
+        city = chat.with_structured_output(City, method=method).invoke("Describe Paris.")
+        assert isinstance(city, City) and city.name, method
+
+
+def test_bind_tools_yields_a_parsed_tool_call(chat):
+    def get_weather(city: str) -> str:
+        """The weather in a city now."""
+        return "sunny"
+
+    reply = chat.bind_tools([get_weather], tool_choice="get_weather").invoke("What is the weather in Paris?")
+    assert reply.tool_calls and reply.tool_calls[0]["name"] == "get_weather"
+    assert isinstance(reply.tool_calls[0]["args"]["city"], str)

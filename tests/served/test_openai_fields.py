@@ -1,5 +1,5 @@
 """OpenAI request fields that change the answer: done (logit_bias, /tokenize) or refused by name.
-response_format has its own file, test_structured_output.py."""
+response_format and tools have their own files: test_structured_output.py, test_tool_calls.py."""
 
 import openai
 import pytest
@@ -18,8 +18,7 @@ def sdk(base_url):
 @pytest.mark.parametrize(
     "extra, param",
     [
-        ({"tools": [WEATHER_TOOL]}, "tools"),
-        ({"tool_choice": "required"}, "tool_choice"),
+        ({"functions": [WEATHER_TOOL["function"]]}, "functions"),
         ({"logprobs": True}, "logprobs"),
         ({"frequency_penalty": 0.5}, "frequency_penalty"),
         ({"presence_penalty": -1}, "presence_penalty"),
@@ -45,9 +44,11 @@ def test_image_content_is_refused(client):
     assert r.status_code == 400 and "image_url" in r.json()["error"]["message"]
 
 
-def test_completions_suffix_is_refused(sdk):
-    with pytest.raises(openai.BadRequestError, match="suffix"):
-        sdk.completions.create(model=LLM, prompt="def f(", suffix="return x", max_tokens=2)
+@pytest.mark.parametrize("extra", [{"suffix": "return x"}, {"extra_body": {"tools": [WEATHER_TOOL]}}])
+def test_completions_refuse_suffix_and_tools(sdk, extra):
+    with pytest.raises(openai.BadRequestError) as e:
+        sdk.completions.create(model=LLM, prompt="def f(", max_tokens=2, **extra)
+    assert e.value.body["param"] == next(iter(extra.get("extra_body", extra)))
 
 
 def test_logit_bias_bans_and_forces_tokens(sdk, client):

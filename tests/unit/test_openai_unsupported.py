@@ -12,12 +12,20 @@ from serve_app.openai_unsupported import NOT_DONE
 USER = [{"role": "user", "content": "hi"}]
 
 
-@pytest.mark.parametrize("field", sorted(NOT_DONE))
-def test_every_refused_field_is_named(field):
+REFUSALS = [(model, field) for model in (ChatCompletionRequest, CompletionRequest) for field in sorted(model.refused_fields)]
+
+
+@pytest.mark.parametrize("model, field", REFUSALS, ids=[f"{m.__name__}-{f}" for m, f in REFUSALS])
+def test_every_refused_field_is_named(model, field):
     body = {"model": "m", "messages": USER, "prompt": "x", field: {"set": True}}
-    for model in (ChatCompletionRequest, CompletionRequest):
-        with pytest.raises(ValidationError, match=field):
-            model.model_validate(body)
+    with pytest.raises(ValidationError, match=field):
+        model.model_validate(body)
+
+
+def test_chat_does_tools_and_completions_refuse_them():
+    assert {"tools", "tool_choice"} <= CompletionRequest.refused_fields
+    assert not {"tools", "tool_choice"} & ChatCompletionRequest.refused_fields
+    assert set(NOT_DONE) == CompletionRequest.refused_fields | ChatCompletionRequest.refused_fields
 
 
 def test_logit_bias_reaches_the_sampling_params():
