@@ -176,21 +176,21 @@ class Ingress:
         span_id = new_span_id()
         self._check(req.model, span_id, messages=req.messages, max_tokens=req.max_completion_tokens or req.max_tokens)
         note(prompt=req.messages[-1].content)
-        request = req.to_generation(span_id)
-        served, stream = await self._open(req.model, lambda handle: OpenStream.open(handle, request))
+        requests = req.to_generations(span_id)
+        served, streams = await self._open(req.model, lambda handle: OpenStream.open_all(handle, requests))
         req = req.model_copy(update={"model": served})
         if req.stream:
-            return StreamingResponse(openai_serving.chat_completion_sse(req, stream), media_type="text/event-stream",
+            return StreamingResponse(openai_serving.chat_completion_sse(req, streams), media_type="text/event-stream",
                                      headers={MODEL_HEADER: served})
         response.headers[MODEL_HEADER] = served
-        return await openai_serving.chat_completion(req, stream)
+        return await openai_serving.chat_completion(req, streams)
 
     @app.post("/v1/completions")
     async def completions(self, req: CompletionRequest, response: Response):
         span_id = new_span_id()
-        self._check(req.model, span_id, inputs=req.prompts(), max_tokens=req.max_tokens)
+        self._check(req.model, span_id, inputs=req.prompts() * req.n, max_tokens=req.max_tokens)
         note(prompt=req.prompts()[0])
-        requests = [req.to_generation(p, span_id) for p in req.prompts()]
+        requests = req.to_generations(span_id)
         served, streams = await self._open(req.model, lambda handle: OpenStream.open_all(handle, requests))
         req = req.model_copy(update={"model": served})
         if req.stream:

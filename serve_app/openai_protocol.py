@@ -61,12 +61,13 @@ class _SamplingFields(_Request):
     max_tokens: Optional[int] = Field(default=None, ge=1)
     stop: Union[str, list[str], None] = None
     seed: Optional[int] = None
-    n: int = Field(default=1, ge=1, le=1, description="only n=1 is supported")
+    n: int = Field(default=1, ge=1, le=16)  # choices per prompt: rows generating together
     logit_bias: Optional[dict[str, float]] = None
     response_format: Optional[ResponseFormat] = None
     stream: bool = False
     stream_options: Optional[StreamOptions] = None
     user: Optional[str] = None
+    return_tokens_as_token_ids: bool = False  # vLLM's: logprobs name tokens "token_id:<id>"
 
     @field_validator("stop")
     @classmethod
@@ -83,6 +84,10 @@ class _SamplingFields(_Request):
                 raise ValueError(f"a bias is between -100 and 100, got {bias} for token {token}")
         return v
 
+    def top_logprobs_wanted(self) -> Optional[int]:
+        """Alternatives per token the answer reports (0: only the chosen token's); None: no logprobs."""
+        raise NotImplementedError
+
     def sampling(self) -> SamplingParams:
         return SamplingParams(
             temperature=self.temperature,
@@ -92,7 +97,15 @@ class _SamplingFields(_Request):
             seed=self.seed,
             logit_bias={int(t): b for t, b in (self.logit_bias or {}).items()},
             json_schema=self.response_format.schema_to_follow() if self.response_format else None,
+            logprobs=self.top_logprobs_wanted(),
         )
+
+    def choices_of(self, request: GenerationRequest) -> list[GenerationRequest]:
+        """`n` rows for one prompt; a seeded request seeds its choices apart (seed, seed + 1, ...)."""
+        if self.n == 1:
+            return [request]
+        seeds = [None if self.seed is None else self.seed + i for i in range(self.n)]
+        return [request.model_copy(update={"params": request.params.model_copy(update={"seed": s})}) for s in seeds]
 
     @property
     def include_usage(self) -> bool:
@@ -105,6 +118,8 @@ class ChatCompletionRequest(_SamplingFields, refusing(*SHARED)):
     tools: Optional[list[Tool]] = Field(default=None, max_length=128)
     tool_choice: Optional[ToolChoice] = None
     parallel_tool_calls: bool = True
+    logprobs: bool = False
+    top_logprobs: Optional[int] = Field(default=None, ge=0, le=20)
 
     @model_validator(mode="after")
     def _choice_fits_tools(self):
@@ -118,7 +133,12 @@ class ChatCompletionRequest(_SamplingFields, refusing(*SHARED)):
             raise ValueError(f"tool_choice: names function '{choice.function.name}', which is not in 'tools'")
         if self.forced_tools() and self.response_format and self.response_format.type != "text":
             raise ValueError("response_format: cannot apply while tool_choice forces a call (the call is the answer)")
+        if self.top_logprobs is not None and not self.logprobs:
+            raise ValueError("top_logprobs: needs 'logprobs': true")
         return self
+
+    def top_logprobs_wanted(self) -> Optional[int]:
+        return (self.top_logprobs or 0) if self.logprobs else None
 
     def tool_names(self) -> set[str]:
         return {t.function.name for t in self.tools or []}
@@ -136,21 +156,32 @@ class ChatCompletionRequest(_SamplingFields, refusing(*SHARED)):
             return [t for t in self.tools or [] if t.function.name == choice.function.name]
         return []
 
-    def to_generation(self, span_id: str) -> GenerationRequest:
+    def to_generations(self, span_id: str) -> list[GenerationRequest]:
+        """One request per choice (`n`)."""
         params = self.sampling()
         params.max_new_tokens = self.max_completion_tokens or self.max_tokens
         if self.forced_tools():
             params.json_schema = call_schema(self.forced_tools())
         tools = [t.model_dump(exclude_none=True) for t in self.tools_in_use()] or None
-        return GenerationRequest(
+        return self.choices_of(GenerationRequest(
             messages=[m.to_chat() for m in self.messages], params=params, tools=tools, overflow="error", span_id=span_id
-        )
+        ))
 
 
 class CompletionRequest(_SamplingFields, refusing(*SHARED, "tools", "tool_choice", "suffix")):
     prompt: Union[str, list[str]]
     max_tokens: Optional[int] = Field(default=16, ge=1)  # OpenAI's default for completions
     echo: bool = False
+    logprobs: Optional[int] = Field(default=None, ge=0, le=5)
+
+    @model_validator(mode="after")
+    def _no_prompt_logprobs(self):
+        if self.echo and self.logprobs is not None:
+            raise ValueError("logprobs: with echo it would score the prompt too, which this server does not do")
+        return self
+
+    def top_logprobs_wanted(self) -> Optional[int]:
+        return self.logprobs
 
     @field_validator("prompt")
     @classmethod
@@ -162,8 +193,11 @@ class CompletionRequest(_SamplingFields, refusing(*SHARED, "tools", "tool_choice
     def prompts(self) -> list[str]:
         return [self.prompt] if isinstance(self.prompt, str) else self.prompt
 
-    def to_generation(self, prompt: str, span_id: str) -> GenerationRequest:
-        return GenerationRequest(prompt=prompt, params=self.sampling(), overflow="error", span_id=span_id)
+    def to_generations(self, span_id: str) -> list[GenerationRequest]:
+        """`n` requests per prompt, in choice order (prompt by prompt)."""
+        params = self.sampling()
+        return [choice for prompt in self.prompts()
+                for choice in self.choices_of(GenerationRequest(prompt=prompt, params=params, overflow="error", span_id=span_id))]
 
 
 class EmbeddingRequest(_Request):

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from typing import AsyncIterator, Callable, Optional
+from typing import AsyncIterator, Callable, NamedTuple, Optional
 
 import numpy as np
 from pydantic import BaseModel
 
-from serve_app.engines.base import Embedded, GenerationChunk, Scored, Usage
+from serve_app.engines.base import Embedded, GenerationChunk, Scored, TokenLogprob, Usage
 from serve_app.errors import InvalidRequest, ServeError, as_serve_error
+from serve_app.openai_logprobs import chat_logprobs, completion_logprobs
 from serve_app.openai_protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, RerankRequest
 from serve_app.openai_responses import (
     AssistantMessage,
@@ -58,70 +59,98 @@ def sse(frame: BaseModel) -> str:
     return f"data: {frame.model_dump_json(exclude=None if getattr(frame, 'usage', None) else {'usage'})}\n\n"
 
 
-def add_usage(total: Usage, chunk: GenerationChunk) -> None:
-    for field, value in chunk.usage():
-        setattr(total, field, getattr(total, field) + value)
+class Answer(NamedTuple):
+    """One choice, whole: its text, its last chunk (finish reason and counts), its logprobs."""
+
+    text: str
+    last: GenerationChunk
+    logprobs: Optional[list[TokenLogprob]]
 
 
-async def collect(stream: OpenStream) -> tuple[str, GenerationChunk]:
-    text, last = "", stream.first
+async def collect(stream: OpenStream) -> Answer:
+    text, last, logprobs = "", stream.first, None
     try:
         async for last in stream.chunks():
             text += last.text
+            if last.logprobs is not None:
+                logprobs = (logprobs or []) + last.logprobs
     except Exception as exc:
         raise as_serve_error(exc) from exc
-    return text, last
+    return Answer(text, last, logprobs)
+
+
+def usage_of(lasts: list[GenerationChunk], n: int) -> Usage:
+    """Every choice's completion tokens; each prompt's tokens once, not once per choice."""
+    prompt = sum(last.prompt_tokens for last in lasts[::n])
+    completion = sum(last.completion_tokens for last in lasts)
+    note_usage(prompt, completion)
+    return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
 
 
 # --- chat --------------------------------------------------------------------------
 
 
-async def chat_completion(req: ChatCompletionRequest, stream: OpenStream) -> ChatCompletionResponse:
-    text, last = await collect(stream)
-    note_usage(last.prompt_tokens, last.completion_tokens)
-    content, calls = parse_calls(text, req.tool_names()) if req.tools_in_use() else (text, [])
+async def collect_all(streams: list[OpenStream]) -> list[Answer]:
+    try:
+        return await asyncio.gather(*(collect(s) for s in streams))
+    finally:
+        OpenStream.cancel_unfinished(streams)
+
+
+async def chat_completion(req: ChatCompletionRequest, streams: list[OpenStream]) -> ChatCompletionResponse:
+    answers = await collect_all(streams)
+    choices = [_chat_choice(req, i, answer) for i, answer in enumerate(answers)]
+    return ChatCompletionResponse(model=req.model, choices=choices, usage=usage_of([a.last for a in answers], req.n))
+
+
+def _chat_choice(req: ChatCompletionRequest, index: int, answer: Answer) -> ChatChoice:
+    content, calls = parse_calls(answer.text, req.tool_names()) if req.tools_in_use() else (answer.text, [])
     calls = _kept(req, calls)
-    message = AssistantMessage(content=content, tool_calls=calls) if calls else AssistantMessage(content=text)
-    choice = ChatChoice(message=message, finish_reason="tool_calls" if calls else last.finish_reason)
-    return ChatCompletionResponse(model=req.model, choices=[choice], usage=last.usage())
+    message = AssistantMessage(content=content, tool_calls=calls) if calls else AssistantMessage(content=answer.text)
+    return ChatChoice(index=index, message=message, finish_reason="tool_calls" if calls else answer.last.finish_reason,
+                      logprobs=chat_logprobs(answer.logprobs, req.return_tokens_as_token_ids))
 
 
 def _kept(req: ChatCompletionRequest, calls: list[ToolCall]) -> list[ToolCall]:
     return calls if req.parallel_tool_calls else calls[:1]
 
 
-async def chat_completion_sse(req: ChatCompletionRequest, stream: OpenStream) -> AsyncIterator[str]:
+async def chat_completion_sse(req: ChatCompletionRequest, streams: list[OpenStream]) -> AsyncIterator[str]:
+    """The choices generate at once and stream one after another; `index` tells them apart."""
     base = {"id": new_id("chatcmpl"), "created": now(), "model": req.model}
-    usage = Usage()
+    lasts: list[GenerationChunk] = []
+    totals: list[Usage] = []  # the usage, once the body has counted it
 
-    def frame(delta: Delta, finish: Optional[str] = None) -> str:
-        return sse(ChatCompletionChunk(**base, choices=[ChunkChoice(delta=delta, finish_reason=finish)]))
-
-    # With tools, text that may be a call is held back until the answer is whole.
-    watch = CallWatch(forced=bool(req.forced_tools())) if req.tools_in_use() else None
+    def frame(i: int, delta: Delta, finish: Optional[str] = None, logprobs=None) -> str:
+        choice = ChunkChoice(index=i, delta=delta, finish_reason=finish, logprobs=logprobs)
+        return sse(ChatCompletionChunk(**base, choices=[choice]))
 
     async def body() -> AsyncIterator[str]:
-        yield frame(Delta(role="assistant", content=""))
-        async for chunk in stream.chunks():
-            text = watch.feed(chunk.text) if watch else chunk.text
-            if text:
-                yield frame(Delta(content=text))
-            if chunk.finish_reason:
-                finish = chunk.finish_reason
-                if watch:
-                    rest, calls = watch.finish(req.tool_names())
-                    if rest:
-                        yield frame(Delta(content=rest))
-                    if calls:
-                        deltas = [ToolCallDelta(index=i, **c.model_dump()) for i, c in enumerate(_kept(req, calls))]
-                        yield frame(Delta(tool_calls=deltas))
-                        finish = "tool_calls"
-                add_usage(usage, chunk)
-                note_usage(usage.prompt_tokens, usage.completion_tokens)
-                yield frame(Delta(), finish)
+        for i, stream in enumerate(streams):
+            yield frame(i, Delta(role="assistant", content=""))
+            # With tools, text that may be a call is held back until the answer is whole.
+            watch = CallWatch(forced=bool(req.forced_tools())) if req.tools_in_use() else None
+            async for chunk in stream.chunks():
+                text = watch.feed(chunk.text) if watch else chunk.text
+                logprobs = chat_logprobs(chunk.logprobs, req.return_tokens_as_token_ids)
+                if text or (logprobs and logprobs.content):
+                    yield frame(i, Delta(content=text), logprobs=logprobs)
+                if chunk.finish_reason:
+                    finish = chunk.finish_reason
+                    if watch:
+                        rest, calls = watch.finish(req.tool_names())
+                        if rest:
+                            yield frame(i, Delta(content=rest))
+                        if calls:
+                            deltas = [ToolCallDelta(index=j, **c.model_dump()) for j, c in enumerate(_kept(req, calls))]
+                            yield frame(i, Delta(tool_calls=deltas))
+                            finish = "tool_calls"
+                    lasts.append(chunk)
+                    yield frame(i, Delta(), finish)
+        totals.append(usage_of(lasts, req.n))
 
-    usage_frame = (lambda: ChatCompletionChunk(**base, choices=[], usage=usage)) if req.include_usage else None
-    async for line in _ending(body(), usage_frame):
+    usage_frame = (lambda: ChatCompletionChunk(**base, choices=[], usage=totals[0])) if req.include_usage else None
+    async for line in _ending(body(), usage_frame, streams):
         yield line
 
 
@@ -129,51 +158,58 @@ async def chat_completion_sse(req: ChatCompletionRequest, stream: OpenStream) ->
 
 
 async def completion(req: CompletionRequest, streams: list[OpenStream]) -> CompletionResponse:
-    results = await asyncio.gather(*(collect(s) for s in streams))
+    """Choices prompt by prompt, `n` each: choice i answers prompt i // n."""
+    answers = await collect_all(streams)
     prompts = req.prompts()
-    usage = Usage()
-    for _, last in results:
-        add_usage(usage, last)
-    note_usage(usage.prompt_tokens, usage.completion_tokens)
-    choices = [
-        CompletionChoice(index=i, text=(prompts[i] if req.echo else "") + text, finish_reason=last.finish_reason)
-        for i, (text, last) in enumerate(results)
-    ]
-    return CompletionResponse(model=req.model, choices=choices, usage=usage)
+    choices = []
+    for i, answer in enumerate(answers):
+        echoed = prompts[i // req.n] if req.echo else ""
+        choices.append(CompletionChoice(
+            index=i, text=echoed + answer.text, finish_reason=answer.last.finish_reason,
+            logprobs=completion_logprobs(answer.logprobs, as_ids=req.return_tokens_as_token_ids),
+        ))
+    return CompletionResponse(model=req.model, choices=choices, usage=usage_of([a.last for a in answers], req.n))
 
 
 async def completion_sse(req: CompletionRequest, streams: list[OpenStream]) -> AsyncIterator[str]:
-    """Several prompts generate at once but stream one after another; `index` tells them apart."""
+    """The choices generate at once and stream one after another; `index` tells them apart."""
     base = {"id": new_id("cmpl"), "created": now(), "model": req.model}
     prompts = req.prompts()
-    usage = Usage()
+    lasts: list[GenerationChunk] = []
+    totals: list[Usage] = []  # the usage, once the body has counted it
 
-    def frame(i: int, text: str, finish: Optional[str] = None) -> str:
-        return sse(CompletionResponse(**base, choices=[CompletionChoice(index=i, text=text, finish_reason=finish)]))
+    def frame(i: int, text: str, finish: Optional[str] = None, logprobs=None) -> str:
+        choice = CompletionChoice(index=i, text=text, finish_reason=finish, logprobs=logprobs)
+        return sse(CompletionResponse(**base, choices=[choice]))
 
     async def body() -> AsyncIterator[str]:
         for i, stream in enumerate(streams):
             if req.echo:
-                yield frame(i, prompts[i])
+                yield frame(i, prompts[i // req.n])
+            offset = 0
             async for chunk in stream.chunks():
-                if chunk.text:
-                    yield frame(i, chunk.text)
+                if chunk.text or chunk.logprobs:
+                    logprobs = completion_logprobs(chunk.logprobs, offset, req.return_tokens_as_token_ids)
+                    yield frame(i, chunk.text, logprobs=logprobs)
+                    offset += len(chunk.text)
                 if chunk.finish_reason:
-                    add_usage(usage, chunk)
-                    note_usage(usage.prompt_tokens, usage.completion_tokens)
+                    lasts.append(chunk)
                     yield frame(i, "", chunk.finish_reason)
+        totals.append(usage_of(lasts, req.n))
 
-    usage_frame = (lambda: CompletionResponse(**base, choices=[], usage=usage)) if req.include_usage else None
-    async for line in _ending(body(), usage_frame):
+    usage_frame = (lambda: CompletionResponse(**base, choices=[], usage=totals[0])) if req.include_usage else None
+    async for line in _ending(body(), usage_frame, streams):
         yield line
 
 
-async def _ending(body: AsyncIterator[str], usage_frame: Optional[Callable[[], BaseModel]]) -> AsyncIterator[str]:
+async def _ending(body: AsyncIterator[str], usage_frame: Optional[Callable[[], BaseModel]],
+                  streams: list[OpenStream]) -> AsyncIterator[str]:
     """The one way an SSE stream ends: the body, the usage frame when asked, `[DONE]`.
 
     An error after the headers replaces the rest with one error frame, then `[DONE]`,
-    so a client can always tell a complete answer from a broken one. The usage frame
-    is made after the body, which counts the usage.
+    so a client can always tell a complete answer from a broken one; the choices not
+    yet streamed are stopped then, or when the client leaves. The usage frame is made
+    after the body, which counts the usage.
     """
     try:
         async for line in body:
@@ -182,6 +218,8 @@ async def _ending(body: AsyncIterator[str], usage_frame: Optional[Callable[[], B
         yield sse(ErrorResponse(**error_body(as_serve_error(exc))))
         yield DONE
         return
+    finally:
+        OpenStream.cancel_unfinished(streams)
     if usage_frame is not None:
         yield sse(usage_frame())
     yield DONE

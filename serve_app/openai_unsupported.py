@@ -14,14 +14,13 @@ from pydantic import BaseModel, ConfigDict, create_model, field_validator
 NOT_DONE = {
     "tools": "tool calls on completions; use chat", "tool_choice": "tool calls on completions; use chat",
     "functions": "function calls (deprecated: use 'tools')", "function_call": "function calls (deprecated: use 'tools')",
-    "logprobs": "log probabilities", "top_logprobs": "log probabilities",
     "frequency_penalty": "repetition penalties", "presence_penalty": "repetition penalties",
     "audio": "audio output", "modalities": "other output modalities", "prediction": "predicted outputs",
     "reasoning_effort": "reasoning", "web_search_options": "web search", "best_of": "best-of sampling",
     "suffix": "insertion after a suffix",
 }
 NO_OP = {"tool_choice": ["none"], "modalities": [["text"]], "best_of": [1]}
-SHARED = ("logprobs", "top_logprobs", "frequency_penalty", "presence_penalty", "audio", "modalities", "prediction",
+SHARED = ("frequency_penalty", "presence_penalty", "audio", "modalities", "prediction",
           "reasoning_effort", "web_search_options", "best_of", "functions", "function_call")
 
 

@@ -20,6 +20,7 @@ class OpenStream:
 
     def __init__(self, first: GenerationChunk, rest: AsyncIterator[GenerationChunk]):
         self.first, self._rest = first, rest
+        self.done = bool(first.finish_reason)
 
     @classmethod
     async def open(cls, handle: DeploymentHandle, request: GenerationRequest) -> "OpenStream":
@@ -46,6 +47,13 @@ class OpenStream:
     def cancel(self) -> None:
         self._rest.cancel()
 
+    @staticmethod
+    def cancel_unfinished(streams: list["OpenStream"]) -> None:
+        """Stop the model on every stream not read to its end (a sibling failed, or the client left)."""
+        for stream in streams:
+            if not stream.done:
+                stream.cancel()
+
     async def chunks(self) -> AsyncIterator[GenerationChunk]:
         """Every chunk up to the one with a finish_reason; a stream cut short raises."""
         chunk = self.first
@@ -56,6 +64,7 @@ class OpenStream:
                     chunk = await self._rest.__anext__()
                 except StopAsyncIteration:
                     raise ServeError("the model's stream ended without a finish reason")
+            self.done = True
             yield chunk
         finally:
             if not chunk.finish_reason:  # the client left, or the stream broke: stop the model

@@ -37,6 +37,8 @@ class SamplingParams(BaseModel):
     logit_bias: dict[int, float] = Field(default_factory=dict)  # token id -> added to its logit
     # The answer must be JSON valid against this schema ({"type": "object"}: any JSON object).
     json_schema: Optional[dict[str, Any]] = None
+    # Report each new token's log probability and this many likeliest alternatives (None: off).
+    logprobs: Optional[int] = Field(default=None, ge=0, le=20)
 
 
 class GenerationRequest(BaseModel):
@@ -60,6 +62,22 @@ class Usage(BaseModel):
     total_tokens: int = 0
 
 
+class TopLogprob(NamedTuple):
+    token_id: int
+    token: str
+    logprob: float
+
+
+class TokenLogprob(NamedTuple):
+    """A generated token's log probability under the model (before temperature, top-p,
+    logit_bias or a grammar's mask, as vLLM reports them), with the likeliest alternatives."""
+
+    token_id: int
+    token: str
+    logprob: float
+    top: list[TopLogprob]
+
+
 class GenerationChunk(BaseModel):
     """One step of a generation. `text` is the new text since the previous chunk."""
 
@@ -68,14 +86,16 @@ class GenerationChunk(BaseModel):
     finish_reason: Optional[Literal["stop", "length"]] = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    logprobs: Optional[list[TokenLogprob]] = None  # the tokens this chunk adds, when asked for
 
     def usage(self) -> Usage:
         total = self.prompt_tokens + self.completion_tokens
         return Usage(prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens, total_tokens=total)
 
     def followed_by(self, later: "GenerationChunk") -> "GenerationChunk":
-        """This chunk and the next as one: both texts, this one's prompt, the later counts and end."""
-        return later.model_copy(update={"text": self.text + later.text, "prompt": self.prompt})
+        """This chunk and the next as one: both texts and logprobs, this one's prompt, the later counts and end."""
+        logprobs = None if self.logprobs is None and later.logprobs is None else (self.logprobs or []) + (later.logprobs or [])
+        return later.model_copy(update={"text": self.text + later.text, "prompt": self.prompt, "logprobs": logprobs})
 
 
 class Embedded(NamedTuple):

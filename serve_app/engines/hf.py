@@ -18,10 +18,17 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from serve_app.config import LLMArgs
-from serve_app.engines.base import GenerationChunk, GenerationRequest, InvalidPromptError, LLMEngine
+from serve_app.engines.base import (
+    GenerationChunk,
+    GenerationRequest,
+    InvalidPromptError,
+    LLMEngine,
+    TokenLogprob,
+    TopLogprob,
+)
 from serve_app.engines.metrics import EngineMetrics
 from serve_app.engines.prompts import TokenizerPrompts
-from serve_app.engines.sampling import RowSampling
+from serve_app.engines.sampling import RowSampling, TokenScore
 from serve_app.engines.scheduler import BatchScheduler, Sequence
 from serve_app.engines.stop_strings import find_stop, held_back
 from serve_app.engines.structured import JsonGrammars
@@ -76,6 +83,7 @@ class TransformersEngine(TokenizerPrompts, LLMEngine):
         seq = self._submit(request, self.prompt_ids(prompt, request))
         stops = request.params.stop
         ids: list[int] = []
+        scored: list[TokenLogprob] = []  # logprobs of tokens not yet yielded, when asked for
         sent = 0  # characters of the answer already yielded
         first = True
         first_token_at: Optional[float] = None
@@ -87,7 +95,10 @@ class TransformersEngine(TokenizerPrompts, LLMEngine):
                     raise item
                 done = item is None  # the loop finished this row
                 if not done:
-                    ids.extend(item)
+                    token, score = item
+                    ids.append(token)
+                    if score is not None:
+                        scored.append(self._logprob(token, score))
                     if first_token_at is None:
                         first_token_at = time.perf_counter()
                         self.metrics.time_to_first_token.observe(first_token_at - arrived)
@@ -110,11 +121,16 @@ class TransformersEngine(TokenizerPrompts, LLMEngine):
                         finish_reason=finish,
                         prompt_tokens=len(seq.prompt_ids),
                         completion_tokens=len(ids),
+                        logprobs=scored if request.params.logprobs is not None else None,
                     )
-                    sent, first = max(sent, len(text)), False
+                    sent, first, scored = max(sent, len(text)), False, []
         finally:
             self.scheduler.close(seq)  # the consumer is done or gone: free the row's slot
             self.metrics.record_request(len(seq.prompt_ids), len(ids), first_token_at)
+
+    def _logprob(self, token: int, score: TokenScore) -> TokenLogprob:
+        top = [TopLogprob(t, self.tokenizer.decode([t]), lp) for t, lp in score.top]
+        return TokenLogprob(token, self.tokenizer.decode([token]), score.logprob, top)
 
     def _submit(self, request: GenerationRequest, prompt_ids: list[int]) -> Sequence:
         """The request as a row of the batching loop (refused here if it does not fit)."""

@@ -9,7 +9,7 @@ vocabulary cost microseconds next to a forward pass).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 import torch
 
@@ -31,6 +31,7 @@ class RowSampling:
     # Structured output: an llguidance matcher that masks what the grammar forbids and
     # is told each chosen token (serve_app/engines/structured.py).
     matcher: Optional[Any] = None
+    logprobs: Optional[int] = None  # report the chosen token's log probability and this many alternatives
 
     @classmethod
     def create(cls, params: SamplingParams, matcher: Any = None) -> "RowSampling":
@@ -39,15 +40,27 @@ class RowSampling:
             generator = torch.Generator().manual_seed(params.seed)
         bias = (list(params.logit_bias), list(params.logit_bias.values())) if params.logit_bias else None
         return cls(temperature=params.temperature, top_p=params.top_p, top_k=params.top_k,
-                   generator=generator, bias=bias, matcher=matcher)
+                   generator=generator, bias=bias, matcher=matcher, logprobs=params.logprobs)
 
     @property
     def greedy(self) -> bool:
         return self.temperature <= 0
 
 
-def next_tokens(logits: torch.Tensor, rows: list[RowSampling]) -> list[int]:
-    """logits: [batch, vocab] for the last position of each row (changed in place by biases)."""
+class TokenScore(NamedTuple):
+    """A chosen token's log probability, and the `k` likeliest tokens' (id, log probability)."""
+
+    logprob: float
+    top: list[tuple[int, float]]
+
+
+def next_tokens(logits: torch.Tensor, rows: list[RowSampling]) -> tuple[list[int], list[Optional[TokenScore]]]:
+    """Each row's next token, and its score for rows that asked for logprobs.
+
+    logits: [batch, vocab] for the last position of each row (changed in place by biases
+    and masks). Scores are taken before that: the model's own distribution.
+    """
+    raw = {i: logits[i].float().log_softmax(-1) for i, row in enumerate(rows) if row.logprobs is not None}
     for i, row in enumerate(rows):
         if row.bias:
             ids, values = row.bias
@@ -62,7 +75,13 @@ def next_tokens(logits: torch.Tensor, rows: list[RowSampling]) -> list[int]:
     for row, token in zip(rows, tokens):
         if row.matcher is not None:
             row.matcher.consume_token(token)
-    return tokens
+    return tokens, [_score(raw[i], tokens[i], rows[i].logprobs) if i in raw else None for i in range(len(rows))]
+
+
+def _score(logprobs: torch.Tensor, token: int, k: int) -> TokenScore:
+    top = torch.topk(logprobs, k) if k else None
+    pairs = list(zip(top.indices.tolist(), top.values.tolist())) if top is not None else []
+    return TokenScore(float(logprobs[token]), pairs)
 
 
 def _sample(logits: torch.Tensor, row: RowSampling) -> int:

@@ -33,15 +33,15 @@ import torch
 
 from serve_app.engines.metrics import EngineMetrics
 from serve_app.engines.padded_batch import PaddedBatch
-from serve_app.engines.sampling import RowSampling, next_tokens
+from serve_app.engines.sampling import RowSampling, TokenScore, next_tokens
 
 logger = logging.getLogger("ray.serve")
 
 
 @dataclass(eq=False)
 class Sequence:
-    """One request inside the scheduler. The consumer reads `queue`: lists of token
-    ids, then None when the model is done, or an exception."""
+    """One request inside the scheduler. The consumer reads `queue`: (token id, its
+    score or None) per step, then None when the model is done, or an exception."""
 
     prompt_ids: list[int]
     max_new: int
@@ -120,15 +120,15 @@ class BatchScheduler:
                 try:
                     if joining:
                         new, logits = PaddedBatch.prefill(self.model, [s.prompt_ids for s in joining], self.pad_id)
-                        tokens = next_tokens(logits, [s.sampling for s in joining])
+                        tokens, scores = next_tokens(logits, [s.sampling for s in joining])
                         new.set_pending(tokens)
                         batch = batch.merge(new) if batch is not None else new
                         rows = rows + joining
-                        self._deliver(joining, tokens)
+                        self._deliver(joining, tokens, scores)
                     else:
-                        tokens = next_tokens(batch.step(self.model), [s.sampling for s in rows])
+                        tokens, scores = next_tokens(batch.step(self.model), [s.sampling for s in rows])
                         batch.set_pending(tokens)
-                        self._deliver(rows, tokens)
+                        self._deliver(rows, tokens, scores)
                     self.metrics.batch_size.observe(len(rows))
                 except BaseException as exc:  # every row in flight gets the error; the loop goes on
                     logger.exception("batch step failed for %d rows", len(rows) + len(joining))
@@ -155,12 +155,12 @@ class BatchScheduler:
             return joining
 
     @staticmethod
-    def _deliver(rows: list[Sequence], tokens: list[int]) -> None:
-        for seq, token in zip(rows, tokens):
+    def _deliver(rows: list[Sequence], tokens: list[int], scores: list[Optional[TokenScore]]) -> None:
+        for seq, token, score in zip(rows, tokens, scores):
             seq.generated += 1
             if seq.closed:
                 continue
-            seq.emit([token])
+            seq.emit((token, score))
             if token in seq.stop_ids or seq.generated >= seq.max_new:
                 seq.finished = True
                 seq.emit(None)

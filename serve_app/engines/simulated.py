@@ -95,6 +95,8 @@ class SimulatedEngine(CompletionBudget, LLMEngine):
         arrived = time.perf_counter()
         if request.params.logit_bias:  # no vocabulary to bias: refused, not ignored
             raise InvalidPromptError("the simulated engine has no token vocabulary: logit_bias cannot apply")
+        if request.params.logprobs is not None:
+            raise InvalidPromptError("the simulated engine has no token vocabulary: logprobs cannot apply")
         if request.params.json_schema is not None:  # its text is fixed: it cannot follow a schema
             raise InvalidPromptError("response_format: the simulated engine writes fixed text and cannot follow a schema")
         prompt = self.render_prompt(request)

@@ -18,7 +18,7 @@ import uuid
 from typing import AsyncIterator, Optional
 
 from serve_app.config import LLMArgs
-from serve_app.engines.base import GenerationChunk, GenerationRequest, InvalidPromptError, LLMEngine
+from serve_app.engines.base import GenerationChunk, GenerationRequest, InvalidPromptError, LLMEngine, TokenLogprob, TopLogprob
 from serve_app.engines.metrics import EngineMetrics
 from serve_app.engines.prompts import TokenizerPrompts
 from serve_app.replica import model_name
@@ -113,7 +113,7 @@ class VLLMEngine(TokenizerPrompts, LLMEngine):
         max_new = self._budget(len(prompt_ids), request)
         params = request.params
         optional = {"top_p": params.top_p, "top_k": params.top_k, "seed": params.seed,
-                    "logit_bias": params.logit_bias or None}
+                    "logit_bias": params.logit_bias or None, "logprobs": params.logprobs}
         if params.json_schema is not None:  # vLLM's own structured output (vLLM >= 0.11)
             from vllm.sampling_params import StructuredOutputsParams
 
@@ -152,6 +152,7 @@ class VLLMEngine(TokenizerPrompts, LLMEngine):
                         finish_reason=finish,
                         prompt_tokens=len(prompt_ids),
                         completion_tokens=tokens,
+                        logprobs=_logprobs(completion, params.logprobs) if params.logprobs is not None else None,
                     )
                     first = False
         except ValueError as e:
@@ -171,3 +172,15 @@ class VLLMEngine(TokenizerPrompts, LLMEngine):
     async def shutdown(self) -> None:
         """Stop vLLM's engine core process (it would outlive a replica that only exits)."""
         self.engine.shutdown()
+
+
+def _logprobs(completion, k: int) -> list[TokenLogprob]:
+    """From vLLM's per-token {token id: Logprob(logprob, rank, decoded_token)}: its top k, and the
+    chosen token (an extra entry when it ranks below k)."""
+    scored = []
+    for token, alternatives in zip(completion.token_ids, completion.logprobs or []):
+        ranked = sorted((lp.rank, t, lp) for t, lp in alternatives.items() if lp.rank is not None)
+        chosen = alternatives[token]
+        top = [TopLogprob(t, lp.decoded_token or "", lp.logprob) for rank, t, lp in ranked if rank <= k]
+        scored.append(TokenLogprob(token, chosen.decoded_token or "", chosen.logprob, top))
+    return scored

@@ -123,7 +123,7 @@ def test_unknown_model_is_not_found_and_lists_models(sdk):
     "extra, param",
     [
         ({"temperature": 5}, "temperature"),
-        ({"n": 2}, "n"),
+        ({"n": 17}, "n"),
         ({"max_tokens": 0}, "max_tokens"),
         ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
     ],

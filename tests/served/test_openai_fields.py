@@ -19,7 +19,6 @@ def sdk(base_url):
     "extra, param",
     [
         ({"functions": [WEATHER_TOOL["function"]]}, "functions"),
-        ({"logprobs": True}, "logprobs"),
         ({"frequency_penalty": 0.5}, "frequency_penalty"),
         ({"presence_penalty": -1}, "presence_penalty"),
     ],

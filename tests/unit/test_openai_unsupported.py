@@ -37,4 +37,4 @@ def test_bias_moves_greedy_choice_per_row_only():
     logits = torch.tensor([[0.0, 5.0, 1.0], [0.0, 5.0, 1.0]])
     rows = [RowSampling.create(SamplingParams(temperature=0.0, logit_bias={1: -100.0})),
             RowSampling.create(SamplingParams(temperature=0.0))]
-    assert next_tokens(logits, rows) == [2, 1]
+    assert next_tokens(logits, rows)[0] == [2, 1]

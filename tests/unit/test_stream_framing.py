@@ -52,7 +52,7 @@ def test_a_chat_stream_is_role_deltas_finish_usage_done():
     req = ChatCompletionRequest(model="m", messages=[{"role": "user", "content": "q"}], stream=True,
                                 stream_options={"include_usage": True})
     stream, _ = stream_of(WORDS)
-    frames = events(asyncio.run(lines(openai_serving.chat_completion_sse(req, stream))))
+    frames = events(asyncio.run(lines(openai_serving.chat_completion_sse(req, [stream]))))
     assert frames[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
     assert "".join(f["choices"][0]["delta"].get("content") or "" for f in frames[1:-2]) == "".join(WORDS)
     assert [f["choices"][0]["finish_reason"] for f in frames[1:-2]] == [None] * len(WORDS) + ["stop"]
@@ -66,7 +66,7 @@ def test_a_chat_stream_is_role_deltas_finish_usage_done():
 def test_a_broken_chat_stream_ends_with_one_error_frame_and_never_a_finish():
     req = ChatCompletionRequest(model="m", messages=[{"role": "user", "content": "q"}], stream=True)
     stream, rest = stream_of(WORDS, finish=None, error=RuntimeError("replica died"))
-    frames = events(asyncio.run(lines(openai_serving.chat_completion_sse(req, stream))))
+    frames = events(asyncio.run(lines(openai_serving.chat_completion_sse(req, [stream]))))
     assert frames[-1] == "[DONE]" and "replica died" in frames[-2]["error"]["message"]
     assert not any(f != "[DONE]" and "choices" in f and f["choices"][0]["finish_reason"] for f in frames)
     assert rest.cancelled, "the model is told to stop"
@@ -75,7 +75,7 @@ def test_a_broken_chat_stream_ends_with_one_error_frame_and_never_a_finish():
 def test_a_stream_that_ends_without_a_finish_reason_is_an_error():
     req = ChatCompletionRequest(model="m", messages=[{"role": "user", "content": "q"}], stream=True)
     stream, _ = stream_of(WORDS, finish=None)
-    frames = events(asyncio.run(lines(openai_serving.chat_completion_sse(req, stream))))
+    frames = events(asyncio.run(lines(openai_serving.chat_completion_sse(req, [stream]))))
     assert "without a finish reason" in frames[-2]["error"]["message"]
 
 

@@ -97,13 +97,13 @@ def chat(**fields):
 def test_a_forced_choice_becomes_the_schema_of_one_call():
     other = {"type": "function", "function": {"name": "get_time"}}
     named = chat(tools=[WEATHER, other], tool_choice={"type": "function", "function": {"name": "get_weather"}})
-    schema = named.to_generation("s").params.json_schema
+    schema = named.to_generations("s")[0].params.json_schema
     assert schema == call_schema(named.tools[:1])
     assert schema["properties"]["arguments"]["additionalProperties"] is False
-    assert len(chat(tools=[WEATHER, other], tool_choice="required").to_generation("s").params.json_schema["anyOf"]) == 2
-    auto = chat(tools=[WEATHER]).to_generation("s")
+    assert len(chat(tools=[WEATHER, other], tool_choice="required").to_generations("s")[0].params.json_schema["anyOf"]) == 2
+    auto = chat(tools=[WEATHER]).to_generations("s")[0]
     assert auto.params.json_schema is None and auto.tools[0]["function"]["name"] == "get_weather"
-    assert chat(tools=[WEATHER], tool_choice="none").to_generation("s").tools is None
+    assert chat(tools=[WEATHER], tool_choice="none").to_generations("s")[0].tools is None
 
 
 @pytest.mark.parametrize("fields, names", [
