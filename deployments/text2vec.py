@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import logging
 
+import torch
 from ray import serve
 from ray.serve import Application
 
 from deployments.sentence_worker import SentenceWorker
 from serve_app.config import Text2VecArgs
-from serve_app.engines.base import Embedded
+from serve_app.engines.base import Embedded, InvalidPromptError
 from serve_app.placement import DEFAULT_ACTOR_OPTIONS
+
+ENCODE_GROUP = 32  # rows per forward pass: sentence-transformers' own default batch size
 
 # Serve routes this logger into each replica's log file, tagged with the request id.
 logger = logging.getLogger("ray.serve")
@@ -29,22 +32,72 @@ class Text2VecWorker(SentenceWorker):
 
         super().__init__(args, SentenceTransformer)
 
-    async def embeddings(self, texts: list[str], span_id: str = "") -> Embedded:
-        logger.info("model=%s span_id=%s embeddings n=%d", self.name, span_id, len(texts))
-        counts = [len(ids) for ids in self.model.tokenizer(texts)["input_ids"]] if texts else []
-        return Embedded(await self.batch(texts), counts)
+    async def embeddings(self, inputs: list[str | list[int]], span_id: str = "", keep: int = -1) -> Embedded:
+        """Vectors of texts or token-id lists. Each input is cut to `keep` tokens (-1: the model's
+        most); `token_counts` are the uncut lengths, so the caller can refuse what did not fit."""
+        logger.info("model=%s span_id=%s embeddings n=%d", self.name, span_id, len(inputs))
+        limit = self.context_length if keep < 0 else min(keep, self.context_length)
+        texts = [x for x in inputs if isinstance(x, str)]
+        tokenizer = self.model.tokenizer
+        whole = iter(tokenizer(texts)["input_ids"] if texts else [])
+        # A text is cut by the tokenizer (its closing special token stays); token ids are cut as given.
+        cut = iter(tokenizer(texts, truncation=True, max_length=limit)["input_ids"] if texts else [])
+        counts, ids = [], []
+        for x in inputs:
+            if isinstance(x, str):
+                counts.append(len(next(whole)))
+                ids.append(next(cut))
+            else:
+                self._check_ids(x)
+                counts.append(len(x))
+                ids.append(x[:limit])
+        return Embedded(await self.batch(ids), counts, self.context_length)
+
+    @property
+    def context_length(self) -> int:
+        return int(self.model.max_seq_length)
+
+    def _check_ids(self, ids: list[int]) -> None:
+        vocab = len(self.model.tokenizer)
+        bad = [i for i in ids if not 0 <= i < vocab]
+        if bad:
+            raise InvalidPromptError(f"input: token {bad[0]} is not one of this model's (0 to {vocab - 1})")
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
-    async def batch(self, requests: list[list[str]]) -> list[list[list[float]]]:
-        flat = [t for texts in requests for t in texts]
-        vectors = self.model.encode(
-            flat, normalize_embeddings=self.args.normalize_embeddings, convert_to_numpy=True
-        ).tolist()
+    async def batch(self, requests: list[list[list[int]]]) -> list[list[list[float]]]:
+        flat = [ids for request in requests for ids in request]
+        vectors = self._forward(flat)
         out, i = [], 0
-        for texts in requests:
-            out.append(vectors[i : i + len(texts)])
-            i += len(texts)
+        for request in requests:
+            out.append(vectors[i : i + len(request)])
+            i += len(request)
         return out
+
+    def _forward(self, rows: list[list[int]]) -> list[list[float]]:
+        """The model's pipeline (transformer, pooling, its own normalisation) on token ids.
+
+        sentence-transformers' `encode` takes only text; these are the features its own
+        tokenizer step would make, fed to the same modules, in length-sorted groups as
+        `encode` does, so a text's vector is the one `encode` gives.
+        """
+        order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+        vectors: list = [None] * len(rows)
+        pad = self.model.tokenizer.pad_token_id or 0
+        with torch.inference_mode():
+            for start in range(0, len(order), ENCODE_GROUP):
+                group = [rows[i] for i in order[start : start + ENCODE_GROUP]]
+                width = max(len(r) for r in group)
+                input_ids = torch.tensor([r + [pad] * (width - len(r)) for r in group])
+                features = {"input_ids": input_ids,
+                            "attention_mask": torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in group])}
+                if "token_type_ids" in self.model.tokenizer.model_input_names:
+                    features["token_type_ids"] = torch.zeros_like(input_ids)
+                out = self.model.forward({k: v.to(self.model.device) for k, v in features.items()})["sentence_embedding"]
+                if self.args.normalize_embeddings:
+                    out = torch.nn.functional.normalize(out, dim=-1)
+                for i, vector in zip(order[start : start + ENCODE_GROUP], out.float().cpu().tolist()):
+                    vectors[i] = vector
+        return vectors
 
     async def model_metadata(self) -> dict:
         return {

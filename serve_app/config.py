@@ -176,6 +176,11 @@ class Text2VecArgs(ModelArgs):
         default=False,
         description="L2-normalize vectors (models with a Normalize module already are).",
     )
+    matryoshka: bool = Field(
+        default=False,
+        description="The model was trained so that its vectors' leading dimensions embed on their own "
+        "(Matryoshka): OpenAI requests may then ask for fewer `dimensions`.",
+    )
     max_batch_size: int = Field(
         default=32, gt=0, description="Most requests merged into one encode call."
     )

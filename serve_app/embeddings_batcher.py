@@ -25,6 +25,7 @@ class Call(NamedTuple):
     handle: DeploymentHandle
     texts: list[str]
     span_id: str
+    keep: int  # tokens each input is cut to (-1: the model's most); calls merge only with the same
 
 
 MERGED_TEXTS = 256  # the most texts one merged call carries
@@ -39,11 +40,13 @@ class EmbeddingsBatcher:
         self.wait_ms = wait_ms
         self._together.set_batch_wait_timeout_s(wait_ms / 1000)
 
-    async def embed(self, model: str, handle: DeploymentHandle, texts: list[str], span_id: str) -> Embedded:
-        # A request of many texts is a batch already; merging is for the small ones.
-        if not self.wait_ms or len(texts) > MERGED_TEXTS // 8:
-            return await handle.embeddings.remote(texts, span_id)
-        result = await self._together(Call(model, handle, texts, span_id))
+    async def embed(self, model: str, handle: DeploymentHandle, inputs: list[str | list[int]], span_id: str,
+                    keep: int = -1) -> Embedded:
+        # A request of many texts is a batch already; merging is for the small ones. Token-id
+        # inputs go alone: an id the model does not have fails its call, and only its own.
+        if not self.wait_ms or len(inputs) > MERGED_TEXTS // 8 or not all(isinstance(x, str) for x in inputs):
+            return await handle.embeddings.remote(inputs, span_id, keep)
+        result = await self._together(Call(model, handle, inputs, span_id, keep))
         if isinstance(result, BaseException):
             raise result
         return result
@@ -52,9 +55,9 @@ class EmbeddingsBatcher:
     # hold up the next batch, nor another model's (Serve's default is one batch at a time).
     @serve.batch(max_batch_size=MERGED_TEXTS, batch_wait_timeout_s=0.002, max_concurrent_batches=64, batch_size_fn=_texts)
     async def _together(self, calls: list[Call]) -> list:
-        by_model: dict[str, list[int]] = defaultdict(list)
+        by_model: dict[tuple[str, int], list[int]] = defaultdict(list)
         for i, call in enumerate(calls):
-            by_model[call.model].append(i)
+            by_model[call.model, call.keep].append(i)
         results: list = [None] * len(calls)
         await asyncio.gather(*(self._one_model(calls, indexes, results) for indexes in by_model.values()))
         return results
@@ -63,7 +66,8 @@ class EmbeddingsBatcher:
     async def _one_model(calls: list[Call], indexes: list[int], results: list) -> None:
         first = calls[indexes[0]]
         try:
-            merged = await first.handle.embeddings.remote([t for i in indexes for t in calls[i].texts], first.span_id)
+            merged = await first.handle.embeddings.remote([t for i in indexes for t in calls[i].texts], first.span_id,
+                                                          first.keep)
         except Exception as exc:  # every request of the call gets the error, as it would have alone
             for i in indexes:
                 results[i] = exc
@@ -71,5 +75,5 @@ class EmbeddingsBatcher:
         start = 0
         for i in indexes:
             end = start + len(calls[i].texts)
-            results[i] = Embedded(merged.vectors[start:end], merged.token_counts[start:end])
+            results[i] = Embedded(merged.vectors[start:end], merged.token_counts[start:end], merged.context_length)
             start = end

@@ -141,9 +141,9 @@ class Ingress:
         note_usage(embedded.prompt_tokens)
         return embedded.vectors
 
-    async def _embed(self, model: str, texts: list[str], span_id: str) -> Embedded:
+    async def _embed(self, model: str, inputs: list, span_id: str, keep: int = -1) -> Embedded:
         handle = await self.registry.handle(model, "text2vec")
-        return await _call(self.embedder.embed(model, handle, texts, span_id))
+        return await _call(self.embedder.embed(model, handle, inputs, span_id, keep))
 
     @app.post("/api/worker/count_token")
     async def count_token(self, req: CountTokenRequest) -> int:
@@ -202,8 +202,10 @@ class Ingress:
     @app.post("/v1/embeddings")
     async def openai_embeddings(self, req: EmbeddingRequest) -> EmbeddingResponse:
         span_id = new_span_id()
-        self._check(req.model, span_id, inputs=req.texts())
-        return openai_serving.embeddings(req, await self._embed(req.model, req.texts(), span_id))
+        self._check(req.model, span_id, inputs=req.inputs())
+        embedded = await self._embed(req.model, req.inputs(), span_id, req.truncate_prompt_tokens or -1)
+        matryoshka = bool((await self.registry.lookup(req.model)).args.get("matryoshka"))
+        return openai_serving.embeddings(req, embedded, matryoshka)
 
     # --- vLLM's tokenizer routes ------------------------------------------------------------------
 

@@ -202,20 +202,33 @@ class CompletionRequest(_SamplingFields, refusing(*SHARED, "tools", "tool_choice
 
 class EmbeddingRequest(_Request):
     model: str = Field(min_length=1)
-    input: Union[str, list[str]]
+    # Texts, or token ids as the model reads them (its special tokens included).
+    input: Union[str, list[str], list[int], list[list[int]]]
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: Optional[int] = Field(default=None, ge=1)
+    # vLLM's: cut each input to this many tokens (-1: the model's most). Unset, a longer input is a 400.
+    truncate_prompt_tokens: Optional[int] = Field(default=None, ge=-1)
     user: Optional[str] = None
 
     @field_validator("input")
     @classmethod
     def _non_empty(cls, v):
-        if isinstance(v, list) and not v:
-            raise ValueError("'input' must not be empty")
+        if isinstance(v, list) and (not v or any(isinstance(x, list) and not x for x in v)):
+            raise ValueError("'input' must not be empty, nor hold an empty token list")
         return v
 
-    def texts(self) -> list[str]:
-        return [self.input] if isinstance(self.input, str) else self.input
+    @field_validator("truncate_prompt_tokens")
+    @classmethod
+    def _not_zero(cls, v):
+        if v == 0:
+            raise ValueError("cut to 0 tokens leaves nothing to embed: use -1 (the model's most) or a count")
+        return v
+
+    def inputs(self) -> list[Union[str, list[int]]]:
+        """One entry per vector: a text, or one input's token ids."""
+        if isinstance(self.input, str) or (self.input and isinstance(self.input[0], int)):
+            return [self.input]
+        return list(self.input)
 
 
 class RerankRequest(_Request):

@@ -228,22 +228,41 @@ async def _ending(body: AsyncIterator[str], usage_frame: Optional[Callable[[], B
 # --- embeddings and rerank -----------------------------------------------------------
 
 
-def embeddings(req: EmbeddingRequest, embedded: Embedded) -> EmbeddingResponse:
-    vectors = embedded.vectors
-    if req.dimensions is not None and vectors and req.dimensions != len(vectors[0]):
-        raise InvalidRequest(f"this model makes {len(vectors[0])}-dimensional vectors; 'dimensions' cannot change that")
+def embeddings(req: EmbeddingRequest, embedded: Embedded, matryoshka: bool) -> EmbeddingResponse:
+    """`matryoshka`: the model's leading dimensions embed on their own, so `dimensions` may shorten them."""
+    limit = embedded.context_length
+    if req.truncate_prompt_tokens is None:
+        for i, count in enumerate(embedded.token_counts):
+            if count > limit:
+                raise InvalidRequest(f"input {i} has {count} tokens; this model reads at most {limit} "
+                                     "(set truncate_prompt_tokens to -1 to cut each input to fit)")
+    elif req.truncate_prompt_tokens > 0:
+        limit = min(limit, req.truncate_prompt_tokens)
+    vectors = _shortened(embedded.vectors, req.dimensions, matryoshka)
 
     def encode(v: list[float]):
         # The SDK decodes base64 as little-endian float32.
         return base64.b64encode(np.asarray(v, dtype="<f4").tobytes()).decode() if req.encoding_format == "base64" else v
 
-    tokens = embedded.prompt_tokens
+    tokens = sum(min(count, limit) for count in embedded.token_counts)  # what the model read
     note_usage(tokens)
     return EmbeddingResponse(
         data=[EmbeddingData(index=i, embedding=encode(v)) for i, v in enumerate(vectors)],
         model=req.model,
         usage=EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens),
     )
+
+
+def _shortened(vectors: list[list[float]], dimensions: Optional[int], matryoshka: bool) -> list[list[float]]:
+    """The first `dimensions` of each vector, scaled back to unit length (as OpenAI's text-embedding-3)."""
+    native = len(vectors[0]) if vectors else 0
+    if dimensions is None or dimensions == native:
+        return vectors
+    if not matryoshka or dimensions > native:
+        why = "is not trained to be shortened (text2vec arg matryoshka)" if dimensions < native else "cannot grow"
+        raise InvalidRequest(f"dimensions: this model makes {native}-dimensional vectors, which {why}")
+    short = np.asarray(vectors, dtype=np.float32)[:, :dimensions]
+    return (short / np.linalg.norm(short, axis=1, keepdims=True).clip(min=1e-12)).tolist()
 
 
 def rerank(req: RerankRequest, scored: Scored) -> RerankResponse:

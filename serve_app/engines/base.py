@@ -105,7 +105,8 @@ class Embedded(NamedTuple):
     Counted per text, so that the ingress can split a merged call's answer."""
 
     vectors: list[list[float]]
-    token_counts: list[int]  # per text, special tokens included: what the model reads
+    token_counts: list[int]  # per input, special tokens included, before any cut
+    context_length: int = 0  # the most tokens the model reads; longer inputs were cut to it
 
     @property
     def prompt_tokens(self) -> int:
