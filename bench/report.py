@@ -18,6 +18,8 @@ def write_report(results: dict, folder: Path, path: Path) -> None:
     lines = header(results) + targets_section(results) + gpu_rate_section(results["gpu_rate"])
     lines += llm_sections(results) + text2vec_section(results) + overhead_section(results["overhead"])
     lines += key_overhead_section(results["key_overhead"])
+    if "structured" in results:
+        lines += structured_section(results["structured"])
     lines += cold_start_section(results["cold_start"])
     lines += ["## Plots", ""] + [f"![{Path(i).stem}]({i})" for i in images]
     lines += ["", "## Reproduce", "", "```bash", results["command"], "```", ""]
@@ -150,6 +152,19 @@ def key_overhead_section(k: dict) -> list[str]:
              "| keys | p50 (ms) | p99 (ms) | calls |", "|---|---|---|---|"]
     for key, label in (("no_keys", "none configured"), ("key_with_limits", "a key with limits (governor call)")):
         lines.append(f"| {label} | {_f(k[key]['p50_ms'], 2)} | {_f(k[key]['p99_ms'], 2)} | {k[key]['n']} |")
+    return lines + [""]
+
+
+def structured_section(s: dict) -> list[str]:
+    rates = s["tokens_per_s"]
+    lines = ["## Structured output: constrained rows beside free ones", "",
+             f"One batch of {s['rows']} `/v1/completions` rows of exactly {s['tokens']} tokens each (transformers "
+             "engine), some of them under a JSON schema (`response_format`); median of "
+             f"{s['rounds']} rounds. A row's grammar mask is computed in the step loop, so its cost is paid by its "
+             "whole batch: the ratio is what the batch loses, no target.", "",
+             "| rows under a schema | tokens/s | against all free |", "|---|---|---|"]
+    for name, rate in rates.items():
+        lines.append(f"| {name} | {_f(rate)} | {rate / rates['all free']:.2f} |")
     return lines + [""]
 
 

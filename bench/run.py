@@ -32,6 +32,7 @@ import yaml  # noqa: E402
 import gpu_rate  # noqa: E402
 import load  # noqa: E402
 import offline  # noqa: E402
+import structured  # noqa: E402
 from cluster import DEPLOY_TIMEOUT_S, deploy, free_port, step, vllm_available, wait_running  # noqa: E402
 from coldstart import cold_start  # noqa: E402
 from report import write_report  # noqa: E402
@@ -134,6 +135,8 @@ def served_phase(results: dict, config: dict, started: float) -> None:
         step("gpu-rate rows", started)
         results["http_text2vec"] = text2vec_runs(serve, config, base_url)
         step(f"text2vec x{EMBED_CLIENTS}: {results['http_text2vec']['merged']['texts_per_s']:.0f} texts/s", started)
+        results["structured"] = structured.measure(base_url)
+        step("structured output", started)
         results["overhead"] = overhead(serve, base_url)
         results["key_overhead"] = key_overhead(serve, config, base_url)
         step("overhead", started)

@@ -17,11 +17,11 @@ NOT_DONE = {
     "frequency_penalty": "repetition penalties", "presence_penalty": "repetition penalties",
     "audio": "audio output", "modalities": "other output modalities", "prediction": "predicted outputs",
     "reasoning_effort": "reasoning", "web_search_options": "web search", "best_of": "best-of sampling",
-    "suffix": "insertion after a suffix",
+    "suffix": "insertion after a suffix", "verbosity": "answer-length control",
 }
-NO_OP = {"tool_choice": ["none"], "modalities": [["text"]], "best_of": [1]}
+NO_OP = {"tool_choice": ["none"], "modalities": [["text"]], "best_of": [1], "verbosity": ["medium"]}
 SHARED = ("frequency_penalty", "presence_penalty", "audio", "modalities", "prediction",
-          "reasoning_effort", "web_search_options", "best_of", "functions", "function_call")
+          "reasoning_effort", "web_search_options", "best_of", "functions", "function_call", "verbosity")
 
 
 def _refuse(cls, v, info):

@@ -4,10 +4,12 @@ Only tests that ask for `serve_instance` (or `base_url`, `client`) start it, so 
 unit tier (`pytest tests/unit`) runs in seconds without Ray.
 """
 
+import importlib.util
+
 import httpx
 import pytest
 
-from helpers import free_port, load_config, wait_for_apps
+from helpers import LLM, VLLM_APP, free_port, load_config, running_vllm, wait_for_apps
 
 
 @pytest.fixture(scope="session")
@@ -41,3 +43,25 @@ def base_url(serve_instance) -> str:
 def client(base_url):
     with httpx.Client(base_url=base_url, timeout=120) as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def sdk(base_url):
+    import openai
+
+    return openai.OpenAI(base_url=f"{base_url}/v1", api_key="unused", max_retries=0, timeout=300)
+
+
+# vLLM cases exist only where vllm is installed (`make test-vllm`), rather than as skips in every run.
+ENGINES = ["transformers"] + (["vllm"] if importlib.util.find_spec("vllm") else [])
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def llm(request, serve_instance):
+    """The default LLM's name on each engine: the default config's model (transformers), then the
+    same weights on vLLM, started for the module."""
+    if request.param == "transformers":
+        yield LLM
+        return
+    with running_vllm(serve_instance):
+        yield VLLM_APP["name"]

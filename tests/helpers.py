@@ -157,6 +157,36 @@ def start_simulated(client, name: str, timeout_s: float | None = None, **params)
     return apply(client, **body, **({"timeout_s": timeout_s} if timeout_s else {}))
 
 
+# The default LLM's weights served by vLLM (make test-vllm): enforce_eager (no torch.compile:
+# minutes on two cores) and a 2 GiB KV cache keep its load near a minute.
+VLLM_APP = {
+    "name": f"{LLM}-vllm",
+    "route_prefix": None,
+    "import_path": "deployments.llm:build_app",
+    "args": {"source": LLM_SOURCE, "engine": "vllm", "kv_cache_space_gib": 2, "vllm_kwargs": {"enforce_eager": True}},
+    "deployments": [{"name": "llm", "max_ongoing_requests": 16, "max_constructor_retry_count": 1,
+                     "ray_actor_options": {"num_cpus": 1}}],
+}
+
+
+@contextlib.contextmanager
+def running_vllm(serve_instance: dict):
+    """The vLLM application beside the default config, removed on leaving; yields its engine core processes."""
+    import psutil  # a vLLM dependency
+
+    name = VLLM_APP["name"]
+    deploy({**serve_instance, "applications": serve_instance["applications"] + [VLLM_APP]})
+    engine_processes = []
+    try:
+        wait_for_apps([name], timeout_s=420)
+        engine_processes = [child for pid in replicas(name).values()
+                            for child in psutil.Process(pid).children(recursive=True)]
+        yield engine_processes
+    finally:
+        deploy(serve_instance)
+        wait_for_apps([name], timeout_s=120, want=("MISSING", "NOT_STARTED"))
+
+
 def hang_up_mid_stream(base_url: str, path: str, model: str) -> None:
     """Start a long streamed generation, read its first few chunks, and leave."""
     body = {"model": model, "max_new_tokens": 400, "max_tokens": 400, "temperature": 0, "stream": True,

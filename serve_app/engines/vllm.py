@@ -18,7 +18,15 @@ import uuid
 from typing import AsyncIterator, Optional
 
 from serve_app.config import LLMArgs
-from serve_app.engines.base import GenerationChunk, GenerationRequest, InvalidPromptError, LLMEngine, TokenLogprob, TopLogprob
+from serve_app.engines.base import (
+    GenerationChunk,
+    GenerationRequest,
+    InvalidPromptError,
+    LLMEngine,
+    SamplingParams,
+    TokenLogprob,
+    TopLogprob,
+)
 from serve_app.engines.metrics import EngineMetrics
 from serve_app.engines.prompts import TokenizerPrompts
 from serve_app.replica import model_name
@@ -104,28 +112,11 @@ class VLLMEngine(TokenizerPrompts, LLMEngine):
         self.default_max_new_tokens = args.max_new_tokens
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
-        from vllm import SamplingParams
-        from vllm.sampling_params import RequestOutputKind
-
         arrived = time.perf_counter()
         prompt = self.render_prompt(request)
         prompt_ids = self.prompt_ids(prompt, request)
-        max_new = self._budget(len(prompt_ids), request)
         params = request.params
-        optional = {"top_p": params.top_p, "top_k": params.top_k, "seed": params.seed,
-                    "logit_bias": params.logit_bias or None, "logprobs": params.logprobs}
-        if params.json_schema is not None:  # vLLM's own structured output (vLLM >= 0.11)
-            from vllm.sampling_params import StructuredOutputsParams
-
-            optional["structured_outputs"] = StructuredOutputsParams(json=params.json_schema)
-        sampling = SamplingParams(
-            temperature=params.temperature,
-            max_tokens=max_new,
-            stop=params.stop or None,
-            stop_token_ids=params.stop_token_ids or None,
-            output_kind=RequestOutputKind.DELTA,
-            **{k: v for k, v in optional.items() if v is not None},
-        )
+        sampling = _sampling_params(params, self._budget(len(prompt_ids), request))
         request_id = f"{request.span_id or 'smmf'}-{uuid.uuid4().hex}"
         # Token ids (a TokensPrompt), not text: counted once, here, and every vLLM since 0.11 takes them.
         stream = self.engine.generate({"prompt_token_ids": prompt_ids}, sampling, request_id)
@@ -184,3 +175,24 @@ def _logprobs(completion, k: int) -> list[TokenLogprob]:
         top = [TopLogprob(t, lp.decoded_token or "", lp.logprob) for rank, t, lp in ranked if rank <= k]
         scored.append(TokenLogprob(token, chosen.decoded_token or "", chosen.logprob, top))
     return scored
+
+
+def _sampling_params(params: SamplingParams, max_new: int):
+    """Our sampling params as vLLM's, streaming deltas."""
+    from vllm import SamplingParams as VLLMSamplingParams
+    from vllm.sampling_params import RequestOutputKind
+
+    optional = {"top_p": params.top_p, "top_k": params.top_k, "seed": params.seed,
+                "logit_bias": params.logit_bias or None, "logprobs": params.logprobs}
+    if params.json_schema is not None:  # vLLM's own structured output (vLLM >= 0.11)
+        from vllm.sampling_params import StructuredOutputsParams
+
+        optional["structured_outputs"] = StructuredOutputsParams(json=params.json_schema)
+    return VLLMSamplingParams(
+        temperature=params.temperature,
+        max_tokens=max_new,
+        stop=params.stop or None,
+        stop_token_ids=params.stop_token_ids or None,
+        output_kind=RequestOutputKind.DELTA,
+        **{k: v for k, v in optional.items() if v is not None},
+    )

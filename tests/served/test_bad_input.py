@@ -25,7 +25,7 @@ USER = [{"role": "user", "content": "hi"}]
         (CHAT, {"model": LLM, "messages": USER * 600}, 400, "too many messages"),
         (CHAT, {"model": 12, "messages": USER}, 400, "model"),
         ("/v1/embeddings", {"model": EMBEDDER, "input": ["x"] * 3000}, 400, "too many inputs"),
-        ("/v1/embeddings", {"model": EMBEDDER, "input": [1, 2]}, 400, "input"),
+        ("/v1/embeddings", {"model": EMBEDDER, "input": [1, "two"]}, 400, "input"),
         ("/v1/rerank", {"model": RERANKER, "query": "q", "documents": ["d"] * 1100}, 400, "too many documents"),
         ("/api/worker/generate", {"model": LLM, "prompt": "hi", "max_new_tokens": 10**30}, 422, "max_new_tokens"),
         ("/api/worker/generate", {"model": LLM, "messages": [{"role": "user", "content": 5}]}, 422, "content"),
@@ -74,7 +74,7 @@ ROUTE_FIELDS = {
     "/v1/chat/completions": {"messages", "temperature", "top_p", "max_tokens", "stop", "n", "stream", "seed", "tools",
                              "tool_choice", "response_format", "logprobs", "top_logprobs", "logit_bias"},
     "/v1/completions": {"prompt", "temperature", "max_tokens", "stop", "echo", "n", "logprobs", "response_format"},
-    "/v1/embeddings": {"input", "encoding_format", "dimensions"},
+    "/v1/embeddings": {"input", "encoding_format", "dimensions", "truncate_prompt_tokens"},
     "/v1/rerank": {"query", "documents", "top_n", "return_documents"},
     "/api/worker/generate": {"messages", "prompt", "temperature", "top_k", "max_new_tokens", "stop", "echo"},
     "/api/worker/embeddings": {"input", "query"},
@@ -82,7 +82,7 @@ ROUTE_FIELDS = {
 }
 TOKEN_FIELDS = {"max_tokens", "max_new_tokens"}
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=False),
+    st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=False, allow_infinity=False),  # JSON has neither
     st.text(max_size=20), st.sampled_from(["user", "human", "system", "wizard", ""]),
 )
 values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(["role", "content", "text", "type", "x"]), inner, max_size=3), max_leaves=12)

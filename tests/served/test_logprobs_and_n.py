@@ -10,17 +10,12 @@ import openai
 import pytest
 import torch
 
-from helpers import LLM, LLM_SOURCE
+from helpers import LLM_SOURCE
 from serve_app.config import LLMArgs
 from serve_app.sources import hf_format_dir
 
 PROMPT = "The capital of France is"
 FRANCE = [{"role": "user", "content": "What is the capital of France?"}]
-
-
-@pytest.fixture(scope="module")
-def sdk(base_url):
-    return openai.OpenAI(base_url=f"{base_url}/v1", api_key="unused", max_retries=0, timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -32,9 +27,9 @@ def direct():
     return AutoTokenizer.from_pretrained(directory), AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32)
 
 
-def test_completion_logprobs_are_the_models_own(sdk, direct):
+def test_completion_logprobs_are_the_models_own(sdk, llm, direct):
     tokenizer, model = direct
-    r = sdk.completions.create(model=LLM, prompt=PROMPT, max_tokens=8, temperature=0, logprobs=5,
+    r = sdk.completions.create(model=llm, prompt=PROMPT, max_tokens=8, temperature=0, logprobs=5,
                                extra_body={"return_tokens_as_token_ids": True})
     lp = r.choices[0].logprobs
     ids = [int(t.removeprefix("token_id:")) for t in lp.tokens]
@@ -55,8 +50,8 @@ def test_completion_logprobs_are_the_models_own(sdk, direct):
     assert lp.text_offset == [len(tokenizer.decode(ids[:i])) for i in range(len(ids))]
 
 
-def test_chat_logprobs_shape_and_sum(sdk):
-    r = sdk.chat.completions.create(model=LLM, messages=FRANCE, max_tokens=10, temperature=0, logprobs=True,
+def test_chat_logprobs_shape_and_sum(sdk, llm):
+    r = sdk.chat.completions.create(model=llm, messages=FRANCE, max_tokens=10, temperature=0, logprobs=True,
                                     top_logprobs=3)
     content = r.choices[0].logprobs.content
     assert len(content) == r.usage.completion_tokens
@@ -69,38 +64,38 @@ def test_chat_logprobs_shape_and_sum(sdk):
         assert [t.logprob for t in token.top_logprobs] == sorted((t.logprob for t in token.top_logprobs), reverse=True)
         assert sum(math.exp(t.logprob) for t in token.top_logprobs) <= 1 + 1e-4
         assert token.bytes == list(token.token.encode())
-    plain = sdk.chat.completions.create(model=LLM, messages=FRANCE, max_tokens=10, temperature=0)
+    plain = sdk.chat.completions.create(model=llm, messages=FRANCE, max_tokens=10, temperature=0)
     assert plain.choices[0].logprobs is None
 
 
-def test_streamed_logprobs_are_the_same(sdk):
-    whole = sdk.chat.completions.create(model=LLM, messages=FRANCE, max_tokens=10, temperature=0, logprobs=True)
-    stream = sdk.chat.completions.create(model=LLM, messages=FRANCE, max_tokens=10, temperature=0, logprobs=True,
+def test_streamed_logprobs_are_the_same(sdk, llm):
+    whole = sdk.chat.completions.create(model=llm, messages=FRANCE, max_tokens=10, temperature=0, logprobs=True)
+    stream = sdk.chat.completions.create(model=llm, messages=FRANCE, max_tokens=10, temperature=0, logprobs=True,
                                          stream=True)
     streamed = [t for c in stream if c.choices and c.choices[0].logprobs for t in c.choices[0].logprobs.content]
     assert [(t.token, round(t.logprob, 4)) for t in streamed] == \
            [(t.token, round(t.logprob, 4)) for t in whole.choices[0].logprobs.content]
 
 
-def test_n_choices_come_from_one_request(sdk):
-    one = sdk.chat.completions.create(model=LLM, messages=FRANCE, max_tokens=12, temperature=1.0, seed=3)
-    r = sdk.chat.completions.create(model=LLM, messages=FRANCE, max_tokens=12, temperature=1.0, seed=3, n=3)
+def test_n_choices_come_from_one_request(sdk, llm):
+    one = sdk.chat.completions.create(model=llm, messages=FRANCE, max_tokens=12, temperature=1.0, seed=3)
+    r = sdk.chat.completions.create(model=llm, messages=FRANCE, max_tokens=12, temperature=1.0, seed=3, n=3)
     assert [c.index for c in r.choices] == [0, 1, 2]
     texts = [c.message.content for c in r.choices]
     assert texts[0] == one.choices[0].message.content  # choice i is seeded seed + i
     assert len(set(texts)) > 1
     assert r.usage.prompt_tokens == one.usage.prompt_tokens  # the prompt counts once
     assert r.usage.completion_tokens == sum(
-        sdk.chat.completions.create(model=LLM, messages=FRANCE, max_tokens=12, temperature=1.0, seed=3 + i)
+        sdk.chat.completions.create(model=llm, messages=FRANCE, max_tokens=12, temperature=1.0, seed=3 + i)
         .usage.completion_tokens for i in range(3))
 
 
-def test_n_on_completions_is_per_prompt_and_streams_every_choice(sdk):
+def test_n_on_completions_is_per_prompt_and_streams_every_choice(sdk, llm):
     prompts = ["The sky is", "Water is"]
-    r = sdk.completions.create(model=LLM, prompt=prompts, max_tokens=4, temperature=0, n=2)
+    r = sdk.completions.create(model=llm, prompt=prompts, max_tokens=4, temperature=0, n=2)
     assert [c.index for c in r.choices] == [0, 1, 2, 3]
     assert r.choices[0].text == r.choices[1].text != r.choices[2].text == r.choices[3].text  # greedy: equal per prompt
-    stream = sdk.completions.create(model=LLM, prompt=prompts, max_tokens=4, temperature=0, n=2, stream=True)
+    stream = sdk.completions.create(model=llm, prompt=prompts, max_tokens=4, temperature=0, n=2, stream=True)
     texts = {}
     for chunk in stream:
         for c in chunk.choices:
@@ -113,12 +108,12 @@ def test_n_on_completions_is_per_prompt_and_streams_every_choice(sdk):
     (dict(messages=FRANCE, logprobs=True, top_logprobs=21), "top_logprobs"),
     (dict(messages=FRANCE, n=17), "n"),
 ])
-def test_out_of_range_is_400(sdk, call, names):
+def test_out_of_range_is_400(sdk, llm, call, names):
     with pytest.raises(openai.BadRequestError) as e:
-        sdk.chat.completions.create(model=LLM, max_tokens=2, **call)
+        sdk.chat.completions.create(model=llm, max_tokens=2, **call)
     assert e.value.body["param"] == names
 
 
-def test_completion_logprobs_with_echo_is_refused(sdk):
+def test_completion_logprobs_with_echo_is_refused(sdk, llm):
     with pytest.raises(openai.BadRequestError, match="echo"):
-        sdk.completions.create(model=LLM, prompt=PROMPT, max_tokens=2, logprobs=1, echo=True)
+        sdk.completions.create(model=llm, prompt=PROMPT, max_tokens=2, logprobs=1, echo=True)

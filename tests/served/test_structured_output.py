@@ -14,7 +14,6 @@ import jsonschema
 import openai
 import pytest
 
-from helpers import LLM
 
 WORD = {"type": "string", "maxLength": 30}
 SCHEMAS = {
@@ -48,41 +47,36 @@ PROMPTS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def sdk(base_url):
-    return openai.OpenAI(base_url=f"{base_url}/v1", api_key="unused", max_retries=0, timeout=300)
-
-
 def schema_format(kind: str) -> dict:
     return {"type": "json_schema", "json_schema": {"name": kind, "schema": SCHEMAS[kind], "strict": True}}
 
 
-def ask(sdk, kind: str, prompt: str, temperature: float):
-    return sdk.chat.completions.create(model=LLM, messages=[{"role": "user", "content": prompt}], max_tokens=200,
+def ask(sdk, llm, kind: str, prompt: str, temperature: float):
+    return sdk.chat.completions.create(model=llm, messages=[{"role": "user", "content": prompt}], max_tokens=200,
                                        temperature=temperature, seed=7, response_format=schema_format(kind))
 
 
-def test_json_schema_answers_validate_over_varied_prompts(sdk):
+def test_json_schema_answers_validate_over_varied_prompts(sdk, llm):
     assert len(PROMPTS) >= 20
     # Half greedy, half sampled: the mask must hold whatever the sampler would pick.
     jobs = [(kind, prompt, 0.0 if i % 2 else 0.9) for i, (kind, prompt) in enumerate(PROMPTS)]
     with ThreadPoolExecutor(8) as pool:
-        answers = list(pool.map(lambda job: ask(sdk, *job), jobs))
+        answers = list(pool.map(lambda job: ask(sdk, llm, *job), jobs))
     for (kind, prompt, _), answer in zip(jobs, answers):
         choice = answer.choices[0]
         assert choice.finish_reason == "stop", (prompt, choice.message.content)
         jsonschema.validate(json.loads(choice.message.content), SCHEMAS[kind])
 
 
-def test_completions_follow_a_schema_too(sdk):
-    r = sdk.completions.create(model=LLM, prompt="A famous scientist, as JSON:", max_tokens=200, temperature=0,
+def test_completions_follow_a_schema_too(sdk, llm):
+    r = sdk.completions.create(model=llm, prompt="A famous scientist, as JSON:", max_tokens=200, temperature=0,
                                extra_body={"response_format": schema_format("person")})
     jsonschema.validate(json.loads(r.choices[0].text), SCHEMAS["person"])
 
 
-def test_json_object_answers_are_objects(sdk):
+def test_json_object_answers_are_objects(sdk, llm):
     r = sdk.chat.completions.create(
-        model=LLM, max_tokens=200, temperature=0, response_format={"type": "json_object"},
+        model=llm, max_tokens=200, temperature=0, response_format={"type": "json_object"},
         messages=[{"role": "user", "content": "Reply in JSON with the keys 'city' and 'country' for Rome."}],
     )
     choice = r.choices[0]
@@ -90,21 +84,21 @@ def test_json_object_answers_are_objects(sdk):
     assert isinstance(json.loads(choice.message.content), dict)
 
 
-def test_constrained_and_free_rows_share_a_batch_without_leaking(sdk):
+def test_constrained_and_free_rows_share_a_batch_without_leaking(sdk, llm):
     free = [{"role": "user", "content": "What is the capital of France?"}]
-    alone = sdk.chat.completions.create(model=LLM, messages=free, max_tokens=24, temperature=0)
+    alone = sdk.chat.completions.create(model=llm, messages=free, max_tokens=24, temperature=0)
     with ThreadPoolExecutor(4) as pool:
-        constrained = [pool.submit(ask, sdk, "place", "Describe Rome.", 0.0) for _ in range(3)]
-        beside = pool.submit(sdk.chat.completions.create, model=LLM, messages=free, max_tokens=24, temperature=0)
+        constrained = [pool.submit(ask, sdk, llm, "place", "Describe Rome.", 0.0) for _ in range(3)]
+        beside = pool.submit(sdk.chat.completions.create, model=llm, messages=free, max_tokens=24, temperature=0)
         assert beside.result().choices[0].message.content == alone.choices[0].message.content
         for future in constrained:
             jsonschema.validate(json.loads(future.result().choices[0].message.content), SCHEMAS["place"])
 
 
-def test_streamed_json_is_the_same_json(sdk):
-    whole = ask(sdk, "review", "Review: a lovely little cafe.", 0.0).choices[0].message.content
+def test_streamed_json_is_the_same_json(sdk, llm):
+    whole = ask(sdk, llm, "review", "Review: a lovely little cafe.", 0.0).choices[0].message.content
     stream = sdk.chat.completions.create(
-        model=LLM, messages=[{"role": "user", "content": "Review: a lovely little cafe."}], max_tokens=200,
+        model=llm, messages=[{"role": "user", "content": "Review: a lovely little cafe."}], max_tokens=200,
         temperature=0, response_format=schema_format("review"), stream=True,
     )
     assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == whole
@@ -119,8 +113,8 @@ def test_streamed_json_is_the_same_json(sdk):
         ({"type": "yaml"}, "json_object"),
     ],
 )
-def test_a_schema_that_cannot_be_followed_is_400_naming_response_format(sdk, response_format, names):
+def test_a_schema_that_cannot_be_followed_is_400_naming_response_format(sdk, llm, response_format, names):
     with pytest.raises(openai.BadRequestError) as e:
-        sdk.chat.completions.create(model=LLM, messages=[{"role": "user", "content": "hi"}], max_tokens=8,
+        sdk.chat.completions.create(model=llm, messages=[{"role": "user", "content": "hi"}], max_tokens=8,
                                     response_format=response_format)
     assert "response_format" in e.value.message and names in e.value.message, e.value.message

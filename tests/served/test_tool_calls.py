@@ -12,7 +12,6 @@ import jsonschema
 import openai
 import pytest
 
-from helpers import LLM
 
 CITY = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 30},
         "unit": {"enum": ["celsius", "fahrenheit"]}}, "required": ["city", "unit"]}
@@ -36,13 +35,8 @@ FEW_SHOT = [{"role": "user", "content": "What is the weather in Rome?"}, called(
             {"role": "user", "content": "What is the weather in Oslo?"}, called("Oslo", 2)] + PARIS
 
 
-@pytest.fixture(scope="module")
-def sdk(base_url):
-    return openai.OpenAI(base_url=f"{base_url}/v1", api_key="unused", max_retries=0, timeout=300)
-
-
-def ask(sdk, messages, **extra):
-    return sdk.chat.completions.create(model=LLM, messages=messages, max_tokens=80, temperature=0, **extra)
+def ask(sdk, llm, messages, **extra):
+    return sdk.chat.completions.create(model=llm, messages=messages, max_tokens=80, temperature=0, **extra)
 
 
 def assert_valid_calls(choice, names):
@@ -54,45 +48,45 @@ def assert_valid_calls(choice, names):
 
 
 @pytest.mark.parametrize("temperature", [0.0, 1.0])
-def test_a_named_function_is_always_called_with_valid_arguments(sdk, temperature):
+def test_a_named_function_is_always_called_with_valid_arguments(sdk, llm, temperature):
     choice = {"type": "function", "function": {"name": "get_time"}}
     for seed in range(3):
-        r = sdk.chat.completions.create(model=LLM, messages=PARIS, tools=[WEATHER, TIME], tool_choice=choice,
+        r = sdk.chat.completions.create(model=llm, messages=PARIS, tools=[WEATHER, TIME], tool_choice=choice,
                                         max_tokens=80, temperature=temperature, seed=seed)
         assert_valid_calls(r.choices[0], {"get_time"})
 
 
-def test_required_yields_a_call_to_one_of_the_tools(sdk):
-    r = ask(sdk, [{"role": "user", "content": "Tell me a joke."}], tools=[WEATHER, TIME], tool_choice="required")
+def test_required_yields_a_call_to_one_of_the_tools(sdk, llm):
+    r = ask(sdk, llm, [{"role": "user", "content": "Tell me a joke."}], tools=[WEATHER, TIME], tool_choice="required")
     assert_valid_calls(r.choices[0], {"get_weather", "get_time"})
     assert len(r.choices[0].message.tool_calls) == 1
 
 
-def test_auto_reads_the_call_a_model_writes(sdk):
-    r = ask(sdk, FEW_SHOT, tools=[WEATHER])
+def test_auto_reads_the_call_a_model_writes(sdk, llm):
+    r = ask(sdk, llm, FEW_SHOT, tools=[WEATHER])
     choice = r.choices[0]
     assert_valid_calls(choice, {"get_weather"})
     assert json.loads(choice.message.tool_calls[0].function.arguments)["city"] == "Paris"
     assert choice.message.content is None
 
 
-def test_auto_without_a_call_is_plain_text(sdk):
-    r = ask(sdk, [{"role": "user", "content": "Tell me a joke."}], tools=[WEATHER])
+def test_auto_without_a_call_is_plain_text(sdk, llm):
+    r = ask(sdk, llm, [{"role": "user", "content": "Tell me a joke."}], tools=[WEATHER])
     choice = r.choices[0]
     assert choice.message.tool_calls is None and choice.finish_reason in ("stop", "length")
     assert choice.message.content and "<tool_call>" not in choice.message.content
 
 
-def test_a_tool_result_reaches_the_model(sdk):
+def test_a_tool_result_reaches_the_model(sdk, llm):
     history = [{"role": "user", "content": "What is the weather in Rome?"}, called("Rome", 1),
                {"role": "tool", "tool_call_id": "call-1", "content": "Sunny, 21 degrees Celsius"}]
-    r = ask(sdk, history, tools=[WEATHER])
+    r = ask(sdk, llm, history, tools=[WEATHER])
     assert r.choices[0].message.tool_calls is None
     assert "21" in r.choices[0].message.content  # only the tool result said so
 
 
-def stream_calls(sdk, messages, **extra):
-    chunks = list(sdk.chat.completions.create(model=LLM, messages=messages, max_tokens=80, temperature=0,
+def stream_calls(sdk, llm, messages, **extra):
+    chunks = list(sdk.chat.completions.create(model=llm, messages=messages, max_tokens=80, temperature=0,
                                               stream=True, **extra))
     deltas = [c.choices[0].delta for c in chunks if c.choices]
     calls = [call for d in deltas for call in d.tool_calls or []]
@@ -104,17 +98,17 @@ def stream_calls(sdk, messages, **extra):
     (FEW_SHOT, {}),
     (PARIS, {"tool_choice": {"type": "function", "function": {"name": "get_weather"}}}),
 ])
-def test_a_streamed_call_is_the_same_call(sdk, messages, extra):
-    whole = ask(sdk, messages, tools=[WEATHER], **extra).choices[0].message.tool_calls[0]
-    content, calls, finish = stream_calls(sdk, messages, tools=[WEATHER], **extra)
+def test_a_streamed_call_is_the_same_call(sdk, llm, messages, extra):
+    whole = ask(sdk, llm, messages, tools=[WEATHER], **extra).choices[0].message.tool_calls[0]
+    content, calls, finish = stream_calls(sdk, llm, messages, tools=[WEATHER], **extra)
     assert finish == "tool_calls" and content == "" and len(calls) == 1
     assert calls[0].index == 0 and calls[0].id and calls[0].type == "function"
     assert (calls[0].function.name, calls[0].function.arguments) == (whole.function.name, whole.function.arguments)
 
 
-def test_a_streamed_answer_without_a_call_is_streamed_as_text(sdk):
-    whole = ask(sdk, [{"role": "user", "content": "Tell me a joke."}], tools=[WEATHER]).choices[0].message.content
-    content, calls, finish = stream_calls(sdk, [{"role": "user", "content": "Tell me a joke."}], tools=[WEATHER])
+def test_a_streamed_answer_without_a_call_is_streamed_as_text(sdk, llm):
+    whole = ask(sdk, llm, [{"role": "user", "content": "Tell me a joke."}], tools=[WEATHER]).choices[0].message.content
+    content, calls, finish = stream_calls(sdk, llm, [{"role": "user", "content": "Tell me a joke."}], tools=[WEATHER])
     assert content == whole and calls == [] and finish in ("stop", "length")
 
 
@@ -124,9 +118,9 @@ def test_a_streamed_answer_without_a_call_is_streamed_as_text(sdk):
     ({"tools": [{"type": "function", "function": {"name": "x", "parameters": {"type": "wat"}}}],
       "tool_choice": "required"}, None),
 ])
-def test_tool_requests_that_cannot_be_followed_are_400(sdk, extra, param):
+def test_tool_requests_that_cannot_be_followed_are_400(sdk, llm, extra, param):
     with pytest.raises(openai.BadRequestError) as e:
-        ask(sdk, PARIS, **extra)
+        ask(sdk, llm, PARIS, **extra)
     if param:
         assert e.value.body["param"] == param
     else:  # a parameters schema the grammar cannot compile

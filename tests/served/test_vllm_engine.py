@@ -26,44 +26,25 @@ import psutil  # noqa: E402  (a vLLM dependency)
 
 from helpers import (  # noqa: E402
     CHAT,
-    LLM_SOURCE,
     SERVED_PROMPTS,
+    VLLM_APP,
     apply,
-    deploy,
     hang_up_mid_stream,
     replicas,
-    wait_for_apps,
+    running_vllm,
     wait_until_idle,
 )
 
-APP = "smollm2-135m-instruct-vllm"
-SOURCE = LLM_SOURCE
+APP = VLLM_APP["name"]
 FRANCE = "What is the capital of France?"
 PROMPTS = SERVED_PROMPTS  # the transformers engine's served batching test asks these too
 
 
 @pytest.fixture(scope="module", autouse=True)
 def vllm_app(serve_instance):
-    app = {
-        "name": APP,
-        "route_prefix": None,
-        "import_path": "deployments.llm:build_app",
-        "args": {"source": SOURCE, "engine": "vllm", "kv_cache_space_gib": 2,
-                 "vllm_kwargs": {"enforce_eager": True}},
-        "deployments": [{"name": "llm", "max_ongoing_requests": 16, "max_constructor_retry_count": 1,
-                         "ray_actor_options": {"num_cpus": 1}}],
-    }
-    deploy({**serve_instance, "applications": serve_instance["applications"] + [app]})
-    engine_processes = []
-    try:
-        wait_for_apps([APP], timeout_s=420)
-        engine_processes = [child for pid in replicas(APP).values()
-                            for child in psutil.Process(pid).children(recursive=True)]
+    with running_vllm(serve_instance) as engine_processes:
         assert engine_processes, "vLLM's engine core runs in a process of its own"
         yield APP
-    finally:
-        deploy(serve_instance)
-        wait_for_apps([APP], timeout_s=120, want=("MISSING", "NOT_STARTED"))
     # The replica's __del__ stops vLLM's engine core: no process outlives the application.
     _, alive = psutil.wait_procs(engine_processes, timeout=60)
     assert not alive, f"vLLM processes left behind: {alive}"
