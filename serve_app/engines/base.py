@@ -120,6 +120,10 @@ class Scored(NamedTuple):
     total_tokens: int
 
 
+# How an engine's 400 for a schema it cannot compile begins: a response_format's, or a forced tool call's.
+SCHEMA_REFUSED = "response_format (or a forced tool's parameters): the JSON schema does not compile"
+
+
 class InvalidPromptError(ValueError):
     """A prompt the model cannot run; the caller gets a 400 with this message."""
 

@@ -15,7 +15,7 @@ import llguidance.hf
 import llguidance.torch as masks
 import torch
 
-from serve_app.engines.base import InvalidPromptError
+from serve_app.engines.base import SCHEMA_REFUSED, InvalidPromptError
 
 # Compact JSON with readable separators: flexible whitespace lets small models emit
 # newlines until the token budget runs out instead of closing the object.
@@ -37,7 +37,7 @@ class JsonGrammars:
         except (ValueError, TypeError) as e:
             error = str(e)
         if error:  # one line: the ingress shows an engine error's last line only
-            raise InvalidPromptError(f"response_format: the JSON schema does not compile: {' '.join(error.split())}")
+            raise InvalidPromptError(f"{SCHEMA_REFUSED}: {' '.join(error.split())}")
         return llguidance.LLMatcher(self.tokenizer, grammar, log_level=0)
 
 

@@ -19,6 +19,7 @@ from typing import AsyncIterator, Optional
 
 from serve_app.config import LLMArgs
 from serve_app.engines.base import (
+    SCHEMA_REFUSED,
     GenerationChunk,
     GenerationRequest,
     InvalidPromptError,
@@ -62,6 +63,18 @@ def engine_options(args: LLMArgs, directory: str, name: str, on_cpu: bool) -> di
     return {**options, **args.vllm_kwargs}
 
 
+def with_structured_outputs(options: dict) -> dict:
+    """vLLM's structured output as ours: llguidance (its "guidance" backend) with no free
+    whitespace, unless vllm_kwargs say otherwise. Its default (xgrammar, whitespace allowed)
+    let SmolLM2 write newlines between JSON fields until max_tokens."""
+    from vllm.config import StructuredOutputsConfig
+
+    chosen = options.get("structured_outputs_config", {"backend": "guidance", "disable_any_whitespace": True})
+    if isinstance(chosen, dict):  # from YAML
+        chosen = StructuredOutputsConfig(**chosen)
+    return {**options, "structured_outputs_config": chosen}
+
+
 def _stats_logger(metrics: EngineMetrics):
     """A vLLM stat logger factory that turns its per-step scheduler stats into our metrics."""
     from vllm.v1.metrics.loggers import StatLoggerBase
@@ -100,8 +113,9 @@ class VLLMEngine(TokenizerPrompts, LLMEngine):
         self.metrics = EngineMetrics(name)
         started = time.monotonic()
         self.tokenizer = AutoTokenizer.from_pretrained(directory, trust_remote_code=args.trust_remote_code)
+        options = with_structured_outputs(engine_options(args, directory, name, current_platform.is_cpu()))
         self.engine = AsyncLLM.from_engine_args(
-            AsyncEngineArgs(**engine_options(args, directory, name, current_platform.is_cpu())),
+            AsyncEngineArgs(**options),
             stat_loggers=[_stats_logger(self.metrics)],
         )
         config = self.engine.vllm_config
@@ -146,9 +160,9 @@ class VLLMEngine(TokenizerPrompts, LLMEngine):
                         logprobs=_logprobs(completion, params.logprobs) if params.logprobs is not None else None,
                     )
                     first = False
-        except ValueError as e:
-            if first and params.json_schema is not None:  # vLLM refused the schema when adding the request
-                raise InvalidPromptError(f"response_format: the JSON schema does not compile: {e}") from e
+        except Exception as e:
+            if first and params.json_schema is not None and _refused_request(e):  # vLLM refused the schema
+                raise InvalidPromptError(f"{SCHEMA_REFUSED}: {' '.join(str(e).split())}") from e
             raise
         finally:
             # Closed early (the consumer is gone): closing vLLM's generator aborts the
@@ -196,3 +210,12 @@ def _sampling_params(params: SamplingParams, max_new: int):
         output_kind=RequestOutputKind.DELTA,
         **{k: v for k, v in optional.items() if v is not None},
     )
+
+
+def _refused_request(exc: Exception) -> bool:
+    """Whether vLLM refused the request itself (a 4xx), not failed serving it."""
+    try:
+        from vllm.exceptions import VLLMClientError  # vLLM >= 0.2x; earlier ones raised ValueError
+    except ImportError:
+        return isinstance(exc, ValueError)
+    return isinstance(exc, (VLLMClientError, ValueError))
