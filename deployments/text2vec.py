@@ -38,16 +38,16 @@ class Text2VecWorker(SentenceWorker):
         logger.info("model=%s span_id=%s embeddings n=%d", self.name, span_id, len(inputs))
         limit = self.context_length if keep < 0 else min(keep, self.context_length)
         texts = [x for x in inputs if isinstance(x, str)]
-        tokenizer = self.model.tokenizer
-        whole = iter(tokenizer(texts)["input_ids"] if texts else [])
-        # A text is cut by the tokenizer (its closing special token stays); token ids are cut as given.
-        cut = iter(tokenizer(texts, truncation=True, max_length=limit)["input_ids"] if texts else [])
+        whole = iter(self.model.tokenizer(texts)["input_ids"] if texts else [])
         counts, ids = [], []
         for x in inputs:
             if isinstance(x, str):
-                counts.append(len(next(whole)))
-                ids.append(next(cut))
-            else:
+                x_ids = next(whole)
+                counts.append(len(x_ids))
+                # Only a text too long is tokenized again, cut by the tokenizer so its closing special token stays.
+                ids.append(x_ids if len(x_ids) <= limit else
+                           self.model.tokenizer(x, truncation=True, max_length=limit)["input_ids"])
+            else:  # token ids are cut as given
                 self._check_ids(x)
                 counts.append(len(x))
                 ids.append(x[:limit])

@@ -176,28 +176,27 @@ class Ingress:
         span_id = new_span_id()
         self._check(req.model, span_id, messages=req.messages, max_tokens=req.max_completion_tokens or req.max_tokens)
         note(prompt=req.messages[-1].content)
-        requests = req.to_generations(span_id)
-        served, streams = await self._open(req.model, lambda handle: OpenStream.open_all(handle, requests))
-        req = req.model_copy(update={"model": served})
-        if req.stream:
-            return StreamingResponse(openai_serving.chat_completion_sse(req, streams), media_type="text/event-stream",
-                                     headers={MODEL_HEADER: served})
-        response.headers[MODEL_HEADER] = served
-        return await openai_serving.chat_completion(req, streams)
+        return await self._answer(req, span_id, response, openai_serving.chat_completion_sse,
+                                  openai_serving.chat_completion)
 
     @app.post("/v1/completions")
     async def completions(self, req: CompletionRequest, response: Response):
         span_id = new_span_id()
         self._check(req.model, span_id, inputs=req.prompts() * req.n, max_tokens=req.max_tokens)
         note(prompt=req.prompts()[0])
+        return await self._answer(req, span_id, response, openai_serving.completion_sse, openai_serving.completion)
+
+    async def _answer(self, req: ChatCompletionRequest | CompletionRequest, span_id: str, response: Response,
+                      streamed, whole):
+        """Open a stream per choice (on the model or a fallback), then answer as SSE or whole."""
         requests = req.to_generations(span_id)
         served, streams = await self._open(req.model, lambda handle: OpenStream.open_all(handle, requests))
         req = req.model_copy(update={"model": served})
         if req.stream:
-            return StreamingResponse(openai_serving.completion_sse(req, streams), media_type="text/event-stream",
+            return StreamingResponse(streamed(req, streams), media_type="text/event-stream",
                                      headers={MODEL_HEADER: served})
         response.headers[MODEL_HEADER] = served
-        return await openai_serving.completion(req, streams)
+        return await whole(req, streams)
 
     @app.post("/v1/embeddings")
     async def openai_embeddings(self, req: EmbeddingRequest) -> EmbeddingResponse:
