@@ -231,6 +231,22 @@ def keyed_ingress(serve_instance: dict, base_url: str, admin_key: str, replicas:
         while httpx.get(base_url + "/v1/models").status_code != 200:
             assert time.monotonic() < deadline, "the ingress did not drop its keys"
             time.sleep(1)
+        # One new replica answering is not the end of the rolling update: the tests after this
+        # one (the overload bursts) time the ingress, so wait until the others have gone.
+        wait_until_settled("router", timeout_s=120)
+
+
+def wait_until_settled(app: str, timeout_s: float) -> None:
+    """Until every replica of the application is RUNNING and as many as its config asks for."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        deployments = details()["applications"][app]["deployments"].values()
+        states = [r["state"] for d in deployments for r in d["replicas"]]
+        wanted = sum(d["target_num_replicas"] for d in deployments)
+        if states and set(states) == {"RUNNING"} and len(states) == wanted:
+            return
+        assert time.monotonic() < deadline, f"{app} still changing after {timeout_s}s: {states}, want {wanted}"
+        time.sleep(0.5)
 
 
 # --- direct calls to a model's deployment ---------------------------------------------------
