@@ -11,7 +11,6 @@ from pathlib import Path
 
 import httpx
 import yaml
-
 from workload import LLM
 
 ROOT = Path(__file__).resolve().parent.parent

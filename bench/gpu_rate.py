@@ -20,7 +20,6 @@ import time
 
 import aiohttp
 import httpx
-
 from cpu import cores, cpu_seconds
 from load import percentile
 

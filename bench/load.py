@@ -9,8 +9,7 @@ import time
 from typing import Optional
 
 import httpx
-
-from workload import EMBEDDER, EMBED_CLIENTS, EMBED_ROUNDS, LLM, NEW_TOKENS, QUESTIONS, TEXTS, chat
+from workload import EMBED_CLIENTS, EMBED_ROUNDS, EMBEDDER, LLM, NEW_TOKENS, QUESTIONS, TEXTS, chat
 
 REQUEST_TIMEOUT_S = 120
 

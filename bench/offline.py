@@ -7,7 +7,6 @@ import statistics
 import time
 
 import torch
-
 from workload import EMBEDDER_SOURCE, LLM_SOURCE, NEW_TOKENS, QUESTIONS, TEXTS, VLLM_ARGS
 
 
@@ -17,7 +16,7 @@ def llm_ceiling(threads: int, engine_name: str = "transformers") -> dict:
     `threads` is torch's in this process; vLLM's engine core process picks its own.
     """
     from deployments.llm import load_engine
-    from serve_app.config import LLMArgs
+    from serve_app.config.workers import LLMArgs
     from serve_app.engines.base import ChatMessage, GenerationRequest, SamplingParams
 
     torch.set_num_threads(threads)
@@ -57,7 +56,7 @@ def text2vec_ceiling(threads: int, total: int) -> dict:
     """Batched encode of as many texts as the HTTP run sends, 64 at a time."""
     from sentence_transformers import SentenceTransformer
 
-    from serve_app.sources import local_dir
+    from serve_app.replica.sources import local_dir
 
     torch.set_num_threads(threads)
     directory, _ = local_dir(EMBEDDER_SOURCE, "")

@@ -27,19 +27,18 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path[:0] = [str(HERE), str(ROOT)]
 
-import yaml  # noqa: E402
-
 import gpu_rate  # noqa: E402
 import load  # noqa: E402
 import offline  # noqa: E402
 import structured  # noqa: E402
+import yaml  # noqa: E402
 from cluster import DEPLOY_TIMEOUT_S, deploy, free_port, step, vllm_available, wait_running  # noqa: E402
 from coldstart import cold_start  # noqa: E402
 from report import write_report  # noqa: E402
 from served import key_overhead, overhead, text2vec_runs, two_ingress_replicas, vllm_http  # noqa: E402
 from workload import CONCURRENCY, EMBED_CLIENTS, EMBED_ROUNDS, ROUNDS  # noqa: E402
 
-from serve_app.config import STREAM_INTERVAL_MS  # noqa: E402
+from serve_app.config.workers import STREAM_INTERVAL_MS  # noqa: E402
 
 COMMAND = "make bench"
 # The CPU features that decide what torch and vLLM run fast (bfloat16 in particular).
@@ -66,7 +65,7 @@ def main() -> None:
 
     import ray
 
-    from serve_app.replica import default_threads
+    from serve_app.replica.context import default_threads
 
     # The replicas' torch threads: their args' num_threads, unset in the default config.
     threads = default_threads()

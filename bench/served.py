@@ -7,10 +7,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-import httpx
-
 import cpu
 import gpu_rate
+import httpx
 import load
 from cluster import DEPLOY_TIMEOUT_S, deploy, free_port, step, wait_running
 from workload import CONCURRENCY, LLM, VLLM_APP, VLLM_ARGS
@@ -90,10 +89,10 @@ def text2vec_runs(serve, config: dict, base_url: str) -> dict:
 def overhead(serve, base_url: str) -> dict:
     from bare_app import serve_bare_app
     from transformers import AutoTokenizer
-
-    from serve_app.config import DEFAULT_CACHE_DIR
-    from serve_app.sources import convert_gguf, local_dir
     from workload import LLM_SOURCE
+
+    from serve_app.config.workers import DEFAULT_CACHE_DIR
+    from serve_app.replica.sources import convert_gguf, local_dir
 
     body = {"model": LLM, "prompt": "Hello world, how are you today?"}
     handle = serve.get_deployment_handle("llm", app_name=LLM)
@@ -121,7 +120,7 @@ def overhead(serve, base_url: str) -> dict:
 def key_overhead(serve, config: dict, base_url: str) -> dict:
     """A trivial request (`GET /v1/models`) with no keys, then with a key that has limits
     (one governor call before it, one after): what per-key limits add to each request."""
-    from serve_app.auth import hash_key
+    from serve_app.governance.keys import hash_key
 
     key = "sk-bench-limited"
     limited = with_router_args(config, args={"api_keys": [{"key_sha256": hash_key(key), "id": "bench",

@@ -14,7 +14,6 @@ import statistics
 import time
 
 import httpx
-
 from workload import LLM
 
 ROWS = 8

@@ -13,11 +13,11 @@ from typing import AsyncIterator
 from ray import serve
 from ray.serve import Application
 
-from serve_app import progress
-from serve_app.chunking import coalesce
-from serve_app.config import NOT_IN_PLACE_BY_ENGINE, LLMArgs
-from serve_app.placement import DEFAULT_ACTOR_OPTIONS
+from deployments.chunking import coalesce
+from serve_app.config.workers import DEFAULT_ACTOR_OPTIONS, NOT_IN_PLACE_BY_ENGINE, LLMArgs
 from serve_app.engines.base import GenerationChunk, GenerationRequest, LLMEngine
+from serve_app.replica import progress
+from serve_app.replica.context import model_name, replica_id
 
 # Serve routes this logger into each replica's log file, tagged with the request id.
 logger = logging.getLogger("ray.serve")
@@ -42,7 +42,7 @@ def load_engine(args: LLMArgs) -> LLMEngine:
 @serve.deployment(name="llm", max_ongoing_requests=16, ray_actor_options=DEFAULT_ACTOR_OPTIONS["llm"])
 class LLMWorker:
     def __init__(self, args: LLMArgs):
-        self.name = serve.get_replica_context().app_name
+        self.name = model_name(args.source)
         self.args = args
         progress.report(progress.LOADING)  # GGUF sources report their conversion on the way
         self.engine = load_engine(args)
@@ -50,7 +50,7 @@ class LLMWorker:
 
     async def generate_stream(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
         logger.info("model=%s span_id=%s generate", self.name, request.span_id)
-        # Fewer, larger messages through the handle at GPU token rates (serve_app/chunking.py).
+        # Fewer, larger messages through the handle at GPU token rates (deployments/chunking.py).
         async for chunk in coalesce(self.engine.generate(request), self.args.stream_interval_ms / 1000):
             yield chunk
 
@@ -70,11 +70,11 @@ class LLMWorker:
             "context_length": self.engine.context_length,
             "chat_model": True,
             "metadata": {"max_new_tokens": self.args.max_new_tokens,
-                         "replica_id": serve.get_replica_context().replica_id.unique_id},
+                         "replica_id": replica_id()},
         }
 
     def reconfigure(self, user_config: dict) -> None:
-        """In-place parameters (serve_app.config.in_place_params) set through user_config: no restart."""
+        """In-place parameters (config/workers.py in_place_params) set through user_config: no restart."""
         self.args = self.args.model_validate({**self.args.model_dump(), **user_config})
         self.engine.default_max_new_tokens = self.args.max_new_tokens
         if self.args.max_num_seqs != self.engine.max_num_seqs:

@@ -12,9 +12,8 @@ from ray import serve
 from ray.serve import Application
 
 from deployments.sentence_worker import SentenceWorker
-from serve_app.config import RerankerArgs
+from serve_app.config.workers import DEFAULT_ACTOR_OPTIONS, RerankerArgs
 from serve_app.engines.base import Scored
-from serve_app.placement import DEFAULT_ACTOR_OPTIONS
 
 logger = logging.getLogger("ray.serve")
 

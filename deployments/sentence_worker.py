@@ -4,19 +4,17 @@ in place. Each subclass decorates its own `batch` method with `@serve.batch`."""
 
 from __future__ import annotations
 
-from ray import serve
-
-from serve_app import progress
-from serve_app.config import RerankerArgs, Text2VecArgs
-from serve_app.replica import pick_device, set_threads
-from serve_app.sources import local_dir
+from serve_app.config.workers import RerankerArgs, Text2VecArgs
+from serve_app.replica import progress
+from serve_app.replica.context import model_name, pick_device, replica_id, set_threads
+from serve_app.replica.sources import local_dir
 
 
 class SentenceWorker:
     worker_type: str
 
     def __init__(self, args: Text2VecArgs | RerankerArgs, model_class: type):
-        self.name = serve.get_replica_context().app_name
+        self.name = model_name(args.source)
         self.args = args
         set_threads(args.num_threads)
         progress.report(progress.LOADING)
@@ -40,4 +38,4 @@ class SentenceWorker:
         return len(self.model.tokenizer(prompt, add_special_tokens=False)["input_ids"])
 
     def replica_id(self) -> str:
-        return serve.get_replica_context().replica_id.unique_id
+        return replica_id()

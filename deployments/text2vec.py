@@ -7,15 +7,15 @@ limits come from the application's args.
 from __future__ import annotations
 
 import logging
+from typing import Optional
 
 import torch
 from ray import serve
 from ray.serve import Application
 
 from deployments.sentence_worker import SentenceWorker
-from serve_app.config import Text2VecArgs
+from serve_app.config.workers import DEFAULT_ACTOR_OPTIONS, Text2VecArgs
 from serve_app.engines.base import Embedded, InvalidPromptError
-from serve_app.placement import DEFAULT_ACTOR_OPTIONS
 
 ENCODE_GROUP = 32  # rows per forward pass: sentence-transformers' own default batch size
 
@@ -32,11 +32,13 @@ class Text2VecWorker(SentenceWorker):
 
         super().__init__(args, SentenceTransformer)
 
-    async def embeddings(self, inputs: list[str | list[int]], span_id: str = "", keep: int = -1) -> Embedded:
-        """Vectors of texts or token-id lists. Each input is cut to `keep` tokens (-1: the model's
-        most); `token_counts` are the uncut lengths, so the caller can refuse what did not fit."""
+    async def embeddings(self, inputs: list[str | list[int]], span_id: str = "", keep: Optional[int] = -1) -> Embedded:
+        """Vectors of texts or token-id lists, and each input's uncut token count. Each input is
+        cut to `keep` tokens (-1: the model's most). With `keep` None an input longer than the
+        model reads is not embedded (its vector is empty): the caller refuses the request, and
+        no forward pass was spent on it."""
         logger.info("model=%s span_id=%s embeddings n=%d", self.name, span_id, len(inputs))
-        limit = self.context_length if keep < 0 else min(keep, self.context_length)
+        limit = self.context_length if keep is None or keep < 0 else min(keep, self.context_length)
         texts = [x for x in inputs if isinstance(x, str)]
         whole = iter(self.model.tokenizer(texts)["input_ids"] if texts else [])
         counts, ids = [], []
@@ -51,7 +53,10 @@ class Text2VecWorker(SentenceWorker):
                 self._check_ids(x)
                 counts.append(len(x))
                 ids.append(x[:limit])
-        return Embedded(await self.batch(ids), counts, self.context_length)
+        refused = {i for i, count in enumerate(counts) if keep is None and count > limit}
+        kept = [row for i, row in enumerate(ids) if i not in refused]
+        vectors = iter(await self.batch(kept) if kept else [])
+        return Embedded([[] if i in refused else next(vectors) for i in range(len(ids))], counts, self.context_length)
 
     @property
     def context_length(self) -> int:

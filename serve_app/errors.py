@@ -1,6 +1,16 @@
-"""Errors that carry their HTTP status; http.py renders them in each API dialect's shape."""
+"""Errors that carry their HTTP status, and the one mapping of anything a request raised
+(a deployment call's failure included) onto them.
+
+Routes raise these, or let a deployment's exception through; the error boundary
+(http/boundary.py) maps it with `as_serve_error` and the route's dialect renders it.
+"""
 
 from __future__ import annotations
+
+from ray.exceptions import RayTaskError
+from ray.serve.exceptions import BackPressureError
+
+from serve_app.engines.base import InvalidPromptError, PromptTooLongError
 
 
 class ServeError(Exception):
@@ -75,12 +85,11 @@ class ModelOverloaded(ServeError):
 
 
 def as_serve_error(exc: BaseException) -> ServeError:
-    """Map what a deployment call raised to a ServeError (Ray re-raises a replica's
-    exception as a subclass of its original type, so isinstance still works)."""
-    from ray.serve.exceptions import BackPressureError
-
-    from serve_app.engines.base import InvalidPromptError, PromptTooLongError
-
+    """Map what a request raised to a ServeError. Ray re-raises a replica's exception as a
+    RayTaskError that is also an instance of the original type; its `cause` is the
+    original, whose message is the error itself, without Ray's traceback or class path."""
+    if isinstance(exc, RayTaskError) and exc.cause is not None:
+        exc = exc.cause
     if isinstance(exc, ServeError):
         return exc
     if isinstance(exc, PromptTooLongError):
@@ -89,8 +98,7 @@ def as_serve_error(exc: BaseException) -> ServeError:
         return InvalidRequest(last_line(str(exc)))
     if isinstance(exc, BackPressureError):
         return ModelOverloaded(f"the model is saturated, retry later: {last_line(str(exc))}")
-    cause = getattr(exc, "cause", None) or exc
-    return ServeError(f"{type(cause).__name__}: {last_line(str(cause))}")
+    return ServeError(f"{type(exc).__name__}: {last_line(str(exc))}")
 
 
 def last_line(text: str) -> str:

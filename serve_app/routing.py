@@ -1,6 +1,6 @@
-"""Deprecated import path, kept so that configs naming it keep deploying:
-`serve_app.routing:RandomRouter` is `serve_app.request_routers:RandomRouter`."""
+"""Deprecated import path, kept because running clusters' configs and the stopped-model
+catalog name it: `serve_app.routing:RandomRouter` is `deployments.request_routers:RandomRouter`."""
 
-from serve_app.request_routers import RandomRouter
+from deployments.request_routers import RandomRouter
 
 __all__ = ["RandomRouter"]

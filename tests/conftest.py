@@ -8,7 +8,6 @@ import importlib.util
 
 import httpx
 import pytest
-
 from helpers import LLM, VLLM_APP, free_port, load_config, running_vllm, wait_for_apps
 
 

@@ -206,7 +206,7 @@ def keyed_ingress(serve_instance: dict, base_url: str, admin_key: str, replicas:
     """The ingress with `replicas` replicas and one admin key in its config (its hash only);
     yields an httpx client with that key. Keys made meanwhile are revoked at the end (they
     persist in GCS), and the default config comes back."""
-    from serve_app.auth import hash_key
+    from serve_app.governance.keys import hash_key
 
     apps = [{**a, "args": {**a.get("args", {}), "api_keys": [{"key_sha256": hash_key(admin_key), "id": "ops",
                                                                "scope": "admin"}]},

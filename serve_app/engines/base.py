@@ -62,7 +62,7 @@ class Usage(BaseModel):
     total_tokens: int = 0
 
 
-class TopLogprob(NamedTuple):
+class TokenAlternative(NamedTuple):
     token_id: int
     token: str
     logprob: float
@@ -75,7 +75,7 @@ class TokenLogprob(NamedTuple):
     token_id: int
     token: str
     logprob: float
-    top: list[TopLogprob]
+    top: list[TokenAlternative]
 
 
 class GenerationChunk(BaseModel):

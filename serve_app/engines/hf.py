@@ -17,23 +17,24 @@ from typing import AsyncIterator, Optional
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from serve_app.config import LLMArgs
+from serve_app.config.workers import LLMArgs
 from serve_app.engines.base import (
     GenerationChunk,
     GenerationRequest,
     InvalidPromptError,
     LLMEngine,
+    TokenAlternative,
     TokenLogprob,
-    TopLogprob,
 )
+from serve_app.engines.detokenize import IncrementalDecoder
 from serve_app.engines.metrics import EngineMetrics
 from serve_app.engines.prompts import TokenizerPrompts
 from serve_app.engines.sampling import RowSampling, TokenScore
 from serve_app.engines.scheduler import BatchScheduler, Sequence
-from serve_app.engines.stop_strings import find_stop, held_back
+from serve_app.engines.stop_strings import StopStrings
 from serve_app.engines.structured import JsonGrammars
-from serve_app.replica import model_name, pick_device, set_threads
-from serve_app.sources import hf_format_dir
+from serve_app.replica.context import model_name, pick_device, set_threads
+from serve_app.replica.sources import hf_format_dir
 
 logger = logging.getLogger("ray.serve")
 
@@ -81,10 +82,8 @@ class TransformersEngine(TokenizerPrompts, LLMEngine):
         arrived = time.perf_counter()
         prompt = self.render_prompt(request)
         seq = self._submit(request, self.prompt_ids(prompt, request))
-        stops = request.params.stop
-        ids: list[int] = []
+        decoder, shown = IncrementalDecoder(self.tokenizer), StopStrings(request.params.stop)
         scored: list[TokenLogprob] = []  # logprobs of tokens not yet yielded, when asked for
-        sent = 0  # characters of the answer already yielded
         first = True
         first_token_at: Optional[float] = None
         finish: Optional[str] = None
@@ -94,42 +93,40 @@ class TransformersEngine(TokenizerPrompts, LLMEngine):
                 if isinstance(item, BaseException):
                     raise item
                 done = item is None  # the loop finished this row
-                if not done:
+                if done:
+                    new_text = decoder.flush()
+                else:
                     token, score = item
-                    ids.append(token)
+                    new_text = decoder.add(token)
                     if score is not None:
                         scored.append(self._logprob(token, score))
                     if first_token_at is None:
                         first_token_at = time.perf_counter()
                         self.metrics.time_to_first_token.observe(first_token_at - arrived)
-                text = self.tokenizer.decode(ids, skip_special_tokens=True)
-                cut = find_stop(text, stops, sent)
-                if cut is not None:
-                    text, finish = text[:cut], "stop"
+                text, stopped = shown.feed(new_text, final=done)
+                ids = decoder.ids
+                if stopped:
+                    finish = "stop"
                     self.scheduler.close(seq)
                 elif done:
                     ran_out = len(ids) >= seq.max_new and ids[-1] not in seq.stop_ids
                     finish = "length" if ran_out else "stop"
-                elif text.endswith("\ufffd"):
-                    continue  # half of a multi-byte character: wait for the rest
-                else:
-                    text = text[: len(text) - held_back(text, stops)]
-                if finish is not None or len(text) > sent or first:
+                if finish is not None or text or first:
                     yield GenerationChunk(
-                        text=text[sent:],
+                        text=text,
                         prompt=prompt if first else None,
                         finish_reason=finish,
                         prompt_tokens=len(seq.prompt_ids),
                         completion_tokens=len(ids),
                         logprobs=scored if request.params.logprobs is not None else None,
                     )
-                    sent, first, scored = max(sent, len(text)), False, []
+                    first, scored = False, []
         finally:
             self.scheduler.close(seq)  # the consumer is done or gone: free the row's slot
-            self.metrics.record_request(len(seq.prompt_ids), len(ids), first_token_at)
+            self.metrics.record_request(len(seq.prompt_ids), len(decoder.ids), first_token_at)
 
     def _logprob(self, token: int, score: TokenScore) -> TokenLogprob:
-        top = [TopLogprob(t, self.tokenizer.decode([t]), lp) for t, lp in score.top]
+        top = [TokenAlternative(t, self.tokenizer.decode([t]), lp) for t, lp in score.top]
         return TokenLogprob(token, self.tokenizer.decode([token]), score.logprob, top)
 
     def _submit(self, request: GenerationRequest, prompt_ids: list[int]) -> Sequence:

@@ -20,12 +20,12 @@ import time
 import zlib
 from typing import AsyncIterator, Iterator, Optional
 
-from serve_app.config import LLMArgs
+from serve_app.config.workers import LLMArgs
 from serve_app.engines.base import GenerationChunk, GenerationRequest, InvalidPromptError, LLMEngine
 from serve_app.engines.metrics import EngineMetrics
 from serve_app.engines.prompts import CompletionBudget, plain_chat_prompt
-from serve_app.engines.stop_strings import find_stop, held_back
-from serve_app.replica import model_name
+from serve_app.engines.stop_strings import StopStrings
+from serve_app.replica.context import model_name
 
 WORDS = (
     "the model serves many requests at once and each stream gets its own tokens in order while "
@@ -102,9 +102,8 @@ class SimulatedEngine(CompletionBudget, LLMEngine):
         prompt = self.render_prompt(request)
         prompt_tokens = max(1, self.count_tokens(prompt))  # an empty prompt starts from one BOS token
         max_new = self._budget(prompt_tokens, request)
-        stops = request.params.stop
         words = _words(prompt, request.params.seed)
-        text, sent, made = "", 0, 0
+        shown, made = StopStrings(request.params.stop), 0
         first_token_at: Optional[float] = None
         await self._take_slot()
         try:
@@ -113,22 +112,15 @@ class SimulatedEngine(CompletionBudget, LLMEngine):
             while finish is None:
                 if made:
                     await self.clock.next()
-                text, made = text + next(words), made + 1
+                made += 1
                 if first_token_at is None:
                     first_token_at = time.perf_counter()
                     self.metrics.time_to_first_token.observe(first_token_at - arrived)
-                shown = text
-                cut = find_stop(text, stops, sent)
-                if cut is not None:
-                    shown, finish = text[:cut], "stop"
-                elif made >= max_new:
-                    finish = "length"
-                else:
-                    shown = text[: len(text) - held_back(text, stops)]
-                if finish or len(shown) > sent or made == 1:
-                    yield GenerationChunk(text=shown[sent:], prompt=prompt if made == 1 else None, finish_reason=finish,
+                text, stopped = shown.feed(next(words), final=made >= max_new)
+                finish = "stop" if stopped else "length" if made >= max_new else None
+                if finish or text or made == 1:
+                    yield GenerationChunk(text=text, prompt=prompt if made == 1 else None, finish_reason=finish,
                                           prompt_tokens=prompt_tokens, completion_tokens=made)
-                    sent = max(sent, len(shown))
         finally:
             await self._give_slot()
             self.metrics.record_request(prompt_tokens, made, first_token_at)

@@ -19,3 +19,29 @@ def held_back(text: str, stops: list[str]) -> int:
         if any(s.startswith(text[-n:]) for s in stops if len(text) >= n):
             return n
     return 0
+
+
+class StopStrings:
+    """What of a growing answer a client may see: everything before the first stop string
+    (which is never shown), less a tail that might be the start of one. Both engines that
+    stream text themselves feed their new text through one of these per stream."""
+
+    def __init__(self, stops: list[str]):
+        self.stops = stops
+        self.text = ""
+        self.sent = 0  # characters already handed out
+
+    def feed(self, new_text: str, final: bool = False) -> tuple[str, bool]:
+        """(the text to send now, that was not sent before; whether a stop string ended the
+        answer). `final`: the answer ends here, so nothing is held back."""
+        self.text += new_text
+        cut = find_stop(self.text, self.stops, self.sent)
+        if cut is not None:
+            shown = self.text[:cut]
+        elif final:
+            shown = self.text
+        else:
+            shown = self.text[: len(self.text) - held_back(self.text, self.stops)]
+        out = shown[self.sent:]
+        self.sent = max(self.sent, len(shown))
+        return out, cut is not None

@@ -17,7 +17,7 @@ import time
 import uuid
 from typing import AsyncIterator, Optional
 
-from serve_app.config import LLMArgs
+from serve_app.config.workers import LLMArgs
 from serve_app.engines.base import (
     SCHEMA_REFUSED,
     GenerationChunk,
@@ -25,13 +25,13 @@ from serve_app.engines.base import (
     InvalidPromptError,
     LLMEngine,
     SamplingParams,
+    TokenAlternative,
     TokenLogprob,
-    TopLogprob,
 )
 from serve_app.engines.metrics import EngineMetrics
 from serve_app.engines.prompts import TokenizerPrompts
-from serve_app.replica import model_name
-from serve_app.sources import hf_format_dir
+from serve_app.replica.context import model_name
+from serve_app.replica.sources import hf_format_dir
 
 logger = logging.getLogger("ray.serve")
 
@@ -186,7 +186,7 @@ def _logprobs(completion, k: int) -> list[TokenLogprob]:
     for token, alternatives in zip(completion.token_ids, completion.logprobs or []):
         ranked = sorted((lp.rank, t, lp) for t, lp in alternatives.items() if lp.rank is not None)
         chosen = alternatives[token]
-        top = [TopLogprob(t, lp.decoded_token or "", lp.logprob) for rank, t, lp in ranked if rank <= k]
+        top = [TokenAlternative(t, lp.decoded_token or "", lp.logprob) for rank, t, lp in ranked if rank <= k]
         scored.append(TokenLogprob(token, chosen.decoded_token or "", chosen.logprob, top))
     return scored
 

@@ -18,7 +18,6 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-
 from helpers import EMBEDDER, LLM, MINILM, RERANKER, ROOT, free_port, load_config
 
 

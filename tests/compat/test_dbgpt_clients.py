@@ -14,7 +14,6 @@ import subprocess
 
 import numpy as np
 import pytest
-
 from helpers import (
     EMBEDDER,
     LLM,

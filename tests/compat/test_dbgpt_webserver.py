@@ -20,7 +20,6 @@ import time
 import httpx
 import pytest
 from aiohttp import ClientSession, web
-
 from helpers import EMBEDDER, LLM, RERANKER, ROOT, direct_generate, free_port
 
 WEBSERVER = ROOT / ".venv-compat" / "webserver" / "bin" / "dbgpt"

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from langchain_openai import ChatOpenAI, OpenAIEmbeddings
-
 from helpers import EMBEDDER, LLM, direct_embeddings, direct_generate
+from langchain_openai import ChatOpenAI, OpenAIEmbeddings
 
 QUESTION = "What is the capital of France?"
 TEXTS = ["A cat sits on the mat.", "Stock markets fell sharply today."]

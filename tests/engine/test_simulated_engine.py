@@ -5,8 +5,14 @@ import time
 
 import pytest
 
-from serve_app.config import LLMArgs
-from serve_app.engines.base import ChatMessage, GenerationRequest, InvalidPromptError, PromptTooLongError, SamplingParams
+from serve_app.config.workers import LLMArgs
+from serve_app.engines.base import (
+    ChatMessage,
+    GenerationRequest,
+    InvalidPromptError,
+    PromptTooLongError,
+    SamplingParams,
+)
 from serve_app.engines.simulated import SimulatedEngine
 
 

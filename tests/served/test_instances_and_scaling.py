@@ -5,7 +5,6 @@ import time
 from collections import Counter
 
 import pytest
-
 from helpers import EMBEDDER, LLM, MINILM, apply, ask, details, start_simulated
 
 MODEL_INSTANCE_KEYS = {
@@ -62,7 +61,7 @@ def test_requests_spread_over_two_replicas(client, routing):
 def test_random_router_ranks_every_replica_once():
     import asyncio
 
-    from serve_app.request_routers import RandomRouter
+    from deployments.request_routers import RandomRouter
 
     router = RandomRouter.__new__(RandomRouter)
     ranks = asyncio.run(router.choose_replicas(["a", "b", "c"]))

@@ -1,4 +1,5 @@
-"""logprobs / top_logprobs and n > 1 through the openai SDK on the default SmolLM2 model.
+"""logprobs / top_logprobs through the openai SDK on the default SmolLM2 model (n and its seeds
+are in-process: tests/inprocess/test_n_and_seeds.py).
 
 Logprobs are checked against a direct forward pass of the same weights in this
 process: the served numbers are the model's own distribution, token by token.
@@ -6,13 +7,12 @@ process: the served numbers are the model's own distribution, token by token.
 
 import math
 
-import openai
 import pytest
 import torch
-
 from helpers import LLM_SOURCE
-from serve_app.config import LLMArgs
-from serve_app.sources import hf_format_dir
+
+from serve_app.config.workers import LLMArgs
+from serve_app.replica.sources import hf_format_dir
 
 PROMPT = "The capital of France is"
 FRANCE = [{"role": "user", "content": "What is the capital of France?"}]
@@ -75,45 +75,3 @@ def test_streamed_logprobs_are_the_same(sdk, llm):
     streamed = [t for c in stream if c.choices and c.choices[0].logprobs for t in c.choices[0].logprobs.content]
     assert [(t.token, round(t.logprob, 4)) for t in streamed] == \
            [(t.token, round(t.logprob, 4)) for t in whole.choices[0].logprobs.content]
-
-
-def test_n_choices_come_from_one_request(sdk, llm):
-    one = sdk.chat.completions.create(model=llm, messages=FRANCE, max_tokens=12, temperature=1.0, seed=3)
-    r = sdk.chat.completions.create(model=llm, messages=FRANCE, max_tokens=12, temperature=1.0, seed=3, n=3)
-    assert [c.index for c in r.choices] == [0, 1, 2]
-    texts = [c.message.content for c in r.choices]
-    assert texts[0] == one.choices[0].message.content  # choice i is seeded seed + i
-    assert len(set(texts)) > 1
-    assert r.usage.prompt_tokens == one.usage.prompt_tokens  # the prompt counts once
-    assert r.usage.completion_tokens == sum(
-        sdk.chat.completions.create(model=llm, messages=FRANCE, max_tokens=12, temperature=1.0, seed=3 + i)
-        .usage.completion_tokens for i in range(3))
-
-
-def test_n_on_completions_is_per_prompt_and_streams_every_choice(sdk, llm):
-    prompts = ["The sky is", "Water is"]
-    r = sdk.completions.create(model=llm, prompt=prompts, max_tokens=4, temperature=0, n=2)
-    assert [c.index for c in r.choices] == [0, 1, 2, 3]
-    assert r.choices[0].text == r.choices[1].text != r.choices[2].text == r.choices[3].text  # greedy: equal per prompt
-    stream = sdk.completions.create(model=llm, prompt=prompts, max_tokens=4, temperature=0, n=2, stream=True)
-    texts = {}
-    for chunk in stream:
-        for c in chunk.choices:
-            texts[c.index] = texts.get(c.index, "") + c.text
-    assert [texts[i] for i in range(4)] == [c.text for c in r.choices]
-
-
-@pytest.mark.parametrize("call, names", [
-    (dict(messages=FRANCE, top_logprobs=3), "top_logprobs"),
-    (dict(messages=FRANCE, logprobs=True, top_logprobs=21), "top_logprobs"),
-    (dict(messages=FRANCE, n=17), "n"),
-])
-def test_out_of_range_is_400(sdk, llm, call, names):
-    with pytest.raises(openai.BadRequestError) as e:
-        sdk.chat.completions.create(model=llm, max_tokens=2, **call)
-    assert e.value.body["param"] == names
-
-
-def test_completion_logprobs_with_echo_is_refused(sdk, llm):
-    with pytest.raises(openai.BadRequestError, match="echo"):
-        sdk.completions.create(model=llm, prompt=PROMPT, max_tokens=2, logprobs=1, echo=True)

@@ -1,8 +1,8 @@
 """Import paths that running clusters' configs name still deploy: `serve_app.router:build_app`
-(now serve_app.ingress) and `serve_app.routing:RandomRouter` (now serve_app.request_routers)."""
+(now serve_app.ingress.deployment) and `serve_app.routing:RandomRouter` (now
+deployments.request_routers)."""
 
 import httpx
-
 from helpers import MINILM, deploy, wait_for_apps
 
 

@@ -6,7 +6,6 @@ import shutil
 import subprocess
 
 import pytest
-
 from helpers import ROOT
 
 FENCE = re.compile(r"```(\w+)\n(.*?)```", re.S)

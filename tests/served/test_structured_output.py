@@ -6,14 +6,12 @@ otherwise write digits or items until its token budget ends (constrained decodin
 guarantees the shape of what is written, not that the model stops).
 """
 
-from concurrent.futures import ThreadPoolExecutor
-
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import jsonschema
 import openai
 import pytest
-
 
 WORD = {"type": "string", "maxLength": 30}
 SCHEMAS = {

@@ -12,7 +12,6 @@ import jsonschema
 import openai
 import pytest
 
-
 CITY = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 30},
         "unit": {"enum": ["celsius", "fahrenheit"]}}, "required": ["city", "unit"]}
 WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "The weather in a city now",

@@ -23,7 +23,6 @@ pytest.importorskip(
 )
 
 import psutil  # noqa: E402  (a vLLM dependency)
-
 from helpers import (  # noqa: E402
     CHAT,
     SERVED_PROMPTS,

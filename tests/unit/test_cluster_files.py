@@ -8,10 +8,10 @@ import jsonschema
 import pytest
 import ray.autoscaler
 import yaml
+from helpers import ROOT
 from ray.serve.schema import ServeDeploySchema
 
-from helpers import ROOT
-from serve_app.config import WORKER_TYPES
+from serve_app.config.workers import WORKER_TYPES
 
 
 def load(name):

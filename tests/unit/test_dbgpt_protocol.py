@@ -3,9 +3,9 @@
 import pytest
 from pydantic import ValidationError
 
-from serve_app.config import LLMArgs
-from serve_app.dbgpt_serving import parameter_descriptions
-from serve_app.dbgpt_protocol import ModelOutput, PromptRequest
+from serve_app.config.workers import LLMArgs
+from serve_app.dialects.dbgpt.protocol import ModelOutput, PromptRequest
+from serve_app.dialects.dbgpt.serving import parameter_descriptions
 
 
 def test_prompt_request_maps_dbgpt_roles_and_skips_view():

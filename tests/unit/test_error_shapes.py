@@ -1,26 +1,12 @@
-"""Errors: what a deployment raised becomes a status, and each dialect's shape of it."""
+"""What a request raised becomes a ServeError with its status: the one mapping
+(errors.as_serve_error) behind the error boundary. Each dialect's shape of an error is
+tested through the app itself, in tests/inprocess/test_errors.py."""
 
-import json
-
-import pytest
+from ray.exceptions import RayTaskError
 from ray.serve.exceptions import BackPressureError
-from starlette.requests import Request
 
-from serve_app.engines.base import PromptTooLongError
-from serve_app.errors import (
-    AuthError,
-    InvalidRequest,
-    ModelNotFound,
-    ModelOverloaded,
-    ServeError,
-    as_serve_error,
-    last_line,
-)
-from serve_app.http import error_response
-
-
-def request(path: str) -> Request:
-    return Request({"type": "http", "method": "POST", "path": path, "headers": [], "query_string": b""})
+from serve_app.engines.base import InvalidPromptError, PromptTooLongError
+from serve_app.errors import InvalidRequest, ModelOverloaded, NotFound, as_serve_error, last_line
 
 
 def test_what_a_deployment_raised_maps_to_a_status():
@@ -35,32 +21,16 @@ def test_what_a_deployment_raised_maps_to_a_status():
     assert as_serve_error(same) is same
 
 
-def test_openai_routes_answer_in_openai_shape():
-    r = error_response(request("/v1/chat/completions"), InvalidRequest("bad max_tokens"), "max_tokens")
-    body = json.loads(r.body)
-    assert r.status_code == 400
-    assert body == {"error": {"message": "bad max_tokens", "type": "invalid_request_error",
-                              "param": "max_tokens", "code": 400}}
-
-
-def test_dbgpt_routes_answer_in_fastapi_shape_and_list_models_on_404():
-    r = error_response(request("/api/worker/embeddings"), ModelNotFound("x", ["a", "b"]))
-    assert r.status_code == 404
-    assert json.loads(r.body) == {"detail": "model 'x' does not exist; running models: a, b",
-                                  "available_models": ["a", "b"]}
-
-
-def test_a_saturated_model_says_when_to_retry():
-    r = error_response(request("/v1/embeddings"), ModelOverloaded("saturated"))
-    assert r.status_code == 503 and r.headers["retry-after"] == "1"
-
-
-@pytest.mark.parametrize("status, error_type", [(401, "authentication_error"), (403, "permission_error")])
-def test_key_errors_are_openai_shaped_on_every_route(status, error_type):
-    r = error_response(request("/api/worker/generate"), AuthError(status, "no key"))
-    assert r.status_code == status and json.loads(r.body)["error"]["type"] == error_type
+def test_a_replicas_error_arrives_as_its_own_message_without_ray_or_class_paths():
+    traceback = "Traceback (most recent call last):\n  File x\nserve_app.engines.base.InvalidPromptError: bad"
+    raised = RayTaskError("generate", traceback, InvalidPromptError("logit_bias names token 999999")).as_instanceof_cause()
+    mapped = as_serve_error(raised)
+    assert isinstance(mapped, InvalidRequest) and mapped.message == "logit_bias names token 999999"
+    # A ServeError raised in a replica (the governor's KeyNotFound, say) keeps its status and message.
+    missing = RayTaskError("revoke", traceback, NotFound("key 'k' does not exist")).as_instanceof_cause()
+    assert as_serve_error(missing).status_code == 404 and as_serve_error(missing).message == "key 'k' does not exist"
 
 
 def test_a_replica_traceback_reduces_to_its_last_line():
     assert last_line("Traceback (most recent call last):\n  File x\nValueError: bad\n\n") == "ValueError: bad"
-    assert last_line("") == "" and isinstance(ServeError("x"), Exception)
+    assert last_line("") == ""

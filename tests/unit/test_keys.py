@@ -1,13 +1,14 @@
-"""API keys (serve_app/auth.py): known by their hash, which key opens which route, which models."""
+"""API keys (serve_app/governance/keys.py): known by their hash, which key opens which route, which models."""
 
 import pytest
 from pydantic import ValidationError
 
-from serve_app.auth import ApiKey, KeyBook, configured_keys, hash_key, keys_from_env
+from serve_app.config.keys import ApiKey
+from serve_app.governance.keys import KeyBook, configured_keys, hash_key, keys_from_env, record_of
 
 APP, OPS = "sk-app", "sk-ops"
-BOOK = KeyBook([ApiKey(key_sha256=hash_key(APP), id="app", models=["m1"]).record(),
-                ApiKey(key=OPS, scope="admin").record()])
+BOOK = KeyBook([record_of(ApiKey(key_sha256=hash_key(APP), id="app", models=["m1"])),
+                record_of(ApiKey(key=OPS, scope="admin"))])
 
 
 def check(path: str, authorization):

@@ -4,10 +4,10 @@ import pytest
 import torch
 from pydantic import ValidationError
 
+from serve_app.dialects.openai.protocol import ChatCompletionRequest, CompletionRequest
+from serve_app.dialects.openai.unsupported import NOT_DONE
 from serve_app.engines.base import SamplingParams
 from serve_app.engines.sampling import RowSampling, next_tokens
-from serve_app.openai_protocol import ChatCompletionRequest, CompletionRequest
-from serve_app.openai_unsupported import NOT_DONE
 
 USER = [{"role": "user", "content": "hi"}]
 

@@ -1,6 +1,6 @@
 """Whether a replica can ever be placed: its needs against the nodes and node types."""
 
-from serve_app.placement import never_fits, replica_needs
+from serve_app.lifecycle.placement import never_fits, replica_needs
 
 LAPTOP = {"CPU": 2.0, "memory": 16 * 2**30}
 GPU_NODE = {"CPU": 16.0, "GPU": 1.0, "accelerator_type:H200": 1.0, "memory": 128 * 2**30}

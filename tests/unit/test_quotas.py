@@ -1,10 +1,11 @@
 """A key's limits: requests and tokens per minute, tokens per day; what is refused, and for how long."""
 
-from serve_app.quotas import Limits, Usage
+from serve_app.config.keys import Limits
+from serve_app.governance.quotas import KeyUsage
 
 
 def test_requests_per_minute_slide_with_time():
-    usage, limits = Usage(), Limits(requests_per_minute=3)
+    usage, limits = KeyUsage(), Limits(requests_per_minute=3)
     assert [usage.admit(limits, now=t) for t in (0, 1, 2)] == [None, None, None]
     refusal = usage.admit(limits, now=10)
     assert refusal.reason == "requests_per_minute" and refusal.retry_after_s == 50
@@ -14,7 +15,7 @@ def test_requests_per_minute_slide_with_time():
 
 
 def test_tokens_per_minute_count_when_known():
-    usage, limits = Usage(), Limits(tokens_per_minute=100)
+    usage, limits = KeyUsage(), Limits(tokens_per_minute=100)
     assert usage.admit(limits, now=0) is None
     usage.count_tokens(30, 80, now=1)  # 110: over, after the fact
     refusal = usage.admit(limits, now=2)
@@ -23,14 +24,14 @@ def test_tokens_per_minute_count_when_known():
 
 
 def test_a_daily_budget_waits_for_the_next_utc_day():
-    usage, limits = Usage(), Limits(tokens_per_day=50)
+    usage, limits = KeyUsage(), Limits(tokens_per_day=50)
     usage.count_tokens(20, 40)
     refusal = usage.admit(limits)
     assert refusal.reason == "tokens_per_day" and 1 <= refusal.retry_after_s <= 86400
 
 
 def test_no_limits_admit_everything_and_still_count():
-    usage = Usage()
+    usage = KeyUsage()
     for _ in range(1000):
         assert usage.admit(Limits()) is None
     usage.count_tokens(5, 7)

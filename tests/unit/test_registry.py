@@ -2,7 +2,7 @@
 
 import asyncio
 
-from serve_app.registry import ModelEntry, ModelRegistry
+from serve_app.serving.registry import ModelEntry, ModelRegistry
 
 
 def test_registry_shuts_down_the_handles_of_models_gone_from_serve():

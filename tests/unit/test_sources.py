@@ -2,7 +2,7 @@
 
 import pytest
 
-from serve_app.sources import ModelSourceError, local_dir, resolve, source_exists
+from serve_app.replica.sources import ModelSourceError, local_dir, resolve, source_exists
 
 
 def test_resolve_package_gguf_and_dir():

@@ -4,12 +4,13 @@ and how a stream ends when it breaks. Fed by a scripted stream, no model or Ray.
 import asyncio
 import json
 
-from serve_app import dbgpt_serving, openai_serving
-from serve_app.dbgpt_protocol import PromptRequest
+from serve_app.dialects.dbgpt import serving as dbgpt_serving
+from serve_app.dialects.dbgpt.protocol import PromptRequest
+from serve_app.dialects.openai import serving as openai_serving
+from serve_app.dialects.openai.protocol import ChatCompletionRequest, CompletionRequest
 from serve_app.engines.base import GenerationChunk
 from serve_app.engines.stop_strings import find_stop, held_back
-from serve_app.openai_protocol import ChatCompletionRequest, CompletionRequest
-from serve_app.streams import OpenStream
+from serve_app.serving.streams import OpenStream
 
 WORDS = ["The", " capital", " is", " Paris."]
 

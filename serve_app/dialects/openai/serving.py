@@ -1,0 +1,283 @@
+"""The OpenAI dialect's answers: chat and completion responses and SSE streams from
+engine chunks, embeddings, rerank, and the error shape.
+
+The routes (routes.py) validate the body, find the model's handle and open the stream
+(serving/streams.py) before the HTTP response starts, so an error before the first
+token still gets its status code; the functions here shape the answer. An error
+after the headers becomes one final error frame, then `[DONE]`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from typing import AsyncIterator, Callable, NamedTuple, Optional
+
+import numpy as np
+from pydantic import BaseModel
+
+from serve_app.dialects.openai.logprobs import chat_logprobs, completion_logprobs
+from serve_app.dialects.openai.protocol import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    RerankRequest,
+)
+from serve_app.dialects.openai.responses import (
+    AssistantMessage,
+    ChatChoice,
+    ChatCompletionChunk,
+    ChatCompletionResponse,
+    ChunkChoice,
+    CompletionChoice,
+    CompletionResponse,
+    Delta,
+    EmbeddingData,
+    EmbeddingResponse,
+    EmbeddingUsage,
+    ErrorInfo,
+    ErrorResponse,
+    RerankDocument,
+    RerankResponse,
+    RerankResult,
+    RerankUsage,
+    new_id,
+    now,
+)
+from serve_app.dialects.openai.tool_calls import CallWatch, parse_calls
+from serve_app.dialects.openai.tools import ToolCall, ToolCallDelta
+from serve_app.engines.base import Embedded, GenerationChunk, Scored, TokenLogprob, Usage
+from serve_app.errors import InvalidRequest, ServeError, as_serve_error
+from serve_app.http.context import note_usage
+from serve_app.serving.streams import OpenStream
+
+DONE = "data: [DONE]\n\n"
+
+
+def error_body(err: ServeError, param: Optional[str] = None) -> dict:
+    info = ErrorInfo(message=err.message, type=err.error_type, param=param, code=err.status_code)
+    return ErrorResponse(error=info).model_dump()
+
+
+def sse(frame: BaseModel) -> str:
+    # A frame carries `usage` only when it is the usage frame, as OpenAI's do.
+    return f"data: {frame.model_dump_json(exclude=None if getattr(frame, 'usage', None) else {'usage'})}\n\n"
+
+
+class Answer(NamedTuple):
+    """One choice, whole: its text, its last chunk (finish reason and counts), its logprobs."""
+
+    text: str
+    last: GenerationChunk
+    logprobs: Optional[list[TokenLogprob]]
+
+
+async def collect(stream: OpenStream) -> Answer:
+    text, last, logprobs = "", stream.first, None
+    async for last in stream.chunks():
+        text += last.text
+        if last.logprobs is not None:
+            logprobs = (logprobs or []) + last.logprobs
+    return Answer(text, last, logprobs)
+
+
+def usage_of(lasts: list[GenerationChunk], n: int) -> Usage:
+    """Every choice's completion tokens; each prompt's tokens once, not once per choice."""
+    prompt = sum(last.prompt_tokens for last in lasts[::n])
+    completion = sum(last.completion_tokens for last in lasts)
+    note_usage(prompt, completion)
+    return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+
+
+# --- chat --------------------------------------------------------------------------
+
+
+async def collect_all(streams: list[OpenStream]) -> list[Answer]:
+    try:
+        return await asyncio.gather(*(collect(s) for s in streams))
+    finally:
+        OpenStream.cancel_unfinished(streams)
+
+
+async def chat_completion(req: ChatCompletionRequest, streams: list[OpenStream]) -> ChatCompletionResponse:
+    answers = await collect_all(streams)
+    choices = [_chat_choice(req, i, answer) for i, answer in enumerate(answers)]
+    return ChatCompletionResponse(model=req.model, choices=choices, usage=usage_of([a.last for a in answers], req.n))
+
+
+def _chat_choice(req: ChatCompletionRequest, index: int, answer: Answer) -> ChatChoice:
+    content, calls = parse_calls(answer.text, req.tool_names()) if req.tools_in_use() else (answer.text, [])
+    calls = _kept(req, calls)
+    message = AssistantMessage(content=content, tool_calls=calls) if calls else AssistantMessage(content=answer.text)
+    return ChatChoice(index=index, message=message, finish_reason="tool_calls" if calls else answer.last.finish_reason,
+                      logprobs=chat_logprobs(answer.logprobs, req.return_tokens_as_token_ids))
+
+
+def _kept(req: ChatCompletionRequest, calls: list[ToolCall]) -> list[ToolCall]:
+    return calls if req.parallel_tool_calls else calls[:1]
+
+
+async def chat_completion_sse(req: ChatCompletionRequest, streams: list[OpenStream]) -> AsyncIterator[str]:
+    """The choices generate at once and stream one after another; `index` tells them apart."""
+    base = {"id": new_id("chatcmpl"), "created": now(), "model": req.model}
+    lasts: list[GenerationChunk] = []
+    totals: list[Usage] = []  # the usage, once the body has counted it
+
+    def frame(i: int, delta: Delta, finish: Optional[str] = None, logprobs=None) -> str:
+        choice = ChunkChoice(index=i, delta=delta, finish_reason=finish, logprobs=logprobs)
+        return sse(ChatCompletionChunk(**base, choices=[choice]))
+
+    async def body() -> AsyncIterator[str]:
+        for i, stream in enumerate(streams):
+            yield frame(i, Delta(role="assistant", content=""))
+            # With tools, text that may be a call is held back until the answer is whole.
+            watch = CallWatch(forced=bool(req.forced_tools())) if req.tools_in_use() else None
+            async for chunk in stream.chunks():
+                text = watch.feed(chunk.text) if watch else chunk.text
+                logprobs = chat_logprobs(chunk.logprobs, req.return_tokens_as_token_ids)
+                if text or (logprobs and logprobs.content):
+                    yield frame(i, Delta(content=text), logprobs=logprobs)
+                if chunk.finish_reason:
+                    finish = chunk.finish_reason
+                    if watch:
+                        rest, calls = watch.finish(req.tool_names())
+                        if rest:
+                            yield frame(i, Delta(content=rest))
+                        if calls:
+                            deltas = [ToolCallDelta(index=j, **c.model_dump()) for j, c in enumerate(_kept(req, calls))]
+                            yield frame(i, Delta(tool_calls=deltas))
+                            finish = "tool_calls"
+                    lasts.append(chunk)
+                    yield frame(i, Delta(), finish)
+        totals.append(usage_of(lasts, req.n))
+
+    usage_frame = (lambda: ChatCompletionChunk(**base, choices=[], usage=totals[0])) if req.include_usage else None
+    async for line in _ending(body(), usage_frame, streams):
+        yield line
+
+
+# --- completions -------------------------------------------------------------------
+
+
+async def completion(req: CompletionRequest, streams: list[OpenStream]) -> CompletionResponse:
+    """Choices prompt by prompt, `n` each: choice i answers prompt i // n."""
+    answers = await collect_all(streams)
+    prompts = req.prompts()
+    choices = []
+    for i, answer in enumerate(answers):
+        echoed = prompts[i // req.n] if req.echo else ""
+        choices.append(CompletionChoice(
+            index=i, text=echoed + answer.text, finish_reason=answer.last.finish_reason,
+            logprobs=completion_logprobs(answer.logprobs, as_ids=req.return_tokens_as_token_ids),
+        ))
+    return CompletionResponse(model=req.model, choices=choices, usage=usage_of([a.last for a in answers], req.n))
+
+
+async def completion_sse(req: CompletionRequest, streams: list[OpenStream]) -> AsyncIterator[str]:
+    """The choices generate at once and stream one after another; `index` tells them apart."""
+    base = {"id": new_id("cmpl"), "created": now(), "model": req.model}
+    prompts = req.prompts()
+    lasts: list[GenerationChunk] = []
+    totals: list[Usage] = []  # the usage, once the body has counted it
+
+    def frame(i: int, text: str, finish: Optional[str] = None, logprobs=None) -> str:
+        choice = CompletionChoice(index=i, text=text, finish_reason=finish, logprobs=logprobs)
+        return sse(CompletionResponse(**base, choices=[choice]))
+
+    async def body() -> AsyncIterator[str]:
+        for i, stream in enumerate(streams):
+            if req.echo:
+                yield frame(i, prompts[i // req.n])
+            offset = 0
+            async for chunk in stream.chunks():
+                if chunk.text or chunk.logprobs:
+                    logprobs = completion_logprobs(chunk.logprobs, offset, req.return_tokens_as_token_ids)
+                    yield frame(i, chunk.text, logprobs=logprobs)
+                    offset += len(chunk.text)
+                if chunk.finish_reason:
+                    lasts.append(chunk)
+                    yield frame(i, "", chunk.finish_reason)
+        totals.append(usage_of(lasts, req.n))
+
+    usage_frame = (lambda: CompletionResponse(**base, choices=[], usage=totals[0])) if req.include_usage else None
+    async for line in _ending(body(), usage_frame, streams):
+        yield line
+
+
+async def _ending(body: AsyncIterator[str], usage_frame: Optional[Callable[[], BaseModel]],
+                  streams: list[OpenStream]) -> AsyncIterator[str]:
+    """The one way an SSE stream ends: the body, the usage frame when asked, `[DONE]`.
+
+    An error after the headers replaces the rest with one error frame, then `[DONE]`,
+    so a client can always tell a complete answer from a broken one; the choices not
+    yet streamed are stopped then, or when the client leaves. The usage frame is made
+    after the body, which counts the usage.
+    """
+    try:
+        async for line in body:
+            yield line
+    except Exception as exc:
+        yield sse(ErrorResponse(**error_body(as_serve_error(exc))))
+        yield DONE
+        return
+    finally:
+        OpenStream.cancel_unfinished(streams)
+    if usage_frame is not None:
+        yield sse(usage_frame())
+    yield DONE
+
+
+# --- embeddings and rerank -----------------------------------------------------------
+
+
+def embeddings(req: EmbeddingRequest, embedded: Embedded, matryoshka: bool) -> EmbeddingResponse:
+    """`matryoshka`: the model's leading dimensions embed on their own, so `dimensions` may shorten them."""
+    limit = embedded.context_length
+    if req.truncate_prompt_tokens is None:
+        for i, count in enumerate(embedded.token_counts):
+            if count > limit:
+                raise InvalidRequest(f"input {i} has {count} tokens; this model reads at most {limit} "
+                                     "(set truncate_prompt_tokens to -1 to cut each input to fit)")
+    elif req.truncate_prompt_tokens > 0:
+        limit = min(limit, req.truncate_prompt_tokens)
+    vectors = _shortened(embedded.vectors, req.dimensions, matryoshka)
+
+    def encode(v: list[float]):
+        # The SDK decodes base64 as little-endian float32.
+        return base64.b64encode(np.asarray(v, dtype="<f4").tobytes()).decode() if req.encoding_format == "base64" else v
+
+    tokens = sum(min(count, limit) for count in embedded.token_counts)  # what the model read
+    note_usage(tokens)
+    return EmbeddingResponse(
+        data=[EmbeddingData(index=i, embedding=encode(v)) for i, v in enumerate(vectors)],
+        model=req.model,
+        usage=EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens),
+    )
+
+
+def _shortened(vectors: list[list[float]], dimensions: Optional[int], matryoshka: bool) -> list[list[float]]:
+    """The first `dimensions` of each vector, scaled back to unit length (as OpenAI's text-embedding-3)."""
+    native = len(vectors[0]) if vectors else 0
+    if dimensions is None or dimensions == native:
+        return vectors
+    if not matryoshka or dimensions > native:
+        why = "is not trained to be shortened (text2vec arg matryoshka)" if dimensions < native else "cannot grow"
+        raise InvalidRequest(f"dimensions: this model makes {native}-dimensional vectors, which {why}")
+    short = np.asarray(vectors, dtype=np.float32)[:, :dimensions]
+    return (short / np.linalg.norm(short, axis=1, keepdims=True).clip(min=1e-12)).tolist()
+
+
+def rerank(req: RerankRequest, scored: Scored) -> RerankResponse:
+    """Cohere/Jina's shape: the best `top_n` documents first."""
+    documents = req.texts()
+    ranked = sorted(range(len(scored.scores)), key=lambda i: scored.scores[i], reverse=True)[: req.top_n]
+    results = [
+        RerankResult(
+            index=i,
+            relevance_score=scored.scores[i],
+            document=RerankDocument(text=documents[i]) if req.return_documents else None,
+        )
+        for i in ranked
+    ]
+    note_usage(scored.total_tokens)
+    return RerankResponse(model=req.model, results=results, usage=RerankUsage(total_tokens=scored.total_tokens))

@@ -1,0 +1,134 @@
+"""An ingress replica's side of API keys: its copy of the keys, admitting each request
+(who it is, what it may call, its limits: asking the governor before a limited key's
+request), telling the governor the tokens after, and each key's metrics.
+
+The error boundary (http/boundary.py) calls `admit` before every route, the access
+log (http/access_log.py) calls `finished` when the response ends.
+
+The copy is refreshed every half second, so a key revoked on any replica stops
+working on every one within a second. A key without limits costs no call before its
+request. If the governor cannot answer in time, a limited key's request is refused
+(503, retry): limits are a promise to the cluster's other users, and Serve restarts
+the governor within seconds; keys without limits are not affected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Optional
+
+from fastapi import Request
+from ray.serve import metrics
+from ray.serve.handle import DeploymentHandle
+
+from serve_app.errors import AuthError, ServeError
+from serve_app.governance.keys import KeyBook, KeyRecord
+from serve_app.governance.quotas import Refusal
+from serve_app.http.context import note
+
+logger = logging.getLogger("ray.serve")
+
+REFRESH_S = 0.5
+GOVERNOR_TIMEOUT_S = 1.0
+
+
+class RateLimited(ServeError):
+    status_code = 429
+    error_type = "rate_limit_error"
+
+    def __init__(self, refusal: Refusal):
+        super().__init__(refusal.message)
+        self.retry_after_s, self.reason = refusal.retry_after_s, refusal.reason
+
+
+class LimitsUnavailable(ServeError):
+    status_code = 503
+    error_type = "service_unavailable"
+    retry_after_s = 1
+
+
+class KeyMetrics:
+    """Per-key series on the Ray dashboard and Prometheus, tagged with the key's id (never the key)."""
+
+    def __init__(self):
+        self.requests = metrics.Counter("smmf_key_requests", "Requests by API key and outcome.",
+                                        tag_keys=("key_id", "outcome"))
+        self.tokens = metrics.Counter("smmf_key_tokens", "Tokens by API key: prompt or completion.",
+                                      tag_keys=("key_id", "kind"))
+
+    def served(self, key_id: str, prompt_tokens: int, completion_tokens: int) -> None:
+        self.requests.inc(1, {"key_id": key_id, "outcome": "served"})
+        if prompt_tokens:
+            self.tokens.inc(prompt_tokens, {"key_id": key_id, "kind": "prompt"})
+        if completion_tokens:
+            self.tokens.inc(completion_tokens, {"key_id": key_id, "kind": "completion"})
+
+    def refused(self, key_id: str, reason: str) -> None:
+        self.requests.inc(1, {"key_id": key_id, "outcome": f"refused_{reason}"})
+
+
+class Admission:
+    def __init__(self, governor: DeploymentHandle, configured: list[KeyRecord]):
+        self.governor = governor
+        self.book = KeyBook(configured)
+        self.metrics = KeyMetrics()
+        self._refresher: Optional[asyncio.Task] = None
+        self._pending: set[asyncio.Task] = set()
+
+    def ensure_refreshing(self) -> None:
+        if self._refresher is None or self._refresher.done():
+            self._refresher = asyncio.get_running_loop().create_task(self._refresh_forever())
+
+    async def refresh(self) -> None:
+        self.book = KeyBook(await self.governor.keys.remote())
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            try:
+                await self.refresh()
+            except Exception as exc:  # keep the last copy; the governor is back within seconds
+                logger.warning("could not refresh the API keys from the governor: %s", exc)
+            await asyncio.sleep(REFRESH_S)
+
+    async def admit(self, request: Request) -> None:
+        """Before a route: 401 without a valid key (when keys are on), 403 without the route's
+        scope, 429 over a limit, 503 when a limited key's limits cannot be checked."""
+        self.ensure_refreshing()
+        key = self.book.identify(request.headers.get("authorization"))
+        note(key=key)
+        denied = self.book.check(request.url.path, key)
+        if denied:
+            raise AuthError(*denied)
+        if key is not None and key.limits.any:
+            await self._within_limits(key)
+
+    def finished(self, record: dict) -> None:
+        """When a response ended: a served request's tokens count against its key."""
+        key = record.get("key")
+        if key is not None and record["status"] < 400:
+            self.served(key, record.get("prompt_tokens", 0), record.get("completion_tokens", 0))
+
+    async def _within_limits(self, key: KeyRecord) -> None:
+        try:
+            refusal = await asyncio.wait_for(self.governor.admit.remote(key.id), GOVERNOR_TIMEOUT_S)
+        except Exception as exc:
+            self.metrics.refused(key.id, "governor_unavailable")
+            raise LimitsUnavailable(f"this key's limits could not be checked ({type(exc).__name__}); retry") from exc
+        if refusal is not None:
+            self.metrics.refused(key.id, refusal.reason)
+            raise RateLimited(refusal)
+
+    def served(self, key: KeyRecord, prompt_tokens: int, completion_tokens: int) -> None:
+        """After a request: its tokens count against the key (the call runs on, not waited for)."""
+        self.metrics.served(key.id, prompt_tokens, completion_tokens)
+        admitted = key.limits.any  # counted as a request by admit() already
+        task = asyncio.get_running_loop().create_task(self._count(key.id, prompt_tokens, completion_tokens, admitted))
+        self._pending.add(task)  # the loop keeps only weak references to tasks
+        task.add_done_callback(self._pending.discard)
+
+    async def _count(self, key_id: str, prompt_tokens: int, completion_tokens: int, admitted: bool) -> None:
+        try:
+            await self.governor.count.remote(key_id, prompt_tokens, completion_tokens, admitted)
+        except Exception as exc:
+            logger.warning("could not count %d tokens for key %s: %s", prompt_tokens + completion_tokens, key_id, exc)

@@ -1,0 +1,114 @@
+"""The `governor` deployment: API keys and what each may use, shared by every ingress replica.
+
+Why a deployment of its own: limits must hold across ingress replicas, so their
+counters live in one place, and a single-replica Serve deployment (like `manager`)
+is that place with Serve's health checks and restarts for free. Ingress replicas
+keep a copy of the keys (refreshed every half second, so a revoked key stops within
+a second everywhere) and ask the governor only for keys that have limits: one call
+before such a request, one after it with its tokens.
+
+Keys created through the admin routes are kept hashed in Ray's GCS store
+(serve_app/kv.py), so they survive restarts; today's token count of each
+key is kept there too, written every few seconds. Keys from the serve config and the
+environment are the operator's: listed, never revocable through the API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+from typing import Optional
+
+from ray import serve
+
+from serve_app.config.keys import KeySpec
+from serve_app.errors import Conflict, NotFound
+from serve_app.governance.keys import KeyRecord, hash_key
+from serve_app.governance.quotas import KeyUsage, Refusal
+from serve_app.kv import Store, gcs
+
+logger = logging.getLogger("ray.serve")
+
+KEYS = "key/"
+DAY_USAGE = "key-day-usage/"
+FLUSH_S = 5.0
+
+
+class KeyNotFound(NotFound):
+    pass
+
+
+class KeyNotRevocable(Conflict):
+    pass
+
+
+@serve.deployment(name="governor", num_replicas=1, max_ongoing_requests=10_000, ray_actor_options={"num_cpus": 0})
+class Governor:
+    def __init__(self, configured: list[KeyRecord], store: Store = gcs):
+        self.store = store
+        self.configured = {r.id: r for r in configured}
+        self.created = {r.id: r for r in map(KeyRecord.model_validate_json, store.items(KEYS).values())}
+        self.usage: dict[str, KeyUsage] = {}
+        for key_id, raw in store.items(DAY_USAGE).items():
+            day = json.loads(raw)
+            self.usage[key_id] = KeyUsage(day=day["day"], day_tokens=day["tokens"])
+        self._dirty: set[str] = set()
+        self._flusher: Optional[asyncio.Task] = None
+
+    def _keys(self) -> dict[str, KeyRecord]:
+        return {**self.created, **self.configured}
+
+    def _usage(self, key_id: str) -> KeyUsage:
+        return self.usage.setdefault(key_id, KeyUsage())
+
+    async def keys(self) -> list[KeyRecord]:
+        """Every key, hashed: what the ingress replicas check requests against."""
+        return list(self._keys().values())
+
+    async def admit(self, key_id: str) -> Optional[Refusal]:
+        key = self._keys().get(key_id)
+        if key is None:  # revoked a moment ago
+            return Refusal(reason="revoked", message="this key was revoked", retry_after_s=3600)
+        return self._usage(key_id).admit(key.limits)
+
+    async def count(self, key_id: str, prompt_tokens: int, completion_tokens: int, admitted: bool = True) -> None:
+        """A request's tokens once it ended; `admitted`: admit() counted the request already
+        (keys with limits), else it is counted here."""
+        self._usage(key_id).count_tokens(prompt_tokens, completion_tokens, request=not admitted)
+        self._dirty.add(key_id)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_soon())
+
+    async def _flush_soon(self) -> None:
+        await asyncio.sleep(FLUSH_S)
+        dirty, self._dirty = self._dirty, set()
+        for key_id in dirty:
+            usage = self.usage[key_id]
+            self.store.put(DAY_USAGE + key_id, json.dumps({"day": usage.day, "tokens": usage.day_tokens}))
+
+    async def create(self, spec: KeySpec) -> tuple[KeyRecord, str]:
+        """A new key: its record, and the key itself, which only this answer carries."""
+        key = "sk-smmf-" + secrets.token_urlsafe(24)
+        record = KeyRecord(id="key-" + secrets.token_hex(6), key_sha256=hash_key(key), **spec.model_dump())
+        self.store.put(KEYS + record.id, record.model_dump_json())
+        self.created[record.id] = record
+        logger.info("key %s created (scope %s)", record.id, record.scope)
+        return record, key
+
+    async def revoke(self, key_id: str) -> None:
+        if key_id in self.configured:
+            raise KeyNotRevocable(f"key '{key_id}' comes from the operator's config; remove it there")
+        if self.created.pop(key_id, None) is None:
+            raise KeyNotFound(f"key '{key_id}' does not exist")
+        self.store.delete(KEYS + key_id)
+        logger.info("key %s revoked", key_id)
+
+    async def report(self, key_id: Optional[str] = None) -> list[dict]:
+        """Each key (or one) with what it may do and what it has used; never a key or its hash."""
+        keys = self._keys()
+        if key_id is not None and key_id not in keys:
+            raise KeyNotFound(f"key '{key_id}' does not exist")
+        chosen = [keys[key_id]] if key_id else sorted(keys.values(), key=lambda r: r.id)
+        return [{**r.public(), "usage": self._usage(r.id).report()} for r in chosen]

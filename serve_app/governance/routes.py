@@ -1,0 +1,42 @@
+"""`/api/keys`: creating, listing, reporting on and revoking API keys (admin scope).
+
+What they use, the governor's handle and this replica's admission, is on the app's
+state (ingress/app.py). Errors are FastAPI's `{"detail": ...}` with their status.
+"""
+
+import asyncio
+
+from fastapi import APIRouter, Request
+
+from serve_app.config.keys import KeySpec
+from serve_app.governance.admission import REFRESH_S
+from serve_app.http.boundary import BoundaryRoute
+
+router = APIRouter(route_class=BoundaryRoute)
+
+
+@router.post("/api/keys", status_code=201)
+async def create_key(request: Request, spec: KeySpec) -> dict:
+    record, key = await request.app.state.governor.create.remote(spec)
+    # Answer once every ingress replica has read the keys again, so the new key works at once
+    # wherever its first request lands.
+    await asyncio.sleep(REFRESH_S + 0.1)
+    return {"key": key, **record.public(), "note": "the key is shown once: store it now"}
+
+
+@router.get("/api/keys")
+async def list_keys(request: Request) -> list[dict]:
+    return await request.app.state.governor.report.remote()
+
+
+@router.get("/api/keys/{key_id}")
+async def key_usage(request: Request, key_id: str) -> dict:
+    [report] = await request.app.state.governor.report.remote(key_id)
+    return report
+
+
+@router.delete("/api/keys/{key_id}")
+async def revoke_key(request: Request, key_id: str) -> dict:
+    await request.app.state.governor.revoke.remote(key_id)
+    await request.app.state.admission.refresh()
+    return {"id": key_id, "revoked": True}

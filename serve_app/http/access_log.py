@@ -1,0 +1,55 @@
+"""One access-log line per request, written when its response ends, and the hook that
+counts a key's tokens then (governance/admission.py's `finished`).
+
+A plain ASGI wrapper rather than `app.middleware("http")`: Starlette's
+BaseHTTPMiddleware runs the route in a task group and pipes every body chunk through
+a memory stream, a cost each request and each streamed token pays. Logging at the end
+lets the line carry a stream's latency and tokens.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from serve_app.http.context import access
+
+logger = logging.getLogger("ray.serve")
+
+
+class AccessLog:
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = time.monotonic()
+        record = {"status": 500}
+        reset = access.set(record)
+
+        async def send_noting_status(message):
+            if message["type"] == "http.response.start":
+                record["status"] = message["status"]
+            await send(message)
+
+        state = scope["app"].state
+        try:
+            await self.app(scope, receive, send_noting_status)
+        finally:
+            access.reset(reset)
+            if state.admission is not None:
+                state.admission.finished(record)
+            _log(scope, state.log_prompts, record, started)
+
+
+def _log(scope, log_prompts: bool, record: dict, started: float) -> None:
+    # Never a key (its id at most), and the prompt only when the operator asks.
+    prompt = f" prompt={record['prompt']!r}" if log_prompts and "prompt" in record else ""
+    tokens = record.get("prompt_tokens", 0) + record.get("completion_tokens", 0)
+    logger.info(
+        "access route=%s %s model=%s status=%d latency_ms=%.1f tokens=%s key=%s span_id=%s%s",
+        scope["method"], scope["path"], record.get("model", "-"), record["status"],
+        (time.monotonic() - started) * 1000, tokens or "-", getattr(record.get("key"), "id", "-"),
+        record.get("span_id", "-"), prompt,
+    )

@@ -1,0 +1,31 @@
+"""What is known about the request being served, for its access-log line and its key's counts.
+
+A route notes what it learned (model, tokens, span id); admission puts the request's
+API key there (governance/admission.py); the access log (access_log.py) reads it all
+when the response ends.
+"""
+
+import contextvars
+
+# What a route learned about its request (model, tokens, span id), for the access
+# log line written when the response ends. A mutable dict in a ContextVar, because
+# Starlette streams a response body from a task that runs in a copy of the context.
+access: contextvars.ContextVar[dict] = contextvars.ContextVar("smmf_access")
+
+
+def note(**fields) -> None:
+    """Record fields for this request's access log line (a no-op outside a request)."""
+    record = access.get(None)
+    if record is not None:
+        record.update({k: v for k, v in fields.items() if v is not None})
+
+
+def current_key():
+    """The API key of the request being served (None without keys)."""
+    record = access.get(None)
+    return record.get("key") if record is not None else None
+
+
+def note_usage(prompt_tokens: int, completion_tokens: int = 0) -> None:
+    """The request's tokens, for its access-log line and its key's counts."""
+    note(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)

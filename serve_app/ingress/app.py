@@ -1,0 +1,60 @@
+"""The FastAPI app the ingress serves: every dialect's router, the access log around them.
+
+`create_app(...)` takes what the routes use and puts it on `app.state`; the routes read
+it from there (`request.app.state.calls`, `.manager`, `.governor`, `.admission`). The
+Serve deployment (deployment.py) fills the state when its replica starts; a test fills
+it with models running in-process (tests/inprocess) and drives the same app with no
+Ray at all.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from fastapi import APIRouter, FastAPI
+
+from serve_app.dialects.dbgpt import controller_routes, management_routes, worker_routes
+from serve_app.dialects.openai import routes as openai_routes
+from serve_app.governance import routes as key_routes
+from serve_app.http.access_log import AccessLog
+from serve_app.http.boundary import BoundaryRoute
+from serve_app.lifecycle import routes as status_routes
+from serve_app.serving.calls import ModelCalls
+
+health = APIRouter(route_class=BoundaryRoute)
+
+
+@health.get("/api/health")
+async def health_check() -> dict:
+    return {"status": "ok"}
+
+
+ROUTERS = (
+    openai_routes.router,
+    worker_routes.router,
+    controller_routes.router,
+    management_routes.router,
+    status_routes.router,
+    key_routes.router,
+    health,
+)
+
+
+def create_app(**state: Any) -> FastAPI:
+    # The routes are module-level functions: Serve pickles the app, and those travel by
+    # reference (the ContextVar they use could not be pickled).
+    app = FastAPI(title="smmf-serve", description="DB-GPT's model cluster and the OpenAI API on Ray Serve.")
+    configure(app, **state)
+    for router in ROUTERS:
+        app.include_router(router)
+    app.add_middleware(AccessLog)
+    return app
+
+
+def configure(app: FastAPI, *, calls: Optional[ModelCalls] = None, manager=None, governor=None, admission=None,
+              max_body_bytes: int = 0, log_prompts: bool = False) -> None:
+    """What the routes use: `calls` (serving/calls.py), the manager and governor deployments'
+    handles, `admission` (governance/admission.py; None: no keys, no limits), the largest
+    body (0: no limit) and whether the access log shows prompts."""
+    app.state.calls, app.state.manager, app.state.governor, app.state.admission = calls, manager, governor, admission
+    app.state.max_body_bytes, app.state.log_prompts = max_body_bytes, log_prompts

@@ -1,0 +1,50 @@
+"""The ingress deployment: the one HTTP entry to every model, and `build_app`, the
+router application's builder (serve_config.yaml's `import_path`).
+
+A request's path, file by file:
+  http/access_log.py      the access-log line, written when the response ends
+  http/boundary.py        body limit, API key and limits (governance/admission.py),
+                          and any error in the shape of the route's dialect
+  dialects/*/routes.py    the route: its body parsed by the dialect's protocol model
+  serving/calls.py        the key may call the model, the request is within limits;
+                          the registry finds the model's handle (serving/registry.py)
+  serving/streams.py      a generation opens the model's stream through that handle
+  deployments/*.py        Serve picks a replica, which runs the model (engines/ for LLMs)
+  dialects/*/serving.py   the answer in the dialect's shape
+
+The Serve deployment keeps its name, `router`, so existing configs that set its
+options keep working.
+"""
+
+from ray import serve
+from ray.serve import Application
+from ray.serve.handle import DeploymentHandle
+
+from serve_app.config.router import RouterArgs
+from serve_app.governance.admission import Admission
+from serve_app.governance.governor import Governor
+from serve_app.governance.keys import configured_keys
+from serve_app.ingress.app import configure, create_app
+from serve_app.lifecycle.manager import ModelManager
+from serve_app.serving.calls import ModelCalls
+from serve_app.serving.registry import ModelRegistry
+
+app = create_app()
+
+
+@serve.deployment(name="router", max_ongoing_requests=1000, ray_actor_options={"num_cpus": 0.1})
+@serve.ingress(app)
+class Ingress:
+    def __init__(self, args: RouterArgs, manager: DeploymentHandle, governor: DeploymentHandle):
+        calls = ModelCalls(ModelRegistry(ttl_s=args.registry_ttl_s), args.limits, args.embeddings_batch_wait_ms)
+        admission = Admission(governor, configured_keys(args.api_keys, args.api_keys_env))
+        configure(app, calls=calls, manager=manager, governor=governor, admission=admission,
+                  max_body_bytes=args.limits.max_body_bytes, log_prompts=args.limits.log_prompts)
+
+
+def build_app(args: dict) -> Application:
+    # Validated here, at build time, so a bad config fails `serve deploy` with the field's name.
+    router_args = RouterArgs.model_validate(args)
+    configured = configured_keys(router_args.api_keys, router_args.api_keys_env)
+    manager = ModelManager.bind(router_args.sources, router_args.apply_timeout_s)
+    return Ingress.bind(router_args, manager, Governor.bind(configured))

@@ -1,0 +1,265 @@
+"""Starting, stopping, restarting and updating models by editing Serve's own config.
+
+There is one declarative truth: the config Serve's controller holds, the one that
+`serve deploy serve_config.yaml` applies, `serve config` prints and the dashboard
+shows. A management call reads it, edits one application (`config_edits.py`),
+applies the whole config back through the controller (what Serve's REST API
+`PUT /api/serve/applications/` does), then waits for the change to run or fail.
+Serve checkpoints that config, so a model started here survives restarts of the
+router, of replicas and of the controller.
+
+The manager is its own single-replica deployment beside the router: its lock
+makes concurrent read-modify-apply cycles take turns, so no call loses another's
+change however many router replicas there are.
+"""
+
+import asyncio
+import logging
+import time
+import uuid
+from typing import Optional
+
+import ray
+from ray import serve
+from ray.serve.schema import ServeDeploySchema, ServeInstanceDetails
+
+from serve_app.config.router import SourcePolicy
+from serve_app.config.workers import DEFAULT_ACTOR_OPTIONS
+from serve_app.errors import last_line
+from serve_app.lifecycle import catalog
+from serve_app.lifecycle.changes import ChangeResult, ModelChange
+from serve_app.lifecycle.config_edits import (
+    IMPORT_PATHS,
+    CannotPlace,
+    ChangeConflict,
+    ChangeTimedOut,
+    ManagementError,
+    ModelFailed,
+    UnknownModel,
+    new_app_config,
+    restarted_app_config,
+    updated_app_config,
+    worker_type_of,
+)
+from serve_app.lifecycle.placement import never_fits, replica_needs
+
+logger = logging.getLogger("ray.serve")
+
+POLL_S = 0.5
+# The controller acts on a new config in its next control-loop pass; look no sooner.
+SETTLE_S = 1.0
+
+
+def _controller():
+    # Serve exposes no public async call that applies a whole declarative config from
+    # inside a replica; the controller method below is what its REST API calls.
+    return serve.context._get_global_client()._controller
+
+
+@serve.deployment(name="manager", num_replicas=1, max_ongoing_requests=64, ray_actor_options={"num_cpus": 0})
+class ModelManager:
+    def __init__(self, policy: SourcePolicy, default_timeout_s: float):
+        self.policy = policy
+        self.default_timeout_s = default_timeout_s
+        self._lock = asyncio.Lock()
+
+    async def apply(self, req: ModelChange) -> ChangeResult:
+        started = time.monotonic()
+        timeout_s = req.timeout_s or self.default_timeout_s
+        try:
+            async with self._lock:
+                raw = await _controller().get_serve_instance_details.remote()
+                targets_now = await _controller().get_app_configs.remote()
+                config = self._deploy_config(raw, targets_now)
+                apps = {app["name"]: app for app in config["applications"]}
+                stopped = catalog.stopped()
+                targets = self._edit(apps, stopped, req)
+                refuse_what_never_fits(apps, targets, node_shapes())
+                config["applications"] = list(apps.values())
+                applied_at = time.time()
+                await _controller().apply_config.remote(ServeDeploySchema(**config))
+                self._update_catalog(req, targets, stopped, targets_now)
+            logger.info("management %s model=%s targets=%s applied", req.apply_type, req.model, targets)
+            if not req.wait:  # the caller follows the change on GET /api/models/status
+                message = f"{', '.join(targets) or 'no model'}: applied"
+                return ChangeResult(202, message, True, time.monotonic() - started)
+            message = await self._wait(targets, req.apply_type == "stop", applied_at, timeout_s)
+            return ChangeResult(200, message, True, time.monotonic() - started)
+        except ManagementError as exc:
+            logger.info("management %s model=%s failed (%d): %s", req.apply_type, req.model, exc.status_code, exc)
+            return ChangeResult(exc.status_code, str(exc), False, time.monotonic() - started)
+
+    @staticmethod
+    def _update_catalog(req: ModelChange, targets: list[str], stopped: dict, before: dict) -> None:
+        """A stopped model is remembered with its last config, unless it is to be forgotten."""
+        for name in targets:
+            if req.apply_type == "stop" and not req.delete_after:
+                catalog.remember(name, before[name].model_dump(exclude_unset=True))
+            elif req.apply_type == "stop" or name in stopped:  # stopped for good, or started again
+                catalog.forget(name)
+
+    @staticmethod
+    def _deploy_config(raw: dict, app_configs: dict) -> dict:
+        """The whole declarative config as the controller holds it now.
+
+        Applications come from the controller's config checkpoint (its target),
+        not from the live details, where an application being deleted still shows.
+        """
+        for name, app in raw.get("applications", {}).items():
+            if name not in app_configs and app.get("status") != "DELETING":
+                raise ChangeConflict(
+                    f"application '{name}' was deployed with serve.run, not a config: "
+                    "models can only be managed when every application comes from a Serve config"
+                )
+        config = {"applications": [c.model_dump(exclude_unset=True) for c in app_configs.values()]}
+        for key in ("proxy_location", "http_options", "grpc_options", "target_capacity"):
+            if raw.get(key) is not None:
+                config[key] = raw[key]
+        return config
+
+    def _edit(self, apps: dict[str, dict], stopped: dict[str, dict], req: ModelChange) -> list[str]:
+        """Edit `apps` in place for the request; return the applications it changes."""
+        models = {name: worker_type_of(app) for name, app in apps.items() if worker_type_of(app)}
+        if req.apply_type == "start":
+            if not req.model:
+                raise ManagementError("'model' is required to start a model")
+            if req.model in apps:
+                raise ChangeConflict(f"model '{req.model}' already exists; use restart or update_params to change it")
+            apps[req.model] = self._new_app(req, stopped.get(req.model), apps)
+            return [req.model]
+        forgettable = set(stopped) if req.apply_type == "stop" and req.delete_after else set()
+        if req.model is None:
+            targets = sorted(models)
+        elif req.model not in models and req.model not in forgettable:
+            raise UnknownModel(f"model '{req.model}' does not exist; models: {', '.join(sorted(models)) or 'none'}")
+        elif req.model in models and req.worker_type in IMPORT_PATHS and models[req.model] != req.worker_type:
+            raise ManagementError(f"model '{req.model}' is of worker type {models[req.model]}, not {req.worker_type}")
+        else:
+            targets = [req.model]
+        for name in targets:
+            if req.apply_type == "stop":
+                apps.pop(name, None)  # absent: a stopped model, now to be forgotten
+            elif req.apply_type == "restart":
+                apps[name] = restarted_app_config(apps[name], uuid.uuid4().hex)
+            else:
+                apps[name] = updated_app_config(apps[name], models[name], req.params, self.policy)
+        return targets
+
+    def _new_app(self, req: ModelChange, stopped_config: Optional[dict], apps: dict[str, dict]) -> dict:
+        """A new model's application, or a stopped one's last config with the request's params on top."""
+        if stopped_config is None:
+            defaults = actor_options_of_type(apps, req.worker_type or "llm")
+            return new_app_config(req.model, req.worker_type, req.params, self.policy, defaults)
+        worker_type = worker_type_of(stopped_config)
+        if req.worker_type in IMPORT_PATHS and req.worker_type != worker_type:
+            raise ManagementError(f"model '{req.model}' was stopped as worker type {worker_type}, not {req.worker_type}")
+        return updated_app_config(stopped_config, worker_type, req.params, self.policy)
+
+    async def _wait(self, targets: list[str], removed: bool, applied_at: float, timeout_s: float) -> str:
+        """Until every target runs (or is gone); raises ManagementError with Serve's reason."""
+        deadline = time.monotonic() + timeout_s
+        await asyncio.sleep(min(SETTLE_S, timeout_s))
+        while True:
+            raw = await _controller().get_serve_instance_details.remote()
+            details = ServeInstanceDetails(**raw)
+            pending = {}
+            for name in targets:
+                problem = _pending_reason(details, name, removed, applied_at)
+                if problem and problem.startswith("failed"):
+                    raise ModelFailed(f"model '{name}' {problem}")
+                if problem and problem.startswith("cancelled"):
+                    raise ChangeConflict(f"model '{name}' {problem}")
+                if problem:
+                    pending[name] = problem
+            if not pending:
+                verb = "stopped" if removed else "running"
+                return f"{', '.join(targets) or 'no model'}: {verb}"
+            if time.monotonic() >= deadline:
+                reasons = "; ".join(f"model '{n}' {why}" for n, why in pending.items())
+                raise ChangeTimedOut(f"not done after {timeout_s:.0f}s: {reasons}")
+            await asyncio.sleep(POLL_S)
+
+
+def actor_options_of_type(apps: dict[str, dict], worker_type: str) -> dict:
+    """What a new model of a worker type reserves: the same as the operator's first model of
+    that type in Serve's config (its GPUs too), else the deployment's own default."""
+    for app in apps.values():
+        if worker_type_of(app) == worker_type:
+            return dict(deployment_of(app).get("ray_actor_options") or DEFAULT_ACTOR_OPTIONS[worker_type])
+    return dict(DEFAULT_ACTOR_OPTIONS.get(worker_type, {}))
+
+
+def deployment_of(app: dict) -> dict:
+    worker_type = worker_type_of(app)
+    return next((d for d in app.get("deployments") or [] if d.get("name") == worker_type), {})
+
+
+def node_shapes() -> list[dict[str, float]]:
+    """The resources of every live node, and of every node type the autoscaler may add."""
+    shapes = [dict(node["Resources"]) for node in ray.nodes() if node.get("Alive")]
+    try:
+        cluster_config = ray._private.state.state.get_cluster_config()  # the autoscaler's, if any
+    except Exception:  # no autoscaler state in this cluster
+        cluster_config = None
+    for group in cluster_config.node_group_configs if cluster_config else []:
+        if group.max_count != 0:
+            shapes.append(dict(group.resources))
+    return shapes
+
+
+def refuse_what_never_fits(apps: dict[str, dict], targets: list[str], shapes: list[dict[str, float]]) -> None:
+    """Raise CannotPlace, before anything is applied, for a target whose replica no node could hold."""
+    for name in targets:
+        if name not in apps:  # stopped
+            continue
+        options = deployment_of(apps[name]).get("ray_actor_options") or DEFAULT_ACTOR_OPTIONS[worker_type_of(apps[name])]
+        why = never_fits(name, replica_needs(options), shapes)
+        if why:
+            raise CannotPlace(why)
+
+
+def _resource_gap(app) -> str:
+    """What a replica waits for, when no node has free what one replica needs.
+
+    Read from the app's config, not its live deployments: those appear only once the
+    app is built, and a model stuck on resources should say so from the start. (A need
+    no node could ever meet was refused before applying: see refuse_what_never_fits.)
+    """
+    free = ray.available_resources()
+    config = app.deployed_app_config
+    for dep in config.deployments if config else []:
+        options = dep.ray_actor_options
+        if not options or not hasattr(options, "num_cpus"):  # unset: the code's defaults apply
+            continue
+        need = replica_needs(options.model_dump(exclude_unset=True))
+        short = {k: v for k, v in need.items() if v > free.get(k, 0)}
+        if short:
+            have = {k: round(free.get(k, 0), 3) for k in short}
+            return (
+                f" (waiting for resources: each replica of {dep.name} needs {short}, free now {have}: other "
+                "replicas hold the rest; stop one, or an autoscaler may add a node)"
+            )
+    return ""
+
+
+def _pending_reason(details: ServeInstanceDetails, name: str, removed: bool, applied_at: float) -> Optional[str]:
+    """None when `name` has reached its goal; 'failed: ...' when it never will; else what it waits for."""
+    app = details.applications.get(name)
+    if removed:
+        return None if app is None else f"is still {app.status.value}"
+    if app is None:
+        return "cancelled: it was stopped before it was ready"
+    status = app.status.value
+    deployment_messages = " ".join(d.message for d in app.deployments.values() if d.message)
+    if status == "DEPLOY_FAILED":
+        return f"failed to deploy: {last_line(deployment_messages or app.message)}"
+    if app.last_deployed_time_s + 1 < applied_at:
+        return "waits for the controller to take the new config"
+    if status != "RUNNING":
+        return f"is {status}" + (f": {deployment_messages}" if deployment_messages else "") + _resource_gap(app)
+    for dep in app.deployments.values():
+        if dep.status.value == "UNHEALTHY":
+            return f"failed: deployment {dep.name} is unhealthy: {last_line(dep.message)}"
+        if dep.status.value != "HEALTHY":
+            return f"deployment {dep.name} is {dep.status.value}"
+    return None

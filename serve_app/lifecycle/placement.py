@@ -1,0 +1,46 @@
+"""Whether a model's replica can ever be placed: its needs against the shapes of nodes the
+cluster has, and the node types its autoscaler may add.
+
+A start or update whose replica no node could hold would wait the whole management
+timeout and then fail; here it is refused at once, naming what one replica needs and
+the largest node. What a node could hold but none has free now (other models hold it,
+or the autoscaler has to add a node) is not refused: the change waits, and says so.
+Pure functions; `model_manager.py` passes in the nodes and the autoscaler's types.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+
+def replica_needs(actor_options: dict) -> dict[str, float]:
+    """The Ray resources one replica asks for, as a node lists them."""
+    needs = {"CPU": actor_options.get("num_cpus") or 0, "GPU": actor_options.get("num_gpus") or 0,
+             "memory": actor_options.get("memory") or 0, **(actor_options.get("resources") or {})}
+    if actor_options.get("accelerator_type"):
+        needs[f"accelerator_type:{actor_options['accelerator_type']}"] = 0.001
+    return {k: v for k, v in needs.items() if v}
+
+
+def fits(needs: dict[str, float], node: dict[str, float]) -> bool:
+    return all(node.get(k, 0) >= v for k, v in needs.items())
+
+
+def never_fits(model: str, needs: dict[str, float], shapes: list[dict[str, float]]) -> Optional[str]:
+    """Why no node could ever hold one replica, or None when some node (or node type) could."""
+    if not shapes or any(fits(needs, shape) for shape in shapes):
+        return None
+    # The resource no node has enough of (when each alone fits somewhere, just none together: any).
+    missing = [k for k in sorted(needs) if not any(shape.get(k, 0) >= needs[k] for shape in shapes)]
+    short = missing[0] if missing else sorted(needs)[0]
+    largest = max(shapes, key=lambda shape: (shape.get(short, 0), shape.get("CPU", 0)))
+    shown = {k: largest.get(k, 0) for k in sorted(set(needs) | {"CPU", "GPU"})}
+    return (f"model '{model}' can never be placed: one replica needs {_show(needs)}, and the largest node "
+            f"this cluster has or can add offers {_show(shown)}")
+
+
+def _show(resources: dict[str, float]) -> str:
+    def amount(k, v):
+        return f"{v / 2**30:.1f} GiB" if k == "memory" else f"{v:g}"
+
+    return "{" + ", ".join(f"{k}: {amount(k, v)}" for k, v in sorted(resources.items())) + "}"

