@@ -65,8 +65,15 @@ $(COMPAT)/webserver/.installed: Makefile
 run: install
 	$(BIN)/python -m serve_app.launch serve_config.yaml
 
-test: install compat
-	$(BIN)/pytest -q
+# Tier by tier, fastest first, so a broken change fails in seconds: unit and in-process
+# (no Ray), the engines in-process, the cold start on this machine's real CPU count (before
+# any Ray of the test session), the served tier and the short stress runs on one Ray, then
+# the clients our users run. Each tier is its own pytest run and prints its own time.
+TIERS := "tests/unit tests/inprocess" tests/engine tests/cold "tests/served tests/stress"
+test: install
+	@for tier in $(TIERS); do echo "== make test: $$tier"; $(BIN)/pytest -q $$tier || exit $$?; done
+	@$(MAKE) --no-print-directory compat
+	@echo "== make test: tests/compat"; $(BIN)/pytest -q tests/compat
 
 # The compat tier alone: DB-GPT's clients, CLI and webserver, LangChain and the openai SDK.
 test-compat: install compat

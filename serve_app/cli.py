@@ -32,7 +32,9 @@ def parse_params(items: list[str]) -> dict:
     return params
 
 
-class Ingress:
+class IngressClient:
+    """The ingress's management and status routes, over HTTP."""
+
     def __init__(self, address: str, api_key: Optional[str]):
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.address = address
@@ -66,7 +68,7 @@ def _message(r: httpx.Response) -> str:
     return (error.get("message") if isinstance(error, dict) else None) or body.get("detail") or body.get("message") or r.text
 
 
-def list_models(ingress: Ingress) -> int:
+def list_models(ingress: IngressClient) -> int:
     rows = [("NAME", "TYPE", "REPLICAS", "STATE", "PHASE")]
     rows += [(m["model"], m["worker_type"], str(m["running_replicas"]), m["status"], m["phase"])
              for m in ingress.statuses().values()]
@@ -76,7 +78,7 @@ def list_models(ingress: Ingress) -> int:
     return 0
 
 
-def apply(ingress: Ingress, body: dict, watch: Optional[str]) -> int:
+def apply(ingress: IngressClient, body: dict, watch: Optional[str]) -> int:
     """Send one management call; while it runs, show the model's start phase as it changes."""
     result: dict = {}
 
@@ -158,7 +160,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         )
     args = parser.parse_args(argv)
 
-    ingress = Ingress(args.address, args.api_key)
+    ingress = IngressClient(args.address, args.api_key)
     try:
         if args.command == "list":
             return list_models(ingress)

@@ -16,6 +16,7 @@ from serve_app.engines.base import InvalidPromptError, PromptTooLongError
 class ServeError(Exception):
     status_code = 500
     error_type = "server_error"
+    code = None  # OpenAI's machine-readable code, where it has one for the error
 
     def __init__(self, message: str):
         super().__init__(message)
@@ -40,6 +41,7 @@ class Conflict(ServeError):
 class ModelNotFound(ServeError):
     status_code = 404
     error_type = "not_found_error"
+    code = "model_not_found"
 
     def __init__(self, model: str, available: list[str]):
         listed = ", ".join(available) or "none"
@@ -49,6 +51,8 @@ class ModelNotFound(ServeError):
 
 class PromptTooLong(InvalidRequest):
     """The prompt (and the completion asked for) does not fit the model's context."""
+
+    code = "context_length_exceeded"
 
 
 class WrongWorkerType(InvalidRequest):
@@ -74,6 +78,7 @@ class AuthError(ServeError):
         super().__init__(message)
         self.status_code = status_code
         self.error_type = "authentication_error" if status_code == 401 else "permission_error"
+        self.code = "invalid_api_key" if status_code == 401 else None
 
 
 class ModelOverloaded(ServeError):
@@ -81,6 +86,7 @@ class ModelOverloaded(ServeError):
 
     status_code = 503
     error_type = "service_unavailable"
+    code = "model_overloaded"
     retry_after_s = 1
 
 

@@ -36,6 +36,7 @@ GOVERNOR_TIMEOUT_S = 1.0
 class RateLimited(ServeError):
     status_code = 429
     error_type = "rate_limit_error"
+    code = "rate_limit_exceeded"
 
     def __init__(self, refusal: Refusal):
         super().__init__(refusal.message)

