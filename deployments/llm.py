@@ -16,6 +16,7 @@ from ray.serve import Application
 from deployments.chunking import coalesce
 from serve_app.config.workers import DEFAULT_ACTOR_OPTIONS, NOT_IN_PLACE_BY_ENGINE, LLMArgs
 from serve_app.engines.base import GenerationChunk, GenerationRequest, LLMEngine
+from serve_app.engines.reasoning import split_reasoning
 from serve_app.replica import progress
 from serve_app.replica.context import model_name, replica_id
 
@@ -50,8 +51,11 @@ class LLMWorker:
 
     async def generate_stream(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
         logger.info("model=%s span_id=%s generate", self.name, request.span_id)
+        chunks = self.engine.generate(request)
+        if self.args.reasoning_parser != "none" and request.separate_reasoning:
+            chunks = split_reasoning(chunks, self.args.reasoning_parser)
         # Fewer, larger messages through the handle at GPU token rates (deployments/chunking.py).
-        async for chunk in coalesce(self.engine.generate(request), self.args.stream_interval_ms / 1000):
+        async for chunk in coalesce(chunks, self.args.stream_interval_ms / 1000):
             yield chunk
 
     async def count_token(self, prompt: str) -> int:

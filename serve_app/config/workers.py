@@ -21,6 +21,8 @@ SIMULATED_SOURCE = "simulated"
 # the router tells models apart from other applications in Serve's state.
 WORKER_TYPES = ("llm", "text2vec", "reranker")
 WorkerType = Literal["llm", "text2vec", "reranker"]
+# How a reasoning model marks its thinking (serve_app/engines/reasoning.py); vLLM's parser names.
+ReasoningParser = Literal["none", "deepseek_r1", "qwen3"]
 
 DEFAULT_CACHE_DIR = os.environ.get(
     "SMMF_CACHE_DIR", str(Path.home() / ".cache" / "smmf-serve")
@@ -117,6 +119,15 @@ class LLMArgs(ModelArgs):
             "VLLM_CPU_KVCACHE_SPACE sets, and that variable wins when set); default: vLLM's own sizing."
         ),
     )
+    reasoning_parser: ReasoningParser = Field(
+        default="none",
+        description=(
+            "A reasoning model's thinking, told apart from its answer: 'deepseek_r1' (the template opens "
+            "<think>; DeepSeek-R1 and its distills), 'qwen3' (thinking when the output opens <think>; Qwen3, "
+            "QwQ), 'none'. Clients get the thinking apart (OpenAI's reasoning_content, DB-GPT's thinking part); "
+            "structured output and tool calls apply to the answer after it."
+        ),
+    )
     fallbacks: list[str] = Field(
         default_factory=list,
         description=(
@@ -140,6 +151,12 @@ class LLMArgs(ModelArgs):
     )
     simulated_tokens_per_s: float = Field(
         default=100, gt=0, le=10_000, description="simulated: tokens per second of each stream in flight."
+    )
+    simulated_thinking_tokens: int = Field(
+        default=0, ge=0, description=(
+            "simulated: words of thinking, in <think>...</think>, before each answer (off with "
+            "chat_template_kwargs {enable_thinking: false}), as a reasoning model writes them."
+        ),
     )
     vllm_kwargs: dict[str, Any] = Field(
         default_factory=dict,

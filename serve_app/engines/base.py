@@ -51,6 +51,12 @@ class GenerationRequest(BaseModel):
     tools: Optional[list[dict[str, Any]]] = None
     # "truncate": lower max_new_tokens to what fits (DB-GPT); "error": refuse (OpenAI).
     overflow: Literal["truncate", "error"] = "truncate"
+    # More variables for the chat template (Qwen3's enable_thinking); the engine refuses one
+    # its template does not read.
+    chat_template_kwargs: dict[str, Any] = Field(default_factory=dict)
+    # A reasoning model's thinking comes apart from the answer (chunks' `reasoning`); off for
+    # a raw completion, which returns what the model wrote, as vLLM's does.
+    separate_reasoning: bool = True
     span_id: str = ""
 
 
@@ -79,13 +85,17 @@ class TokenLogprob(NamedTuple):
 
 
 class GenerationChunk(BaseModel):
-    """One step of a generation. `text` is the new text since the previous chunk."""
+    """One step of a generation. `text` is the new answer text since the previous chunk;
+    `reasoning` the new thinking of a reasoning model (engines/reasoning.py), which is
+    never part of `text`."""
 
     text: str = ""
+    reasoning: str = ""
     prompt: Optional[str] = None  # the rendered prompt, on the first chunk only
     finish_reason: Optional[Literal["stop", "length"]] = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    reasoning_tokens: int = 0  # of completion_tokens, those spent thinking (its end tag included)
     logprobs: Optional[list[TokenLogprob]] = None  # the tokens this chunk adds, when asked for
 
     def usage(self) -> Usage:
@@ -95,7 +105,8 @@ class GenerationChunk(BaseModel):
     def followed_by(self, later: "GenerationChunk") -> "GenerationChunk":
         """This chunk and the next as one: both texts and logprobs, this one's prompt, the later counts and end."""
         logprobs = None if self.logprobs is None and later.logprobs is None else (self.logprobs or []) + (later.logprobs or [])
-        return later.model_copy(update={"text": self.text + later.text, "prompt": self.prompt, "logprobs": logprobs})
+        return later.model_copy(update={"text": self.text + later.text, "reasoning": self.reasoning + later.reasoning,
+                                        "prompt": self.prompt, "logprobs": logprobs})
 
 
 class Embedded(NamedTuple):

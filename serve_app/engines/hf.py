@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from functools import cached_property
 from typing import AsyncIterator, Optional
 
 import torch
@@ -29,6 +30,7 @@ from serve_app.engines.base import (
 from serve_app.engines.detokenize import IncrementalDecoder
 from serve_app.engines.metrics import EngineMetrics
 from serve_app.engines.prompts import TokenizerPrompts
+from serve_app.engines.reasoning import ThinkingWatch, opening_token_ids
 from serve_app.engines.sampling import RowSampling, TokenScore
 from serve_app.engines.scheduler import BatchScheduler, Sequence
 from serve_app.engines.stop_strings import StopStrings
@@ -65,6 +67,7 @@ class TransformersEngine(TokenizerPrompts, LLMEngine):
         vocab = self.model.get_output_embeddings().weight.shape[0]
         self.grammars = JsonGrammars(self.tokenizer, vocab, self._eos_ids)
         self.metrics = EngineMetrics(model_name(args.source))
+        self.reasoning_parser = args.reasoning_parser
         self.scheduler = BatchScheduler(self.model, pad_id, args.max_num_seqs, self.metrics, self._on_error)
 
     @property
@@ -137,15 +140,22 @@ class TransformersEngine(TokenizerPrompts, LLMEngine):
             if not 0 <= token < vocab:
                 raise InvalidPromptError(f"logit_bias names token {token}; this model's tokens are 0 to {vocab - 1}")
         matcher = self.grammars.matcher(params.json_schema) if params.json_schema is not None else None
+        thinking = None
+        if matcher is not None and self.reasoning_parser != "none":
+            thinking = ThinkingWatch(self.tokenizer, self.reasoning_parser, self._opening_ids)
         seq = Sequence(
             prompt_ids=list(prompt_ids),
             max_new=self._budget(len(prompt_ids), request),
             stop_ids=frozenset(self._eos_ids | set(params.stop_token_ids)),
-            sampling=RowSampling.create(params, matcher),
+            sampling=RowSampling.create(params, matcher, thinking),
             loop=asyncio.get_running_loop(),
         )
         self.scheduler.submit(seq)
         return seq
+
+    @cached_property
+    def _opening_ids(self) -> list[int]:
+        return opening_token_ids(self.tokenizer) if self.reasoning_parser == "qwen3" else []
 
     def _on_error(self, exc: BaseException) -> None:
         if "CUDA" in str(exc):

@@ -10,12 +10,28 @@ from functools import cached_property
 from serve_app.engines.base import ChatMessage, GenerationRequest, InvalidPromptError, PromptTooLongError
 from serve_app.engines.tool_prompts import inline_tools
 
+# What the engine itself hands every chat template: a request's chat_template_kwargs may not set these.
+TEMPLATE_INPUTS = {"messages", "tools", "documents", "add_generation_prompt", "continue_final_message"}
+
 _PROBE_TOOL = {"type": "function", "function": {"name": "probe", "description": "", "parameters": {"type": "object"}}}
 
 
 def plain_chat_prompt(messages: list[ChatMessage], tools: list[dict] | None = None) -> str:
     """A conversation for a model without a chat template: turns as base-model prompts read."""
     return "".join(f"{m.role}: {m.content}\n" for m in inline_tools(messages, tools)) + "assistant:"
+
+
+def check_template_kwargs(kwargs: dict, variables: set[str]) -> None:
+    """Refuse (400) chat_template_kwargs that would be silently ignored: a variable the model's
+    template never reads, or one the request itself sets."""
+    taken = sorted(set(kwargs) & TEMPLATE_INPUTS)
+    if taken:
+        raise InvalidPromptError(f"chat_template_kwargs: {', '.join(taken)} comes from the request itself")
+    unread = sorted(set(kwargs) - variables)
+    if unread:
+        reads = ", ".join(sorted(variables - TEMPLATE_INPUTS)) or "none"
+        raise InvalidPromptError(f"chat_template_kwargs: this model's chat template does not read "
+                                 f"{', '.join(unread)} (the variables it reads: {reads})")
 
 
 class CompletionBudget:
@@ -40,14 +56,27 @@ class TokenizerPrompts(CompletionBudget):
         if request.messages is None:
             return request.prompt or ""
         if not self.tokenizer.chat_template:
+            check_template_kwargs(request.chat_template_kwargs, set())
             return plain_chat_prompt(request.messages, request.tools)
+        check_template_kwargs(request.chat_template_kwargs, self.template_variables)
         if self.template_renders_tools:
             messages, tools = request.messages, request.tools
         else:
             messages, tools = inline_tools(request.messages, request.tools), None
         return self.tokenizer.apply_chat_template(
-            [m.model_dump(exclude_none=True) for m in messages], tools=tools, add_generation_prompt=True, tokenize=False
+            [m.model_dump(exclude_none=True) for m in messages], tools=tools, add_generation_prompt=True, tokenize=False,
+            **request.chat_template_kwargs,
         )
+
+    @cached_property
+    def template_variables(self) -> set[str]:
+        """The variables the chat template reads from outside (`enable_thinking`, ...)."""
+        from jinja2 import meta
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+        # transformers renders templates in this environment, with these extensions.
+        env = ImmutableSandboxedEnvironment(extensions=["jinja2.ext.loopcontrols"])
+        return set(meta.find_undeclared_variables(env.parse(self.tokenizer.chat_template)))
 
     @cached_property
     def template_renders_tools(self) -> bool:

@@ -31,16 +31,18 @@ class RowSampling:
     # Structured output: an llguidance matcher that masks what the grammar forbids and
     # is told each chosen token (serve_app/engines/structured.py).
     matcher: Optional[Any] = None
+    # A reasoning model's row: the grammar waits for the end of its thinking (engines/reasoning.py).
+    thinking: Optional[Any] = None
     logprobs: Optional[int] = None  # report the chosen token's log probability and this many alternatives
 
     @classmethod
-    def create(cls, params: SamplingParams, matcher: Any = None) -> "RowSampling":
+    def create(cls, params: SamplingParams, matcher: Any = None, thinking: Any = None) -> "RowSampling":
         generator = None
         if params.seed is not None and params.temperature > 0:
             generator = torch.Generator().manual_seed(params.seed)
         bias = (list(params.logit_bias), list(params.logit_bias.values())) if params.logit_bias else None
         return cls(temperature=params.temperature, top_p=params.top_p, top_k=params.top_k,
-                   generator=generator, bias=bias, matcher=matcher, logprobs=params.logprobs)
+                   generator=generator, bias=bias, matcher=matcher, thinking=thinking, logprobs=params.logprobs)
 
     @property
     def greedy(self) -> bool:
@@ -66,16 +68,28 @@ def next_tokens(logits: torch.Tensor, rows: list[RowSampling]) -> tuple[list[int
             ids, values = row.bias
             logits[i, ids] += torch.tensor(values, dtype=logits.dtype, device=logits.device)
         if row.matcher is not None:
-            apply_mask(logits[i], row.matcher)
+            _constrain(logits[i], row)
     chosen = logits.argmax(dim=-1)
     for i, row in enumerate(rows):
         if not row.greedy:
             chosen[i] = _sample(logits[i].float(), row)
     tokens = chosen.tolist()
     for row, token in zip(rows, tokens):
-        if row.matcher is not None:
+        if row.matcher is not None and (row.thinking is None or row.thinking.observe(token)):
             row.matcher.consume_token(token)
     return tokens, [_score(raw[i], tokens[i], rows[i].logprobs) if i in raw else None for i in range(len(rows))]
+
+
+def _constrain(logits: torch.Tensor, row: RowSampling) -> None:
+    """The grammar's mask on one row: always, or for a reasoning model once it answers (and,
+    while it may still open its think block, with the tokens that open it allowed too)."""
+    watch = row.thinking
+    if watch is None or watch.answering:
+        apply_mask(logits, row.matcher)
+    elif watch.undecided:
+        opening = logits[watch.opening_ids].clone()
+        apply_mask(logits, row.matcher)
+        logits[watch.opening_ids] = opening
 
 
 def _score(logprobs: torch.Tensor, token: int, k: int) -> TokenScore:

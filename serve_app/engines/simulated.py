@@ -23,7 +23,7 @@ from typing import AsyncIterator, Iterator, Optional
 from serve_app.config.workers import LLMArgs
 from serve_app.engines.base import GenerationChunk, GenerationRequest, InvalidPromptError, LLMEngine
 from serve_app.engines.metrics import EngineMetrics
-from serve_app.engines.prompts import CompletionBudget, plain_chat_prompt
+from serve_app.engines.prompts import CompletionBudget, check_template_kwargs, plain_chat_prompt
 from serve_app.engines.stop_strings import StopStrings
 from serve_app.replica.context import model_name
 
@@ -73,6 +73,7 @@ class SimulatedEngine(CompletionBudget, LLMEngine):
         self.default_max_new_tokens = args.max_new_tokens
         self.max_num_seqs = args.max_num_seqs
         self.ttft_s = args.simulated_ttft_ms / 1000
+        self.thinking_tokens = args.simulated_thinking_tokens
         self.metrics = EngineMetrics(model_name(args.source))
         self.clock = StepClock(1 / args.simulated_tokens_per_s, self.metrics.batch_size.observe)
         self._running = 0
@@ -80,6 +81,8 @@ class SimulatedEngine(CompletionBudget, LLMEngine):
         self._slot_freed = asyncio.Condition()
 
     def render_prompt(self, request: GenerationRequest) -> str:
+        # Its "template" reads one variable: whether a thinking model thinks.
+        check_template_kwargs(request.chat_template_kwargs, {"enable_thinking"} if self.thinking_tokens else set())
         return request.prompt or "" if request.messages is None else plain_chat_prompt(request.messages, request.tools)
 
     def count_tokens(self, text: str) -> int:
@@ -102,7 +105,8 @@ class SimulatedEngine(CompletionBudget, LLMEngine):
         prompt = self.render_prompt(request)
         prompt_tokens = max(1, self.count_tokens(prompt))  # an empty prompt starts from one BOS token
         max_new = self._budget(prompt_tokens, request)
-        words = _words(prompt, request.params.seed)
+        thinks = self.thinking_tokens and request.chat_template_kwargs.get("enable_thinking", True)
+        words = _words(prompt, request.params.seed, self.thinking_tokens if thinks else 0)
         shown, made = StopStrings(request.params.stop), 0
         first_token_at: Optional[float] = None
         await self._take_slot()
@@ -149,9 +153,17 @@ class SimulatedEngine(CompletionBudget, LLMEngine):
         return None
 
 
-def _words(prompt: str, seed: Optional[int]) -> Iterator[str]:
-    """The answer's tokens: the same prompt (and seed) gives the same words."""
+def _words(prompt: str, seed: Optional[int], thinking: int = 0) -> Iterator[str]:
+    """The answer's tokens: the same prompt (and seed) gives the same words; `thinking` words
+    in a think block first, each tag a token of its own, as a reasoning model writes them."""
     state = zlib.crc32(prompt.encode()) ^ (seed or 0)
+    made = 0
     while True:
         state = (state * 1103515245 + 12345) & 0x7FFFFFFF
-        yield " " + WORDS[state % len(WORDS)]
+        word = " " + WORDS[state % len(WORDS)]
+        if thinking and made == 0:
+            yield "<think>"
+        if thinking and made == thinking:
+            yield "</think>\n\n"
+        made += 1
+        yield word

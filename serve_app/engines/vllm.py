@@ -63,14 +63,18 @@ def engine_options(args: LLMArgs, directory: str, name: str, on_cpu: bool) -> di
     return {**options, **args.vllm_kwargs}
 
 
-def with_structured_outputs(options: dict) -> dict:
+def with_structured_outputs(options: dict, reasoning_parser: str = "none") -> dict:
     """vLLM's structured output as ours: llguidance (its "guidance" backend) with no free
     whitespace, unless vllm_kwargs say otherwise. Its default (xgrammar, whitespace allowed)
-    let SmolLM2 write newlines between JSON fields until max_tokens."""
+    let SmolLM2 write newlines between JSON fields until max_tokens. For a reasoning model,
+    vLLM's own reasoning parser of the same name holds the grammar back until the thinking
+    has ended, as ours does (engines/reasoning.py)."""
     from vllm.config import StructuredOutputsConfig
 
     chosen = options.get("structured_outputs_config", {"backend": "guidance", "disable_any_whitespace": True})
     if isinstance(chosen, dict):  # from YAML
+        if reasoning_parser != "none":
+            chosen = {"reasoning_parser": reasoning_parser, **chosen}
         chosen = StructuredOutputsConfig(**chosen)
     return {**options, "structured_outputs_config": chosen}
 
@@ -113,7 +117,8 @@ class VLLMEngine(TokenizerPrompts, LLMEngine):
         self.metrics = EngineMetrics(name)
         started = time.monotonic()
         self.tokenizer = AutoTokenizer.from_pretrained(directory, trust_remote_code=args.trust_remote_code)
-        options = with_structured_outputs(engine_options(args, directory, name, current_platform.is_cpu()))
+        options = with_structured_outputs(engine_options(args, directory, name, current_platform.is_cpu()),
+                                          args.reasoning_parser)
         self.engine = AsyncLLM.from_engine_args(
             AsyncEngineArgs(**options),
             stat_loggers=[_stats_logger(self.metrics)],

@@ -14,7 +14,7 @@ import contextlib
 import openai
 import pytest
 from fastapi.testclient import TestClient
-from local import EMBEDDER, LLM, MATRYOSHKA, MINILM, RERANKER, SHORT, STARTING, LocalHandle, LocalRegistry
+from local import EMBEDDER, LLM, MATRYOSHKA, MINILM, RERANKER, SHORT, STARTING, THINKER, LocalHandle, LocalRegistry
 
 from deployments.llm import LLMWorker
 from deployments.reranker import RerankerWorker
@@ -53,6 +53,7 @@ def registry() -> LocalRegistry:
     llm = {**SIMULATED}
     short = {**SIMULATED, "context_length": 40, "fallbacks": [LLM]}
     starting = {**SIMULATED, "fallbacks": [LLM]}
+    thinker = {**SIMULATED, "simulated_thinking_tokens": 5, "reasoning_parser": "qwen3"}
     text2vec = {"source": MINILM}
     reranker = {"source": MINILM, "method": "embedding_similarity"}
     embedder = _worker(Text2VecWorker, Text2VecArgs, text2vec)
@@ -60,6 +61,7 @@ def registry() -> LocalRegistry:
         LLM: ("llm", _worker(LLMWorker, LLMArgs, llm), llm),
         SHORT: ("llm", _worker(LLMWorker, LLMArgs, short), short),
         STARTING: ("llm", None, starting),
+        THINKER: ("llm", _worker(LLMWorker, LLMArgs, thinker), thinker),
         EMBEDDER: ("text2vec", embedder, text2vec),
         MATRYOSHKA: ("text2vec", embedder, {**text2vec, "matryoshka": True}),
         RERANKER: ("reranker", _worker(RerankerWorker, RerankerArgs, reranker), reranker),

@@ -21,6 +21,7 @@ from serve_app.serving.registry import ModelEntry, ModelRegistry
 # The models conftest.py runs in-process.
 LLM = "sim-llm"  # a simulated llm: fixed words at 2000 tokens/s, context 8192 words
 SHORT = "sim-short"  # context of 40 words; falls back to LLM
+THINKER = "sim-thinker"  # a simulated reasoning model: 5 words in <think>...</think>, then its answer
 STARTING = "sim-starting"  # listed, no running replica yet; falls back to LLM
 EMBEDDER = "all-minilm-l6-v2"
 RERANKER = "all-minilm-l6-v2-rerank"

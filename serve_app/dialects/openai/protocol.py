@@ -120,6 +120,11 @@ class ChatCompletionRequest(_SamplingFields, refusing(*SHARED)):
     parallel_tool_calls: bool = True
     logprobs: bool = False
     top_logprobs: Optional[int] = Field(default=None, ge=0, le=20)
+    # vLLM's: variables for the model's chat template (Qwen3's enable_thinking); a variable the
+    # template does not read is a 400 from the engine, not silently dropped.
+    chat_template_kwargs: Optional[dict[str, Any]] = None
+    # vLLM's: false leaves a reasoning model's thinking out of the answer.
+    include_reasoning: bool = True
 
     @model_validator(mode="after")
     def _choice_fits_tools(self):
@@ -164,7 +169,8 @@ class ChatCompletionRequest(_SamplingFields, refusing(*SHARED)):
             params.json_schema = call_schema(self.forced_tools())
         tools = [t.model_dump(exclude_none=True) for t in self.tools_in_use()] or None
         return self.choices_of(GenerationRequest(
-            messages=[m.to_chat() for m in self.messages], params=params, tools=tools, overflow="error", span_id=span_id
+            messages=[m.to_chat() for m in self.messages], params=params, tools=tools, overflow="error", span_id=span_id,
+            chat_template_kwargs=self.chat_template_kwargs or {},
         ))
 
 
@@ -197,7 +203,8 @@ class CompletionRequest(_SamplingFields, refusing(*SHARED, "tools", "tool_choice
         """`n` requests per prompt, in choice order (prompt by prompt)."""
         params = self.sampling()
         return [choice for prompt in self.prompts()
-                for choice in self.choices_of(GenerationRequest(prompt=prompt, params=params, overflow="error", span_id=span_id))]
+                for choice in self.choices_of(GenerationRequest(prompt=prompt, params=params, overflow="error",
+                                                                span_id=span_id, separate_reasoning=False))]
 
 
 class EmbeddingRequest(_Request):

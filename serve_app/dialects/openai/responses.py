@@ -46,22 +46,34 @@ class ErrorResponse(BaseModel):
     error: ErrorInfo
 
 
-class _CallsWhenAny(BaseModel):
-    """`tool_calls` appears only when there are calls, as in OpenAI's answers."""
+class _OmitWhenNone(BaseModel):
+    """Keys OpenAI's answers carry only when they have something: tool calls, and a reasoning
+    model's thinking (`reasoning_content`, vLLM's older name, and `reasoning`, its newer)."""
 
     @model_serializer(mode="wrap")
-    def _omit_no_calls(self, handler):
+    def _omit_empty(self, handler):
         data = handler(self)
-        if data.get("tool_calls") is None:
-            data.pop("tool_calls", None)
+        for key in ("tool_calls", "reasoning_content", "reasoning", "completion_tokens_details"):
+            if data.get(key) is None:
+                data.pop(key, None)
         return data
 
 
-class AssistantMessage(_CallsWhenAny):
+class AssistantMessage(_OmitWhenNone):
     role: Literal["assistant"] = "assistant"
     content: Optional[str]
     refusal: Optional[str] = None  # OpenAI's schema requires the key, null when the model did not refuse
     tool_calls: Optional[list[ToolCall]] = None
+    reasoning_content: Optional[str] = None
+    reasoning: Optional[str] = None
+
+
+class CompletionTokensDetails(BaseModel):
+    reasoning_tokens: int
+
+
+class ChatUsage(_OmitWhenNone, Usage):
+    completion_tokens_details: Optional[CompletionTokensDetails] = None
 
 
 class TopLogprob(BaseModel):
@@ -101,7 +113,7 @@ class ChatCompletionResponse(BaseModel):
     created: int = Field(default_factory=now)
     model: str
     choices: list[ChatChoice]
-    usage: Usage
+    usage: ChatUsage
 
 
 class Delta(BaseModel):
@@ -110,6 +122,8 @@ class Delta(BaseModel):
 
     role: Optional[Literal["assistant"]] = None
     content: Optional[str] = None
+    reasoning_content: Optional[str] = None
+    reasoning: Optional[str] = None
     tool_calls: Optional[list[ToolCallDelta]] = None
 
     @model_serializer(mode="wrap")
@@ -132,7 +146,7 @@ class ChatCompletionChunk(BaseModel):
     created: int
     model: str
     choices: list[ChunkChoice]
-    usage: Optional[Usage] = None
+    usage: Optional[ChatUsage] = None
 
 
 class CompletionChoice(BaseModel):

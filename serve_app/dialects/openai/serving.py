@@ -28,7 +28,9 @@ from serve_app.dialects.openai.responses import (
     ChatChoice,
     ChatCompletionChunk,
     ChatCompletionResponse,
+    ChatUsage,
     ChunkChoice,
+    CompletionTokensDetails,
     CompletionChoice,
     CompletionResponse,
     Delta,
@@ -65,28 +67,34 @@ def sse(frame: BaseModel) -> str:
 
 
 class Answer(NamedTuple):
-    """One choice, whole: its text, its last chunk (finish reason and counts), its logprobs."""
+    """One choice, whole: its text, its thinking, its last chunk (finish reason and counts),
+    its logprobs."""
 
     text: str
+    reasoning: str
     last: GenerationChunk
     logprobs: Optional[list[TokenLogprob]]
 
 
 async def collect(stream: OpenStream) -> Answer:
-    text, last, logprobs = "", stream.first, None
+    text, reasoning, last, logprobs = "", "", stream.first, None
     async for last in stream.chunks():
-        text += last.text
+        text, reasoning = text + last.text, reasoning + last.reasoning
         if last.logprobs is not None:
             logprobs = (logprobs or []) + last.logprobs
-    return Answer(text, last, logprobs)
+    return Answer(text, reasoning, last, logprobs)
 
 
-def usage_of(lasts: list[GenerationChunk], n: int) -> Usage:
-    """Every choice's completion tokens; each prompt's tokens once, not once per choice."""
+def usage_of(lasts: list[GenerationChunk], n: int) -> ChatUsage:
+    """Every choice's completion tokens; each prompt's tokens once, not once per choice; a
+    reasoning model's thinking tokens apart too."""
     prompt = sum(last.prompt_tokens for last in lasts[::n])
     completion = sum(last.completion_tokens for last in lasts)
+    thinking = sum(last.reasoning_tokens for last in lasts)
     note_usage(prompt, completion)
-    return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+    details = CompletionTokensDetails(reasoning_tokens=thinking) if thinking else None
+    return ChatUsage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion,
+                     completion_tokens_details=details)
 
 
 # --- chat --------------------------------------------------------------------------
@@ -108,7 +116,9 @@ async def chat_completion(req: ChatCompletionRequest, streams: list[OpenStream])
 def _chat_choice(req: ChatCompletionRequest, index: int, answer: Answer) -> ChatChoice:
     content, calls = parse_calls(answer.text, req.tool_names()) if req.tools_in_use() else (answer.text, [])
     calls = _kept(req, calls)
-    message = AssistantMessage(content=content, tool_calls=calls) if calls else AssistantMessage(content=answer.text)
+    thinking = answer.reasoning if req.include_reasoning and answer.reasoning else None
+    message = AssistantMessage(content=content if calls else answer.text, tool_calls=calls or None,
+                               reasoning_content=thinking, reasoning=thinking)
     return ChatChoice(index=index, message=message, finish_reason="tool_calls" if calls else answer.last.finish_reason,
                       logprobs=chat_logprobs(answer.logprobs, req.return_tokens_as_token_ids))
 
@@ -121,7 +131,7 @@ async def chat_completion_sse(req: ChatCompletionRequest, streams: list[OpenStre
     """The choices generate at once and stream one after another; `index` tells them apart."""
     base = {"id": new_id("chatcmpl"), "created": now(), "model": req.model}
     lasts: list[GenerationChunk] = []
-    totals: list[Usage] = []  # the usage, once the body has counted it
+    totals: list[ChatUsage] = []  # the usage, once the body has counted it
 
     def frame(i: int, delta: Delta, finish: Optional[str] = None, logprobs=None) -> str:
         choice = ChunkChoice(index=i, delta=delta, finish_reason=finish, logprobs=logprobs)
@@ -133,6 +143,8 @@ async def chat_completion_sse(req: ChatCompletionRequest, streams: list[OpenStre
             # With tools, text that may be a call is held back until the answer is whole.
             watch = CallWatch(forced=bool(req.forced_tools())) if req.tools_in_use() else None
             async for chunk in stream.chunks():
+                if chunk.reasoning and req.include_reasoning:
+                    yield frame(i, Delta(reasoning_content=chunk.reasoning, reasoning=chunk.reasoning))
                 text = watch.feed(chunk.text) if watch else chunk.text
                 logprobs = chat_logprobs(chunk.logprobs, req.return_tokens_as_token_ids)
                 if text or (logprobs and logprobs.content):
@@ -178,7 +190,7 @@ async def completion_sse(req: CompletionRequest, streams: list[OpenStream]) -> A
     base = {"id": new_id("cmpl"), "created": now(), "model": req.model}
     prompts = req.prompts()
     lasts: list[GenerationChunk] = []
-    totals: list[Usage] = []  # the usage, once the body has counted it
+    totals: list[ChatUsage] = []  # the usage, once the body has counted it
 
     def frame(i: int, text: str, finish: Optional[str] = None, logprobs=None) -> str:
         choice = CompletionChoice(index=i, text=text, finish_reason=finish, logprobs=logprobs)
