@@ -68,3 +68,9 @@ def test_modules_stay_small():
     long = {str(p.relative_to(ROOT)): n for package in PACKAGES for p in (ROOT / package).rglob("*.py")
             if (n := len(p.read_text().splitlines())) > 300}
     assert not long, long
+
+
+def test_test_modules_have_names_of_their_own():
+    # pytest imports test modules by basename (tests/ has no packages): two of a name break `pytest tests`.
+    names = [p.name for p in (ROOT / "tests").rglob("test_*.py")]
+    assert sorted({n for n in names if names.count(n) > 1}) == []
