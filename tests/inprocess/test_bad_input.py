@@ -4,9 +4,9 @@ refusal here is the ingress's own code)."""
 import json
 
 import pytest
-from local import EMBEDDER, LLM, RERANKER
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from local import EMBEDDER, LLM, RERANKER
 
 CHAT = "/v1/chat/completions"
 

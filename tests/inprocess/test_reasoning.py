@@ -6,7 +6,6 @@ import json
 
 import openai
 import pytest
-
 from local import THINKER
 
 FRANCE = [{"role": "user", "content": "What is the capital of France?"}]

@@ -5,10 +5,10 @@ import json
 import pytest
 
 from serve_app.dialects.openai.protocol import ChatCompletionRequest
-from serve_app.dialects.openai.tool_calls import CallWatch, parse_calls
-from serve_app.dialects.openai.tools import call_schema
 from serve_app.engines.base import ChatMessage
 from serve_app.engines.tool_prompts import inline_tools
+from serve_app.tools.definitions import call_schema
+from serve_app.tools.parsing import CallWatch, parse_calls
 
 NAMES = {"get_weather"}
 CALL = '{"name": "get_weather", "arguments": {"city": "Paris"}}'
@@ -98,7 +98,7 @@ def test_a_forced_choice_becomes_the_schema_of_one_call():
     other = {"type": "function", "function": {"name": "get_time"}}
     named = chat(tools=[WEATHER, other], tool_choice={"type": "function", "function": {"name": "get_weather"}})
     schema = named.to_generations("s")[0].params.json_schema
-    assert schema == call_schema(named.tools[:1])
+    assert schema == call_schema([named.tools[0].function])
     assert schema["properties"]["arguments"]["additionalProperties"] is False
     assert len(chat(tools=[WEATHER, other], tool_choice="required").to_generations("s")[0].params.json_schema["anyOf"]) == 2
     auto = chat(tools=[WEATHER]).to_generations("s")[0]

@@ -11,9 +11,10 @@ from typing import Any, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from serve_app.dialects.openai.structured import ResponseFormat
-from serve_app.dialects.openai.tools import Tool, ToolCall, ToolChoice, call_schema
+from serve_app.dialects.openai.tools import Tool, ToolChoice
 from serve_app.dialects.openai.unsupported import SHARED, refusing
 from serve_app.engines.base import ChatMessage, GenerationRequest, SamplingParams
+from serve_app.tools.definitions import ToolCall, call_schema
 
 
 class _Request(BaseModel):
@@ -166,7 +167,7 @@ class ChatCompletionRequest(_SamplingFields, refusing(*SHARED)):
         params = self.sampling()
         params.max_new_tokens = self.max_completion_tokens or self.max_tokens
         if self.forced_tools():
-            params.json_schema = call_schema(self.forced_tools())
+            params.json_schema = call_schema([t.function for t in self.forced_tools()])
         tools = [t.model_dump(exclude_none=True) for t in self.tools_in_use()] or None
         return self.choices_of(GenerationRequest(
             messages=[m.to_chat() for m in self.messages], params=params, tools=tools, overflow="error", span_id=span_id,

@@ -6,8 +6,9 @@ from typing import Literal, Optional, Union
 
 from pydantic import BaseModel, Field, model_serializer
 
-from serve_app.dialects.openai.tools import ToolCall, ToolCallDelta
+from serve_app.dialects.openai.tools import ToolCallDelta
 from serve_app.engines.base import Usage
+from serve_app.tools.definitions import ToolCall
 
 
 def new_id(prefix: str) -> str:

@@ -30,9 +30,9 @@ from serve_app.dialects.openai.responses import (
     ChatCompletionResponse,
     ChatUsage,
     ChunkChoice,
-    CompletionTokensDetails,
     CompletionChoice,
     CompletionResponse,
+    CompletionTokensDetails,
     Delta,
     EmbeddingData,
     EmbeddingResponse,
@@ -46,12 +46,13 @@ from serve_app.dialects.openai.responses import (
     new_id,
     now,
 )
-from serve_app.dialects.openai.tool_calls import CallWatch, parse_calls
-from serve_app.dialects.openai.tools import ToolCall, ToolCallDelta
-from serve_app.engines.base import Embedded, GenerationChunk, Scored, TokenLogprob, Usage
+from serve_app.dialects.openai.tools import ToolCallDelta
+from serve_app.engines.base import Embedded, GenerationChunk, Scored, TokenLogprob
 from serve_app.errors import InvalidRequest, ServeError, as_serve_error
 from serve_app.http.context import note_usage
 from serve_app.serving.streams import OpenStream
+from serve_app.tools.definitions import ToolCall
+from serve_app.tools.parsing import CallWatch, parse_calls
 
 DONE = "data: [DONE]\n\n"
 

@@ -1,7 +1,7 @@
 """Reading tool calls out of what a model wrote.
 
 A call is `{"name": ..., "arguments": {...}}` JSON inside <tool_call></tool_call>
-(Hermes' format, which serve_app/engines/tool_prompts.py asks for and Qwen2.5-style
+(Hermes' format, which engines/tool_prompts.py asks for and Qwen2.5-style
 templates train), or the whole answer as one such JSON object (what a forced choice
 decodes, and what Llama-style models write; `parameters` is read as `arguments`).
 Anything that is not a call to a function of the request stays text: a model that
@@ -14,9 +14,8 @@ import json
 import re
 from typing import Optional
 
-from serve_app.dialects.openai.responses import new_id
-from serve_app.dialects.openai.tools import FunctionCall, ToolCall
 from serve_app.engines.stop_strings import held_back
+from serve_app.tools.definitions import FunctionCall, ToolCall, new_call_id
 
 OPEN = "<tool_call>"
 BLOCK = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.S)  # the last may be cut off by its end
@@ -48,7 +47,7 @@ def _call(body: str, names: set[str]) -> Optional[ToolCall]:
             return None
     if not isinstance(arguments, dict):
         return None
-    return ToolCall(id=new_id("call"), function=FunctionCall(name=call["name"], arguments=json.dumps(arguments)))
+    return ToolCall(id=new_call_id(), function=FunctionCall(name=call["name"], arguments=json.dumps(arguments)))
 
 
 class CallWatch:
