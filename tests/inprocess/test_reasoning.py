@@ -69,3 +69,36 @@ def test_chat_template_kwargs_the_template_cannot_take_are_400(sdk, kwargs, name
 def test_a_raw_completion_is_what_the_model_wrote(sdk):
     text = sdk.completions.create(model=THINKER, prompt="The capital of France is", max_tokens=8).choices[0].text
     assert text.startswith("<think>") and "</think>" in text
+
+
+# --- DB-GPT's worker API: what each version's ModelOutput can carry ---------------------------
+
+DBGPT_07_CONTEXT = {"stream": True, "user_name": None, "span_id": None, "is_reasoning_model": False}
+DBGPT_06_CONTEXT = {"stream": True, "user_name": None, "span_id": None}
+
+
+def dbgpt_frames(client, context: dict) -> list[dict]:
+    body = {"model": THINKER, "messages": [{"role": "human", "content": FRANCE[0]["content"]}], "max_new_tokens": 12,
+            "context": context}
+    raw = client.post("/api/worker/generate_stream", json=body).content
+    return [json.loads(f) for f in raw.split(b"\0") if f]
+
+
+def test_dbgpt_07_and_later_get_thinking_and_text_parts_cumulatively(client):
+    whole = chat(client).json()["choices"][0]["message"]
+    frames = dbgpt_frames(client, DBGPT_07_CONTEXT)
+    assert all("text" not in f for f in frames if "content" in f), "DB-GPT refuses text and content together"
+    last = frames[-1]["content"]
+    assert [part["type"] for part in last] == ["thinking", "text"]
+    assert last[0]["object"]["data"] == whole["reasoning"] and last[1]["object"]["data"] == whole["content"]
+    thoughts = [f["content"][0]["object"]["data"] for f in frames if "content" in f]
+    assert all(b.startswith(a) for a, b in zip(thoughts, thoughts[1:])), "cumulative, thinking too"
+    assert all(part["object"]["data"] is not None for f in frames if "content" in f for part in f["content"])
+
+
+def test_dbgpt_06_gets_the_thinking_inline_in_its_legacy_text(client):
+    whole = chat(client).json()["choices"][0]["message"]
+    frames = dbgpt_frames(client, DBGPT_06_CONTEXT)
+    assert all(set(f) == {"text", "error_code", "incremental", "model_context", "finish_reason", "usage", "metrics"}
+               for f in frames)
+    assert frames[-1]["text"] == f"<think>{whole['reasoning']}</think>{whole['content']}"

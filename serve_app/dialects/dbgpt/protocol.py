@@ -9,6 +9,7 @@ Responses are built to the exact key sets those clients construct dataclasses fr
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -64,6 +65,14 @@ class PromptRequest(_Request):
     echo: bool = False
     span_id: Optional[str] = None
     context: Optional[dict[str, Any]] = None
+    chat_model: Optional[bool] = None  # sent by DB-GPT 0.7+ only (its `dbgpt model chat`)
+
+    @property
+    def reads_content_parts(self) -> bool:
+        """Whether the client is DB-GPT 0.7+, whose ModelOutput carries `content` parts (thinking
+        and text); 0.6's takes exactly the legacy keys. Only 0.7+ put `is_reasoning_model` in the
+        request's context (whatever its value), or send `chat_model`."""
+        return bool(self.context and "is_reasoning_model" in self.context) or self.chat_model is not None
 
     @field_validator("stop")
     @classmethod
@@ -122,7 +131,9 @@ class ModelMetadataRequest(_Request):
 
 
 class ModelOutput(BaseModel):
-    """DB-GPT's ModelOutput: these seven keys and no others (0.6 builds a dataclass from them)."""
+    """DB-GPT's ModelOutput: these seven keys and no others (0.6 builds a dataclass from them).
+    A reasoning model's output to a 0.7+ client has `content` parts in place of `text`
+    (`with_thinking`): DB-GPT 0.7+ refuses the two together."""
 
     text: str
     error_code: int = 0
@@ -135,6 +146,20 @@ class ModelOutput(BaseModel):
     @classmethod
     def error(cls, reason: str) -> "ModelOutput":
         return cls(text=GENERATE_ERROR_PREFIX + reason, error_code=1)
+
+    def wire(self, thinking: str = "", content_parts: bool = False) -> bytes:
+        """The JSON a client reads. With thinking, a 0.7+ client (`content_parts`) gets DB-GPT's
+        [thinking, text] parts, the text part always there (0.8.2's webserver fails on a
+        thinking-only output) and never null; a 0.6 client, whose ModelOutput has only `text`,
+        gets the thinking inline, in the tags the model wrote it in."""
+        if not thinking:
+            return self.model_dump_json().encode()
+        if not content_parts:
+            return self.model_copy(update={"text": f"<think>{thinking}</think>{self.text}"}).model_dump_json().encode()
+        data = self.model_dump(exclude={"text"})
+        data["content"] = [{"type": "thinking", "object": {"data": thinking, "format": "text"}},
+                           {"type": "text", "object": {"data": self.text, "format": "text"}}]
+        return json.dumps(data).encode()
 
 
 class ModelMetadata(BaseModel):

@@ -70,31 +70,34 @@ def refusal(err: ServeError, frame_end: bytes = b"") -> Response:
     return Response(body, status_code=status, headers=headers, media_type="application/json")
 
 
-async def outputs(req: PromptRequest, stream: OpenStream, span_id: str) -> AsyncIterator[ModelOutput]:
-    """Cumulative ModelOutputs; a failure becomes one error ModelOutput, as DB-GPT's clients expect."""
+async def outputs(req: PromptRequest, stream: OpenStream, span_id: str) -> AsyncIterator[bytes]:
+    """Cumulative ModelOutputs as the client reads them (ModelOutput.wire: a reasoning model's
+    thinking in the client's version's shape); a failure becomes one error ModelOutput, as
+    DB-GPT's clients expect."""
     started = time.monotonic()
     try:
-        text, context = "", None
+        text, thinking, context = "", "", None
         if req.echo:
             text = stream.first.prompt or ""
             context = {"prompt_echo_len_char": len(text), "echo": True}
         async for chunk in stream.chunks():
-            text += chunk.text
+            text, thinking = text + chunk.text, thinking + chunk.reasoning
             usage = chunk.usage() if chunk.finish_reason else None
-            yield ModelOutput(text=text, model_context=context, finish_reason=chunk.finish_reason, usage=usage)
+            out = ModelOutput(text=text, model_context=context, finish_reason=chunk.finish_reason, usage=usage)
+            yield out.wire(thinking, req.reads_content_parts)
         note_usage(chunk.prompt_tokens, chunk.completion_tokens)
         logger.info(
             "route=generate model=%s span_id=%s status=ok latency_ms=%.0f tokens=%d",
             req.model, span_id, (time.monotonic() - started) * 1000, chunk.completion_tokens,
         )
     except Exception as exc:
-        yield worker_error(req.model, span_id, exc)
+        yield worker_error(req.model, span_id, exc).wire()
 
 
 async def generate_stream(req: PromptRequest, stream: OpenStream, span_id: str) -> StreamingResponse:
     async def frames() -> AsyncIterator[bytes]:
         async for out in outputs(req, stream, span_id):
-            yield out.model_dump_json().encode() + b"\0"
+            yield out + b"\0"
 
     return StreamingResponse(frames())
 
@@ -103,7 +106,7 @@ async def generate(req: PromptRequest, stream: OpenStream, span_id: str) -> Resp
     last = None
     async for last in outputs(req, stream, span_id):
         pass
-    return Response(last.model_dump_json(), media_type="application/json")
+    return Response(last, media_type="application/json")
 
 
 # --- what runs, and what can ---------------------------------------------------------------
