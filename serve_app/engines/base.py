@@ -96,6 +96,7 @@ class GenerationChunk(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     reasoning_tokens: int = 0  # of completion_tokens, those spent thinking (its end tag included)
+    stop_string: Optional[str] = None  # on the last chunk: the request's stop string that ended it
     logprobs: Optional[list[TokenLogprob]] = None  # the tokens this chunk adds, when asked for
 
     def usage(self) -> Usage:

@@ -122,6 +122,7 @@ class TransformersEngine(TokenizerPrompts, LLMEngine):
                         prompt_tokens=len(seq.prompt_ids),
                         completion_tokens=len(ids),
                         logprobs=scored if request.params.logprobs is not None else None,
+                        stop_string=shown.matched,
                     )
                     first, scored = False, []
         finally:

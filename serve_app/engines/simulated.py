@@ -124,7 +124,8 @@ class SimulatedEngine(CompletionBudget, LLMEngine):
                 finish = "stop" if stopped else "length" if made >= max_new else None
                 if finish or text or made == 1:
                     yield GenerationChunk(text=text, prompt=prompt if made == 1 else None, finish_reason=finish,
-                                          prompt_tokens=prompt_tokens, completion_tokens=made)
+                                          prompt_tokens=prompt_tokens, completion_tokens=made,
+                                          stop_string=shown.matched)
         finally:
             await self._give_slot()
             self.metrics.record_request(prompt_tokens, made, first_token_at)

@@ -30,6 +30,7 @@ class StopStrings:
         self.stops = stops
         self.text = ""
         self.sent = 0  # characters already handed out
+        self.matched: Optional[str] = None  # the stop string that ended the answer
 
     def feed(self, new_text: str, final: bool = False) -> tuple[str, bool]:
         """(the text to send now, that was not sent before; whether a stop string ended the
@@ -38,6 +39,7 @@ class StopStrings:
         cut = find_stop(self.text, self.stops, self.sent)
         if cut is not None:
             shown = self.text[:cut]
+            self.matched = next(s for s in self.stops if self.text.startswith(s, cut))
         elif final:
             shown = self.text
         else:

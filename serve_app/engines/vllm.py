@@ -163,6 +163,8 @@ class VLLMEngine(TokenizerPrompts, LLMEngine):
                         prompt_tokens=len(prompt_ids),
                         completion_tokens=tokens,
                         logprobs=_logprobs(completion, params.logprobs) if params.logprobs is not None else None,
+                        # vLLM's stop_reason: the stop string (or stop token id) that ended it.
+                        stop_string=completion.stop_reason if isinstance(completion.stop_reason, str) else None,
                     )
                     first = False
         except Exception as e:

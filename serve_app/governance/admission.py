@@ -96,7 +96,7 @@ class Admission:
         """Before a route: 401 without a valid key (when keys are on), 403 without the route's
         scope, 429 over a limit, 503 when a limited key's limits cannot be checked."""
         self.ensure_refreshing()
-        key = self.book.identify(request.headers.get("authorization"))
+        key = self.book.identify(request.headers.get("authorization"), request.headers.get("x-api-key"))
         note(key=key)
         denied = self.book.check(request.url.path, key)
         if denied:

@@ -70,18 +70,22 @@ class KeyBook:
     def enabled(self) -> bool:
         return bool(self._by_hash)
 
-    def identify(self, authorization: Optional[str]) -> Optional[KeyRecord]:
+    def identify(self, authorization: Optional[str], api_key: Optional[str] = None) -> Optional[KeyRecord]:
+        """The key of `Authorization: Bearer <key>`, or of `x-api-key: <key>` (how Anthropic's
+        clients send one)."""
         scheme, _, presented = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not presented.strip():
-            return None
-        return self._by_hash.get(hash_key(presented.strip()))
+        if scheme.lower() == "bearer" and presented.strip():
+            return self._by_hash.get(hash_key(presented.strip()))
+        if api_key and api_key.strip():
+            return self._by_hash.get(hash_key(api_key.strip()))
+        return None
 
     def check(self, path: str, key: Optional[KeyRecord]) -> Optional[tuple[int, str]]:
         """None when the request may go on, else (status, message)."""
         if not self._by_hash or path in OPEN_PATHS:
             return None
         if key is None:
-            return 401, "missing or invalid API key: send 'Authorization: Bearer <key>'"
+            return 401, "missing or invalid API key: send 'Authorization: Bearer <key>' (or 'x-api-key: <key>')"
         if path.startswith(ADMIN_PREFIXES) and key.scope != "admin":
             return 403, "this route changes which models run, or manages keys, and needs an admin key"
         return None

@@ -13,6 +13,7 @@ from typing import Any, Optional
 
 from fastapi import APIRouter, FastAPI
 
+from serve_app.dialects.anthropic import routes as anthropic_routes
 from serve_app.dialects.dbgpt import controller_routes, management_routes, worker_routes
 from serve_app.dialects.openai import routes as openai_routes
 from serve_app.governance import routes as key_routes
@@ -31,6 +32,7 @@ async def health_check() -> dict:
 
 ROUTERS = (
     openai_routes.router,
+    anthropic_routes.router,
     worker_routes.router,
     controller_routes.router,
     management_routes.router,
