@@ -16,6 +16,8 @@ from fastapi import APIRouter, FastAPI
 from serve_app.dialects.anthropic import routes as anthropic_routes
 from serve_app.dialects.dbgpt import controller_routes, management_routes, worker_routes
 from serve_app.dialects.openai import routes as openai_routes
+from serve_app.dialects.responses import routes as responses_routes
+from serve_app.dialects.responses.store import ResponseStore
 from serve_app.governance import routes as key_routes
 from serve_app.http.access_log import AccessLog
 from serve_app.http.boundary import BoundaryRoute
@@ -32,6 +34,7 @@ async def health_check() -> dict:
 
 ROUTERS = (
     openai_routes.router,
+    responses_routes.router,
     anthropic_routes.router,
     worker_routes.router,
     controller_routes.router,
@@ -54,9 +57,12 @@ def create_app(**state: Any) -> FastAPI:
 
 
 def configure(app: FastAPI, *, calls: Optional[ModelCalls] = None, manager=None, governor=None, admission=None,
-              max_body_bytes: int = 0, log_prompts: bool = False) -> None:
+              response_store: Optional[ResponseStore] = None, max_body_bytes: int = 0,
+              log_prompts: bool = False) -> None:
     """What the routes use: `calls` (serving/calls.py), the manager and governor deployments'
-    handles, `admission` (governance/admission.py; None: no keys, no limits), the largest
-    body (0: no limit) and whether the access log shows prompts."""
+    handles, `admission` (governance/admission.py; None: no keys, no limits), the stored
+    responses of the Responses API, the largest body (0: no limit) and whether the access
+    log shows prompts."""
     app.state.calls, app.state.manager, app.state.governor, app.state.admission = calls, manager, governor, admission
+    app.state.response_store = response_store
     app.state.max_body_bytes, app.state.log_prompts = max_body_bytes, log_prompts

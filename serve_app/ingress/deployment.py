@@ -21,10 +21,12 @@ from ray.serve import Application
 from ray.serve.handle import DeploymentHandle
 
 from serve_app.config.router import RouterArgs
+from serve_app.dialects.responses.store import ResponseStore
 from serve_app.governance.admission import Admission
 from serve_app.governance.governor import Governor
 from serve_app.governance.keys import configured_keys
 from serve_app.ingress.app import configure, create_app
+from serve_app.kv import gcs
 from serve_app.lifecycle.manager import ModelManager
 from serve_app.serving.calls import ModelCalls
 from serve_app.serving.registry import ModelRegistry
@@ -39,7 +41,8 @@ class Ingress:
         calls = ModelCalls(ModelRegistry(ttl_s=args.registry_ttl_s), args.limits, args.embeddings_batch_wait_ms)
         admission = Admission(governor, configured_keys(args.api_keys, args.api_keys_env))
         configure(app, calls=calls, manager=manager, governor=governor, admission=admission,
-                  max_body_bytes=args.limits.max_body_bytes, log_prompts=args.limits.log_prompts)
+                  response_store=ResponseStore(gcs), max_body_bytes=args.limits.max_body_bytes,
+                  log_prompts=args.limits.log_prompts)
 
 
 def build_app(args: dict) -> Application:

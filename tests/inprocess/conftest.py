@@ -21,6 +21,7 @@ from deployments.reranker import RerankerWorker
 from deployments.text2vec import Text2VecWorker
 from serve_app.config.router import RequestLimits
 from serve_app.config.workers import LLMArgs, RerankerArgs, Text2VecArgs
+from serve_app.dialects.responses.store import ResponseStore
 from serve_app.governance.admission import Admission
 from serve_app.governance.governor import Governor
 from serve_app.governance.keys import KeyRecord
@@ -68,6 +69,9 @@ def registry() -> LocalRegistry:
     }, stopped=(STARTING,))
 
 
+RESPONSES = ResponseStore(MemoryStore())  # stored responses outlive a test's own keys, as in GCS
+
+
 @pytest.fixture(scope="session")
 def app(registry):
     return create_app(**_default_state(registry))
@@ -76,6 +80,7 @@ def app(registry):
 def _default_state(registry, keys: list[KeyRecord] = (), limits: RequestLimits = RequestLimits()) -> dict:
     governor = LocalHandle(Governor.func_or_class(list(keys), store=MemoryStore()))
     return {"calls": ModelCalls(registry, limits), "governor": governor, "admission": Admission(governor, list(keys)),
+            "response_store": RESPONSES,
             "max_body_bytes": limits.max_body_bytes, "log_prompts": limits.log_prompts}
 
 

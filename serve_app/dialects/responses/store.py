@@ -1,0 +1,62 @@
+"""Stored responses, for `previous_response_id` and `GET`/`DELETE /v1/responses/{id}`.
+
+In Ray's GCS store (serve_app/kv.py), so every ingress replica reads what another stored
+and a restart loses nothing. Bounds, documented in docs/api.md: a response and the
+conversation before it are kept while their JSON is at most 1 MiB (larger ones are
+answered but not stored: `store` comes back false), and for 30 days from their
+creation; an expired response is gone on its next read, and every 256th store sweeps
+all expired ones. A response belongs to the API key that made it: another key reads it
+as not found.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from typing import Any, Optional
+
+from serve_app.errors import NotFound
+from serve_app.kv import Store
+
+PREFIX = "response/"
+MAX_BYTES = 1 << 20
+MAX_AGE_S = 30 * 24 * 3600
+SWEEP_EVERY = 256
+
+
+class ResponseStore:
+    def __init__(self, kv: Store):
+        self.kv = kv
+        self._writes = itertools.count(1)
+
+    def put(self, response: dict[str, Any], conversation: list[dict[str, Any]], key_id: Optional[str]) -> bool:
+        """Keep `response` and the items before it; False when over the size bound."""
+        record = json.dumps({"response": response, "conversation": conversation, "key": key_id,
+                             "at": time.time()})
+        if len(record) > MAX_BYTES:
+            return False
+        self.kv.put(PREFIX + response["id"], record)
+        if next(self._writes) % SWEEP_EVERY == 0:
+            self.sweep()
+        return True
+
+    def get(self, response_id: str, key_id: Optional[str]) -> dict[str, Any]:
+        raw = self.kv.get(PREFIX + response_id)
+        record = json.loads(raw) if raw else None
+        if record is not None and time.time() - record["at"] > MAX_AGE_S:
+            self.kv.delete(PREFIX + response_id)
+            record = None
+        if record is None or record["key"] != key_id:
+            raise NotFound(f"response '{response_id}' not found")
+        return record
+
+    def delete(self, response_id: str, key_id: Optional[str]) -> None:
+        self.get(response_id, key_id)
+        self.kv.delete(PREFIX + response_id)
+
+    def sweep(self) -> None:
+        now = time.time()
+        for response_id, raw in self.kv.items(PREFIX).items():
+            if now - json.loads(raw)["at"] > MAX_AGE_S:
+                self.kv.delete(PREFIX + response_id)

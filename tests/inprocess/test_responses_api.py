@@ -1,0 +1,107 @@
+"""OpenAI's Responses API through the openai SDK (`client.responses.create`, `.stream`,
+`.retrieve`, `.delete`), as its users run it: text and item input, instructions,
+previous_response_id over stored responses (one key's apart from another's), reasoning
+items, the streamed events' order, and refusals by name. (Tools and structured output on
+a real tokenizer: tests/served/test_responses_tools.py.)"""
+
+import openai
+import pytest
+from local import LLM, THINKER
+
+from serve_app.config.keys import ApiKey
+from serve_app.governance.keys import record_of
+
+QUESTION = "What is the capital of France?"
+
+
+def test_a_text_input_answers_as_chat_does(sdk):
+    r = sdk.responses.create(model=LLM, input=QUESTION, max_output_tokens=8)
+    chat = sdk.chat.completions.create(model=LLM, messages=[{"role": "user", "content": QUESTION}], max_tokens=8)
+    assert r.id.startswith("resp_") and r.object == "response" and r.model == LLM
+    assert r.output_text == chat.choices[0].message.content
+    assert r.status == "incomplete" and r.incomplete_details.reason == "max_output_tokens"
+    assert r.usage.input_tokens == chat.usage.prompt_tokens and r.usage.output_tokens == 8
+
+
+def test_instructions_and_item_input_are_the_conversation(sdk):
+    items = [{"role": "user", "content": QUESTION}, {"role": "assistant", "content": "Paris."},
+             {"role": "user", "content": [{"type": "input_text", "text": "And Italy?"}]}]
+    r = sdk.responses.create(model=LLM, instructions="Be brief.", input=items, max_output_tokens=6)
+    chat = sdk.chat.completions.create(model=LLM, max_tokens=6, messages=[{"role": "system", "content": "Be brief."},
+                                       *items[:2], {"role": "user", "content": "And Italy?"}])
+    assert r.output_text == chat.choices[0].message.content
+
+
+def test_previous_response_id_continues_a_stored_conversation(sdk):
+    first = sdk.responses.create(model=LLM, input=QUESTION, max_output_tokens=4)
+    second = sdk.responses.create(model=LLM, input="And Italy?", previous_response_id=first.id, max_output_tokens=6)
+    chat = sdk.chat.completions.create(model=LLM, max_tokens=6, messages=[
+        {"role": "user", "content": QUESTION}, {"role": "assistant", "content": first.output_text},
+        {"role": "user", "content": "And Italy?"}])
+    assert second.output_text == chat.choices[0].message.content
+    assert second.previous_response_id == first.id
+    assert sdk.responses.retrieve(first.id).output_text == first.output_text
+    sdk.responses.delete(first.id)
+    with pytest.raises(openai.NotFoundError):
+        sdk.responses.retrieve(first.id)
+    with pytest.raises(openai.NotFoundError):
+        sdk.responses.create(model=LLM, input="again", previous_response_id=first.id)
+
+
+def test_one_keys_responses_are_not_anothers(client, state):
+    keys = [record_of(ApiKey(key="sk-a", id="a")), record_of(ApiKey(key="sk-b", id="b"))]
+    with state(keys=keys):
+        made = client.post("/v1/responses", json={"model": LLM, "input": "hi", "max_output_tokens": 2},
+                           headers={"Authorization": "Bearer sk-a"}).json()
+        assert client.get(f"/v1/responses/{made['id']}", headers={"Authorization": "Bearer sk-a"}).status_code == 200
+        other = client.get(f"/v1/responses/{made['id']}", headers={"Authorization": "Bearer sk-b"})
+        assert other.status_code == 404 and other.json()["error"]["type"] == "not_found_error"
+
+
+def test_store_false_keeps_nothing(sdk):
+    r = sdk.responses.create(model=LLM, input="hi", max_output_tokens=2, store=False)
+    with pytest.raises(openai.NotFoundError):
+        sdk.responses.retrieve(r.id)
+
+
+def test_the_stream_comes_in_openais_order_and_ends_with_the_whole_response(sdk):
+    whole = sdk.responses.create(model=LLM, input=QUESTION, max_output_tokens=8)
+    with sdk.responses.stream(model=LLM, input=QUESTION, max_output_tokens=8) as stream:
+        events = [e for e in stream]
+    kinds = [e.type for e in events]
+    final = events[-1].response  # cut at max_output_tokens: `response.incomplete`, as OpenAI's (the SDK's
+    # get_final_response() takes only `response.completed`; tests/served has an answer that ends on its own)
+    assert kinds[:4] == ["response.created", "response.in_progress", "response.output_item.added",
+                         "response.content_part.added"]
+    assert kinds[-4:] == ["response.output_text.done", "response.content_part.done", "response.output_item.done",
+                          "response.incomplete"]
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    assert final.output_text == whole.output_text
+    assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == whole.output_text
+
+
+def test_a_reasoning_models_thinking_is_a_reasoning_item(sdk):
+    r = sdk.responses.create(model=THINKER, input=QUESTION, max_output_tokens=12)
+    chat = sdk.chat.completions.create(model=THINKER, max_tokens=12,
+                                       messages=[{"role": "user", "content": QUESTION}]).choices[0].message
+    assert [item.type for item in r.output] == ["reasoning", "message"]
+    assert r.output[0].content[0].text == chat.reasoning and r.output_text == chat.content
+    assert r.usage.output_tokens_details.reasoning_tokens == 7
+    with sdk.responses.stream(model=THINKER, input=QUESTION, max_output_tokens=12) as stream:
+        events = [e for e in stream]
+    final = events[-1].response
+    assert "response.reasoning_text.delta" in [e.type for e in events]
+    assert final.output[0].content[0].text == chat.reasoning
+
+
+@pytest.mark.parametrize("extra, names", [
+    ({"tools": [{"type": "web_search"}]}, "web_search"),
+    ({"reasoning": {"effort": "high"}}, "reasoning.effort"),
+    ({"truncation": "auto"}, "truncation"),
+    ({"background": True}, "background"),
+    ({"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]}, "input_image"),
+    ({"tool_choice": "required"}, "tool_choice"),
+])
+def test_what_cannot_be_done_is_a_400_naming_it(client, extra, names):
+    r = client.post("/v1/responses", json={"model": LLM, "input": "hi", **extra})
+    assert r.status_code == 400 and names in r.json()["error"]["message"], r.text
