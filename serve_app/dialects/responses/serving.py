@@ -70,7 +70,7 @@ class Shell:
                      "output_tokens_details": {"reasoning_tokens": last.reasoning_tokens},
                      "total_tokens": last.prompt_tokens + last.completion_tokens}
         incomplete = {"reason": "max_output_tokens"} if status == "incomplete" else None
-        return {
+        answer = {
             "id": self.id, "object": "response", "created_at": self.created, "status": status,
             "completed_at": int(time.time()) if status in ("completed", "incomplete") else None,
             "error": None, "incomplete_details": incomplete, "instructions": req.instructions,
@@ -79,9 +79,11 @@ class Shell:
             "tools": req.tools or [], "temperature": req.temperature, "top_p": req.top_p,
             "max_output_tokens": req.max_output_tokens, "previous_response_id": req.previous_response_id,
             "store": req.store, "text": {"format": req.format.model_dump(by_alias=True, exclude_none=True)},
-            "reasoning": {"effort": None, "summary": None}, "truncation": req.truncation, "usage": usage,
-            "user": req.user,
+            "reasoning": {"effort": None, "summary": None}, "truncation": req.truncation,
         }
+        # The schema has these as objects or strings when present: left out until known.
+        optional = {"usage": usage, "user": req.user}
+        return {**answer, **{k: v for k, v in optional.items() if v is not None}}
 
 
 def _jsonable(value: Any) -> Any:
