@@ -8,6 +8,7 @@ in serve_config.yaml; the defaults below only apply where the config says nothin
 from __future__ import annotations
 
 import logging
+import time
 from typing import AsyncIterator
 
 from ray import serve
@@ -51,11 +52,20 @@ class LLMWorker:
 
     async def generate_stream(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
         logger.info("model=%s span_id=%s generate", self.name, request.span_id)
+        taken = time.time()
         chunks = self.engine.generate(request)
         if self.args.reasoning_parser != "none" and request.separate_reasoning:
             chunks = split_reasoning(chunks, self.args.reasoning_parser)
         # Fewer, larger messages through the handle at GPU token rates (deployments/chunking.py).
+        first_at = None
         async for chunk in coalesce(chunks, self.args.stream_interval_ms / 1000):
+            now = time.time()
+            if first_at is None:  # the first chunk is its first token: never held back
+                first_at = now
+                queue = max(0.0, taken - request.sent_at) if request.sent_at else None
+                chunk = chunk.model_copy(update={"queue_s": queue, "prefill_s": now - taken})
+            if chunk.finish_reason:
+                chunk = chunk.model_copy(update={"decode_s": now - first_at})
             yield chunk
 
     async def count_token(self, prompt: str) -> int:

@@ -7,6 +7,8 @@ by `@serve.batch`.
 """
 
 import logging
+import time
+from typing import Optional
 
 from ray import serve
 from ray.serve import Application
@@ -27,12 +29,19 @@ class RerankerWorker(SentenceWorker):
 
         super().__init__(args, CrossEncoder if args.method == "cross_encoder" else SentenceTransformer)
 
-    async def rerank(self, query: str, documents: list[str], span_id: str = "") -> Scored:
+    async def rerank(self, query: str, documents: list[str], span_id: str = "", sent_at: Optional[float] = None) -> Scored:
         logger.info("model=%s span_id=%s rerank n=%d", self.name, span_id, len(documents))
-        return Scored(await self.batch((query, documents)), self._count_tokens(query, documents))
+        taken = time.time()
+        scores = await self.batch((query, documents))
+        return Scored(scores, self._count_tokens(query, documents), *self.timing(sent_at, taken))
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
     async def batch(self, requests: list[tuple[str, list[str]]]) -> list[list[float]]:
+        pairs = sum(len(docs) for _, docs in requests)
+        with self.metrics.batch(len(requests), pairs, sum(self._count_tokens(q, docs) for q, docs in requests)):
+            return self._score(requests)
+
+    def _score(self, requests: list[tuple[str, list[str]]]) -> list[list[float]]:
         if self.args.method == "cross_encoder":
             pairs = [(q, d) for q, docs in requests for d in docs]
             flat = self.model.predict(pairs, convert_to_numpy=True).reshape(-1).tolist()

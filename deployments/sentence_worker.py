@@ -4,9 +4,13 @@ in place. Each subclass decorates its own `batch` method with `@serve.batch`."""
 
 from __future__ import annotations
 
+import time
+from typing import Optional
+
 from serve_app.config.workers import RerankerArgs, Text2VecArgs
 from serve_app.replica import progress
 from serve_app.replica.context import model_name, pick_device, replica_id, set_threads
+from serve_app.replica.metrics import BatchMetrics
 from serve_app.replica.sources import local_dir
 
 
@@ -23,6 +27,7 @@ class SentenceWorker:
             raise ValueError(f"model source '{args.source}': {self.worker_type} models cannot load GGUF files")
         self.model = model_class(directory, device=pick_device(args.device), trust_remote_code=args.trust_remote_code)
         self._apply_batch_limits()
+        self.metrics = BatchMetrics(self.name, self.worker_type)
         progress.done()
 
     def _apply_batch_limits(self) -> None:
@@ -39,3 +44,8 @@ class SentenceWorker:
 
     def replica_id(self) -> str:
         return replica_id()
+
+    @staticmethod
+    def timing(sent_at: Optional[float], taken: float) -> tuple[Optional[float], float]:
+        """(the wait before this replica took the call, its time on it since)."""
+        return (max(0.0, taken - sent_at) if sent_at else None), time.time() - taken

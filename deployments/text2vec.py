@@ -7,6 +7,7 @@ limits come from the application's args.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Optional
 
 import torch
@@ -32,12 +33,14 @@ class Text2VecWorker(SentenceWorker):
 
         super().__init__(args, SentenceTransformer)
 
-    async def embeddings(self, inputs: list[str | list[int]], span_id: str = "", keep: Optional[int] = -1) -> Embedded:
+    async def embeddings(self, inputs: list[str | list[int]], span_id: str = "", keep: Optional[int] = -1,
+                         sent_at: Optional[float] = None) -> Embedded:
         """Vectors of texts or token-id lists, and each input's uncut token count. Each input is
         cut to `keep` tokens (-1: the model's most). With `keep` None an input longer than the
         model reads is not embedded (its vector is empty): the caller refuses the request, and
         no forward pass was spent on it."""
         logger.info("model=%s span_id=%s embeddings n=%d", self.name, span_id, len(inputs))
+        taken = time.time()
         limit = self.context_length if keep is None or keep < 0 else min(keep, self.context_length)
         texts = [x for x in inputs if isinstance(x, str)]
         whole = iter(self.model.tokenizer(texts)["input_ids"] if texts else [])
@@ -56,7 +59,8 @@ class Text2VecWorker(SentenceWorker):
         refused = {i for i, count in enumerate(counts) if keep is None and count > limit}
         kept = [row for i, row in enumerate(ids) if i not in refused]
         vectors = iter(await self.batch(kept) if kept else [])
-        return Embedded([[] if i in refused else next(vectors) for i in range(len(ids))], counts, self.context_length)
+        return Embedded([[] if i in refused else next(vectors) for i in range(len(ids))], counts, self.context_length,
+                        *self.timing(sent_at, taken))
 
     @property
     def context_length(self) -> int:
@@ -71,7 +75,8 @@ class Text2VecWorker(SentenceWorker):
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
     async def batch(self, requests: list[list[list[int]]]) -> list[list[list[float]]]:
         flat = [ids for request in requests for ids in request]
-        vectors = self._forward(flat)
+        with self.metrics.batch(len(requests), len(flat), sum(len(ids) for ids in flat)):
+            vectors = self._forward(flat)
         out, i = [], 0
         for request in requests:
             out.append(vectors[i : i + len(request)])

@@ -58,6 +58,7 @@ class GenerationRequest(BaseModel):
     # a raw completion, which returns what the model wrote, as vLLM's does.
     separate_reasoning: bool = True
     span_id: str = ""
+    sent_at: Optional[float] = None  # unix time the ingress sent it: the replica's queue wait starts here
 
 
 class Usage(BaseModel):
@@ -97,6 +98,12 @@ class GenerationChunk(BaseModel):
     completion_tokens: int = 0
     reasoning_tokens: int = 0  # of completion_tokens, those spent thinking (its end tag included)
     stop_string: Optional[str] = None  # on the last chunk: the request's stop string that ended it
+    # Where the time went, measured by the llm deployment (deployments/llm.py): on the first
+    # chunk, the wait before the replica took the request and the time to the first token;
+    # on the last, the time from the first token to the end.
+    queue_s: Optional[float] = None
+    prefill_s: Optional[float] = None
+    decode_s: Optional[float] = None
     logprobs: Optional[list[TokenLogprob]] = None  # the tokens this chunk adds, when asked for
 
     def usage(self) -> Usage:
@@ -119,6 +126,8 @@ class Embedded(NamedTuple):
     vectors: list[list[float]]
     token_counts: list[int]  # per input, special tokens included, before any cut
     context_length: int = 0  # the most tokens the model reads; longer inputs were cut to it
+    queue_s: Optional[float] = None  # the wait before the replica took the call
+    compute_s: Optional[float] = None  # the replica's time on it, batching wait included
 
     @property
     def prompt_tokens(self) -> int:
@@ -130,6 +139,8 @@ class Scored(NamedTuple):
 
     scores: list[float]
     total_tokens: int
+    queue_s: Optional[float] = None
+    compute_s: Optional[float] = None
 
 
 # How an engine's 400 for a schema it cannot compile begins: a response_format's, or a forced tool call's.

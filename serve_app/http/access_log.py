@@ -13,6 +13,7 @@ import logging
 import time
 
 from serve_app.http.context import access
+from serve_app.http.timing import TimeSplitMetrics, server_timing, split
 
 logger = logging.getLogger("ray.serve")
 
@@ -20,6 +21,7 @@ logger = logging.getLogger("ray.serve")
 class AccessLog:
     def __init__(self, app):
         self.app = app
+        self.time_split = TimeSplitMetrics()
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -31,6 +33,9 @@ class AccessLog:
         async def send_noting_status(message):
             if message["type"] == "http.response.start":
                 record["status"] = message["status"]
+                parts = split(record, time.monotonic() - started)
+                if parts:
+                    message = {**message, "headers": [*message.get("headers", []), (b"server-timing", server_timing(parts))]}
             await send(message)
 
         state = scope["app"].state
@@ -40,16 +45,21 @@ class AccessLog:
             access.reset(reset)
             if state.admission is not None:
                 state.admission.finished(record)
-            _log(scope, state.log_prompts, record, started)
+            elapsed = time.monotonic() - started
+            parts = split(record, elapsed)
+            if parts:
+                self.time_split.observe(record.get("model", "-"), scope["path"], parts)
+            _log(scope, state.log_prompts, record, elapsed, parts)
 
 
-def _log(scope, log_prompts: bool, record: dict, started: float) -> None:
+def _log(scope, log_prompts: bool, record: dict, elapsed: float, parts) -> None:
     # Never a key (its id at most), and the prompt only when the operator asks.
     prompt = f" prompt={record['prompt']!r}" if log_prompts and "prompt" in record else ""
     tokens = record.get("prompt_tokens", 0) + record.get("completion_tokens", 0)
+    timing = "".join(f" {part}_ms={seconds * 1000:.1f}" for part, seconds in (parts or {}).items())
     logger.info(
-        "access route=%s %s model=%s status=%d latency_ms=%.1f tokens=%s key=%s span_id=%s%s",
+        "access route=%s %s model=%s status=%d latency_ms=%.1f tokens=%s key=%s span_id=%s%s%s",
         scope["method"], scope["path"], record.get("model", "-"), record["status"],
-        (time.monotonic() - started) * 1000, tokens or "-", getattr(record.get("key"), "id", "-"),
-        record.get("span_id", "-"), prompt,
+        elapsed * 1000, tokens or "-", getattr(record.get("key"), "id", "-"),
+        record.get("span_id", "-"), timing, prompt,
     )

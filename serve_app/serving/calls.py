@@ -8,6 +8,7 @@ answer in their dialect. Each method looks the model up once.
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Optional
 
@@ -69,9 +70,13 @@ class ModelCalls:
         model's most are not embedded, for the caller to refuse (deployments/text2vec.py)."""
         entry = await self.registry.lookup(model)
         handle = self.registry.handle_of(entry, "text2vec")
-        return await self.embedder.embed(model, handle, inputs, span_id, keep), entry
+        embedded = await self.embedder.embed(model, handle, inputs, span_id, keep)
+        note(queue_s=embedded.queue_s, prefill_s=embedded.compute_s)
+        return embedded, entry
 
     async def score(self, model: str, query: str, documents: list[str], span_id: str) -> Scored:
         self.check(model, span_id, documents=documents)
         handle = await self.registry.handle(model, "reranker")
-        return await handle.rerank.remote(query, documents, span_id)
+        scored = await handle.rerank.remote(query, documents, span_id, sent_at=time.time())
+        note(queue_s=scored.queue_s, prefill_s=scored.compute_s)
+        return scored

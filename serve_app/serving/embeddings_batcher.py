@@ -11,6 +11,7 @@ A failure of that call fails the requests that were in it, as each would have fa
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import defaultdict
 from typing import NamedTuple, Optional
 
@@ -45,7 +46,7 @@ class EmbeddingsBatcher:
         # A request of many texts is a batch already; merging is for the small ones. Token-id
         # inputs go alone: an id the model does not have fails its call, and only its own.
         if not self.wait_ms or len(inputs) > MERGED_TEXTS // 8 or not all(isinstance(x, str) for x in inputs):
-            return await handle.embeddings.remote(inputs, span_id, keep)
+            return await handle.embeddings.remote(inputs, span_id, keep, sent_at=time.time())
         result = await self._together(Call(model, handle, inputs, span_id, keep))
         if isinstance(result, BaseException):
             raise result
@@ -67,7 +68,7 @@ class EmbeddingsBatcher:
         first = calls[indexes[0]]
         try:
             merged = await first.handle.embeddings.remote([t for i in indexes for t in calls[i].texts], first.span_id,
-                                                          first.keep)
+                                                          first.keep, sent_at=time.time())
         except Exception as exc:  # every request of the call gets the error, as it would have alone
             for i in indexes:
                 results[i] = exc
@@ -75,5 +76,5 @@ class EmbeddingsBatcher:
         start = 0
         for i in indexes:
             end = start + len(calls[i].texts)
-            results[i] = Embedded(merged.vectors[start:end], merged.token_counts[start:end], merged.context_length)
+            results[i] = merged._replace(vectors=merged.vectors[start:end], token_counts=merged.token_counts[start:end])
             start = end

@@ -7,12 +7,14 @@ dead replica) still gets a proper status instead of a half-sent stream.
 """
 
 import asyncio
+import time
 from typing import AsyncIterator
 
 from ray.serve.handle import DeploymentHandle
 
 from serve_app.engines.base import GenerationChunk, GenerationRequest
 from serve_app.errors import ServeError, as_serve_error
+from serve_app.http.context import note
 
 
 class OpenStream:
@@ -24,9 +26,12 @@ class OpenStream:
 
     @classmethod
     async def open(cls, handle: DeploymentHandle, request: GenerationRequest) -> "OpenStream":
+        request = request.model_copy(update={"sent_at": time.time()})
         rest = handle.options(stream=True).generate_stream.remote(request)
         try:
-            return cls(await rest.__anext__(), rest)
+            first = await rest.__anext__()
+            note(queue_s=first.queue_s, prefill_s=first.prefill_s)  # the request's time split (http/timing.py)
+            return cls(first, rest)
         except StopAsyncIteration:
             raise ServeError("the model's stream ended before its first chunk")
         except Exception as exc:
@@ -65,6 +70,7 @@ class OpenStream:
                 except StopAsyncIteration:
                     raise ServeError("the model's stream ended without a finish reason")
             self.done = True
+            note(decode_s=chunk.decode_s)
             yield chunk
         finally:
             if not chunk.finish_reason:  # the client left, or the stream broke: stop the model

@@ -4,9 +4,8 @@ clients read it; the lenient Python SDK would not notice a missing key)."""
 import json
 
 import pytest
-from openai_schema import problems
-
 from local import EMBEDDER, LLM, THINKER
+from openai_schema import problems
 
 FRANCE = [{"role": "user", "content": "What is the capital of France?"}]
 TOOL = {"type": "function", "function": {"name": "weather", "parameters": {"type": "object", "properties": {}}}}
