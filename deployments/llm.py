@@ -15,6 +15,7 @@ from ray import serve
 from ray.serve import Application
 
 from deployments.chunking import coalesce
+from serve_app import tracing
 from serve_app.config.workers import DEFAULT_ACTOR_OPTIONS, NOT_IN_PLACE_BY_ENGINE, LLMArgs
 from serve_app.engines.base import GenerationChunk, GenerationRequest, LLMEngine
 from serve_app.engines.reasoning import split_reasoning
@@ -46,6 +47,7 @@ class LLMWorker:
     def __init__(self, args: LLMArgs):
         self.name = model_name(args.source)
         self.args = args
+        tracing.setup(f"smmf-serve/{self.name}")
         progress.report(progress.LOADING)  # GGUF sources report their conversion on the way
         self.engine = load_engine(args)
         progress.done()
@@ -66,6 +68,7 @@ class LLMWorker:
                 chunk = chunk.model_copy(update={"queue_s": queue, "prefill_s": now - taken})
             if chunk.finish_reason:
                 chunk = chunk.model_copy(update={"decode_s": now - first_at})
+                trace_replica(request, taken, first_at, now)
             yield chunk
 
     async def count_token(self, prompt: str) -> int:
@@ -107,6 +110,16 @@ class LLMWorker:
         # Serve awaits this when it stops the replica: an engine with a process of its own stops it.
         if hasattr(self, "engine"):  # absent when the engine failed to load
             await self.engine.shutdown()
+
+
+def trace_replica(request: GenerationRequest, taken: float, first_at: float, done: float) -> None:
+    """The replica's part of the request's trace (serve_app/tracing.py), once it is over."""
+    if not tracing.enabled():
+        return
+    if request.sent_at:
+        tracing.timed_span("queue", request.trace_context, request.sent_at, taken)
+    tracing.timed_span("prefill", request.trace_context, taken, first_at)
+    tracing.timed_span("decode", request.trace_context, first_at, done)
 
 
 def build_app(args: dict) -> Application:

@@ -29,11 +29,12 @@ class RerankerWorker(SentenceWorker):
 
         super().__init__(args, CrossEncoder if args.method == "cross_encoder" else SentenceTransformer)
 
-    async def rerank(self, query: str, documents: list[str], span_id: str = "", sent_at: Optional[float] = None) -> Scored:
+    async def rerank(self, query: str, documents: list[str], span_id: str = "", sent_at: Optional[float] = None,
+                     trace_context: Optional[dict] = None) -> Scored:
         logger.info("model=%s span_id=%s rerank n=%d", self.name, span_id, len(documents))
         taken = time.time()
         scores = await self.batch((query, documents))
-        return Scored(scores, self._count_tokens(query, documents), *self.timing(sent_at, taken))
+        return Scored(scores, self._count_tokens(query, documents), *self.timing(sent_at, taken, trace_context))
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
     async def batch(self, requests: list[tuple[str, list[str]]]) -> list[list[float]]:

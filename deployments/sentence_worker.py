@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from typing import Optional
 
+from serve_app import tracing
 from serve_app.config.workers import RerankerArgs, Text2VecArgs
 from serve_app.replica import progress
 from serve_app.replica.context import model_name, pick_device, replica_id, set_threads
@@ -20,6 +21,7 @@ class SentenceWorker:
     def __init__(self, args: Text2VecArgs | RerankerArgs, model_class: type):
         self.name = model_name(args.source)
         self.args = args
+        tracing.setup(f"smmf-serve/{self.name}")
         set_threads(args.num_threads)
         progress.report(progress.LOADING)
         directory, gguf_file = local_dir(args.source, args.cache_dir)
@@ -46,6 +48,13 @@ class SentenceWorker:
         return replica_id()
 
     @staticmethod
-    def timing(sent_at: Optional[float], taken: float) -> tuple[Optional[float], float]:
-        """(the wait before this replica took the call, its time on it since)."""
-        return (max(0.0, taken - sent_at) if sent_at else None), time.time() - taken
+    def timing(sent_at: Optional[float], taken: float, trace_context: Optional[dict] = None
+               ) -> tuple[Optional[float], float]:
+        """(the wait before this replica took the call, its time on it since); both also as spans
+        of the request's trace when tracing is on (serve_app/tracing.py)."""
+        done = time.time()
+        if tracing.enabled() and trace_context:
+            if sent_at:
+                tracing.timed_span("queue", trace_context, sent_at, taken)
+            tracing.timed_span("compute", trace_context, taken, done)
+        return (max(0.0, taken - sent_at) if sent_at else None), done - taken

@@ -34,7 +34,7 @@ class Text2VecWorker(SentenceWorker):
         super().__init__(args, SentenceTransformer)
 
     async def embeddings(self, inputs: list[str | list[int]], span_id: str = "", keep: Optional[int] = -1,
-                         sent_at: Optional[float] = None) -> Embedded:
+                         sent_at: Optional[float] = None, trace_context: Optional[dict] = None) -> Embedded:
         """Vectors of texts or token-id lists, and each input's uncut token count. Each input is
         cut to `keep` tokens (-1: the model's most). With `keep` None an input longer than the
         model reads is not embedded (its vector is empty): the caller refuses the request, and
@@ -60,7 +60,7 @@ class Text2VecWorker(SentenceWorker):
         kept = [row for i, row in enumerate(ids) if i not in refused]
         vectors = iter(await self.batch(kept) if kept else [])
         return Embedded([[] if i in refused else next(vectors) for i in range(len(ids))], counts, self.context_length,
-                        *self.timing(sent_at, taken))
+                        *self.timing(sent_at, taken, trace_context))
 
     @property
     def context_length(self) -> int:

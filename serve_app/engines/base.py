@@ -59,6 +59,7 @@ class GenerationRequest(BaseModel):
     separate_reasoning: bool = True
     span_id: str = ""
     sent_at: Optional[float] = None  # unix time the ingress sent it: the replica's queue wait starts here
+    trace_context: dict[str, str] = Field(default_factory=dict)  # W3C traceparent of the ingress's span
 
 
 class Usage(BaseModel):

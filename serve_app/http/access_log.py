@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 
+from serve_app import tracing
 from serve_app.http.context import access
 from serve_app.http.timing import TimeSplitMetrics, server_timing, split
 
@@ -33,6 +34,9 @@ class AccessLog:
         async def send_noting_status(message):
             if message["type"] == "http.response.start":
                 record["status"] = message["status"]
+                # What the route learned, on the request's span (FastAPI ends it with the body).
+                tracing.annotate(scope, **{"smmf.model": record.get("model"), "dbgpt.span_id": record.get("span_id"),
+                                           "smmf.fallback_from": record.get("fallback_from")})
                 parts = split(record, time.monotonic() - started)
                 if parts:
                     message = {**message, "headers": [*message.get("headers", []), (b"server-timing", server_timing(parts))]}

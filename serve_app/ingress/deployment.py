@@ -20,6 +20,7 @@ from ray import serve
 from ray.serve import Application
 from ray.serve.handle import DeploymentHandle
 
+from serve_app import tracing
 from serve_app.config.router import RouterArgs
 from serve_app.dialects.responses.store import ResponseStore
 from serve_app.governance.admission import Admission
@@ -38,6 +39,7 @@ app = create_app()
 @serve.ingress(app)
 class Ingress:
     def __init__(self, args: RouterArgs, manager: DeploymentHandle, governor: DeploymentHandle):
+        tracing.setup("smmf-serve/ingress")
         calls = ModelCalls(ModelRegistry(ttl_s=args.registry_ttl_s), args.limits, args.embeddings_batch_wait_ms)
         admission = Admission(governor, configured_keys(args.api_keys, args.api_keys_env))
         configure(app, calls=calls, manager=manager, governor=governor, admission=admission,

@@ -14,6 +14,7 @@ from typing import Optional
 
 from ray.serve.handle import DeploymentHandle
 
+from serve_app import tracing
 from serve_app.config.router import RequestLimits
 from serve_app.engines.base import Embedded, GenerationRequest, Scored
 from serve_app.errors import AuthError, InvalidRequest
@@ -70,13 +71,16 @@ class ModelCalls:
         model's most are not embedded, for the caller to refuse (deployments/text2vec.py)."""
         entry = await self.registry.lookup(model)
         handle = self.registry.handle_of(entry, "text2vec")
-        embedded = await self.embedder.embed(model, handle, inputs, span_id, keep)
+        with tracing.span("call text2vec", **{"smmf.model": model}):
+            embedded = await self.embedder.embed(model, handle, inputs, span_id, keep, tracing.carrier())
         note(queue_s=embedded.queue_s, prefill_s=embedded.compute_s)
         return embedded, entry
 
     async def score(self, model: str, query: str, documents: list[str], span_id: str) -> Scored:
         self.check(model, span_id, documents=documents)
         handle = await self.registry.handle(model, "reranker")
-        scored = await handle.rerank.remote(query, documents, span_id, sent_at=time.time())
+        with tracing.span("call reranker", **{"smmf.model": model}):
+            scored = await handle.rerank.remote(query, documents, span_id, sent_at=time.time(),
+                                                trace_context=tracing.carrier())
         note(queue_s=scored.queue_s, prefill_s=scored.compute_s)
         return scored

@@ -27,6 +27,7 @@ class Call(NamedTuple):
     texts: list[str]
     span_id: str
     keep: Optional[int]  # tokens each input is cut to (text2vec.embeddings); calls merge only with the same
+    trace_context: dict
 
 
 MERGED_TEXTS = 256  # the most texts one merged call carries
@@ -42,12 +43,13 @@ class EmbeddingsBatcher:
         self._together.set_batch_wait_timeout_s(wait_ms / 1000)
 
     async def embed(self, model: str, handle: DeploymentHandle, inputs: list[str | list[int]], span_id: str,
-                    keep: Optional[int] = -1) -> Embedded:
+                    keep: Optional[int] = -1, trace_context: Optional[dict] = None) -> Embedded:
         # A request of many texts is a batch already; merging is for the small ones. Token-id
         # inputs go alone: an id the model does not have fails its call, and only its own.
         if not self.wait_ms or len(inputs) > MERGED_TEXTS // 8 or not all(isinstance(x, str) for x in inputs):
-            return await handle.embeddings.remote(inputs, span_id, keep, sent_at=time.time())
-        result = await self._together(Call(model, handle, inputs, span_id, keep))
+            return await handle.embeddings.remote(inputs, span_id, keep, sent_at=time.time(),
+                                                  trace_context=trace_context)
+        result = await self._together(Call(model, handle, inputs, span_id, keep, trace_context or {}))
         if isinstance(result, BaseException):
             raise result
         return result
@@ -68,7 +70,8 @@ class EmbeddingsBatcher:
         first = calls[indexes[0]]
         try:
             merged = await first.handle.embeddings.remote([t for i in indexes for t in calls[i].texts], first.span_id,
-                                                          first.keep, sent_at=time.time())
+                                                          first.keep, sent_at=time.time(),
+                                                          trace_context=first.trace_context)
         except Exception as exc:  # every request of the call gets the error, as it would have alone
             for i in indexes:
                 results[i] = exc

@@ -15,6 +15,7 @@ from typing import Any, Awaitable, Callable
 
 from ray.serve.handle import DeploymentHandle
 
+from serve_app import tracing
 from serve_app.errors import ModelNotFound, ModelNotReady, ModelOverloaded, PromptTooLong
 from serve_app.http.context import note
 from serve_app.serving.registry import ModelRegistry
@@ -35,8 +36,9 @@ async def open_with_fallbacks(
     first_error = None
     for name in [model] + fallbacks:
         try:
-            target = entry if name == model else await registry.lookup(name)
-            result = await opener(registry.handle_of(target, "llm"))
+            with tracing.span(f"attempt {name}", **{"smmf.model": name}):
+                target = entry if name == model else await registry.lookup(name)
+                result = await opener(registry.handle_of(target, "llm"))
         except FALLBACK_ON + (ModelNotFound,) as exc:
             first_error = first_error or exc  # the asked model's reason, if no fallback takes it
             continue

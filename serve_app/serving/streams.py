@@ -12,6 +12,7 @@ from typing import AsyncIterator
 
 from ray.serve.handle import DeploymentHandle
 
+from serve_app import tracing
 from serve_app.engines.base import GenerationChunk, GenerationRequest
 from serve_app.errors import ServeError, as_serve_error
 from serve_app.http.context import note
@@ -26,8 +27,13 @@ class OpenStream:
 
     @classmethod
     async def open(cls, handle: DeploymentHandle, request: GenerationRequest) -> "OpenStream":
-        request = request.model_copy(update={"sent_at": time.time()})
-        rest = handle.options(stream=True).generate_stream.remote(request)
+        with tracing.span("call llm"):
+            request = request.model_copy(update={"sent_at": time.time(), "trace_context": tracing.carrier()})
+            rest = handle.options(stream=True).generate_stream.remote(request)
+            return await cls._first(rest)
+
+    @classmethod
+    async def _first(cls, rest) -> "OpenStream":
         try:
             first = await rest.__anext__()
             note(queue_s=first.queue_s, prefill_s=first.prefill_s)  # the request's time split (http/timing.py)
