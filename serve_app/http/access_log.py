@@ -14,7 +14,7 @@ import time
 
 from serve_app import tracing
 from serve_app.http.context import access
-from serve_app.http.timing import TimeSplitMetrics, server_timing, split
+from serve_app.http.timing import RequestMetrics, server_timing, split
 
 logger = logging.getLogger("ray.serve")
 
@@ -22,7 +22,7 @@ logger = logging.getLogger("ray.serve")
 class AccessLog:
     def __init__(self, app):
         self.app = app
-        self.time_split = TimeSplitMetrics()
+        self.metrics = RequestMetrics()
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -51,9 +51,14 @@ class AccessLog:
                 state.admission.finished(record)
             elapsed = time.monotonic() - started
             parts = split(record, elapsed)
-            if parts:
-                self.time_split.observe(record.get("model", "-"), scope["path"], parts)
+            self.metrics.observe(record.get("model", "-"), _route(scope), record["status"], parts)
             _log(scope, state.log_prompts, record, elapsed, parts)
+
+
+def _route(scope) -> str:
+    """The route's template (`/v1/models/{model}`), not the path: one series per route."""
+    route = scope.get("route")
+    return getattr(route, "path", None) or "unmatched"
 
 
 def _log(scope, log_prompts: bool, record: dict, elapsed: float, parts) -> None:

@@ -7,7 +7,8 @@ The parts come from the model's deployment (deployments/llm.py, text2vec.py,
 reranker.py) and are noted on the request's record; here they become a `Server-Timing`
 header (browsers' dev tools and `curl -v` show it; a stream's has what is known when
 its answer starts: queue and prefill) and, when the response ends, the
-`smmf_request_time_split_s` histogram tagged with model, route and part.
+`smmf_request_time_split_s` histogram tagged with model, route and part (beside
+`smmf_requests`, every request by model, route and status).
 """
 
 from __future__ import annotations
@@ -34,13 +35,19 @@ def server_timing(parts: dict[str, float]) -> bytes:
     return ", ".join(f"{part};dur={seconds * 1000:.1f}" for part, seconds in parts.items()).encode()
 
 
-class TimeSplitMetrics:
+class RequestMetrics:
+    """Every request by model, route and status (Serve's own HTTP metrics know no model), and
+    the time split of those that reached a model."""
+
     def __init__(self):
+        self.requests = metrics.Counter("smmf_requests", "Requests by model, route and HTTP status.",
+                                        tag_keys=("model", "route", "status"))
         self.seconds = metrics.Histogram(
             "smmf_request_time_split_s",
             "Seconds of a request in each part of its path: queue, prefill, decode, serving.",
             boundaries=_SECONDS, tag_keys=("model", "route", "part"))
 
-    def observe(self, model: str, route: str, parts: dict[str, float]) -> None:
-        for part, seconds in parts.items():
+    def observe(self, model: str, route: str, status: int, parts: Optional[dict[str, float]]) -> None:
+        self.requests.inc(1, {"model": model, "route": route, "status": str(status)})
+        for part, seconds in (parts or {}).items():
             self.seconds.observe(seconds, {"model": model, "route": route, "part": part})
