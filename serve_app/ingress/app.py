@@ -2,8 +2,8 @@
 
 `create_app(...)` takes what the routes use and puts it on `app.state`; the routes read
 it from there (`request.app.state.calls`, `.manager`, `.governor`, `.admission`). The
-Serve deployment (deployment.py) fills the state when its replica starts; a test fills
-it with models running in-process (tests/inprocess) and drives the same app with no
+Serve deployment (deployment.py) builds the app when its replica starts; a test builds
+it over models running in-process (tests/inprocess) and drives the same app with no
 Ray at all.
 """
 

@@ -26,25 +26,29 @@ from serve_app.dialects.responses.store import ResponseStore
 from serve_app.governance.admission import Admission
 from serve_app.governance.governor import Governor
 from serve_app.governance.keys import configured_keys
-from serve_app.ingress.app import configure, create_app
+from serve_app.ingress.app import create_app
 from serve_app.kv import gcs
 from serve_app.lifecycle.manager import ModelManager
 from serve_app.serving.calls import ModelCalls
 from serve_app.serving.registry import ModelRegistry
 
-app = create_app()
-
-
 @serve.deployment(name="router", max_ongoing_requests=1000, ray_actor_options={"num_cpus": 0.1})
-@serve.ingress(app)
+@serve.ingress()
 class Ingress:
+    """The app is built in the replica, after this constructor, with what its routes use
+    (Serve calls `__serve_build_asgi_app__`): an app given to `serve.ingress(app)` would be
+    a frozen copy made when this module is imported, whose state the replica could not set."""
+
     def __init__(self, args: RouterArgs, manager: DeploymentHandle, governor: DeploymentHandle):
         tracing.setup("smmf-serve/ingress")
         calls = ModelCalls(ModelRegistry(ttl_s=args.registry_ttl_s), args.limits, args.embeddings_batch_wait_ms)
         admission = Admission(governor, configured_keys(args.api_keys, args.api_keys_env))
-        configure(app, calls=calls, manager=manager, governor=governor, admission=admission,
-                  response_store=ResponseStore(gcs), max_body_bytes=args.limits.max_body_bytes,
-                  log_prompts=args.limits.log_prompts)
+        self.state = {"calls": calls, "manager": manager, "governor": governor, "admission": admission,
+                      "response_store": ResponseStore(gcs), "max_body_bytes": args.limits.max_body_bytes,
+                      "log_prompts": args.limits.log_prompts}
+
+    def __serve_build_asgi_app__(self):
+        return create_app(**self.state)
 
 
 def build_app(args: dict) -> Application:
