@@ -20,7 +20,7 @@ from serve_app.config.workers import DEFAULT_ACTOR_OPTIONS, NOT_IN_PLACE_BY_ENGI
 from serve_app.engines.base import GenerationChunk, GenerationRequest, LLMEngine
 from serve_app.engines.reasoning import split_reasoning
 from serve_app.replica import progress
-from serve_app.replica.context import model_name, replica_id
+from serve_app.replica.context import model_name, placement, replica_id
 
 # Serve routes this logger into each replica's log file, tagged with the request id.
 logger = logging.getLogger("ray.serve")
@@ -87,7 +87,7 @@ class LLMWorker:
             "context_length": self.engine.context_length,
             "chat_model": True,
             "metadata": {"max_new_tokens": self.args.max_new_tokens,
-                         "replica_id": replica_id()},
+                         "replica_id": replica_id(), "placement": placement()},
         }
 
     def reconfigure(self, user_config: dict) -> None:
@@ -122,6 +122,22 @@ def trace_replica(request: GenerationRequest, taken: float, first_at: float, don
     tracing.timed_span("decode", request.trace_context, first_at, done)
 
 
+def parallel_options(args: LLMArgs) -> dict:
+    """A replica spanning several GPUs reserves them as one placement group: a GPU bundle per
+    engine worker (as Ray Serve LLM lays it out), on one node for tensor parallelism
+    (STRICT_PACK), possibly across nodes for pipeline stages (PACK). The replica's own
+    process sits in the first bundle and takes none of the GPUs: vLLM's Ray executor starts
+    a worker on each bundle."""
+    if args.devices == 1:
+        return {}
+    return {
+        "placement_group_bundles": [{"GPU": 1, "CPU": 1} for _ in range(args.devices)],
+        "placement_group_strategy": "PACK" if args.pipeline_parallel_size > 1 else "STRICT_PACK",
+        "ray_actor_options": {**DEFAULT_ACTOR_OPTIONS["llm"], "num_gpus": 0},
+    }
+
+
 def build_app(args: dict) -> Application:
     # Validated here, at build time, so a bad config fails `serve deploy` with the field's name.
-    return LLMWorker.bind(LLMArgs.model_validate(args))
+    llm_args = LLMArgs.model_validate(args)
+    return LLMWorker.options(**parallel_options(llm_args)).bind(llm_args)

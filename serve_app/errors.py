@@ -64,11 +64,32 @@ class WrongWorkerType(InvalidRequest):
 class ModelNotReady(ServeError):
     status_code = 503
     error_type = "service_unavailable"
+    retry_after_s = 5  # Serve replaces a lost replica within seconds
 
     def __init__(self, model: str, status: str, detail: str = ""):
         super().__init__(
             f"model '{model}' has no running replica (Serve status {status})" + (f": {detail}" if detail else "")
         )
+
+
+class ControllerUnavailable(ServeError):
+    """Serve's controller does not answer (it restarts within seconds; replicas serve on)."""
+
+    status_code = 503
+    error_type = "service_unavailable"
+    retry_after_s = 2
+
+
+class ModelWaking(ServeError):
+    """A model scaled to zero did not wake within the ingress's bound (`wake_timeout_s`)."""
+
+    status_code = 503
+    error_type = "service_unavailable"
+    retry_after_s = 10
+
+    def __init__(self, model: str, waited_s: float):
+        super().__init__(f"model '{model}' is waking up from zero replicas and did not answer within "
+                         f"{waited_s:g}s; retry shortly")
 
 
 class AuthError(ServeError):

@@ -68,6 +68,12 @@ class RouterArgs(BaseModel):
         default_factory=SourcePolicy, description="Model sources that startup and update requests may name."
     )
     limits: RequestLimits = Field(default_factory=RequestLimits, description="Per-request size limits.")
+    wake_timeout_s: float = Field(
+        default=120, gt=0, description=(
+            "How long a request to a model asleep (autoscaled to zero replicas) waits for a replica to start "
+            "(and a node to be added); past it, 503 with Retry-After, or the model's fallbacks answer."
+        ),
+    )
     apply_timeout_s: float = Field(
         default=300, gt=0, description="How long a management call waits for its change, unless the request says."
     )

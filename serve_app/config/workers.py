@@ -70,7 +70,8 @@ STREAM_INTERVAL_MS = 50.0
 # AsyncEngineArgs that serve_app/engines/vllm.py derives from LLMArgs fields.
 VLLM_ARGS_FROM_FIELDS = {
     "model", "tokenizer", "served_model_name", "trust_remote_code", "dtype", "max_model_len",
-    "max_num_seqs", "gpu_memory_utilization", "kv_cache_memory_bytes",
+    "max_num_seqs", "gpu_memory_utilization", "kv_cache_memory_bytes", "tensor_parallel_size",
+    "pipeline_parallel_size", "distributed_executor_backend",
 }
 
 
@@ -117,6 +118,19 @@ class LLMArgs(ModelArgs):
         description=(
             "vllm: GiB of KV cache, in place of gpu_memory_utilization's share (on CPU what "
             "VLLM_CPU_KVCACHE_SPACE sets, and that variable wins when set); default: vLLM's own sizing."
+        ),
+    )
+    tensor_parallel_size: int = Field(
+        default=1, ge=1, le=64, description=(
+            "GPUs one replica's model is split across, layer by layer (vllm; the simulated engine takes it "
+            "too, to test placement). The replica reserves one placement group of a GPU bundle each, on one "
+            "node (STRICT_PACK); its own process then asks for no GPU (ray_actor_options num_gpus: 0)."
+        ),
+    )
+    pipeline_parallel_size: int = Field(
+        default=1, ge=1, le=64, description=(
+            "Stages one replica's model is split into, each of tensor_parallel_size GPUs (vllm); with more "
+            "than one, the placement group's bundles may span nodes (PACK)."
         ),
     )
     reasoning_parser: ReasoningParser = Field(
@@ -175,6 +189,18 @@ class LLMArgs(ModelArgs):
         if taken:
             raise ValueError(f"vllm_kwargs may not set {', '.join(taken)}: use the llm args fields")
         return value
+
+    @property
+    def devices(self) -> int:
+        """GPUs one replica spans: tensor_parallel_size x pipeline_parallel_size."""
+        return self.tensor_parallel_size * self.pipeline_parallel_size
+
+    @model_validator(mode="after")
+    def _parallel_needs_an_engine_that_splits(self):
+        if self.devices > 1 and self.engine == "transformers":
+            raise ValueError("tensor_parallel_size / pipeline_parallel_size > 1: the transformers engine runs "
+                             "a model on one device; use engine 'vllm'")
+        return self
 
     @model_validator(mode="after")
     def _simulated_source_goes_with_the_simulated_engine(self):

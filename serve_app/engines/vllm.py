@@ -56,6 +56,9 @@ def engine_options(args: LLMArgs, directory: str, name: str, on_cpu: bool) -> di
     }
     if args.context_length:
         options["max_model_len"] = args.context_length
+    if args.devices > 1:  # across the replica's placement group (deployments/llm.py), one worker a bundle
+        options.update(tensor_parallel_size=args.tensor_parallel_size,
+                       pipeline_parallel_size=args.pipeline_parallel_size, distributed_executor_backend="ray")
     if args.kv_cache_space_gib:
         # The same field VLLM_CPU_KVCACHE_SPACE sets on CPU, and on a GPU it replaces
         # gpu_memory_utilization's share with a fixed size.

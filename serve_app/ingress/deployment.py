@@ -41,7 +41,8 @@ class Ingress:
 
     def __init__(self, args: RouterArgs, manager: DeploymentHandle, governor: DeploymentHandle):
         tracing.setup("smmf-serve/ingress")
-        calls = ModelCalls(ModelRegistry(ttl_s=args.registry_ttl_s), args.limits, args.embeddings_batch_wait_ms)
+        calls = ModelCalls(ModelRegistry(ttl_s=args.registry_ttl_s), args.limits, args.embeddings_batch_wait_ms,
+                           args.wake_timeout_s)
         admission = Admission(governor, configured_keys(args.api_keys, args.api_keys_env))
         self.state = {"calls": calls, "manager": manager, "governor": governor, "admission": admission,
                       "response_store": ResponseStore(gcs), "max_body_bytes": args.limits.max_body_bytes,

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from deployments.request_routers import ROUTERS
 from serve_app.config.router import SourcePolicy
-from serve_app.config.workers import ARGS_BY_WORKER_TYPE, in_place_params
+from serve_app.config.workers import ARGS_BY_WORKER_TYPE, LLMArgs, in_place_params
 from serve_app.replica.sources import PACKAGE_PREFIX, ModelSourceError, resolve
 
 # Registered worker types and their builders: the only code a request can select.
@@ -73,6 +73,12 @@ class ModelFailed(ManagementError):
     """The change was applied and the model failed to start (its reason in the message)."""
 
     status_code = 500
+
+
+class ControllerNotAnswering(ManagementError):
+    """Serve's controller did not answer (it restarts within seconds): retry the change."""
+
+    status_code = 503
 
 
 class ChangeTimedOut(ManagementError):
@@ -178,6 +184,9 @@ def new_app_config(
     if "source" not in args:
         raise ManagementError("parameter 'source' (or DB-GPT's 'model_path') is required to start a model")
     validate_args(worker_type, args, policy)
+    if worker_type == "llm" and LLMArgs.model_validate(args).devices > 1:
+        # Its GPUs are its placement group's bundles (deployments/llm.py); the replica itself takes none.
+        actor_defaults = {**actor_defaults, "num_gpus": 0}
     return {
         "name": name,
         "route_prefix": None,

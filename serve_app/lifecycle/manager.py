@@ -20,11 +20,13 @@ import uuid
 from typing import Optional
 
 import ray
+from ray.exceptions import RayActorError
 from ray import serve
 from ray.serve.schema import ServeDeploySchema, ServeInstanceDetails
 
 from serve_app.config.router import SourcePolicy
-from serve_app.config.workers import DEFAULT_ACTOR_OPTIONS
+from deployments.llm import parallel_options
+from serve_app.config.workers import DEFAULT_ACTOR_OPTIONS, LLMArgs
 from serve_app.errors import last_line
 from serve_app.lifecycle import catalog
 from serve_app.lifecycle.changes import ChangeResult, ModelChange
@@ -33,6 +35,7 @@ from serve_app.lifecycle.config_edits import (
     CannotPlace,
     ChangeConflict,
     ChangeTimedOut,
+    ControllerNotAnswering,
     ManagementError,
     ModelFailed,
     UnknownModel,
@@ -41,19 +44,25 @@ from serve_app.lifecycle.config_edits import (
     updated_app_config,
     worker_type_of,
 )
-from serve_app.lifecycle.placement import never_fits, replica_needs
+from serve_app.lifecycle.placement import autoscaler_node_types, group_never_fits, never_fits, replica_needs
 
 logger = logging.getLogger("ray.serve")
 
 POLL_S = 0.5
+CONTROLLER_TIMEOUT_S = 10.0
 # The controller acts on a new config in its next control-loop pass; look no sooner.
 SETTLE_S = 1.0
 
 
-def _controller():
-    # Serve exposes no public async call that applies a whole declarative config from
-    # inside a replica; the controller method below is what its REST API calls.
-    return serve.context._get_global_client()._controller
+async def _controller(method: str, *args):
+    """A call to Serve's controller, bounded: a controller restarting (seconds) makes the change
+    a 503 to retry, never a hang. Serve exposes no public async call that applies a whole
+    declarative config from inside a replica; `apply_config` is what its REST API calls."""
+    controller = serve.context._get_global_client()._controller
+    try:
+        return await asyncio.wait_for(getattr(controller, method).remote(*args), CONTROLLER_TIMEOUT_S)
+    except (asyncio.TimeoutError, RayActorError) as exc:
+        raise ControllerNotAnswering(f"Serve's controller is not answering ({type(exc).__name__}); retry") from exc
 
 
 @serve.deployment(name="manager", num_replicas=1, max_ongoing_requests=64, ray_actor_options={"num_cpus": 0})
@@ -68,8 +77,8 @@ class ModelManager:
         timeout_s = req.timeout_s or self.default_timeout_s
         try:
             async with self._lock:
-                raw = await _controller().get_serve_instance_details.remote()
-                targets_now = await _controller().get_app_configs.remote()
+                raw = await _controller("get_serve_instance_details")
+                targets_now = await _controller("get_app_configs")
                 config = self._deploy_config(raw, targets_now)
                 apps = {app["name"]: app for app in config["applications"]}
                 stopped = catalog.stopped()
@@ -77,7 +86,7 @@ class ModelManager:
                 refuse_what_never_fits(apps, targets, node_shapes())
                 config["applications"] = list(apps.values())
                 applied_at = time.time()
-                await _controller().apply_config.remote(ServeDeploySchema(**config))
+                await _controller("apply_config", ServeDeploySchema(**config))
                 self._update_catalog(req, targets, stopped, targets_now)
             logger.info("management %s model=%s targets=%s applied", req.apply_type, req.model, targets)
             if not req.wait:  # the caller follows the change on GET /api/models/status
@@ -160,7 +169,7 @@ class ModelManager:
         deadline = time.monotonic() + timeout_s
         await asyncio.sleep(min(SETTLE_S, timeout_s))
         while True:
-            raw = await _controller().get_serve_instance_details.remote()
+            raw = await _controller("get_serve_instance_details")
             details = ServeInstanceDetails(**raw)
             pending = {}
             for name in targets:
@@ -196,24 +205,24 @@ def deployment_of(app: dict) -> dict:
 
 def node_shapes() -> list[dict[str, float]]:
     """The resources of every live node, and of every node type the autoscaler may add."""
-    shapes = [dict(node["Resources"]) for node in ray.nodes() if node.get("Alive")]
-    try:
-        cluster_config = ray._private.state.state.get_cluster_config()  # the autoscaler's, if any
-    except Exception:  # no autoscaler state in this cluster
-        cluster_config = None
-    for group in cluster_config.node_group_configs if cluster_config else []:
-        if group.max_count != 0:
-            shapes.append(dict(group.resources))
-    return shapes
+    live = [dict(node["Resources"]) for node in ray.nodes() if node.get("Alive")]
+    return live + list(autoscaler_node_types().values())
 
 
 def refuse_what_never_fits(apps: dict[str, dict], targets: list[str], shapes: list[dict[str, float]]) -> None:
-    """Raise CannotPlace, before anything is applied, for a target whose replica no node could hold."""
+    """Raise CannotPlace, before anything is applied, for a target whose replica (or its
+    placement group, for a model spanning several GPUs) no node could hold."""
     for name in targets:
         if name not in apps:  # stopped
             continue
-        options = deployment_of(apps[name]).get("ray_actor_options") or DEFAULT_ACTOR_OPTIONS[worker_type_of(apps[name])]
+        deployment, worker_type = deployment_of(apps[name]), worker_type_of(apps[name])
+        options = deployment.get("ray_actor_options") or DEFAULT_ACTOR_OPTIONS[worker_type]
         why = never_fits(name, replica_needs(options), shapes)
+        group = dict(deployment) if deployment.get("placement_group_bundles") else \
+            parallel_options(LLMArgs.model_validate(apps[name]["args"])) if worker_type == "llm" else {}
+        if not why and group:
+            why = group_never_fits(name, group["placement_group_bundles"],
+                                   group.get("placement_group_strategy", "PACK"), shapes)
         if why:
             raise CannotPlace(why)
 

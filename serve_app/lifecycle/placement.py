@@ -39,8 +39,45 @@ def never_fits(model: str, needs: dict[str, float], shapes: list[dict[str, float
             f"this cluster has or can add offers {_show(shown)}")
 
 
+def group_never_fits(model: str, bundles: list[dict[str, float]], strategy: str,
+                     shapes: list[dict[str, float]]) -> Optional[str]:
+    """Why no node (STRICT_PACK: one node holds every bundle) or no set of nodes (PACK,
+    SPREAD: each bundle on some node) could ever hold a replica's placement group."""
+    if not shapes:
+        return None
+    if strategy.startswith("STRICT_PACK"):
+        total: dict[str, float] = {}
+        for bundle in bundles:
+            for k, v in bundle.items():
+                total[k] = total.get(k, 0) + v
+        why = never_fits(model, total, shapes)
+        return why and why.replace("one replica needs", f"one replica's {len(bundles)} bundles, on one node, need")
+    for bundle in bundles:
+        why = never_fits(model, bundle, shapes)
+        if why:
+            return why.replace("one replica needs", "one of a replica's bundles needs")
+    return None
+
+
 def _show(resources: dict[str, float]) -> str:
     def amount(k, v):
         return f"{v / 2**30:.1f} GiB" if k == "memory" else f"{v:g}"
 
     return "{" + ", ".join(f"{k}: {amount(k, v)}" for k, v in sorted(resources.items())) + "}"
+
+
+def autoscaler_node_types() -> dict[str, dict[str, float]]:
+    """The node types this cluster's autoscaler may add ({} without an autoscaler), by name."""
+    import ray
+
+    try:
+        cluster_config = ray._private.state.state.get_cluster_config()  # the autoscaler's, if any
+    except Exception:  # no autoscaler state in this cluster
+        return {}
+    groups = cluster_config.node_group_configs if cluster_config else []
+    return {group.name: dict(group.resources) for group in groups if group.max_count != 0}
+
+
+def node_type_for(needs: dict[str, float], node_types: dict[str, dict[str, float]]) -> Optional[str]:
+    """The first node type an autoscaler may add that could hold a replica needing `needs`."""
+    return next((name for name, shape in node_types.items() if needs and fits(needs, shape)), None)

@@ -5,6 +5,7 @@ import ray
 from fastapi import APIRouter, Request
 
 from serve_app.http.boundary import BoundaryRoute
+from serve_app.lifecycle.placement import autoscaler_node_types
 from serve_app.lifecycle.status import ModelStatus
 
 router = APIRouter(route_class=BoundaryRoute)
@@ -12,5 +13,5 @@ router = APIRouter(route_class=BoundaryRoute)
 
 @router.get("/api/models/status")
 async def models_status(request: Request) -> list[ModelStatus]:
-    free = ray.available_resources()
-    return [ModelStatus.of(m, free) for m in await request.app.state.calls.registry.models(fresh=True)]
+    free, node_types = ray.available_resources(), autoscaler_node_types()
+    return [ModelStatus.of(m, free, node_types) for m in await request.app.state.calls.registry.models(fresh=True)]

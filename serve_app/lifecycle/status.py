@@ -7,6 +7,7 @@ from typing import Optional
 
 from pydantic import BaseModel
 
+from serve_app.lifecycle.placement import node_type_for
 from serve_app.replica import progress
 from serve_app.serving.registry import ModelEntry
 
@@ -17,12 +18,16 @@ class ModelStatus(BaseModel):
     status: str  # the application's Serve status: RUNNING, DEPLOYING, DEPLOY_FAILED, ...
     running_replicas: int
     message: str  # Serve's own message (why a replica waits, why it failed)
-    phase: str  # queued for resources, replica starting, converting weights, loading weights, ready, failed
+    # queued for resources (or: waiting for a node of type X to be added), replica starting,
+    # converting weights, loading weights, ready, asleep, failed
+    phase: str
     phase_since: Optional[float] = None  # unix time the phase began, while the model is not ready
 
     @classmethod
-    def of(cls, entry: ModelEntry, free: dict[str, float]) -> "ModelStatus":
-        """`free`: the cluster's unreserved resources now (ray.available_resources())."""
+    def of(cls, entry: ModelEntry, free: dict[str, float], node_types: dict[str, dict[str, float]]
+           ) -> "ModelStatus":
+        """`free`: the cluster's unreserved resources now (ray.available_resources());
+        `node_types`: the node types an autoscaler may add (placement.autoscaler_node_types)."""
         reports = {}
         if not entry.running_replicas:  # only a starting model has phases worth reading
             reports = progress.reported(entry.name)
@@ -30,5 +35,9 @@ class ModelStatus(BaseModel):
         short = any(amount > free.get(resource, 0) for resource, amount in entry.needs.items())
         phase, since = progress.phase_of(entry.status, entry.running_replicas, entry.replicas, entry.created,
                                          reports, short)
+        if phase == progress.QUEUED and (node_type := node_type_for(entry.needs, node_types)):
+            phase = f"waiting for a node of type {node_type} to be added"
+        if entry.asleep and not entry.replicas:
+            phase, since = progress.ASLEEP, None
         return cls(model=entry.name, worker_type=entry.worker_type, status=entry.status,
                    running_replicas=entry.running_replicas, message=entry.message, phase=phase, phase_since=since)

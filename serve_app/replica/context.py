@@ -57,3 +57,22 @@ def replica_id() -> str:
         return serve.get_replica_context().replica_id.unique_id
     except Exception:
         return ""
+
+
+def placement() -> dict:
+    """Where this replica runs: its node, and the placement group it was given (bundles,
+    strategy, the node of each bundle), if any. {} outside Ray."""
+    try:
+        import ray
+        from ray.util.placement_group import get_current_placement_group, placement_group_table
+
+        node = ray.get_runtime_context().get_node_id()
+    except Exception:
+        return {}
+    group = get_current_placement_group()
+    if group is None:
+        return {"node_id": node}
+    table = placement_group_table(group)
+    nodes = table.get("bundles_to_node_id", {})
+    return {"node_id": node, "bundles": group.bundle_specs, "strategy": table.get("strategy"),
+            "bundle_nodes": [nodes.get(i) for i in range(len(group.bundle_specs))]}

@@ -23,6 +23,7 @@ STARTING = "replica starting"
 CONVERTING = "converting weights"
 LOADING = "loading weights"
 READY = "ready"
+ASLEEP = "asleep"  # scaled to zero replicas; the next request wakes it
 FAILED = "failed"
 
 

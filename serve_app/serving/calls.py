@@ -20,7 +20,7 @@ from serve_app.engines.base import Embedded, GenerationRequest, Scored
 from serve_app.errors import AuthError, InvalidRequest
 from serve_app.http.context import current_key, note
 from serve_app.serving.embeddings_batcher import EmbeddingsBatcher
-from serve_app.serving.fallbacks import open_with_fallbacks
+from serve_app.serving.fallbacks import open_with_fallbacks, waking
 from serve_app.serving.registry import ModelEntry, ModelRegistry
 from serve_app.serving.streams import OpenStream
 
@@ -31,10 +31,12 @@ def new_span_id(given: Optional[str] = None) -> str:
 
 
 class ModelCalls:
-    def __init__(self, registry: ModelRegistry, limits: RequestLimits, embeddings_batch_wait_ms: float = 0):
+    def __init__(self, registry: ModelRegistry, limits: RequestLimits, embeddings_batch_wait_ms: float = 0,
+                 wake_timeout_s: float = 120):
         self.registry = registry
         self.limits = limits
         self.embedder = EmbeddingsBatcher(embeddings_batch_wait_ms)
+        self.wake_timeout_s = wake_timeout_s
 
     def check(self, model: str, span_id: str = "", *, messages=None, inputs=None, documents=None,
               max_tokens=None) -> None:
@@ -62,7 +64,7 @@ class ModelCalls:
         """A stream per request, opened on the model or, when it cannot take them, on a fallback
         (serving/fallbacks.py): (the model that took them, their streams)."""
         return await open_with_fallbacks(self.registry, model, current_key(),
-                                         lambda handle: OpenStream.open_all(handle, requests))
+                                         lambda handle: OpenStream.open_all(handle, requests), self.wake_timeout_s)
 
     async def embed(self, model: str, inputs: list, span_id: str, keep: Optional[int] = -1
                     ) -> tuple[Embedded, ModelEntry]:
@@ -72,15 +74,17 @@ class ModelCalls:
         entry = await self.registry.lookup(model)
         handle = self.registry.handle_of(entry, "text2vec")
         with tracing.span("call text2vec", **{"smmf.model": model}):
-            embedded = await self.embedder.embed(model, handle, inputs, span_id, keep, tracing.carrier())
+            call = self.embedder.embed(model, handle, inputs, span_id, keep, tracing.carrier())
+            embedded = await waking(entry, call, self.wake_timeout_s)
         note(queue_s=embedded.queue_s, prefill_s=embedded.compute_s)
         return embedded, entry
 
     async def score(self, model: str, query: str, documents: list[str], span_id: str) -> Scored:
         self.check(model, span_id, documents=documents)
-        handle = await self.registry.handle(model, "reranker")
+        entry = await self.registry.lookup(model)
+        handle = self.registry.handle_of(entry, "reranker")
         with tracing.span("call reranker", **{"smmf.model": model}):
-            scored = await handle.rerank.remote(query, documents, span_id, sent_at=time.time(),
-                                                trace_context=tracing.carrier())
+            call = handle.rerank.remote(query, documents, span_id, sent_at=time.time(), trace_context=tracing.carrier())
+            scored = await waking(entry, call, self.wake_timeout_s)
         note(queue_s=scored.queue_s, prefill_s=scored.compute_s)
         return scored

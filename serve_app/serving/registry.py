@@ -9,6 +9,7 @@ sees it on its next refresh with no redeploy of its own.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +19,18 @@ from ray.serve.handle import DeploymentHandle
 from ray.serve.schema import ApplicationStatus, ReplicaState, ServeInstanceDetails
 
 from serve_app.config.workers import WORKER_TYPES
-from serve_app.errors import InvalidRequest, ModelNotFound, ModelNotReady, WrongWorkerType, last_line
+from serve_app.errors import (
+    ControllerUnavailable,
+    InvalidRequest,
+    ModelNotFound,
+    ModelNotReady,
+    WrongWorkerType,
+    last_line,
+)
+
+logger = logging.getLogger("ray.serve")
+# Longer than a healthy controller's answer on a busy node (tens of ms), shorter than a client's patience.
+CONTROLLER_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -33,6 +45,24 @@ class ModelEntry:
     # (replica id, Serve replica state, placed: whether Ray has started its process)
     replicas: tuple[tuple[str, str, bool], ...] = ()
     needs: dict[str, float] = field(default_factory=dict)  # what one replica reserves
+    sleeps: bool = False  # autoscales down to zero replicas when idle (min_replicas: 0)
+
+    @property
+    def asleep(self) -> bool:
+        """Scaled to zero: no replica, and a request wakes it (Serve starts one for it)."""
+        return self.sleeps and self.running_replicas == 0 and self.status != ApplicationStatus.DEPLOY_FAILED.value
+
+    @property
+    def callable(self) -> bool:
+        """A request may be sent: a replica runs, or the request will wake one."""
+        return self.running_replicas > 0 or self.asleep
+
+
+def _sleeps(dep) -> bool:
+    autoscaling = getattr(dep.deployment_config, "autoscaling_config", None)
+    if hasattr(autoscaling, "model_dump"):
+        autoscaling = autoscaling.model_dump()
+    return isinstance(autoscaling, dict) and autoscaling.get("min_replicas") == 0
 
 
 def entries_from_details(details: ServeInstanceDetails) -> dict[str, ModelEntry]:
@@ -52,6 +82,7 @@ def entries_from_details(details: ServeInstanceDetails) -> dict[str, ModelEntry]
                 created=app.last_deployed_time_s,
                 replicas=tuple((r.replica_id, r.state.value, r.pid is not None) for r in dep.replicas),
                 needs=dict(dep.required_resources or {}),
+                sleeps=_sleeps(dep),
             )
     return models
 
@@ -80,7 +111,15 @@ class ModelRegistry:
         async with self._lock:  # one controller call serves every waiting request
             if self._fetched_at and time.monotonic() - self._fetched_at < 0.05:
                 return
-            self._models = await self._snapshot()
+            try:
+                self._models = await asyncio.wait_for(self._snapshot(), CONTROLLER_TIMEOUT_S)
+            except Exception as exc:
+                # Serve's controller restarting (seconds): its replicas serve on, and so does
+                # our last snapshot of them; without one there is nothing to go on.
+                if not self._fetched_at:
+                    raise ControllerUnavailable(f"Serve's controller is not answering ({type(exc).__name__}); retry") from exc
+                logger.warning("Serve's controller did not answer (%s): serving from the last snapshot", exc)
+                return
             self._fetched_at = time.monotonic()
             self._forget_gone_handles()
 
@@ -124,7 +163,7 @@ class ModelRegistry:
     async def lookup(self, name: str) -> ModelEntry:
         await self.models()
         entry = self._models.get(name)
-        if entry is None or entry.running_replicas == 0:
+        if entry is None or not entry.callable:
             await self._refresh()  # it may have started since the last look
             entry = self._models.get(name)
         if entry is None:
@@ -147,7 +186,7 @@ class ModelRegistry:
         """The handle of a model already looked up: no second lookup on the request's path."""
         if worker_types and entry.worker_type not in worker_types:
             raise WrongWorkerType(entry.name, entry.worker_type, worker_types)
-        if entry.status == ApplicationStatus.DEPLOY_FAILED.value or entry.running_replicas == 0:
+        if entry.status == ApplicationStatus.DEPLOY_FAILED.value or not entry.callable:
             raise ModelNotReady(entry.name, entry.status, entry.message)
         key = (entry.name, entry.worker_type)
         if key not in self._handles:

@@ -33,3 +33,28 @@ def test_resources_that_fit_only_on_different_nodes_do_not_fit():
 
 def test_no_known_nodes_refuses_nothing():
     assert never_fits("m", {"GPU": 8.0}, []) is None
+
+
+def test_a_tensor_parallel_group_must_fit_one_node_and_pipeline_stages_may_span_nodes():
+    from deployments.llm import parallel_options
+    from serve_app.config.workers import LLMArgs
+    from serve_app.lifecycle.placement import group_never_fits
+
+    one_gpu_nodes = [{"CPU": 4.0}, {"CPU": 8.0, "GPU": 1.0}]
+    tp2 = parallel_options(LLMArgs(source="simulated", engine="simulated", tensor_parallel_size=2))
+    assert tp2["placement_group_strategy"] == "STRICT_PACK" and tp2["ray_actor_options"]["num_gpus"] == 0
+    why = group_never_fits("tp", tp2["placement_group_bundles"], "STRICT_PACK", one_gpu_nodes)
+    assert why and "2 bundles, on one node, need" in why and "GPU: 2" in why
+    assert group_never_fits("tp", tp2["placement_group_bundles"], "STRICT_PACK", [{"CPU": 8.0, "GPU": 2.0}]) is None
+    pp2 = parallel_options(LLMArgs(source="simulated", engine="simulated", pipeline_parallel_size=2))
+    assert pp2["placement_group_strategy"] == "PACK"
+    assert group_never_fits("pp", pp2["placement_group_bundles"], "PACK", one_gpu_nodes) is None
+    assert parallel_options(LLMArgs(source="simulated", engine="simulated")) == {}
+
+
+def test_a_model_waiting_for_an_autoscaler_node_names_the_node_type():
+    from serve_app.lifecycle.placement import node_type_for
+
+    types = {"worker.cpu": {"CPU": 8.0}, "worker.gpu": {"CPU": 8.0, "GPU": 1.0}}
+    assert node_type_for({"CPU": 0.5, "GPU": 1.0}, types) == "worker.gpu"
+    assert node_type_for({"GPU": 4.0}, types) is None and node_type_for({"CPU": 1.0}, {}) is None

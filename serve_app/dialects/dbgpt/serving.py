@@ -118,7 +118,7 @@ def supported_models(
     """Running models, and stopped ones (`enabled: false`) that `start` brings back by name;
     each model's parameters are DB-GPT ParameterDescriptions of its current values."""
     found = {name: (worker_type, args, False) for name, (worker_type, args) in stopped.items()}
-    found.update({m.name: (m.worker_type, m.args, m.running_replicas > 0) for m in running})
+    found.update({m.name: (m.worker_type, m.args, m.callable) for m in running})
     models = [
         SupportedModel(
             model=name,
@@ -147,7 +147,8 @@ def controller_instances(
     # Serve health-checks every replica (health_check_period_s); a RUNNING replica
     # passed its last check, so our read of Serve's state stands in for a heartbeat.
     seen = datetime.now(timezone.utc).isoformat()
-    keys = [(WORKER_MANAGER_SERVICE, True)] + [(f"{m.name}@{m.worker_type}", m.running_replicas > 0) for m in models]
+    # A model asleep (scaled to zero) is healthy to DB-GPT: a request to it wakes it.
+    keys = [(WORKER_MANAGER_SERVICE, True)] + [(f"{m.name}@{m.worker_type}", m.callable) for m in models]
     return [
         ModelInstance(model_name=key, host=host, port=port, healthy=healthy, last_heartbeat=seen if healthy else None)
         for key, healthy in keys

@@ -49,9 +49,9 @@ def calls(request: Request) -> ModelCalls:
 
 @router.get("/v1/models")
 async def list_models(request: Request) -> ModelList:
-    key = current_key()  # a key limited to some models sees only those
+    key = current_key()  # a key limited to some models sees only those; a model asleep is listed
     models = [m for m in await calls(request).registry.models()
-              if m.running_replicas and (key is None or key.may_call(m.name))]
+              if m.callable and (key is None or key.may_call(m.name))]
     return ModelList(data=[ModelCard.of(m) for m in models])
 
 
