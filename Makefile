@@ -79,7 +79,7 @@ test: install
 # node types come from cluster.yaml (tests/cluster/harness.py drives Ray's autoscaler, which
 # needs the `ray` command on PATH). It stops every Ray of this user when it ends.
 test-cluster: install
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -q -s tests/cluster
+	PATH="$(abspath $(BIN)):$$PATH" RAY_AUTH_MODE=token $(BIN)/pytest -q -s tests/cluster
 
 # The compat tier alone: DB-GPT's clients, CLI and webserver, LangChain and the openai SDK.
 test-compat: install compat

@@ -68,6 +68,14 @@ class RouterArgs(BaseModel):
         default_factory=SourcePolicy, description="Model sources that startup and update requests may name."
     )
     limits: RequestLimits = Field(default_factory=RequestLimits, description="Per-request size limits.")
+    node_types: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description=(
+            "The node types an autoscaler may add, {name: {resource: amount}}, for refusing at once a model "
+            "no node could hold and for naming the node a model waits for. Ray's default (v1) autoscaler "
+            "does not report them to the cluster (autoscaler v2 and KubeRay do, and win): declare them "
+            "here as cluster.yaml gives them."
+        ),
+    )
     wake_timeout_s: float = Field(
         default=120, gt=0, description=(
             "How long a request to a model asleep (autoscaled to zero replicas) waits for a replica to start "

@@ -15,6 +15,7 @@ the governor within seconds; keys without limits are not affected.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Optional
 
@@ -76,6 +77,7 @@ class Admission:
         self.metrics = KeyMetrics()
         self._refresher: Optional[asyncio.Task] = None
         self._pending: set[asyncio.Task] = set()
+        self._refreshed = False
 
     def ensure_refreshing(self) -> None:
         if self._refresher is None or self._refresher.done():
@@ -83,6 +85,7 @@ class Admission:
 
     async def refresh(self) -> None:
         self.book = KeyBook(await self.governor.keys.remote())
+        self._refreshed = True
 
     async def _refresh_forever(self) -> None:
         while True:
@@ -95,6 +98,9 @@ class Admission:
     async def admit(self, request: Request) -> None:
         """Before a route: 401 without a valid key (when keys are on), 403 without the route's
         scope, 429 over a limit, 503 when a limited key's limits cannot be checked."""
+        if not self._refreshed:  # a new replica reads the keys made through the API before its first answer
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.refresh(), GOVERNOR_TIMEOUT_S)
         self.ensure_refreshing()
         key = self.book.identify(request.headers.get("authorization"), request.headers.get("x-api-key"))
         note(key=key)

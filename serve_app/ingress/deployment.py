@@ -32,6 +32,7 @@ from serve_app.lifecycle.manager import ModelManager
 from serve_app.serving.calls import ModelCalls
 from serve_app.serving.registry import ModelRegistry
 
+
 @serve.deployment(name="router", max_ongoing_requests=1000, ray_actor_options={"num_cpus": 0.1})
 @serve.ingress()
 class Ingress:
@@ -45,8 +46,8 @@ class Ingress:
                            args.wake_timeout_s)
         admission = Admission(governor, configured_keys(args.api_keys, args.api_keys_env))
         self.state = {"calls": calls, "manager": manager, "governor": governor, "admission": admission,
-                      "response_store": ResponseStore(gcs), "max_body_bytes": args.limits.max_body_bytes,
-                      "log_prompts": args.limits.log_prompts}
+                      "response_store": ResponseStore(gcs), "node_types": args.node_types,
+                      "max_body_bytes": args.limits.max_body_bytes, "log_prompts": args.limits.log_prompts}
 
     def __serve_build_asgi_app__(self):
         return create_app(**self.state)
@@ -56,5 +57,5 @@ def build_app(args: dict) -> Application:
     # Validated here, at build time, so a bad config fails `serve deploy` with the field's name.
     router_args = RouterArgs.model_validate(args)
     configured = configured_keys(router_args.api_keys, router_args.api_keys_env)
-    manager = ModelManager.bind(router_args.sources, router_args.apply_timeout_s)
+    manager = ModelManager.bind(router_args.sources, router_args.apply_timeout_s, router_args.node_types)
     return Ingress.bind(router_args, manager, Governor.bind(configured))

@@ -20,12 +20,12 @@ import uuid
 from typing import Optional
 
 import ray
-from ray.exceptions import RayActorError
 from ray import serve
+from ray.exceptions import RayActorError
 from ray.serve.schema import ServeDeploySchema, ServeInstanceDetails
 
-from serve_app.config.router import SourcePolicy
 from deployments.llm import parallel_options
+from serve_app.config.router import SourcePolicy
 from serve_app.config.workers import DEFAULT_ACTOR_OPTIONS, LLMArgs
 from serve_app.errors import last_line
 from serve_app.lifecycle import catalog
@@ -67,9 +67,10 @@ async def _controller(method: str, *args):
 
 @serve.deployment(name="manager", num_replicas=1, max_ongoing_requests=64, ray_actor_options={"num_cpus": 0})
 class ModelManager:
-    def __init__(self, policy: SourcePolicy, default_timeout_s: float):
+    def __init__(self, policy: SourcePolicy, default_timeout_s: float, node_types: Optional[dict] = None):
         self.policy = policy
         self.default_timeout_s = default_timeout_s
+        self.node_types = node_types or {}
         self._lock = asyncio.Lock()
 
     async def apply(self, req: ModelChange) -> ChangeResult:
@@ -83,7 +84,7 @@ class ModelManager:
                 apps = {app["name"]: app for app in config["applications"]}
                 stopped = catalog.stopped()
                 targets = self._edit(apps, stopped, req)
-                refuse_what_never_fits(apps, targets, node_shapes())
+                refuse_what_never_fits(apps, targets, node_shapes(self.node_types))
                 config["applications"] = list(apps.values())
                 applied_at = time.time()
                 await _controller("apply_config", ServeDeploySchema(**config))
@@ -203,10 +204,10 @@ def deployment_of(app: dict) -> dict:
     return next((d for d in app.get("deployments") or [] if d.get("name") == worker_type), {})
 
 
-def node_shapes() -> list[dict[str, float]]:
+def node_shapes(declared: dict) -> list[dict[str, float]]:
     """The resources of every live node, and of every node type the autoscaler may add."""
     live = [dict(node["Resources"]) for node in ray.nodes() if node.get("Alive")]
-    return live + list(autoscaler_node_types().values())
+    return live + list(autoscaler_node_types(declared).values())
 
 
 def refuse_what_never_fits(apps: dict[str, dict], targets: list[str], shapes: list[dict[str, float]]) -> None:

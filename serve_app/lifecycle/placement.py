@@ -66,18 +66,40 @@ def _show(resources: dict[str, float]) -> str:
     return "{" + ", ".join(f"{k}: {amount(k, v)}" for k, v in sorted(resources.items())) + "}"
 
 
-def autoscaler_node_types() -> dict[str, dict[str, float]]:
-    """The node types this cluster's autoscaler may add ({} without an autoscaler), by name."""
+def autoscaler_node_types(declared: Optional[dict[str, dict[str, float]]] = None) -> dict[str, dict[str, float]]:
+    """The node types this cluster's autoscaler may add, by name: as the autoscaler reports them
+    to the GCS (autoscaler v2, KubeRay), else as the operator declared them (the router's
+    `node_types`: Ray's default v1 autoscaler reports none), else {}."""
     import ray
 
     try:
-        cluster_config = ray._private.state.state.get_cluster_config()  # the autoscaler's, if any
+        cluster_config = ray._private.state.state.get_cluster_config()
     except Exception:  # no autoscaler state in this cluster
-        return {}
+        cluster_config = None
     groups = cluster_config.node_group_configs if cluster_config else []
-    return {group.name: dict(group.resources) for group in groups if group.max_count != 0}
+    reported = {group.name: dict(group.resources) for group in groups if group.max_count != 0}
+    return reported or dict(declared or {})
 
 
-def node_type_for(needs: dict[str, float], node_types: dict[str, dict[str, float]]) -> Optional[str]:
-    """The first node type an autoscaler may add that could hold a replica needing `needs`."""
-    return next((name for name, shape in node_types.items() if needs and fits(needs, shape)), None)
+def launching_node_types() -> list[str]:
+    """The node types the autoscaler is adding right now (from its status in the GCS)."""
+    import json
+
+    from ray._private import ray_constants
+    from ray.experimental import internal_kv
+
+    try:
+        raw = internal_kv._internal_kv_get(ray_constants.DEBUG_AUTOSCALING_STATUS)
+        report = json.loads(raw)["autoscaler_report"] if raw else {}
+    except Exception:  # no autoscaler, or a status of another shape
+        return []
+    pending = [node[2] if isinstance(node, list) and len(node) > 2 else None for node in report.get("pending_nodes") or []]
+    return sorted({*(report.get("pending_launches") or {}), *filter(None, pending)})
+
+
+def node_type_for(needs: dict[str, float], launching: list[str], node_types: dict[str, dict[str, float]]
+                  ) -> Optional[str]:
+    """The node type being added that could hold a replica needing `needs` (any being added,
+    when the types' resources are not known)."""
+    fitting = [name for name in launching if name not in node_types or fits(needs, node_types[name])]
+    return fitting[0] if fitting else None

@@ -5,7 +5,7 @@ import ray
 from fastapi import APIRouter, Request
 
 from serve_app.http.boundary import BoundaryRoute
-from serve_app.lifecycle.placement import autoscaler_node_types
+from serve_app.lifecycle.placement import autoscaler_node_types, launching_node_types
 from serve_app.lifecycle.status import ModelStatus
 
 router = APIRouter(route_class=BoundaryRoute)
@@ -13,5 +13,6 @@ router = APIRouter(route_class=BoundaryRoute)
 
 @router.get("/api/models/status")
 async def models_status(request: Request) -> list[ModelStatus]:
-    free, node_types = ray.available_resources(), autoscaler_node_types()
-    return [ModelStatus.of(m, free, node_types) for m in await request.app.state.calls.registry.models(fresh=True)]
+    free, launching = ray.available_resources(), launching_node_types()
+    types = autoscaler_node_types(request.app.state.node_types) if launching else {}
+    return [ModelStatus.of(m, free, launching, types) for m in await request.app.state.calls.registry.models(fresh=True)]

@@ -24,10 +24,10 @@ class ModelStatus(BaseModel):
     phase_since: Optional[float] = None  # unix time the phase began, while the model is not ready
 
     @classmethod
-    def of(cls, entry: ModelEntry, free: dict[str, float], node_types: dict[str, dict[str, float]]
-           ) -> "ModelStatus":
+    def of(cls, entry: ModelEntry, free: dict[str, float], launching: list[str] = (),
+           node_types: Optional[dict[str, dict[str, float]]] = None) -> "ModelStatus":
         """`free`: the cluster's unreserved resources now (ray.available_resources());
-        `node_types`: the node types an autoscaler may add (placement.autoscaler_node_types)."""
+        `launching`: the node types the autoscaler is adding; `node_types`: their resources."""
         reports = {}
         if not entry.running_replicas:  # only a starting model has phases worth reading
             reports = progress.reported(entry.name)
@@ -35,7 +35,7 @@ class ModelStatus(BaseModel):
         short = any(amount > free.get(resource, 0) for resource, amount in entry.needs.items())
         phase, since = progress.phase_of(entry.status, entry.running_replicas, entry.replicas, entry.created,
                                          reports, short)
-        if phase == progress.QUEUED and (node_type := node_type_for(entry.needs, node_types)):
+        if phase == progress.QUEUED and (node_type := node_type_for(entry.needs, list(launching), node_types or {})):
             phase = f"waiting for a node of type {node_type} to be added"
         if entry.asleep and not entry.replicas:
             phase, since = progress.ASLEEP, None

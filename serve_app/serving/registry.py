@@ -58,6 +58,11 @@ class ModelEntry:
         return self.running_replicas > 0 or self.asleep
 
 
+# A replica serves while RUNNING, and while a restarted controller is recovering its view of
+# it (RECOVERING): the replica itself never stopped.
+SERVING = (ReplicaState.RUNNING, ReplicaState.RECOVERING)
+
+
 def _sleeps(dep) -> bool:
     autoscaling = getattr(dep.deployment_config, "autoscaling_config", None)
     if hasattr(autoscaling, "model_dump"):
@@ -78,7 +83,7 @@ def entries_from_details(details: ServeInstanceDetails) -> dict[str, ModelEntry]
                 status=app.status.value if hasattr(app.status, "value") else str(app.status),
                 message=last_line(dep.message) or app.message,
                 args=dict(config.args or {}) if config else {},
-                running_replicas=sum(r.state == ReplicaState.RUNNING for r in dep.replicas),
+                running_replicas=sum(r.state in SERVING for r in dep.replicas),
                 created=app.last_deployed_time_s,
                 replicas=tuple((r.replica_id, r.state.value, r.pid is not None) for r in dep.replicas),
                 needs=dict(dep.required_resources or {}),

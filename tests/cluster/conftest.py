@@ -13,14 +13,21 @@ keeps a node from going idle).
 
 from __future__ import annotations
 
-import socket
-import time
+import os
 
-import httpx
-import pytest
-import yaml
-from cluster_calls import ADMIN_KEY, FAST_HEALTH, LLM, ROOT, SIMULATED
-from harness import SmmfAutoscalingCluster, wait_for
+# Token auth, as cluster.yaml runs its cluster; Ray reads the mode when it is first imported,
+# so it is set before anything here imports Ray (harness.py generates the token).
+os.environ["RAY_AUTH_MODE"] = "token"
+
+import socket  # noqa: E402
+import time  # noqa: E402
+
+import httpx  # noqa: E402
+import pytest  # noqa: E402
+import yaml  # noqa: E402
+from cluster_calls import ADMIN_KEY, FAST_HEALTH, LLM, ROOT, SIMULATED  # noqa: E402
+from harness import SmmfAutoscalingCluster, wait_for  # noqa: E402
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -28,7 +35,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def cluster_config(port: int) -> dict:
+def cluster_config(port: int, node_types: dict) -> dict:
     """The shipped cluster config, as the tier runs it: the llm simulated, HTTP on loopback, and
     an admin key (keys made by the tests then leave the others' requests as they were)."""
     from serve_app.governance.keys import hash_key
@@ -40,7 +47,8 @@ def cluster_config(port: int) -> dict:
             app["args"] = {**app["args"], **SIMULATED, "max_new_tokens": 256}
             app["args"].pop("device", None)
         if app["name"] == "router":
-            app["args"] = {**app["args"], "api_keys": [{"key_sha256": hash_key(ADMIN_KEY), "id": "ops", "scope": "admin"}]}
+            app["args"] = {**app["args"], "node_types": node_types,
+                           "api_keys": [{"key_sha256": hash_key(ADMIN_KEY), "id": "ops", "scope": "admin"}]}
     return config
 
 
@@ -57,7 +65,8 @@ def cluster():
                                      env={"RAY_SERVE_PROXY_MIN_DRAINING_PERIOD_S": "2"})
     with harness:
         ray.init(address=harness.address, log_to_driver=False)
-        config = cluster_config(port)
+        types = harness.serve_node_types()
+        config = cluster_config(port, types)
         serve.start(proxy_location="EveryNode", http_options=config["http_options"])
         started = time.monotonic()
         _get_global_client().deploy_apps(ServeDeploySchema(**config))
@@ -66,7 +75,7 @@ def cluster():
         print(f"\n[cluster] default apps running {time.monotonic() - started:.1f}s after deploy")
         harness.base_url = f"http://127.0.0.1:{port}"
         harness.worker_port = worker_port
-        harness.config = config
+        harness.serve_config = config
         yield harness
         serve.shutdown()
 
@@ -75,3 +84,11 @@ def cluster():
 def client(cluster):
     with httpx.Client(base_url=cluster.base_url, timeout=120, headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as c:
         yield c
+
+
+# Placement first (it reads the cluster as the config made it), failures last (they break it).
+ORDER = ("test_node_placement.py", "test_scale_to_zero.py", "test_failures.py")
+
+
+def pytest_collection_modifyitems(items):
+    items.sort(key=lambda item: ORDER.index(item.path.name) if item.path.name in ORDER else len(ORDER))

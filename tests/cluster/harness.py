@@ -191,6 +191,13 @@ class SmmfAutoscalingCluster(AutoscalingCluster):
     def config(self) -> dict:
         return self._config
 
+    def serve_node_types(self) -> dict[str, dict[str, float]]:
+        """The node types as the router's `node_types` arg declares them (cluster.yaml's names)."""
+        types = self._config["available_node_types"]
+        return {("head.cpu" if name == FAKE_HEAD_TYPE else name): {k: v for k, v in t["resources"].items()
+                                                                   if k in ("CPU", "GPU")}
+                for name, t in types.items()}
+
     # Own start() rather than the parent's: it binds the dashboard to loopback, labels the
     # head, never mutates head resources (the parent pops them, so a second start() would
     # lose the CPU count), and cleans up when `ray start` fails.
@@ -214,7 +221,12 @@ class SmmfAutoscalingCluster(AutoscalingCluster):
         sysconf = _system_config or self._system_config
         if sysconf:
             cmd.append("--system-config=" + json.dumps(sysconf, separators=(",", ":")))
-        env = {**os.environ, "AUTOSCALER_UPDATE_INTERVAL_S": "1", "RAY_FAKE_CLUSTER": "1", **self._env}
+        # Token auth on, as cluster.yaml runs its head (a token file a local ray.init() made earlier
+        # would turn it on anyway); the driver must have RAY_AUTH_MODE=token before importing Ray.
+        if not (Path.home() / ".ray" / "auth_token").exists():
+            subprocess.run(["ray", "get-auth-token", "--generate"], check=True, capture_output=True)
+        env = {"RAY_AUTH_MODE": "token", **os.environ, "AUTOSCALER_UPDATE_INTERVAL_S": "1", "RAY_FAKE_CLUSTER": "1",
+               **self._env}
         if self._autoscaler_v2:
             from ray.cluster_utils import FAKE_HEAD_NODE_ID
 

@@ -91,11 +91,20 @@ def test_rayservice_deploys_the_cluster_config_word_for_word(rayservice_serve_co
 
 def test_the_cluster_config_is_the_default_applications_on_a_cluster():
     cluster_config, laptop = load("serve_config.cluster.yaml"), load("serve_config.yaml")
-    assert app_summary(cluster_config) == app_summary(laptop)
+    summary = app_summary(cluster_config)
+    summary["router"][1].pop("node_types")  # the cluster's own, below
+    assert summary == app_summary(laptop)
     assert cluster_config["proxy_location"] == "EveryNode" and cluster_config["http_options"]["host"] == "0.0.0.0"
     cpu_deployments = [d for a in cluster_config["applications"] for d in a["deployments"] if d["name"] != "llm"]
     assert cpu_deployments and all(d["ray_actor_options"]["label_selector"] == {"smmf-node-type": "head.cpu"}
                                    for d in cpu_deployments)
+
+
+def test_the_router_declares_cluster_yamls_node_types(cluster):
+    router = apps_by_name(load("serve_config.cluster.yaml"))["router"]
+    declared, types = router["args"]["node_types"], cluster["available_node_types"]
+    assert set(declared) == set(types)
+    assert all(declared[name]["GPU"] == types[name]["resources"].get("GPU", 0) for name in types)
 
 
 def test_node_types_carry_the_labels_the_cluster_config_selects(cluster):

@@ -56,5 +56,8 @@ def test_a_model_waiting_for_an_autoscaler_node_names_the_node_type():
     from serve_app.lifecycle.placement import node_type_for
 
     types = {"worker.cpu": {"CPU": 8.0}, "worker.gpu": {"CPU": 8.0, "GPU": 1.0}}
-    assert node_type_for({"CPU": 0.5, "GPU": 1.0}, types) == "worker.gpu"
-    assert node_type_for({"GPU": 4.0}, types) is None and node_type_for({"CPU": 1.0}, {}) is None
+    gpu = {"CPU": 0.5, "GPU": 1.0}
+    assert node_type_for(gpu, ["worker.cpu", "worker.gpu"], types) == "worker.gpu"
+    assert node_type_for(gpu, ["worker.cpu"], types) is None, "a node being added that cannot hold it"
+    assert node_type_for(gpu, ["worker.gpu"], {}) == "worker.gpu", "types unknown: the one being added"
+    assert node_type_for(gpu, [], types) is None
