@@ -65,21 +65,29 @@ $(COMPAT)/webserver/.installed: Makefile
 run: install
 	$(BIN)/python -m serve_app.launch serve_config.yaml
 
-# Tier by tier, fastest first, so a broken change fails in seconds: unit and in-process
-# (no Ray), the engines in-process, the cold start on this machine's real CPU count (before
-# any Ray of the test session), the served tier and the short stress runs on one Ray, then
-# the clients our users run. Each tier is its own pytest run and prints its own time.
-TIERS := "tests/unit tests/inprocess" tests/engine tests/cold "tests/served tests/stress"
+# Tier by tier, fastest first, so a broken change fails in seconds: unit and in-process (no
+# Ray), the engines in-process, the cold start on this machine's real CPU count (before any Ray
+# of the test session), the served tier and the short stress runs on one Ray, the cluster tier
+# on several Ray nodes, then the clients our users run. Each tier is its own pytest run and
+# prints its own time. The client venvs (.venv-compat: minutes of unpacking wheels) are built
+# beside the first tiers and waited for before the served one, whose timings get the cores.
+EARLY_TIERS := "tests/unit tests/inprocess" tests/engine tests/cold
 test: install
-	@for tier in $(TIERS); do echo "== make test: $$tier"; $(BIN)/pytest -q $$tier || exit $$?; done
-	@$(MAKE) --no-print-directory compat
-	@echo "== make test: tests/compat"; $(BIN)/pytest -q tests/compat
+	@$(MAKE) --no-print-directory compat > .compat-build.log 2>&1 & build=$$!; \
+	for tier in $(EARLY_TIERS); do \
+		echo "== make test: $$tier"; $(BIN)/pytest -q $$tier || { kill $$build 2>/dev/null; exit 1; }; \
+	done; \
+	wait $$build || { cat .compat-build.log; echo "== make test: building the client venvs failed"; exit 1; }; \
+	echo "== make test: tests/served tests/stress"; $(BIN)/pytest -q tests/served tests/stress || exit 1; \
+	echo "== make test: tests/cluster"; $(CLUSTER_ENV) $(BIN)/pytest -q tests/cluster || exit 1; \
+	echo "== make test: tests/compat"; $(BIN)/pytest -q tests/compat
 
 # The cluster tier alone: serve_config.cluster.yaml on several Ray nodes on this machine, whose
 # node types come from cluster.yaml (tests/cluster/harness.py drives Ray's autoscaler, which
 # needs the `ray` command on PATH). It stops every Ray of this user when it ends.
+CLUSTER_ENV := PATH="$(abspath $(BIN)):$$PATH" RAY_AUTH_MODE=token
 test-cluster: install
-	PATH="$(abspath $(BIN)):$$PATH" RAY_AUTH_MODE=token $(BIN)/pytest -q -s tests/cluster
+	$(CLUSTER_ENV) $(BIN)/pytest -q -s tests/cluster
 
 # The compat tier alone: DB-GPT's clients, CLI and webserver, LangChain and the openai SDK.
 test-compat: install compat

@@ -3,7 +3,7 @@
 deployments.request_routers)."""
 
 import httpx
-from helpers import MINILM, deploy, wait_for_apps
+from helpers import deploy, wait_for_apps
 
 
 def test_configs_naming_the_old_paths_still_deploy_and_serve(serve_instance, base_url):
@@ -17,10 +17,10 @@ def test_configs_naming_the_old_paths_still_deploy_and_serve(serve_instance, bas
         {
             "name": "legacy-routed-model",
             "route_prefix": None,
-            "import_path": "deployments.text2vec:build_app",
-            "args": {"source": MINILM},
+            "import_path": "deployments.llm:build_app",
+            "args": {"source": "simulated", "engine": "simulated"},
             "deployments": [{
-                "name": "text2vec",
+                "name": "llm",
                 "ray_actor_options": {"num_cpus": 0.1},
                 "request_router_config": {"request_router_class": "serve_app.routing:RandomRouter"},
             }],
@@ -31,7 +31,8 @@ def test_configs_naming_the_old_paths_still_deploy_and_serve(serve_instance, bas
         wait_for_apps([app["name"] for app in legacy], timeout_s=180)
         with httpx.Client(base_url=f"{base_url}/legacy", timeout=60) as old:
             assert old.get("/api/health").json() == {"status": "ok"}
-            vectors = old.post("/api/worker/embeddings", json={"model": "legacy-routed-model", "input": ["hi"]})
-            assert vectors.status_code == 200 and len(vectors.json()[0]) == 384
+            out = old.post("/api/worker/generate", json={"model": "legacy-routed-model", "prompt": "hi",
+                                                          "max_new_tokens": 3}).json()
+            assert out["error_code"] == 0 and out["finish_reason"] == "length"
     finally:
         deploy(serve_instance)

@@ -1,5 +1,6 @@
 """The README's first-screen examples, run as a reader would copy them: its curl commands
-through curl itself and its Python through the openai SDK, against the session's Serve."""
+through curl itself and its Python through the openai and anthropic SDKs, against the
+session's Serve."""
 
 import re
 import shutil
@@ -45,6 +46,14 @@ def test_readme_openai_examples_run(base_url):
     namespace: dict = {}
     exec(code.replace("http://127.0.0.1:8000", base_url), namespace)  # raises on any error answer
     assert namespace["client"].base_url.host == "127.0.0.1"
+
+
+def test_readme_anthropic_example_runs(base_url):
+    (code,) = [b for b in blocks("python") if "import anthropic" in b]
+    namespace: dict = {}
+    exec(code.replace("http://127.0.0.1:8000", base_url).replace("anthropic.Anthropic(", "answer = anthropic.Anthropic(", 1),
+         namespace)
+    assert namespace["answer"].content[0].text
 
 
 def test_the_readme_has_examples_to_run():

@@ -1,7 +1,11 @@
-"""A CrossEncoder reranker, built locally, served next to the default models."""
+"""A CrossEncoder reranker, built locally, answering through both rerank routes as
+sentence-transformers' own `predict` scores (the reranker deployment's class in-process;
+the embedding-similarity reranker is the served tier's default model)."""
 
 import pytest
-from helpers import deploy, wait_for_apps
+
+from deployments.reranker import RerankerWorker
+from serve_app.config.workers import RerankerArgs
 
 QUERY = "Which city is the capital of France?"
 DOCS = ["Paris is the capital of France.", "Bananas are yellow.", "Berlin is in Germany."]
@@ -27,19 +31,13 @@ def cross_encoder_dir(tmp_path_factory):
     return str(directory)
 
 
-def test_cross_encoder_scores_equal_local_predict(serve_instance, client, cross_encoder_dir):
+def test_cross_encoder_scores_equal_local_predict(client, registry, cross_encoder_dir):
     from sentence_transformers import CrossEncoder
 
-    app = {
-        "name": "tiny-cross-encoder",
-        "route_prefix": None,
-        "import_path": "deployments.reranker:build_app",
-        "args": {"source": cross_encoder_dir, "method": "cross_encoder", "device": "cpu"},
-        "deployments": [{"name": "reranker", "ray_actor_options": {"num_cpus": 0.1}}],
-    }
-    deploy({**serve_instance, "applications": serve_instance["applications"] + [app]})
+    args = {"source": cross_encoder_dir, "method": "cross_encoder", "device": "cpu"}
+    registry.local["tiny-cross-encoder"] = ("reranker", RerankerWorker.func_or_class(RerankerArgs(**args)), args)
+    registry.invalidate()
     try:
-        wait_for_apps(["tiny-cross-encoder"], timeout_s=180)
         expected = CrossEncoder(cross_encoder_dir, device="cpu").predict([(QUERY, d) for d in DOCS]).tolist()
         served = client.post(
             "/api/v1/beta/relevance", json={"model": "tiny-cross-encoder", "query": QUERY, "documents": DOCS}
@@ -50,4 +48,5 @@ def test_cross_encoder_scores_equal_local_predict(serve_instance, client, cross_
         ).json()["results"]
         assert [r["index"] for r in ranked] == sorted(range(3), key=lambda i: expected[i], reverse=True)
     finally:
-        deploy(serve_instance)
+        del registry.local["tiny-cross-encoder"]
+        registry.invalidate()
