@@ -18,12 +18,32 @@ def write_report(results: dict, folder: Path, path: Path) -> None:
     lines = header(results) + targets_section(results) + gpu_rate_section(results["gpu_rate"])
     lines += llm_sections(results) + text2vec_section(results) + overhead_section(results["overhead"])
     lines += key_overhead_section(results["key_overhead"])
+    if "time_split" in results:
+        lines += time_split_section(results["time_split"], results.get("tracing"))
     if "structured" in results:
         lines += structured_section(results["structured"])
     lines += cold_start_section(results["cold_start"])
     lines += ["## Plots", ""] + [f"![{Path(i).stem}]({i})" for i in images]
     lines += ["", "## Reproduce", "", "```bash", results["command"], "```", ""]
     path.write_text("\n".join(lines))
+
+
+def time_split_section(s: dict, tracing) -> list[str]:
+    lines = ["## Where the time goes under load", "",
+             f"{s['streams']} GPU-rate streams at once on DB-GPT's `generate_stream` (the simulated llm, "
+             f"{s['requests_with_split']} requests whose access-log line carries the split): the mean of each part "
+             "of the server's time, as `Server-Timing`, the access log and `smmf_request_time_split_s` report it, "
+             "beside the latency the client measured.", "",
+             "| part | mean ms | p99 ms |", "|---|---|---|"]
+    lines += [f"| {part} | {_f(s['mean_ms'].get(part))} | {_f(s['p99_ms'].get(part))} |" for part in s["mean_ms"]]
+    lines += [f"| **sum of the parts** | {_f(sum(s['mean_ms'].values()))} | |",
+              f"| client-measured latency | {_f(s['client_mean_ms'])} | |", ""]
+    if tracing:
+        lines += [f"Tracing (OpenTelemetry over OTLP/HTTP to a receiver on 127.0.0.1) at {tracing['streams']} "
+                  f"streams: off {_f(tracing['off_tokens_per_s'], 0)} tok/s (mean of a run before and after), "
+                  f"on {_f(tracing['on_tokens_per_s'], 0)} tok/s ({_f(tracing['on_over_off'], 3)} of off), "
+                  f"{tracing['spans_received']} spans received.", ""]
+    return lines
 
 
 def header(results: dict) -> list[str]:

@@ -31,6 +31,7 @@ import gpu_rate  # noqa: E402
 import load  # noqa: E402
 import offline  # noqa: E402
 import structured  # noqa: E402
+import time_split  # noqa: E402
 import yaml  # noqa: E402
 from cluster import DEPLOY_TIMEOUT_S, deploy, free_port, step, vllm_available, wait_running  # noqa: E402
 from coldstart import cold_start  # noqa: E402
@@ -132,6 +133,9 @@ def served_phase(results: dict, config: dict, started: float) -> None:
         results["gpu_rate"] = gpu_rate.measure(base_url, STREAM_INTERVAL_MS, lambda s: step(s, started))
         results["gpu_rate"]["two_ingress_replicas"] = two_ingress_replicas(serve, config, base_url)
         step("gpu-rate rows", started)
+        results["time_split"] = time_split.split_under_load(base_url)
+        step(f"time split x64: parts {results['time_split']['parts_over_client']:.2f} of the client's latency", started)
+        results["tracing"] = time_split.tracing_cost(serve, config, base_url, step, started)
         results["http_text2vec"] = text2vec_runs(serve, config, base_url)
         step(f"text2vec x{EMBED_CLIENTS}: {results['http_text2vec']['merged']['texts_per_s']:.0f} texts/s", started)
         results["structured"] = structured.measure(base_url)

@@ -22,11 +22,34 @@ def target(name: str, value: str, met: bool, why: str = "") -> dict:
 
 
 KEY_OVERHEAD_TARGET_MS = 2.0
+SPLIT_TOLERANCE = 0.10
+TRACING_COST = 0.05
 
 
 def judge(results: dict) -> list[dict]:
     return gpu_rate_targets(results) + engine_targets(results) + [
-        text2vec_target(results), cold_start_target(results), key_overhead_target(results)]
+        text2vec_target(results), cold_start_target(results), key_overhead_target(results)] + observability_targets(results)
+
+
+def observability_targets(results: dict) -> list[dict]:
+    out = []
+    if "time_split" in results:
+        s = results["time_split"]
+        ratio = s["parts_over_client"]
+        out.append(target(f"at {s['streams']} GPU-rate streams the time split adds up to the client's latency within "
+                          f"{SPLIT_TOLERANCE:.0%}", f"{_f(ratio, 3)} of it ({s['requests_with_split']} requests)",
+                          ratio is not None and abs(1 - ratio) <= SPLIT_TOLERANCE,
+                          "the server's parts end when its last byte is sent; what is left is the client's own "
+                          "reading and the network between (loopback here), which the server cannot see."))
+    if "tracing" in results:
+        t = results["tracing"]
+        out.append(target(f"tracing on and exporting costs at most {TRACING_COST:.0%} of output tok/s at "
+                          f"{t['streams']} streams", f"{_f(t['on_over_off'], 3)} of tracing off "
+                          f"({_f(t['on_tokens_per_s'], 0)} vs {_f(t['off_tokens_per_s'], 0)} tok/s)",
+                          t["on_over_off"] >= 1 - TRACING_COST,
+                          "every request makes ~7 spans in two processes, batched and exported over HTTP on the "
+                          "same two cores that serve the streams."))
+    return out
 
 
 def key_overhead_target(results: dict) -> dict:

@@ -29,6 +29,8 @@ CHAT = "/v1/chat/completions"
 # An llm with no weights (engine: simulated): it starts in seconds, so tests of routing,
 # lifecycle, streaming and failures that need no real model's text start one of these.
 SIMULATED = {"model_path": "simulated", "engine": "simulated", "num_cpus": 0.1}
+# A simulated reasoning model: thinking in <think>...</think>, told apart by the qwen3 parser.
+THINKER = {**SIMULATED, "simulated_thinking_tokens": 5, "reasoning_parser": "qwen3"}
 # Questions whose greedy answers are short and stable: the batching tests of both engines ask them.
 QUESTIONS = [
     "What is the capital of France?",
@@ -268,6 +270,16 @@ def direct_generate(
     request = GenerationRequest(prompt=prompt, messages=messages, params=SamplingParams(**params))
     chunks = _handle(model, "llm").options(stream=True).generate_stream.remote(request)
     return "".join(chunk.text for chunk in chunks)
+
+
+def direct_generate_parts(model: str, question: str = "", *, messages: list[dict] | None = None,
+                          **params) -> tuple[str, str]:
+    """(thinking, answer) of a reasoning model, straight from its deployment."""
+    params.setdefault("temperature", 0)
+    request = GenerationRequest(messages=[ChatMessage(**m) for m in messages or [{"role": "user", "content": question}]],
+                                params=SamplingParams(**params))
+    chunks = list(_handle(model, "llm").options(stream=True).generate_stream.remote(request))
+    return "".join(c.reasoning for c in chunks), "".join(c.text for c in chunks)
 
 
 def direct_embeddings(model: str, texts: list[str]) -> list[list[float]]:

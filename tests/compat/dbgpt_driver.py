@@ -1,7 +1,8 @@
 """DB-GPT's own client code, unmodified, against a running ingress; run inside a DB-GPT venv.
 
-    python dbgpt_driver.py calls  ADDRESS LLM EMBEDDER RERANKER OUT.json
-    python dbgpt_driver.py manage ADDRESS MODEL SOURCE OUT.json
+    python dbgpt_driver.py calls    ADDRESS LLM EMBEDDER RERANKER OUT.json
+    python dbgpt_driver.py manage   ADDRESS MODEL SOURCE OUT.json
+    python dbgpt_driver.py thinking ADDRESS MODEL OUT.json
 
 It imports nothing of ours (our packages are not installed in those venvs). Each
 named call records what DB-GPT's code returned, made JSON-able, or the error it
@@ -212,6 +213,40 @@ async def manage(results: dict, address: str, model: str, source: str) -> None:
     await record(results, "shutdown_again", lambda: shutdown(model))  # gone: must fail
 
 
+# --- a reasoning model's thinking, as each version reads it --------------------------------
+
+
+def parts(out) -> dict:
+    """What 0.7+ read from a reasoning model's output: its thinking part and its text."""
+    return {"thinking": out.thinking_text, "text": out.text if out.has_text else None, "error_code": out.error_code}
+
+
+async def thinking_calls(results: dict, address: str, model: str) -> None:
+    if not has_cluster():  # 0.6: its dataclass, from our answer, as its remote worker builds it
+        import httpx
+        from dbgpt.core import ModelOutput
+
+        answer = httpx.post(f"{address}/api/worker/generate", json=model_request(model).to_dict(), timeout=300).json()
+        await record(results, "thinking.dataclass", lambda: output_text(ModelOutput(**answer)))
+        return
+    from dbgpt.model.cluster.worker.remote_worker import RemoteModelWorker
+
+    host, port = address.split("//")[1].split(":")
+    worker = RemoteModelWorker()
+    worker.load_worker(model, host=host, port=int(port))
+    params = model_request(model).to_dict()
+
+    async def last_of_stream():
+        frames = [parts(o) async for o in worker.async_generate_stream(dict(params))]
+        return {"last": frames[-1], "frames": len(frames)}
+
+    async def whole():
+        return parts(await worker.async_generate(dict(params)))
+
+    await record(results, "thinking.generate", whole)
+    await record(results, "thinking.generate_stream", last_of_stream)
+
+
 def main() -> None:
     mode, *args = sys.argv[1:]
     results: dict = {"version": dbgpt.__version__, "cluster": has_cluster()}
@@ -222,6 +257,9 @@ def main() -> None:
         else:
             dataclass_calls(results, address, llm, embedder)
         asyncio.run(openai_side_calls(results, address, llm, embedder, reranker))
+    elif mode == "thinking":
+        address, model, out = args
+        asyncio.run(thinking_calls(results, address, model))
     else:
         address, model, source, out = args
         asyncio.run(manage(results, address, model, source))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import threading
 import time
@@ -20,7 +21,7 @@ import time
 import httpx
 import pytest
 from aiohttp import ClientSession, web
-from helpers import EMBEDDER, LLM, RERANKER, ROOT, direct_generate, free_port
+from helpers import EMBEDDER, LLM, RERANKER, ROOT, THINKER, apply, direct_generate, direct_generate_parts, free_port
 
 WEBSERVER = ROOT / ".venv-compat" / "webserver" / "bin" / "dbgpt"
 ROLES = {"human": "user", "ai": "assistant", "system": "system"}
@@ -97,8 +98,19 @@ default_reranker = "{reranker}"
 """
 
 
+THINKING_MODEL = "webserver-thinker"
+
+
 @pytest.fixture(scope="module")
-def webserver(base_url, tmp_path_factory):
+def thinker(client):
+    """A reasoning model beside the defaults, started before the webserver reads the models."""
+    apply(client, model=THINKING_MODEL, worker_type="llm", apply_type="start", params=THINKER)
+    yield THINKING_MODEL
+    apply(client, model=THINKING_MODEL, apply_type="stop", delete_after=True)
+
+
+@pytest.fixture(scope="module")
+def webserver(base_url, tmp_path_factory, thinker):
     assert WEBSERVER.exists(), f"{WEBSERVER} is missing: `make compat` builds the DB-GPT webserver venv"
     home = tmp_path_factory.mktemp("dbgpt-webserver")
     proxy = RecordingProxy(base_url)
@@ -170,3 +182,21 @@ def test_the_webserver_streams_a_chat_with_the_models_answer(webserver):
                 deltas.append(choice["delta"].get("content") or "")
     [sent] = proxy.generations[before:]
     assert "".join(deltas) == replayed(sent)
+
+
+# How DB-GPT's chat shows a reasoning model's thinking: folded in a vis-thinking block before the answer.
+FOLD = re.compile(r"\A``````vis-thinking\n(.*?)\n``````\n(.*)\Z", re.S)
+
+
+def test_the_webserver_shows_a_reasoning_models_thinking_folded(webserver):
+    url, proxy = webserver
+    before = len(proxy.generations)
+    r = httpx.post(url + "/api/v2/chat/completions", json={**CHAT, "model": THINKING_MODEL, "stream": False},
+                   timeout=300)
+    assert r.status_code == 200, r.text
+    [sent] = proxy.generations[before:]
+    messages = [{"role": ROLES[m["role"]], "content": m["content"]} for m in sent["messages"] if m["role"] != "view"]
+    thinking, answer = direct_generate_parts(THINKING_MODEL, messages=messages, max_new_tokens=sent["max_new_tokens"])
+    folded = FOLD.match(r.json()["choices"][0]["message"]["content"])
+    assert folded, r.json()["choices"][0]["message"]["content"]
+    assert (folded[1], folded[2]) == (thinking, answer) and thinking and answer
