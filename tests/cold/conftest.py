@@ -1,0 +1,53 @@
+"""The cold tier's `make run`: the default config on this machine's real CPU count, from cold,
+shared by the tier's modules (one launch, as a user makes one)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from helpers import EMBEDDER, LLM, RERANKER, ROOT, free_port, load_config, wait_until
+
+
+@pytest.fixture(scope="session")
+def laptop(tmp_path_factory):
+    from ray._private.utils import get_ray_address_file
+
+    from serve_app.launch import live_local_cluster
+
+    assert live_local_cluster()[0] is None, "a live local Ray cluster runs: this tier starts from cold"
+    home = tmp_path_factory.mktemp("make-run")
+    config = load_config()
+    config["http_options"]["port"] = free_port()
+    path = home / "serve_config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    # What a cluster that ended uncleanly leaves behind: `serve run` alone would wait on it.
+    record = Path(get_ray_address_file(None))
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(f"127.0.0.1:{free_port()}")
+    log = open(home / "make-run.log", "w")
+    launcher = subprocess.Popen([sys.executable, "-m", "serve_app.launch", str(path)], cwd=ROOT, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    base_url = f"http://127.0.0.1:{config['http_options']['port']}"
+    try:
+        with httpx.Client(base_url=base_url, timeout=60) as client:
+            statuses = lambda: {m["model"]: m for m in client.get("/api/models/status").json()}  # noqa: E731
+            wait_until(lambda: all(statuses().get(m, {}).get("phase") == "ready" for m in (LLM, EMBEDDER, RERANKER)),
+                       300, "the default models did not all run")
+            yield base_url, client, home / "make-run.log"
+    finally:
+        os.killpg(launcher.pid, signal.SIGINT)  # Ctrl-C, as a user would: serve run shuts its cluster down
+        try:
+            launcher.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            os.killpg(launcher.pid, signal.SIGKILL)
+        log.close()
+
+
