@@ -88,7 +88,11 @@ class LLMArgs(ModelArgs):
     )
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
         default="auto",
-        description="Weights dtype; 'auto' is float32 on CPU and bfloat16 on GPU.",
+        description=(
+            "Weights dtype; 'auto': the checkpoint's own where the device computes in it natively (bfloat16 on "
+            "CUDA sm80+ and on CPUs with AVX512-BF16 or AMX), else float32 (float32 checkpoints, such as "
+            "converted GGUFs, stay float32). Decided at load and logged with the reason; both engines alike."
+        ),
     )
     context_length: Optional[int] = Field(
         default=None,

@@ -36,6 +36,7 @@ from serve_app.engines.scheduler import BatchScheduler, Sequence
 from serve_app.engines.stop_strings import StopStrings
 from serve_app.engines.structured import JsonGrammars
 from serve_app.replica.context import model_name, pick_device, set_threads
+from serve_app.replica.dtype import for_engine as resolve_dtype
 from serve_app.replica.sources import hf_format_dir
 
 logger = logging.getLogger("ray.serve")
@@ -46,7 +47,8 @@ class TransformersEngine(TokenizerPrompts, LLMEngine):
         directory = hf_format_dir(args.source, args.cache_dir, args.trust_remote_code)
         self.device = pick_device(args.device)
         threads = set_threads(args.num_threads)
-        dtype = {"auto": torch.float32 if self.device == "cpu" else torch.bfloat16}.get(args.dtype, args.dtype)
+        dtype, why = resolve_dtype(args.dtype, directory, self.device)
+        logger.info("model=%s dtype %s: %s", model_name(args.source), dtype, why)
         started = time.monotonic()
         self.tokenizer = AutoTokenizer.from_pretrained(directory, trust_remote_code=args.trust_remote_code)
         self.model = AutoModelForCausalLM.from_pretrained(

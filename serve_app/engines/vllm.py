@@ -31,6 +31,7 @@ from serve_app.engines.base import (
 from serve_app.engines.metrics import EngineMetrics
 from serve_app.engines.prompts import TokenizerPrompts
 from serve_app.replica.context import model_name
+from serve_app.replica.dtype import for_engine as resolve_dtype
 from serve_app.replica.sources import hf_format_dir
 
 logger = logging.getLogger("ray.serve")
@@ -41,14 +42,16 @@ _FINISH = {"stop": "stop", "length": "length"}
 
 def engine_options(args: LLMArgs, directory: str, name: str, on_cpu: bool) -> dict:
     """AsyncEngineArgs for an `llm` application's args; `vllm_kwargs` has the last word."""
+    # 'auto' means what it means for the transformers engine (replica/dtype.py). vLLM's own
+    # 'auto' would run a float32 checkpoint (every converted GGUF) in bfloat16 on CPU, whose
+    # greedy answers drift from the float32 ones (SmolLM2 no longer says Paris).
+    dtype, why = resolve_dtype(args.dtype, directory, "cpu" if on_cpu else "cuda")
+    logger.info("model=%s dtype %s: %s", name, dtype, why)
     options = {
         "model": directory,
         "served_model_name": name,
         "trust_remote_code": args.trust_remote_code,
-        # 'auto' means what it means for the transformers engine. vLLM's own 'auto' would
-        # run a float32 checkpoint (every converted GGUF) in bfloat16 on CPU, whose greedy
-        # answers drift from the float32 ones (SmolLM2 no longer says Paris).
-        "dtype": ("float32" if on_cpu else "bfloat16") if args.dtype == "auto" else args.dtype,
+        "dtype": dtype,
         "max_num_seqs": args.max_num_seqs,
         "gpu_memory_utilization": args.gpu_memory_utilization,
         # Per-step scheduler stats feed the batch-size and queue-length metrics.
