@@ -7,7 +7,12 @@ log (http/access_log.py) calls `finished` when the response ends.
 
 The copy is refreshed every half second, so a key revoked on any replica stops
 working on every one within a second. A key without limits costs no call before its
-request. If the governor cannot answer in time, a limited key's request is refused
+request; a key with limits costs one per lease: the governor lends this replica a
+share of what the key has left (governance/quotas.py), which it spends locally for up
+to LEASE_S and then gives back what it did not use. Near a limit the share is one
+request, so the count stays exact; the slack is that another replica may hold a few
+unused requests of a key for up to a second, so a request can be refused that many
+requests before the limit, and get them a second later. If the governor cannot answer in time, a limited key's request is refused
 (503, retry): limits are a promise to the cluster's other users, and Serve restarts
 the governor within seconds; keys without limits are not affected.
 """
@@ -16,7 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import time
+import uuid
 from typing import Optional
 
 from fastapi import Request
@@ -31,6 +39,7 @@ from serve_app.http.context import note
 logger = logging.getLogger("ray.serve")
 
 REFRESH_S = 0.5
+LEASE_S = 1.0  # a lease's requests not used by then go back to the governor
 GOVERNOR_TIMEOUT_S = 1.0
 
 
@@ -70,6 +79,12 @@ class KeyMetrics:
         self.requests.inc(1, {"key_id": key_id, "outcome": f"refused_{reason}"})
 
 
+@dataclasses.dataclass
+class Lease:
+    left: int  # requests this replica may still admit for the key without asking
+    expires: float  # monotonic time
+
+
 class Admission:
     def __init__(self, governor: DeploymentHandle, configured: list[KeyRecord]):
         self.governor = governor
@@ -78,6 +93,9 @@ class Admission:
         self._refresher: Optional[asyncio.Task] = None
         self._pending: set[asyncio.Task] = set()
         self._refreshed = False
+        self.replica = uuid.uuid4().hex  # who asks the governor for leases
+        self.leases: dict[str, Lease] = {}
+        self._renewing: dict[str, asyncio.Lock] = {}
 
     def ensure_refreshing(self) -> None:
         if self._refresher is None or self._refresher.done():
@@ -91,6 +109,7 @@ class Admission:
         while True:
             try:
                 await self.refresh()
+                await self._give_back_expired()
             except Exception as exc:  # keep the last copy; the governor is back within seconds
                 logger.warning("could not refresh the API keys from the governor: %s", exc)
             await asyncio.sleep(REFRESH_S)
@@ -117,14 +136,40 @@ class Admission:
             self.served(key, record.get("prompt_tokens", 0), record.get("completion_tokens", 0))
 
     async def _within_limits(self, key: KeyRecord) -> None:
+        if self._take(key.id):
+            return
+        async with self._renewing.setdefault(key.id, asyncio.Lock()):  # one governor call per key at once
+            if not self._take(key.id):  # unless a request that waited here renewed it
+                await self._renew(key)
+
+    def _take(self, key_id: str) -> bool:
+        lease = self.leases.get(key_id)
+        if lease is None or lease.left <= 0 or time.monotonic() >= lease.expires:
+            return False
+        lease.left -= 1
+        return True
+
+    async def _renew(self, key: KeyRecord) -> None:
+        """A new lease, this request its first; the last one's unused requests go back."""
+        last = self.leases.pop(key.id, None)
         try:
-            refusal = await asyncio.wait_for(self.governor.admit.remote(key.id), GOVERNOR_TIMEOUT_S)
+            granted, refusal = await asyncio.wait_for(
+                self.governor.lease.remote(key.id, self.replica, last.left if last else 0), GOVERNOR_TIMEOUT_S)
         except Exception as exc:
             self.metrics.refused(key.id, "governor_unavailable")
             raise LimitsUnavailable(f"this key's limits could not be checked ({type(exc).__name__}); retry") from exc
         if refusal is not None:
             self.metrics.refused(key.id, refusal.reason)
             raise RateLimited(refusal)
+        self.leases[key.id] = Lease(left=granted - 1, expires=time.monotonic() + LEASE_S)
+
+    async def _give_back_expired(self) -> None:
+        """Expired leases' unused requests go back, so the key's other replicas can have them."""
+        now = time.monotonic()
+        for key_id in [k for k, lease in self.leases.items() if now >= lease.expires]:
+            lease = self.leases.pop(key_id)
+            if lease.left > 0:
+                await self.governor.give_back.remote(key_id, lease.left)
 
     def served(self, key: KeyRecord, prompt_tokens: int, completion_tokens: int) -> None:
         """After a request: its tokens count against the key (the call runs on, not waited for)."""

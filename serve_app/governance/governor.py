@@ -4,8 +4,10 @@ Why a deployment of its own: limits must hold across ingress replicas, so their
 counters live in one place, and a single-replica Serve deployment (like `manager`)
 is that place with Serve's health checks and restarts for free. Ingress replicas
 keep a copy of the keys (refreshed every half second, so a revoked key stops within
-a second everywhere) and ask the governor only for keys that have limits: one call
-before such a request, one after it with its tokens.
+a second everywhere) and ask the governor only for keys that have limits: for a lease
+of requests they then admit on their own (a share of what the key has left, smaller
+as it nears a limit, one request at a time at the end), and after each request with
+its tokens.
 
 Keys created through the admin routes are kept hashed in Ray's GCS store
 (serve_app/kv.py), so they survive restarts; today's token count of each
@@ -19,6 +21,7 @@ import asyncio
 import json
 import logging
 import secrets
+import time
 from typing import Optional
 
 from ray import serve
@@ -34,6 +37,7 @@ logger = logging.getLogger("ray.serve")
 KEYS = "key/"
 DAY_USAGE = "key-day-usage/"
 FLUSH_S = 5.0
+ASKERS_S = 10.0  # an ingress replica counts among those sharing a key's allowance this long after asking
 
 
 class KeyNotFound(NotFound):
@@ -55,6 +59,7 @@ class Governor:
             day = json.loads(raw)
             self.usage[key_id] = KeyUsage(day=day["day"], day_tokens=day["tokens"])
         self._dirty: set[str] = set()
+        self._askers: dict[str, float] = {}  # ingress replica -> when it last asked for a lease
         self._flusher: Optional[asyncio.Task] = None
 
     def _keys(self) -> dict[str, KeyRecord]:
@@ -67,11 +72,24 @@ class Governor:
         """Every key, hashed: what the ingress replicas check requests against."""
         return list(self._keys().values())
 
-    async def admit(self, key_id: str) -> Optional[Refusal]:
+    async def lease(self, key_id: str, replica: str, returned: int = 0) -> tuple[int, Optional[Refusal]]:
+        """Requests `replica` (an ingress replica) may admit for the key on its own, after
+        taking back `returned` it did not use of its last lease (quotas.KeyUsage.lease)."""
+        now = time.monotonic()
+        self._askers[replica] = now
+        for gone in [r for r, seen in self._askers.items() if now - seen > ASKERS_S]:
+            del self._askers[gone]
         key = self._keys().get(key_id)
         if key is None:  # revoked a moment ago
-            return Refusal(reason="revoked", message="this key was revoked", retry_after_s=3600)
-        return self._usage(key_id).admit(key.limits)
+            return 0, Refusal(reason="revoked", message="this key was revoked", retry_after_s=3600)
+        usage = self._usage(key_id)
+        if returned:
+            usage.give_back(returned)
+        return usage.lease(key.limits, len(self._askers))
+
+    async def give_back(self, key_id: str, unused: int) -> None:
+        """An expired lease's requests that were not used."""
+        self._usage(key_id).give_back(unused)
 
     async def count(self, key_id: str, prompt_tokens: int, completion_tokens: int, admitted: bool = True) -> None:
         """A request's tokens once it ended; `admitted`: admit() counted the request already

@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from serve_app.config.keys import Limits
 
 WINDOW_S = 60.0
+MAX_LEASE = 64  # most requests one lease carries, however far a key is from its limits
 
 
 class Refusal(BaseModel):
@@ -57,16 +58,42 @@ class KeyUsage:
             self.day, self.day_tokens = _today(), 0
 
     def admit(self, limits: Limits, now: Optional[float] = None) -> Optional[Refusal]:
-        """None, and the request is counted; or why not, and when to try again."""
+        """One request: None, and it is counted; or why not, and when to try again."""
+        return self.lease(limits, replicas=1, most=1, now=now)[1]
+
+    def lease(self, limits: Limits, replicas: int, most: int = MAX_LEASE,
+              now: Optional[float] = None) -> tuple[int, Optional[Refusal]]:
+        """Requests an ingress replica may admit on its own: (n, None), all n counted now; or
+        (0, why not). n is a share of what the key has left this minute, split among the
+        `replicas` asking, halved again so some stays for the others: so it shrinks to one
+        (a call per request, exact) as the key nears a limit. Tokens are known only after
+        a response, so a token limit's share is what is left over this key's recent mean
+        tokens per request."""
         now = time.monotonic() if now is None else now
         self._forget_old(now)
         refusal = self._refusal(limits, now)
         if refusal:
             self.refused[refusal.reason] += 1
-            return refusal
-        self.requests.append(now)
-        self.total_requests += 1
-        return None
+            return 0, refusal
+        rooms = [2 * max(1, replicas) * most]
+        if limits.requests_per_minute is not None:
+            rooms.append(limits.requests_per_minute - len(self.requests))
+        per_request = max(1.0, sum(n for _, n in self.tokens) / len(self.tokens)) if self.tokens else None
+        for limit, used in ((limits.tokens_per_minute, sum(n for _, n in self.tokens)),
+                            (limits.tokens_per_day, self.day_tokens)):
+            if limit is not None:  # before any token is known, one request at a time
+                rooms.append(int((limit - used) / per_request) if per_request else 1)
+        granted = max(1, min(rooms) // (2 * max(1, replicas)))
+        self.requests.extend([now] * granted)
+        self.total_requests += granted
+        return granted, None
+
+    def give_back(self, unused: int) -> None:
+        """Leased requests an ingress replica did not use: the latest counted ones are uncounted."""
+        unused = min(unused, len(self.requests))
+        for _ in range(unused):
+            self.requests.pop()
+        self.total_requests -= unused
 
     def _refusal(self, limits: Limits, now: float) -> Optional[Refusal]:
         rpm, tpm, tpd = limits.requests_per_minute, limits.tokens_per_minute, limits.tokens_per_day

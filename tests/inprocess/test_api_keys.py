@@ -128,3 +128,22 @@ def test_the_access_log_has_one_line_per_request_and_no_prompt(client, caplog):
     assert f"model={LLM}" in lines[0] and "status=200" in lines[0] and "latency_ms=" in lines[0]
     assert "tokens=3" in lines[0] and "span_id=span-access-1" in lines[0]
     assert not any(secret in m for m in caplog.messages), "prompt text stays out of the logs"
+
+
+def test_a_limited_key_asks_the_governor_per_lease_not_per_request_and_gets_its_limit_exactly(client, keyed, app):
+    key, _ = new_key(client, limits={"requests_per_minute": 40})
+    governor, asked = app.state.governor, []
+
+    class Counted:  # the governor's own lease method, its calls counted
+        def __init__(self, method):
+            self.method = method
+
+        def remote(self, *args):
+            asked.append(args)
+            return self.method.remote(*args)
+
+    governor.lease = Counted(governor.lease)
+    codes = [client.get("/v1/models", headers=bearer(key)).status_code for _ in range(50)]
+    assert codes == [200] * 40 + [429] * 10, codes
+    # Leases of 20, 10, 5, 2, 1, 1, 1 (halved as the key nears its limit), then one call per refusal.
+    assert len(asked) - 10 < 40 / 3, f"{len(asked)} governor calls for 40 admitted requests"
