@@ -1,21 +1,41 @@
-"""Serve RequestRouters (replica choice) our models can ask for: DB-GPT's random pick.
+"""Serve RequestRouters (replica choice) a model's config can ask for with `routing:`.
 
-Serve's default router (least loaded of two random choices) is what models get
-unless their config sets `routing: random` (management API) or
-`request_router_config: {request_router_class: deployments.request_routers:RandomRouter}`.
-It exists for parity with DB-GPT's controller, whose random pick users found
-unbalanced (DB-GPT #2538); it is a Serve RequestRouter, so Serve still owns
-queueing, retries and backpressure.
+- `least_loaded` (default): Serve's own, the less loaded of two random replicas.
+- `random`: DB-GPT's controller pick, for parity (its users found it unbalanced, DB-GPT #2538).
+- `prefix_affinity`: the replica that recently served the longest matching prompt prefix,
+  so its prefix cache (vLLM's automatic prefix caching) hits; Serve's own when loads
+  diverge. Ray Serve LLM's PrefixCacheAffinityRouter, taught to read our requests.
+- `session`: every request of one session (an `X-Session-Id` header, or the OpenAI
+  `user` / Anthropic `metadata.user_id` field) on one replica, by rendezvous hashing;
+  another replica when that one is full, and Serve's own without a session.
+
+They are Serve RequestRouters, so Serve still owns queueing, retries and backpressure.
 """
 
+import hashlib
 import random
-from typing import List, Optional
+from typing import Any, List, Optional
 
+from ray.llm._internal.serve.routing_policies.prefix_aware.prefix_aware_router import PrefixCacheAffinityRouter
+from ray.serve._private.request_router import PowerOfTwoChoicesRequestRouter
 from ray.serve.request_router import FIFOMixin, PendingRequest, RequestRouter, RunningReplica
 
-ROUTERS = {
-    "least_loaded": None,  # Serve's default: power of two choices
-    "random": "deployments.request_routers:RandomRouter",
+# Load imbalance (difference in ongoing requests between the busiest and the idlest
+# replica) past which prefix affinity gives way to Serve's least-loaded choice. Ray's
+# default (infinite) would keep a hot conversation's replica busy however long its
+# queue; a quarter of an llm replica's max_ongoing_requests (16) keeps affinity while
+# loads are close.
+PREFIX_IMBALANCE = 4
+
+# name -> Serve `request_router_config` (an empty one is Serve's default).
+ROUTERS: dict[str, dict[str, Any]] = {
+    "least_loaded": {},
+    "random": {"request_router_class": "deployments.request_routers:RandomRouter"},
+    "prefix_affinity": {
+        "request_router_class": "deployments.request_routers:PrefixAffinityRouter",
+        "request_router_kwargs": {"imbalanced_threshold": PREFIX_IMBALANCE},
+    },
+    "session": {"request_router_class": "deployments.request_routers:SessionRouter"},
 }
 
 
@@ -27,3 +47,54 @@ class RandomRouter(FIFOMixin, RequestRouter):
         # *within* a rank, so a single rank would turn back into least-loaded routing;
         # later ranks are only tried when the first replica is full.
         return [[r] for r in random.sample(candidate_replicas, len(candidate_replicas))]
+
+
+def request_text(pending_request: PendingRequest) -> str:
+    """The text a request's prompt starts with, for prefix matching: a chat's turns in
+    order (role and content) or a completion's prompt; never empty."""
+    for arg in pending_request.args:
+        messages, prompt = getattr(arg, "messages", None), getattr(arg, "prompt", None)
+        if messages is not None:
+            return "".join(f"<{m.role}>{m.content or ''}" for m in messages) or "<chat>"
+        if prompt is not None:
+            return "<prompt>" + prompt
+    return "<none>"  # a call without a prompt (tokenize, health): any replica
+
+
+class PrefixAffinityRouter(PrefixCacheAffinityRouter):
+    """Ray Serve LLM's router reads OpenAI request models (`messages` as dicts or
+    `prompt`); ours carry a GenerationRequest, whose text this reads instead. Imported
+    from Ray's internal path: its public one (`ray.serve.llm`) pulls pyarrow into the
+    ingress; neither pulls vLLM."""
+
+    def _extract_text_from_request(self, pending_request: PendingRequest) -> str:
+        return request_text(pending_request)
+
+
+def session_of(pending_request: Optional[PendingRequest]) -> str:
+    if pending_request is None:
+        return ""
+    return next((arg.session for arg in pending_request.args if getattr(arg, "session", "")), "")
+
+
+def rendezvous(session: str, replicas: List[RunningReplica]) -> List[RunningReplica]:
+    """Replicas in the session's order of preference: each session's first choice moves
+    only when that replica leaves (rendezvous hashing), so adding or losing a replica
+    moves only the sessions that must move."""
+    def weight(replica: RunningReplica) -> bytes:
+        return hashlib.blake2b(f"{session}|{replica.replica_id.unique_id}".encode(), digest_size=8).digest()
+
+    return sorted(replicas, key=weight, reverse=True)
+
+
+class SessionRouter(PowerOfTwoChoicesRequestRouter):
+    async def choose_replicas(
+        self, candidate_replicas: List[RunningReplica], pending_request: Optional[PendingRequest] = None
+    ) -> List[List[RunningReplica]]:
+        session = session_of(pending_request)
+        if not session:
+            return await super().choose_replicas(candidate_replicas, pending_request)
+        first, *rest = rendezvous(session, candidate_replicas)
+        # Serve tries a later rank only when every replica of the earlier one is full;
+        # within the second rank it takes the least loaded.
+        return [[first], rest] if rest else [[first]]

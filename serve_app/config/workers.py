@@ -176,6 +176,13 @@ class LLMArgs(ModelArgs):
             "chat_template_kwargs {enable_thinking: false}), as a reasoning model writes them."
         ),
     )
+    simulated_prefill_ms_per_token: float = Field(
+        default=0, ge=0, description="simulated: ms of prefill per prompt token not in the prefix cache; "
+        "prefills then run one at a time per replica, as compute-bound prefill does on one GPU.",
+    )
+    simulated_prefix_cache_tokens: int = Field(
+        default=0, ge=0, description="simulated: tokens of prompt prefixes a replica keeps (LRU, 16-token blocks).",
+    )
     vllm_kwargs: dict[str, Any] = Field(
         default_factory=dict,
         description=(

@@ -58,6 +58,9 @@ class GenerationRequest(BaseModel):
     # a raw completion, which returns what the model wrote, as vLLM's does.
     separate_reasoning: bool = True
     span_id: str = ""
+    # Who is talking (X-Session-Id, or the API's user field): `routing: session` keeps one
+    # session on one replica (deployments/request_routers.py).
+    session: str = ""
     sent_at: Optional[float] = None  # unix time the ingress sent it: the replica's queue wait starts here
     trace_context: dict[str, str] = Field(default_factory=dict)  # W3C traceparent of the ingress's span
 
@@ -98,6 +101,7 @@ class GenerationChunk(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     reasoning_tokens: int = 0  # of completion_tokens, those spent thinking (its end tag included)
+    cached_tokens: Optional[int] = None  # of prompt_tokens, those found in the prefix cache (None: not known)
     stop_string: Optional[str] = None  # on the last chunk: the request's stop string that ended it
     # Where the time went, measured by the llm deployment (deployments/llm.py): on the first
     # chunk, the wait before the replica took the request and the time to the first token;

@@ -15,7 +15,6 @@ import time
 from functools import cached_property
 from typing import AsyncIterator, Optional
 
-import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from serve_app.config.workers import LLMArgs

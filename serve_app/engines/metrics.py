@@ -51,6 +51,14 @@ class EngineMetrics:
                 tag_keys=("model",),
             )
         )
+        self.prefix_cache_queries = tagged(
+            metrics.Counter("smmf_llm_prefix_cache_queries", "Prompt tokens looked up in the prefix cache.",
+                            tag_keys=("model",))
+        )
+        self.prefix_cache_hits = tagged(
+            metrics.Counter("smmf_llm_prefix_cache_hits", "Prompt tokens found in the prefix cache.",
+                            tag_keys=("model",))
+        )
         self.queue_length = tagged(
             metrics.Gauge(
                 "smmf_llm_queue_length",
@@ -58,6 +66,12 @@ class EngineMetrics:
                 tag_keys=("model",),
             )
         )
+
+    def prefix_cache(self, queried_tokens: int, hit_tokens: int) -> None:
+        """Prompt tokens looked up in the prefix cache, and those found (vLLM's prefix_cache_queries/hits)."""
+        self.prefix_cache_queries.inc(queried_tokens)
+        if hit_tokens:
+            self.prefix_cache_hits.inc(hit_tokens)
 
     def record_request(self, prompt_tokens: int, completion_tokens: int, first_token_at: Optional[float]) -> None:
         """A request's counts once it ends; `first_token_at` is its first token's perf_counter time."""

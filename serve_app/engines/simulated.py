@@ -2,7 +2,8 @@
 
 It exists to load the serving path (proxy, ingress, handles, streams) the way a GPU
 engine does, on any machine: a token per stream every 1/`simulated_tokens_per_s`
-seconds, after `simulated_ttft_ms` of "prefill", at most `max_num_seqs` streams at
+seconds, after `simulated_ttft_ms` of "prefill" (and, when set, `simulated_prefill_ms_per_token`
+for each prompt token not in its prefix cache, engines/prefix_cache.py), at most `max_num_seqs` streams at
 once (more wait for a place, as in a real batch). Every stream in flight advances
 on the same clock, one token a tick, as a GPU engine's batched decode steps do.
 
@@ -23,6 +24,7 @@ from typing import AsyncIterator, Iterator, Optional
 from serve_app.config.workers import LLMArgs
 from serve_app.engines.base import GenerationChunk, GenerationRequest, InvalidPromptError, LLMEngine
 from serve_app.engines.metrics import EngineMetrics
+from serve_app.engines.prefix_cache import PrefixCache
 from serve_app.engines.prompts import CompletionBudget, check_template_kwargs, plain_chat_prompt
 from serve_app.engines.stop_strings import StopStrings
 from serve_app.replica.context import model_name
@@ -74,6 +76,9 @@ class SimulatedEngine(CompletionBudget, LLMEngine):
         self.max_num_seqs = args.max_num_seqs
         self.ttft_s = args.simulated_ttft_ms / 1000
         self.thinking_tokens = args.simulated_thinking_tokens
+        self.prefill_s_per_token = args.simulated_prefill_ms_per_token / 1000
+        self.prefix_cache = PrefixCache(args.simulated_prefix_cache_tokens) if args.simulated_prefix_cache_tokens else None
+        self._prefilling = asyncio.Lock()
         self.metrics = EngineMetrics(model_name(args.source))
         self.clock = StepClock(1 / args.simulated_tokens_per_s, self.metrics.batch_size.observe)
         self._running = 0
@@ -111,7 +116,7 @@ class SimulatedEngine(CompletionBudget, LLMEngine):
         first_token_at: Optional[float] = None
         await self._take_slot()
         try:
-            await asyncio.sleep(self.ttft_s)  # the prompt's "prefill"
+            cached = await self._prefill(prompt)
             finish = None
             while finish is None:
                 if made:
@@ -124,11 +129,24 @@ class SimulatedEngine(CompletionBudget, LLMEngine):
                 finish = "stop" if stopped else "length" if made >= max_new else None
                 if finish or text or made == 1:
                     yield GenerationChunk(text=text, prompt=prompt if made == 1 else None, finish_reason=finish,
-                                          prompt_tokens=prompt_tokens, completion_tokens=made,
+                                          prompt_tokens=prompt_tokens, completion_tokens=made, cached_tokens=cached,
                                           stop_string=shown.matched)
         finally:
             await self._give_slot()
             self.metrics.record_request(prompt_tokens, made, first_token_at)
+
+    async def _prefill(self, prompt: str) -> Optional[int]:
+        """`simulated_ttft_ms`, then the prompt tokens its prefix cache lacks, one prompt at a time;
+        the tokens found in the cache (None without one)."""
+        await asyncio.sleep(self.ttft_s)
+        tokens = prompt.split()
+        cached = self.prefix_cache.prefill(tokens) if self.prefix_cache else 0
+        if self.prefix_cache:
+            self.metrics.prefix_cache(len(tokens), cached)
+        if self.prefill_s_per_token:
+            async with self._prefilling:
+                await asyncio.sleep((len(tokens) - cached) * self.prefill_s_per_token)
+        return cached if self.prefix_cache else None
 
     async def _take_slot(self) -> None:
         """Wait for a place among `max_num_seqs` streams (read on every admission, so it changes live)."""

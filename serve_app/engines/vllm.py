@@ -99,6 +99,9 @@ def _stats_logger(metrics: EngineMetrics):
             if scheduler_stats.num_running_reqs:
                 metrics.batch_size.observe(scheduler_stats.num_running_reqs)
             metrics.queue_length.set(scheduler_stats.num_waiting_reqs)
+            cache = getattr(scheduler_stats, "prefix_cache_stats", None)  # vLLM's own hit counters, per step
+            if cache is not None and cache.queries:
+                metrics.prefix_cache(cache.queries, cache.hits)
 
         def log_engine_initialized(self):
             pass
@@ -168,6 +171,7 @@ class VLLMEngine(TokenizerPrompts, LLMEngine):
                         finish_reason=finish,
                         prompt_tokens=len(prompt_ids),
                         completion_tokens=tokens,
+                        cached_tokens=getattr(output, "num_cached_tokens", None),  # vLLM's prefix-cache hits
                         logprobs=_logprobs(completion, params.logprobs) if params.logprobs is not None else None,
                         # vLLM's stop_reason: the stop string (or stop token id) that ended it.
                         stop_string=completion.stop_reason if isinstance(completion.stop_reason, str) else None,

@@ -29,6 +29,9 @@ class AccessLog:
             return await self.app(scope, receive, send)
         started = time.monotonic()
         record = {"status": 500}
+        session = _session(scope)
+        if session:
+            record["session"] = session  # for `routing: session` (serving/streams.py)
         reset = access.set(record)
 
         async def send_noting_status(message):
@@ -53,6 +56,13 @@ class AccessLog:
             parts = split(record, elapsed)
             self.metrics.observe(record.get("model", "-"), _route(scope), record["status"], parts)
             _log(scope, state.log_prompts, record, elapsed, parts)
+
+
+def _session(scope) -> str:
+    for name, value in scope.get("headers", ()):
+        if name == b"x-session-id":
+            return value.decode("latin-1")[:256]
+    return ""
 
 
 def _route(scope) -> str:

@@ -26,6 +26,12 @@ def current_key():
     return record.get("key") if record is not None else None
 
 
+def current_session() -> str:
+    """The request's `X-Session-Id` header ("" without one)."""
+    record = access.get(None)
+    return record.get("session", "") if record is not None else ""
+
+
 def note_usage(prompt_tokens: int, completion_tokens: int = 0) -> None:
     """The request's tokens, for its access-log line and its key's counts."""
     note(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)

@@ -144,8 +144,7 @@ def split_params(worker_type: str, params: dict[str, Any]) -> tuple[dict, dict, 
         elif key == "routing":
             if value not in ROUTERS:
                 raise ManagementError(f"routing '{value}' is not one of: {', '.join(ROUTERS)}")
-            # An empty request_router_config is Serve's default (least loaded of two).
-            deployment["request_router_config"] = {"request_router_class": ROUTERS[value]} if ROUTERS[value] else {}
+            deployment["request_router_config"] = dict(ROUTERS[value])
         else:
             known = sorted(set(args_model.model_fields) | DEPLOYMENT_OPTIONS | ACTOR_OPTIONS | {"routing"})
             raise ManagementError(

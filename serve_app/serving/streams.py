@@ -15,7 +15,7 @@ from ray.serve.handle import DeploymentHandle
 from serve_app import tracing
 from serve_app.engines.base import GenerationChunk, GenerationRequest
 from serve_app.errors import ServeError, as_serve_error
-from serve_app.http.context import note
+from serve_app.http.context import current_session, note
 
 
 class OpenStream:
@@ -28,7 +28,8 @@ class OpenStream:
     @classmethod
     async def open(cls, handle: DeploymentHandle, request: GenerationRequest) -> "OpenStream":
         with tracing.span("call llm"):
-            request = request.model_copy(update={"sent_at": time.time(), "trace_context": tracing.carrier()})
+            request = request.model_copy(update={"sent_at": time.time(), "trace_context": tracing.carrier(),
+                                                 "session": current_session() or request.session})
             rest = handle.options(stream=True).generate_stream.remote(request)
             return await cls._first(rest)
 

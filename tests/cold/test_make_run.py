@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 
-from helpers import MINILM, ROOT
+from helpers import MINILM
 
 
 def smmf(base_url: str, *args: str) -> subprocess.CompletedProcess:

@@ -188,7 +188,7 @@ class MessagesRequest(CountTokensRequest):
                                 max_new_tokens=self.max_tokens, stop=self.stop_sequences or [],
                                 json_schema=call_schema(forced) if forced else None)
         return GenerationRequest(messages=self.chat(), params=params, tools=tools or None, overflow="error",
-                                 span_id=span_id)
+                                 span_id=span_id, session=str((self.metadata or {}).get("user_id") or ""))
 
 
 def tool_input(arguments: str) -> dict[str, Any]:

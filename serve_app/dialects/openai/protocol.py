@@ -171,7 +171,7 @@ class ChatCompletionRequest(_SamplingFields, refusing(*SHARED)):
         tools = [t.model_dump(exclude_none=True) for t in self.tools_in_use()] or None
         return self.choices_of(GenerationRequest(
             messages=[m.to_chat() for m in self.messages], params=params, tools=tools, overflow="error", span_id=span_id,
-            chat_template_kwargs=self.chat_template_kwargs or {},
+            chat_template_kwargs=self.chat_template_kwargs or {}, session=self.user or "",
         ))
 
 
@@ -204,8 +204,8 @@ class CompletionRequest(_SamplingFields, refusing(*SHARED, "tools", "tool_choice
         """`n` requests per prompt, in choice order (prompt by prompt)."""
         params = self.sampling()
         return [choice for prompt in self.prompts()
-                for choice in self.choices_of(GenerationRequest(prompt=prompt, params=params, overflow="error",
-                                                                span_id=span_id, separate_reasoning=False))]
+                for choice in self.choices_of(GenerationRequest(prompt=prompt, params=params, overflow="error", span_id=span_id,
+                                                                separate_reasoning=False, session=self.user or ""))]
 
 
 class EmbeddingRequest(_Request):

@@ -54,7 +54,8 @@ class _OmitWhenNone(BaseModel):
     @model_serializer(mode="wrap")
     def _omit_empty(self, handler):
         data = handler(self)
-        for key in ("tool_calls", "reasoning_content", "reasoning", "completion_tokens_details"):
+        for key in ("tool_calls", "reasoning_content", "reasoning", "completion_tokens_details",
+                    "prompt_tokens_details"):
             if data.get(key) is None:
                 data.pop(key, None)
         return data
@@ -73,7 +74,12 @@ class CompletionTokensDetails(BaseModel):
     reasoning_tokens: int
 
 
+class PromptTokensDetails(BaseModel):
+    cached_tokens: int
+
+
 class ChatUsage(_OmitWhenNone, Usage):
+    prompt_tokens_details: Optional[PromptTokensDetails] = None  # where the engine knows its prefix cache's hits
     completion_tokens_details: Optional[CompletionTokensDetails] = None
 
 

@@ -39,6 +39,7 @@ from serve_app.dialects.openai.responses import (
     EmbeddingUsage,
     ErrorInfo,
     ErrorResponse,
+    PromptTokensDetails,
     RerankDocument,
     RerankResponse,
     RerankResult,
@@ -94,8 +95,10 @@ def usage_of(lasts: list[GenerationChunk], n: int) -> ChatUsage:
     thinking = sum(last.reasoning_tokens for last in lasts)
     note_usage(prompt, completion)
     details = CompletionTokensDetails(reasoning_tokens=thinking) if thinking else None
+    known = [last.cached_tokens for last in lasts[::n] if last.cached_tokens is not None]
+    cached = PromptTokensDetails(cached_tokens=sum(known)) if known else None
     return ChatUsage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion,
-                     completion_tokens_details=details)
+                     prompt_tokens_details=cached, completion_tokens_details=details)
 
 
 # --- chat --------------------------------------------------------------------------

@@ -181,4 +181,4 @@ class ResponsesRequest(_Body):
         tools = [{"type": "function", "function": f.model_dump(include={"name", "description", "parameters"})}
                  for f in self.tools_in_use()]
         return GenerationRequest(messages=system + to_chat(earlier + self.items()), params=params,
-                                 tools=tools or None, overflow="error", span_id=span_id)
+                                 tools=tools or None, overflow="error", span_id=span_id, session=self.user or "")

@@ -65,7 +65,7 @@ class Shell:
         usage = None
         if last is not None:
             note_usage(last.prompt_tokens, last.completion_tokens)
-            usage = {"input_tokens": last.prompt_tokens, "input_tokens_details": {"cached_tokens": 0},
+            usage = {"input_tokens": last.prompt_tokens, "input_tokens_details": {"cached_tokens": last.cached_tokens or 0},
                      "output_tokens": last.completion_tokens,
                      "output_tokens_details": {"reasoning_tokens": last.reasoning_tokens},
                      "total_tokens": last.prompt_tokens + last.completion_tokens}
