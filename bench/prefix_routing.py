@@ -138,6 +138,25 @@ async def turn_all_replicas(base_url: str, routing: str, tag: str) -> None:
                                for i in range(2 * REPLICAS)))
 
 
+def section(r: dict) -> list[str]:
+    """BENCHMARKS.md's rows for this run."""
+    e = r["engine"]
+    lines = ["## Routing by prefix: a conversation's turns to the replica holding its prefix", "",
+             f"One simulated model three times over, {r['replicas']} replicas each, differing only in `routing`; "
+             f"{r['clients']} clients at once, each holding conversations of 4-8 turns (a {r['system_words']}-word "
+             f"system prompt, {r['turn_words']}-word user turns, {r['answer_tokens']}-token answers; X-Session-Id names "
+             f"the conversation). The engine prefills {e['simulated_prefill_ms_per_token']} ms per prompt token not in "
+             f"its replica's prefix cache ({e['simulated_prefix_cache_tokens']} tokens, LRU), one prompt at a time, and "
+             f"decodes {e['simulated_tokens_per_s']:.0f} tok/s per stream. `unique`: as many requests of the same "
+             "lengths, none sharing a prefix.", "",
+             "| workload | routing | requests | TTFT p50 ms | TTFT p99 ms | output tok/s | prompt tokens cached |",
+             "|---|---|---|---|---|---|---|"]
+    for row in r["rows"]:
+        lines.append(f"| {row['workload']} | {row['routing']} | {row['requests']} | {row['ttft_ms']['p50']:.0f} | "
+                     f"{row['ttft_ms']['p99']:.0f} | {row['output_tokens_per_s']:.0f} | {row['cached_share']:.0%} |")
+    return lines + [""]
+
+
 if __name__ == "__main__":  # alone, for a quick look: `python bench/prefix_routing.py` (no BENCHMARKS.md)
     import sys
     from pathlib import Path

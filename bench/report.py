@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import prefix_routing
+import serve_paths
 from plots import plots
 from targets import judge
 from workload import NEW_TOKENS, QUESTIONS, VLLM_APP, VLLM_ARGS
@@ -18,6 +20,10 @@ def write_report(results: dict, folder: Path, path: Path) -> None:
     lines = header(results) + targets_section(results) + gpu_rate_section(results["gpu_rate"])
     lines += llm_sections(results) + text2vec_section(results) + overhead_section(results["overhead"])
     lines += key_overhead_section(results["key_overhead"])
+    if "routing" in results:
+        lines += prefix_routing.section(results["routing"])
+    if "serve_paths" in results:
+        lines += serve_paths.section(results["serve_paths"])
     if "time_split" in results:
         lines += time_split_section(results["time_split"], results.get("tracing"))
     if "structured" in results:
@@ -170,7 +176,7 @@ def overhead_section(o: dict) -> list[str]:
 def key_overhead_section(k: dict) -> list[str]:
     lines = ["## Per-key limits: what they add to a request", "", "`GET /v1/models`, one call after another.", "",
              "| keys | p50 (ms) | p99 (ms) | calls |", "|---|---|---|---|"]
-    for key, label in (("no_keys", "none configured"), ("key_with_limits", "a key with limits (governor call)")):
+    for key, label in (("no_keys", "none configured"), ("key_with_limits", "a key with limits (a governor call per lease)")):
         lines.append(f"| {label} | {_f(k[key]['p50_ms'], 2)} | {_f(k[key]['p99_ms'], 2)} | {k[key]['n']} |")
     return lines + [""]
 

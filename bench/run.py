@@ -4,7 +4,9 @@ Offline ceilings first (the engines in-process, nothing else running), then one
 local Ray + Serve with serve_config.yaml (HTTP on 127.0.0.1 only) for the HTTP,
 handle and overhead runs, then cold starts of `serve run` in a subprocess. Where
 vllm is installed, the vllm engine is measured too: offline, and over HTTP in an
-extra application that is removed before the runs after it.
+extra application that is removed before the runs after it. The routing policies
+are measured on their own simulated apps (prefix_routing.py), and Serve's faster
+HTTP paths each in a Ray of their own after the rest (serve_paths.py).
 Writes bench/results.json, BENCHMARKS.md and bench/*.png; every figure there
 comes from this run.
 """
@@ -30,6 +32,8 @@ sys.path[:0] = [str(HERE), str(ROOT)]
 import gpu_rate  # noqa: E402
 import load  # noqa: E402
 import offline  # noqa: E402
+import prefix_routing  # noqa: E402
+import serve_paths  # noqa: E402
 import structured  # noqa: E402
 import time_split  # noqa: E402
 import yaml  # noqa: E402
@@ -79,6 +83,7 @@ def main() -> None:
         served_phase(results, config, started)
     finally:
         ray.shutdown()
+    results["serve_paths"] = serve_paths.measure(lambda s: step(s, started))  # a Ray of its own per path
     cold_start_phase(results, started)
     results["wall_seconds"] = time.perf_counter() - started
     results["machine"]["loadavg_1min_at_end"] = os.getloadavg()[0]
@@ -143,10 +148,21 @@ def served_phase(results: dict, config: dict, started: float) -> None:
         results["overhead"] = overhead(serve, base_url)
         results["key_overhead"] = key_overhead(serve, config, base_url)
         step("overhead", started)
+        results["routing"] = routing_runs(serve, config, base_url, started)
         if vllm_available():
             results["http_vllm"] = vllm_http(serve, config, base_url, ROUNDS, started)
     finally:
         serve.shutdown()
+
+
+def routing_runs(serve, config: dict, base_url: str, started: float) -> dict:
+    """The routing apps beside the rest for their runs only, so they load nothing else."""
+    deploy({**config, "applications": config["applications"] + prefix_routing.apps()})
+    try:
+        wait_running(serve, [a["name"] for a in prefix_routing.apps()], DEPLOY_TIMEOUT_S)
+        return prefix_routing.measure(base_url, lambda s: step(s, started))
+    finally:
+        deploy(config)
 
 
 def cold_start_phase(results: dict, started: float) -> None:
