@@ -29,10 +29,10 @@ from load import percentile
 
 ROUTINGS = ("least_loaded", "prefix_affinity", "session")
 REPLICAS = 4
-CLIENTS = 32
+CLIENTS = 16
 CONVERSATIONS_PER_CLIENT = 2
 SYSTEM_WORDS, TURN_WORDS, ANSWER_TOKENS = 400, 60, 32
-ENGINE = {"simulated_tokens_per_s": 50, "simulated_ttft_ms": 20, "simulated_prefill_ms_per_token": 0.2,
+ENGINE = {"simulated_tokens_per_s": 50, "simulated_ttft_ms": 20, "simulated_prefill_ms_per_token": 1.0,
           "simulated_prefix_cache_tokens": 32768, "max_num_seqs": 64}
 
 
