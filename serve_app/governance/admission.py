@@ -40,6 +40,7 @@ logger = logging.getLogger("ray.serve")
 
 REFRESH_S = 0.5
 LEASE_S = 1.0  # a lease's requests not used by then go back to the governor
+COUNT_EVERY_S = 0.25  # how long the counts of keys without token limits gather before one call
 GOVERNOR_TIMEOUT_S = 1.0
 
 
@@ -85,6 +86,13 @@ class Lease:
     expires: float  # monotonic time
 
 
+@dataclasses.dataclass
+class Counts:
+    requests: int = 0  # those not counted by a lease
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
 class Admission:
     def __init__(self, governor: DeploymentHandle, configured: list[KeyRecord]):
         self.governor = governor
@@ -96,6 +104,8 @@ class Admission:
         self.replica = uuid.uuid4().hex  # who asks the governor for leases
         self.leases: dict[str, Lease] = {}
         self._renewing: dict[str, asyncio.Lock] = {}
+        self._unsent: dict[str, Counts] = {}
+        self._sender: Optional[asyncio.Task] = None
 
     def ensure_refreshing(self) -> None:
         if self._refresher is None or self._refresher.done():
@@ -172,15 +182,34 @@ class Admission:
                 await self.governor.give_back.remote(key_id, lease.left)
 
     def served(self, key: KeyRecord, prompt_tokens: int, completion_tokens: int) -> None:
-        """After a request: its tokens count against the key (the call runs on, not waited for)."""
+        """After a request: its tokens count against the key. A key with a token limit tells
+        the governor at once (the limit must see them); any other gathers its counts for
+        COUNT_EVERY_S into one call, which is most of what a key cost each request."""
         self.metrics.served(key.id, prompt_tokens, completion_tokens)
-        admitted = key.limits.any  # counted as a request by admit() already
-        task = asyncio.get_running_loop().create_task(self._count(key.id, prompt_tokens, completion_tokens, admitted))
+        unsent = self._unsent.setdefault(key.id, Counts())
+        unsent.requests += 0 if key.limits.any else 1  # a limited key's requests were counted by its lease
+        unsent.prompt_tokens += prompt_tokens
+        unsent.completion_tokens += completion_tokens
+        if key.limits.tokens_per_minute is not None or key.limits.tokens_per_day is not None:
+            self._send(key.id)
+        elif self._sender is None or self._sender.done():
+            self._sender = asyncio.get_running_loop().create_task(self._send_soon())
+
+    async def _send_soon(self) -> None:
+        await asyncio.sleep(COUNT_EVERY_S)
+        for key_id in list(self._unsent):
+            self._send(key_id)
+
+    def _send(self, key_id: str) -> None:
+        """The key's gathered counts to the governor (the call runs on, not waited for)."""
+        counts = self._unsent.pop(key_id)
+        task = asyncio.get_running_loop().create_task(self._count(key_id, counts))
         self._pending.add(task)  # the loop keeps only weak references to tasks
         task.add_done_callback(self._pending.discard)
 
-    async def _count(self, key_id: str, prompt_tokens: int, completion_tokens: int, admitted: bool) -> None:
+    async def _count(self, key_id: str, counts: "Counts") -> None:
         try:
-            await self.governor.count.remote(key_id, prompt_tokens, completion_tokens, admitted)
+            await self.governor.count.remote(key_id, counts.prompt_tokens, counts.completion_tokens, counts.requests)
         except Exception as exc:
-            logger.warning("could not count %d tokens for key %s: %s", prompt_tokens + completion_tokens, key_id, exc)
+            logger.warning("could not count %d tokens for key %s: %s",
+                           counts.prompt_tokens + counts.completion_tokens, key_id, exc)

@@ -6,8 +6,9 @@ is that place with Serve's health checks and restarts for free. Ingress replicas
 keep a copy of the keys (refreshed every half second, so a revoked key stops within
 a second everywhere) and ask the governor only for keys that have limits: for a lease
 of requests they then admit on their own (a share of what the key has left, smaller
-as it nears a limit, one request at a time at the end), and after each request with
-its tokens.
+as it nears a limit, one request at a time at the end), and with the tokens of
+finished requests (at once for a key with a token limit, gathered for a quarter
+second for any other).
 
 Keys created through the admin routes are kept hashed in Ray's GCS store
 (serve_app/kv.py), so they survive restarts; today's token count of each
@@ -91,10 +92,10 @@ class Governor:
         """An expired lease's requests that were not used."""
         self._usage(key_id).give_back(unused)
 
-    async def count(self, key_id: str, prompt_tokens: int, completion_tokens: int, admitted: bool = True) -> None:
-        """A request's tokens once it ended; `admitted`: admit() counted the request already
-        (keys with limits), else it is counted here."""
-        self._usage(key_id).count_tokens(prompt_tokens, completion_tokens, request=not admitted)
+    async def count(self, key_id: str, prompt_tokens: int, completion_tokens: int, requests: int = 0) -> None:
+        """Tokens of requests that ended, and `requests` more requests to count (those of keys
+        without limits: a limited key's were counted by its lease)."""
+        self._usage(key_id).count_tokens(prompt_tokens, completion_tokens, requests=requests)
         self._dirty.add(key_id)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.get_running_loop().create_task(self._flush_soon())

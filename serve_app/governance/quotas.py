@@ -112,13 +112,13 @@ class KeyUsage:
         return None
 
     def count_tokens(self, prompt_tokens: int, completion_tokens: int, now: Optional[float] = None,
-                     request: bool = False) -> None:
-        """A request's tokens once known; `request`: count the request too (one not admitted here)."""
+                     requests: int = 0) -> None:
+        """Tokens once known (one request's, or several gathered); `requests`: requests to
+        count too (those not counted by a lease)."""
         now = time.monotonic() if now is None else now
         self._forget_old(now)
-        if request:
-            self.requests.append(now)
-            self.total_requests += 1
+        self.requests.extend([now] * requests)
+        self.total_requests += requests
         total = prompt_tokens + completion_tokens
         if total:
             self.tokens.append((now, total))
