@@ -175,13 +175,9 @@ class ModelRegistry:
             raise ModelNotFound(name, sorted(self._models))
         return entry
 
-    async def sole_model(self, worker_type: str) -> str:
-        """The one running model of a worker type; a 400 listing them when there is not one."""
-        names = [m.name for m in await self.models() if m.worker_type == worker_type and m.running_replicas]
-        if len(names) != 1:
-            running = ", ".join(names) or "none"
-            raise InvalidRequest(f"'model' is required when not exactly one {worker_type} model runs (running: {running})")
-        return names[0]
+    async def running(self, worker_type: str) -> list[str]:
+        """The models of a worker type with a running replica, by name."""
+        return [m.name for m in await self.models() if m.worker_type == worker_type and m.running_replicas]
 
     async def handle(self, name: str, *worker_types: str) -> DeploymentHandle:
         """The handle of a running model of one of `worker_types`; raises a ServeError."""

@@ -85,6 +85,15 @@ def test_a_key_limited_to_one_model_is_refused_the_other_and_does_not_see_it(cli
     assert [m["id"] for m in client.get("/v1/models", headers=bearer(key)).json()["data"]] == [LLM]
 
 
+def test_count_token_without_a_model_counts_with_the_llms_the_key_may_call(client, keyed):
+    # DB-GPT's RemoteModelWorker sends no model; several llms run here (sim-llm, sim-short, ...).
+    prompt = {"prompt": "one two three four five"}
+    assert client.post("/api/worker/count_token", json=prompt, headers=bearer(INFERENCE)).json() == 5
+    key, _ = new_key(client, models=[EMBEDDER])
+    refused = client.post("/api/worker/count_token", json=prompt, headers=bearer(key))
+    assert refused.status_code == 400 and "no llm model this key may call" in refused.json()["detail"]
+
+
 def test_tokens_per_minute_refuse_once_counted(client, keyed):
     key, _ = new_key(client, limits={"tokens_per_minute": 50})
     codes = []

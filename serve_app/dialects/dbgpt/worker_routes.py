@@ -8,6 +8,8 @@ class's: an error ModelOutput on the generation routes (`GenerationRoute`), Fast
 own API server answers there.
 """
 
+import asyncio
+
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
@@ -23,9 +25,9 @@ from serve_app.dialects.dbgpt.protocol import (
     RelevanceResponse,
 )
 from serve_app.dialects.openai.routes import OpenAIRoute
-from serve_app.errors import ServeError
+from serve_app.errors import InvalidRequest, ServeError
 from serve_app.http.boundary import BoundaryRoute
-from serve_app.http.context import note, note_usage
+from serve_app.http.context import current_key, note, note_usage
 from serve_app.serving.calls import ModelCalls, new_span_id
 from serve_app.serving.fallbacks import MODEL_HEADER
 
@@ -88,10 +90,19 @@ async def embeddings(request: Request, req: EmbeddingsRequest) -> list[list[floa
 
 @router.post("/api/worker/count_token")
 async def count_token(request: Request, req: CountTokenRequest) -> int:
-    # DB-GPT's RemoteModelWorker sends no model name: then the one running llm is meant.
-    model = req.model or await calls(request).registry.sole_model("llm")
-    calls(request).check(model)
-    return await (await calls(request).handle(model)).count_token.remote(req.prompt)
+    # DB-GPT's RemoteModelWorker sends no model name (it assumes one model per worker
+    # address). DB-GPT counts to trim a conversation to fit the model's context, so the
+    # largest count among the running llms fits whichever of them it meant.
+    if req.model:
+        calls(request).check(req.model)
+        names = [req.model]
+    else:
+        key = current_key()
+        names = [n for n in await calls(request).registry.running("llm") if key is None or key.may_call(n)]
+        if not names:
+            raise InvalidRequest("no llm model this key may call runs to count tokens with; name one in 'model'")
+    handles = [await calls(request).handle(name) for name in names]
+    return max(await asyncio.gather(*(h.count_token.remote(req.prompt) for h in handles)))
 
 
 @router.post("/api/worker/model_metadata")
