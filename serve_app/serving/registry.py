@@ -21,7 +21,6 @@ from ray.serve.schema import ApplicationStatus, ReplicaState, ServeInstanceDetai
 from serve_app.config.workers import WORKER_TYPES
 from serve_app.errors import (
     ControllerUnavailable,
-    InvalidRequest,
     ModelNotFound,
     ModelNotReady,
     WrongWorkerType,
