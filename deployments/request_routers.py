@@ -96,7 +96,7 @@ class PrefixAffinityRouter(PrefixCacheAffinityRouter):
             lens += [q for _, q in await self._probe_queue_lens(unknown, 0) if q is not None]
         if lens and max(lens) - min(lens) > self._imbalanced_threshold:
             return [[]]
-        text = request_text(pending_request)
+        text = self._extract_text_from_request(pending_request)
         ids = [r.replica_id.to_full_id_str() for r in candidate_replicas]
         matched, tenants = await self._tree_actor.prefix_match.remote(text, ids)
         if len(matched) / len(text) < self._match_rate_threshold:
@@ -107,7 +107,8 @@ class PrefixAffinityRouter(PrefixCacheAffinityRouter):
     def on_request_routed(self, pending_request: PendingRequest, replica_id, result) -> None:
         # Not waited for: nothing depends on the tree having it before the next request.
         if pending_request is not None and pending_request.args:
-            self._tree_actor.insert.remote(request_text(pending_request), replica_id.to_full_id_str(), time.time())
+            self._tree_actor.insert.remote(self._extract_text_from_request(pending_request),
+                                           replica_id.to_full_id_str(), time.time())
 
 
 def session_of(pending_request: Optional[PendingRequest]) -> str:

@@ -20,6 +20,10 @@ class Limits(BaseModel):
     def any(self) -> bool:
         return any(v is not None for v in (self.requests_per_minute, self.tokens_per_minute, self.tokens_per_day))
 
+    @property
+    def on_tokens(self) -> bool:
+        return self.tokens_per_minute is not None or self.tokens_per_day is not None
+
 
 class KeySpec(BaseModel):
     """What a key may do: the body of `POST /api/keys`, and part of a configured key."""

@@ -139,14 +139,17 @@ class SimulatedEngine(CompletionBudget, LLMEngine):
         """`simulated_ttft_ms`, then the prompt tokens its prefix cache lacks, one prompt at a time;
         the tokens found in the cache (None without one)."""
         await asyncio.sleep(self.ttft_s)
+        if not (self.prefix_cache or self.prefill_s_per_token):
+            return None
         tokens = prompt.split()
-        cached = self.prefix_cache.prefill(tokens) if self.prefix_cache else 0
+        cached = None
         if self.prefix_cache:
+            cached = self.prefix_cache.prefill(tokens)
             self.metrics.prefix_cache(len(tokens), cached)
         if self.prefill_s_per_token:
             async with self._prefilling:
-                await asyncio.sleep((len(tokens) - cached) * self.prefill_s_per_token)
-        return cached if self.prefix_cache else None
+                await asyncio.sleep((len(tokens) - (cached or 0)) * self.prefill_s_per_token)
+        return cached
 
     async def _take_slot(self) -> None:
         """Wait for a place among `max_num_seqs` streams (read on every admission, so it changes live)."""

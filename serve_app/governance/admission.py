@@ -12,8 +12,8 @@ share of what the key has left (governance/quotas.py), which it spends locally f
 to LEASE_S and then gives back what it did not use. Near a limit the share is one
 request, so the count stays exact; the slack is that another replica may hold a few
 unused requests of a key for up to a second, so a request can be refused that many
-requests before the limit, and get them a second later. If the governor cannot answer in time, a limited key's request is refused
-(503, retry): limits are a promise to the cluster's other users, and Serve restarts
+requests before the limit, and get them a second later. If the governor cannot
+answer in time, a limited key's request is refused (503, retry): limits are a promise to the cluster's other users, and Serve restarts
 the governor within seconds; keys without limits are not affected.
 """
 
@@ -190,7 +190,7 @@ class Admission:
         unsent.requests += 0 if key.limits.any else 1  # a limited key's requests were counted by its lease
         unsent.prompt_tokens += prompt_tokens
         unsent.completion_tokens += completion_tokens
-        if key.limits.tokens_per_minute is not None or key.limits.tokens_per_day is not None:
+        if key.limits.on_tokens:
             self._send(key.id)
         elif self._sender is None or self._sender.done():
             self._sender = asyncio.get_running_loop().create_task(self._send_soon())
@@ -207,7 +207,7 @@ class Admission:
         self._pending.add(task)  # the loop keeps only weak references to tasks
         task.add_done_callback(self._pending.discard)
 
-    async def _count(self, key_id: str, counts: "Counts") -> None:
+    async def _count(self, key_id: str, counts: Counts) -> None:
         try:
             await self.governor.count.remote(key_id, counts.prompt_tokens, counts.completion_tokens, counts.requests)
         except Exception as exc:

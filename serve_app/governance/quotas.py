@@ -57,10 +57,6 @@ class KeyUsage:
         if self.day != _today():
             self.day, self.day_tokens = _today(), 0
 
-    def admit(self, limits: Limits, now: Optional[float] = None) -> Optional[Refusal]:
-        """One request: None, and it is counted; or why not, and when to try again."""
-        return self.lease(limits, replicas=1, most=1, now=now)[1]
-
     def lease(self, limits: Limits, replicas: int, most: int = MAX_LEASE,
               now: Optional[float] = None) -> tuple[int, Optional[Refusal]]:
         """Requests an ingress replica may admit on its own: (n, None), all n counted now; or
@@ -78,8 +74,9 @@ class KeyUsage:
         rooms = [2 * max(1, replicas) * most]
         if limits.requests_per_minute is not None:
             rooms.append(limits.requests_per_minute - len(self.requests))
-        per_request = max(1.0, sum(n for _, n in self.tokens) / len(self.tokens)) if self.tokens else None
-        for limit, used in ((limits.tokens_per_minute, sum(n for _, n in self.tokens)),
+        minute_tokens = sum(n for _, n in self.tokens)
+        per_request = max(1.0, minute_tokens / len(self.tokens)) if self.tokens else None
+        for limit, used in ((limits.tokens_per_minute, minute_tokens),
                             (limits.tokens_per_day, self.day_tokens)):
             if limit is not None:  # before any token is known, one request at a time
                 rooms.append(int((limit - used) / per_request) if per_request else 1)

@@ -4,36 +4,41 @@ from serve_app.config.keys import Limits
 from serve_app.governance.quotas import KeyUsage
 
 
+def admit(usage: KeyUsage, limits: Limits, now=None):
+    """One request at a time (a lease of one): None, and it is counted; or the refusal."""
+    return usage.lease(limits, replicas=1, most=1, now=now)[1]
+
+
 def test_requests_per_minute_slide_with_time():
     usage, limits = KeyUsage(), Limits(requests_per_minute=3)
-    assert [usage.admit(limits, now=t) for t in (0, 1, 2)] == [None, None, None]
-    refusal = usage.admit(limits, now=10)
+    assert [admit(usage, limits, now=t) for t in (0, 1, 2)] == [None, None, None]
+    refusal = admit(usage, limits, now=10)
     assert refusal.reason == "requests_per_minute" and refusal.retry_after_s == 50
     assert "3 requests per minute" in refusal.message
-    assert usage.admit(limits, now=60.5) is None, "the first request left the window"
+    assert admit(usage, limits, now=60.5) is None, "the first request left the window"
     assert usage.report(now=60.5)["refused"] == {"requests_per_minute": 1}
 
 
 def test_tokens_per_minute_count_when_known():
     usage, limits = KeyUsage(), Limits(tokens_per_minute=100)
-    assert usage.admit(limits, now=0) is None
+    assert admit(usage, limits, now=0) is None
     usage.count_tokens(30, 80, now=1)  # 110: over, after the fact
-    refusal = usage.admit(limits, now=2)
+    refusal = admit(usage, limits, now=2)
     assert refusal.reason == "tokens_per_minute" and refusal.retry_after_s == 59
-    assert usage.admit(limits, now=61.5) is None
+    assert admit(usage, limits, now=61.5) is None
 
 
 def test_a_daily_budget_waits_for_the_next_utc_day():
     usage, limits = KeyUsage(), Limits(tokens_per_day=50)
     usage.count_tokens(20, 40)
-    refusal = usage.admit(limits)
+    refusal = admit(usage, limits)
     assert refusal.reason == "tokens_per_day" and 1 <= refusal.retry_after_s <= 86400
 
 
 def test_no_limits_admit_everything_and_still_count():
     usage = KeyUsage()
     for _ in range(1000):
-        assert usage.admit(Limits()) is None
+        assert admit(usage, Limits()) is None
     usage.count_tokens(5, 7)
     report = usage.report()
     assert report["requests"] == 1000 and report["prompt_tokens"] == 5 and report["completion_tokens"] == 7
