@@ -39,6 +39,9 @@ class SamplingParams(BaseModel):
     json_schema: Optional[dict[str, Any]] = None
     # Report each new token's log probability and this many likeliest alternatives (None: off).
     logprobs: Optional[int] = Field(default=None, ge=0, le=20)
+    # vLLM's: generate past the model's end-of-text token, to max_new_tokens or a stop
+    # (benchmarks use it for answers of one fixed length).
+    ignore_eos: bool = False
 
 
 class GenerationRequest(BaseModel):

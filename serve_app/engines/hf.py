@@ -148,7 +148,7 @@ class TransformersEngine(TokenizerPrompts, LLMEngine):
         seq = Sequence(
             prompt_ids=list(prompt_ids),
             max_new=self._budget(len(prompt_ids), request),
-            stop_ids=frozenset(self._eos_ids | set(params.stop_token_ids)),
+            stop_ids=frozenset((set() if params.ignore_eos else self._eos_ids) | set(params.stop_token_ids)),
             sampling=RowSampling.create(params, matcher, thinking),
             loop=asyncio.get_running_loop(),
         )

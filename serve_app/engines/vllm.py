@@ -224,6 +224,7 @@ def _sampling_params(params: SamplingParams, max_new: int):
         max_tokens=max_new,
         stop=params.stop or None,
         stop_token_ids=params.stop_token_ids or None,
+        ignore_eos=params.ignore_eos,
         output_kind=RequestOutputKind.DELTA,
         **{k: v for k, v in optional.items() if v is not None},
     )

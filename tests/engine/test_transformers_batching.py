@@ -171,3 +171,11 @@ def test_engine_metrics_can_be_created_inside_a_replica(monkeypatch):
     metrics.batch_size.observe(2)
     metrics.queue_length.set(1)
     metrics.completion_tokens.inc(3)
+
+
+def test_ignore_eos_generates_past_the_end_of_text_to_the_budget(engine):
+    natural = solo(engine, ask(QUESTIONS[0], max_new_tokens=48))
+    assert natural["finish"] == "stop" and natural["tokens"] < 48, "the question's answer ends on its own"
+    forced = solo(engine, ask(QUESTIONS[0], max_new_tokens=48, ignore_eos=True))
+    assert forced["finish"] == "length" and forced["tokens"] == 48
+    assert forced["text"].startswith(natural["text"])

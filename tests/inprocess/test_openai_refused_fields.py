@@ -19,6 +19,8 @@ WEATHER_TOOL = {"type": "function", "function": {"name": "weather", "parameters"
         ({"presence_penalty": -1}, "presence_penalty"),
         ({"reasoning_effort": "high"}, "reasoning_effort"),
         ({"modalities": ["audio"]}, "modalities"),
+        ({"extra_body": {"repetition_penalty": 1.3}}, "repetition_penalty"),
+        ({"extra_body": {"min_tokens": 8}}, "min_tokens"),
     ],
 )
 def test_fields_that_would_change_the_answer_are_refused_by_name(sdk, extra, param):

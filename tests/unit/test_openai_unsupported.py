@@ -38,3 +38,16 @@ def test_bias_moves_greedy_choice_per_row_only():
     rows = [RowSampling.create(SamplingParams(temperature=0.0, logit_bias={1: -100.0})),
             RowSampling.create(SamplingParams(temperature=0.0))]
     assert next_tokens(logits, rows)[0] == [2, 1]
+
+
+def test_vllms_top_k_and_ignore_eos_reach_the_sampling_params():
+    body = {"model": "m", "prompt": "x", "top_k": 5, "ignore_eos": True}
+    params = CompletionRequest.model_validate(body).sampling()
+    assert params.top_k == 5 and params.ignore_eos is True
+    assert CompletionRequest.model_validate({**body, "top_k": -1}).sampling().top_k is None  # vLLM's "all tokens"
+
+
+def test_ignore_eos_with_a_json_schema_is_refused():
+    body = {"model": "m", "messages": USER, "ignore_eos": True, "response_format": {"type": "json_object"}}
+    with pytest.raises(ValidationError, match="ignore_eos"):
+        ChatCompletionRequest.model_validate(body)

@@ -69,11 +69,21 @@ class _SamplingFields(_Request):
     stream_options: Optional[StreamOptions] = None
     user: Optional[str] = None
     return_tokens_as_token_ids: bool = False  # vLLM's: logprobs name tokens "token_id:<id>"
+    # vLLM's sampling extensions that its clients (and `vllm bench serve`) send.
+    top_k: Optional[int] = Field(default=None, ge=-1)  # -1 or 0: every token
+    ignore_eos: bool = False
 
     @field_validator("stop")
     @classmethod
     def _check_stop(cls, v):
         return _stop_list(v)
+
+    @model_validator(mode="after")
+    def _check_ignore_eos(self):
+        if self.ignore_eos and self.response_format and self.response_format.schema_to_follow() is not None:
+            raise ValueError("'ignore_eos' cannot be combined with a JSON 'response_format': the schema's end is "
+                             "the answer's end")
+        return self
 
     @field_validator("logit_bias")
     @classmethod
@@ -99,6 +109,8 @@ class _SamplingFields(_Request):
             logit_bias={int(t): b for t, b in (self.logit_bias or {}).items()},
             json_schema=self.response_format.schema_to_follow() if self.response_format else None,
             logprobs=self.top_logprobs_wanted(),
+            top_k=self.top_k if self.top_k and self.top_k > 0 else None,
+            ignore_eos=self.ignore_eos,
         )
 
     def choices_of(self, request: GenerationRequest) -> list[GenerationRequest]:

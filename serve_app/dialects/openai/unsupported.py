@@ -18,10 +18,14 @@ NOT_DONE = {
     "audio": "audio output", "modalities": "other output modalities", "prediction": "predicted outputs",
     "reasoning_effort": "reasoning", "web_search_options": "web search", "best_of": "best-of sampling",
     "suffix": "insertion after a suffix", "verbosity": "answer-length control",
+    # vLLM's extensions beyond top_k and ignore_eos (which are done)
+    "repetition_penalty": "repetition penalties", "min_p": "min-p sampling", "min_tokens": "a minimum answer length",
 }
-NO_OP = {"tool_choice": ["none"], "modalities": [["text"]], "best_of": [1], "verbosity": ["medium"]}
+NO_OP = {"tool_choice": ["none"], "modalities": [["text"]], "best_of": [1], "verbosity": ["medium"],
+         "repetition_penalty": [1]}
 SHARED = ("frequency_penalty", "presence_penalty", "audio", "modalities", "prediction",
-          "reasoning_effort", "web_search_options", "best_of", "functions", "function_call", "verbosity")
+          "reasoning_effort", "web_search_options", "best_of", "functions", "function_call", "verbosity",
+          "repetition_penalty", "min_p", "min_tokens")
 
 
 def _refuse(cls, v, info):
