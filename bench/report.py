@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import peers_report
 import prefix_routing
 import serve_paths
 from plots import plots
@@ -29,6 +30,9 @@ def write_report(results: dict, folder: Path, path: Path) -> None:
     if "structured" in results:
         lines += structured_section(results["structured"])
     lines += cold_start_section(results["cold_start"])
+    peers = peers_report.load(folder)  # make bench-peers' own run, kept as it wrote it
+    if peers:
+        lines += peers_report.section(peers)
     lines += ["## Plots", ""] + [f"![{Path(i).stem}]({i})" for i in images]
     lines += ["", "## Reproduce", "", "```bash", results["command"], "```", ""]
     path.write_text("\n".join(lines))
@@ -57,7 +61,8 @@ def header(results: dict) -> list[str]:
     return [
         "# Benchmarks", "",
         f"Written by `{results['command']}` (bench/run.py) on {m['date']}; every figure below comes from that run "
-        f"(raw numbers: `bench/results.json`). The run took {_f(results['wall_seconds'], 0)} s. Only ratios within "
+        f"(raw numbers: `bench/results.json`), except the section `make bench-peers` writes, which names its own "
+        f"run (`bench/peers.json`). The run took {_f(results['wall_seconds'], 0)} s. Only ratios within "
         "this one run mean anything: the same code measures differently on another machine or day.", "",
         f"Machine: {m['cpu']}, `nproc` = {m['nproc']}, Python {m['python']}, CPU flags of note: "
         f"{m.get('cpu_flags') or 'n/a'}. `free -g`:", "", "```", m["free_g"], "```", "",
