@@ -121,6 +121,14 @@ def test_stop_strings_and_max_tokens(client, base_url):
     assert frames[-1]["error_code"] == 0 and frames[-1]["finish_reason"] == "length"
 
 
+def test_ignore_eos_writes_to_max_tokens(client):
+    natural = chat(client, FRANCE)
+    forced = chat(client, FRANCE, ignore_eos=True)
+    assert natural["choices"][0]["finish_reason"] == "stop" and natural["usage"]["completion_tokens"] < 24
+    assert forced["choices"][0]["finish_reason"] == "length" and forced["usage"]["completion_tokens"] == 24
+    assert forced["choices"][0]["message"]["content"].startswith(natural["choices"][0]["message"]["content"])
+
+
 def test_prompt_too_long_is_400_naming_the_context_length(client):
     r = client.post(CHAT, json={"model": APP, "messages": [{"role": "user", "content": "word " * 9000}]})
     assert r.status_code == 400 and "context length" in r.json()["error"]["message"]
