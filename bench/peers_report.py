@@ -75,10 +75,12 @@ def section(peers: dict) -> list[str]:
                          f"| {_f(r['tpot_p50_ms'])} | {r['failed']} | {_f(row['startup_s'], 0)} |")
     alone = [f"{r['label']} ({r['measured_at']})" for r in peers["rows"] if r.get("alone")]
     if alone:
-        lines += ["", "Measured again on their own later (`bench/peers.py --only`), the rest idle: " + "; ".join(alone) + "."]
+        lines += ["", "Measured on their own after the rest (`bench/peers.py --only LABEL`), the machine otherwise idle: "
+                  + "; ".join(alone) + "."]
     lines += ["", "| target | value | met |", "|---|---|---|"]
     lines += [f"| {t['target']} | {t['value']} | {'met' if t['met'] else '**not met**'} |" for t in targets(peers)]
     rows = _rows(peers)
+    lines += _limits(peers, rows)
     compiled, eager = rows.get("ours, defaults"), rows.get("ours, eager (no torch.compile)")
     if compiled and eager:
         speed = ", ".join(f"{c} clients {_f(_run(compiled, c)['output_tok_s'])} vs {_f(_run(eager, c)['output_tok_s'])}"
@@ -88,6 +90,27 @@ def section(peers: dict) -> list[str]:
     return lines + [""]
 
 
+def _limits(peers: dict, rows: dict) -> list[str]:
+    """What the rows themselves say about the unmet targets at the shared dtype."""
+    shared = peers["shared_dtype"]
+    rsl, bare = rows.get(f"Ray Serve LLM, {shared}"), rows.get(f"vLLM serve, {shared}")
+    batch = next((r for r in peers["rows"] if r["label"].startswith("ours, max_num_seqs")), None)
+    if not (rsl and bare):
+        return []
+    lines = ["", "What limited the unmet targets, from these rows:", "",
+             f"- Against bare vLLM, the Serve path itself: Ray Serve LLM made "
+             + ", ".join(f"{_f(_run(rsl, c)['output_tok_s'] / _run(bare, c)['output_tok_s'], 2)} of bare vLLM's tok/s "
+                         f"at {c} clients" for c in COMPARED_AT) + " (its proxy, ingress and replica share the cores "
+             "vLLM's engine core and worker use)."]
+    if batch:
+        o, r = _run(batch, 64), _run(rsl, 64)
+        lines.append(f"- At 64 clients ours queues in Serve beyond its default batch of 16; `{batch['label']}` "
+                     f"(vLLM's own batch size on CPU): {_f(o['output_tok_s'])} tok/s, "
+                     f"{_f(o['output_tok_s'] / r['output_tok_s'], 2)} of Ray Serve LLM's, "
+                     f"TTFT p50 {_f(o['ttft_p50_ms'], 0)} against its {_f(r['ttft_p50_ms'], 0)} ms.")
+    return lines
+
+
 def write_into(path: Path, peers: dict) -> None:
     """Put the section into BENCHMARKS.md in place of an older one (before the plots if new)."""
     text = path.read_text() if path.exists() else "# Benchmarks\n"
@@ -95,7 +118,7 @@ def write_into(path: Path, peers: dict) -> None:
     if TITLE in text:
         start = text.index(TITLE)
         end = text.find("\n## ", start + len(TITLE))
-        text = text[:start] + new + (text[end + 1:] if end != -1 else "")
+        text = text[:start] + new + ("\n" + text[end + 1:] if end != -1 else "")
     elif "\n## Plots" in text:
         at = text.index("\n## Plots") + 1
         text = text[:at] + new + "\n" + text[at:]
