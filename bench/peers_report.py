@@ -98,7 +98,7 @@ def _limits(peers: dict, rows: dict) -> list[str]:
     if not (rsl and bare):
         return []
     lines = ["", "What limited the unmet targets, from these rows:", "",
-             f"- Against bare vLLM, the Serve path itself: Ray Serve LLM made "
+             "- Against bare vLLM, the Serve path itself: Ray Serve LLM made "
              + ", ".join(f"{_f(_run(rsl, c)['output_tok_s'] / _run(bare, c)['output_tok_s'], 2)} of bare vLLM's tok/s "
                          f"at {c} clients" for c in COMPARED_AT) + " (its proxy, ingress and replica share the cores "
              "vLLM's engine core and worker use)."]
