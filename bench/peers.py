@@ -43,18 +43,17 @@ VLLM_CPU_MAX_NUM_SEQS = 128  # vLLM's OpenAI server's default on CPU
 
 def rows_to_run(bin_dir: Path, checkpoint: str, shared: str) -> list:
     """Every row's side: the defaults, the shared dtype where a default differs, eager."""
-    port = free_port
-    rows = [bare_vllm(bin_dir, checkpoint, port(), "vLLM serve, defaults"),
-            ray_serve_llm(bin_dir, checkpoint, port(), "Ray Serve LLM, defaults"),
-            ours(bin_dir, checkpoint, port(), "ours, defaults")]
-    if shared != "bfloat16":  # vLLM's "auto" keeps the checkpoint's bfloat16; ours picked `shared`
-        rows += [bare_vllm(bin_dir, checkpoint, port(), f"vLLM serve, {shared}", dtype=shared),
-                 ray_serve_llm(bin_dir, checkpoint, port(), f"Ray Serve LLM, {shared}", dtype=shared)]
-    rows.append(ours(bin_dir, checkpoint, port(), "ours, eager (no torch.compile)",
+    rows = [bare_vllm(bin_dir, checkpoint, free_port(), "vLLM serve, defaults"),
+            ray_serve_llm(bin_dir, checkpoint, free_port(), "Ray Serve LLM, defaults"),
+            ours(bin_dir, checkpoint, free_port(), "ours, defaults")]
+    if shared != dtypes.checkpoint_dtype(checkpoint):  # vLLM's "auto" keeps the checkpoint's; ours picked `shared`
+        rows += [bare_vllm(bin_dir, checkpoint, free_port(), f"vLLM serve, {shared}", dtype=shared),
+                 ray_serve_llm(bin_dir, checkpoint, free_port(), f"Ray Serve LLM, {shared}", dtype=shared)]
+    rows.append(ours(bin_dir, checkpoint, free_port(), "ours, eager (no torch.compile)",
                      vllm_kwargs={"enforce_eager": True}))
     # Our max_num_seqs and max_ongoing_requests default to DB-GPT's 16; vLLM's server takes
     # 128 on CPU: the 64-client rows at vLLM's batch size.
-    rows.append(ours(bin_dir, checkpoint, port(), f"ours, max_num_seqs {VLLM_CPU_MAX_NUM_SEQS}",
+    rows.append(ours(bin_dir, checkpoint, free_port(), f"ours, max_num_seqs {VLLM_CPU_MAX_NUM_SEQS}",
                      max_num_seqs=VLLM_CPU_MAX_NUM_SEQS, max_ongoing_requests=VLLM_CPU_MAX_NUM_SEQS))
     return rows
 
@@ -99,18 +98,19 @@ def main(only: list[str]) -> None:
     sides = [s for s in rows_to_run(bin_dir, checkpoint, shared) if not only or s.label in only]
     if only and len(sides) != len(only):
         raise SystemExit(f"--only names rows this bench does not have: {only}")
+    native = dtypes.checkpoint_dtype(checkpoint)  # what vLLM's and Ray Serve LLM's "auto" run
     logs = Path(tempfile.mkdtemp(prefix="bench-peers-"))
     for side in sides:
         with Running(side, bin_dir, logs) as server:
             step(f"{side.label} ready in {server.started_s:.0f} s", started)
             runs = []
             for clients in PROMPTS:
-                run = bench(bin_dir, server.base_url, checkpoint, clients, logs / side.label.replace(" ", "_"))
+                run = bench(bin_dir, server.base_url, checkpoint, clients, logs / side.slug)
                 runs.append(run)
                 step(f"{side.label} x{clients}: {run['output_tok_s']:.1f} tok/s, TTFT p50 {run['ttft_p50_ms']:.0f} ms",
                      started)
         row = {"label": side.label, "kind": side.kind, "settings": side.settings,
-               "dtype": side.settings.get("dtype", shared if side.kind == "ours" else "bfloat16"),
+               "dtype": side.settings.get("dtype", shared if side.kind == "ours" else native),
                "startup_s": server.started_s, "runs": runs, "measured_at": machine()["date"], "alone": bool(only)}
         results["rows"] = [r for r in results["rows"] if r["label"] != side.label] + [row]
         (HERE / "peers.json").write_text(json.dumps(results, indent=1))

@@ -9,14 +9,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import yaml
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def default_llm_source() -> str:
-    config = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
-    return next(a for a in config["applications"] if a["import_path"].startswith("deployments.llm"))["args"]["source"]
+from workload import LLM_SOURCE
 
 
 def bfloat16_checkpoint(cache_dir: str) -> str:
@@ -25,7 +18,7 @@ def bfloat16_checkpoint(cache_dir: str) -> str:
 
     from serve_app.replica.sources import hf_format_dir
 
-    float32_dir = hf_format_dir(default_llm_source(), cache_dir, trust_remote_code=False)
+    float32_dir = hf_format_dir(LLM_SOURCE, cache_dir, trust_remote_code=False)
     target = Path(cache_dir) / "peers" / f"{Path(float32_dir).name}-bfloat16"
     if (target / "config.json").is_file():
         return str(target)

@@ -17,10 +17,10 @@ from typing import Optional
 
 import httpx
 import yaml
+from workload import LLM as NAME
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-NAME = "smollm2-135m-instruct"
 READY_TIMEOUT_S = 900  # vLLM's torch.compile on 2 CPU cores takes minutes
 STOP_TIMEOUT_S = 60
 
@@ -36,11 +36,16 @@ class Side:
     uses_ray: bool
     settings: dict = field(default_factory=dict)  # what this row sets beyond the side's defaults
 
+    @property
+    def slug(self) -> str:
+        """The label as a file name, for its log and results."""
+        return "".join(c if c.isalnum() else "_" for c in self.label)
+
 
 def bare_vllm(bin_dir: Path, checkpoint: str, port: int, label: str, **settings) -> Side:
     flags = [f"--{k.replace('_', '-')}" + ("" if v is True else f"={v}") for k, v in settings.items()]
-    command = [str(bin_dir / "python"), str(HERE / "peers_vllm_cli.py"), "serve", checkpoint, "--served-model-name", NAME,
-               "--host", "127.0.0.1", "--port", str(port), *flags]
+    command = [str(bin_dir / "python"), str(HERE / "peers_vllm_cli.py"), "serve", checkpoint,
+               "--served-model-name", NAME, "--host", "127.0.0.1", "--port", str(port), *flags]
     return Side(label, "vllm", command, port, uses_ray=False, settings=settings)
 
 
@@ -56,17 +61,15 @@ def ours(bin_dir: Path, checkpoint: str, port: int, label: str, max_ongoing_requ
     checkpoint; `settings` are llm args (vllm_kwargs among them)."""
     config = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
     router = next(a for a in config["applications"] if a["name"] == "router")
-    llm = next(a for a in config["applications"] if a["import_path"].startswith("deployments.llm"))
-    deployment = {**llm["deployments"][0], **({"max_ongoing_requests": max_ongoing_requests}
-                                               if max_ongoing_requests else {})}
-    llm = {**llm, "name": NAME, "args": {"source": checkpoint, "engine": "vllm", "device": "auto", **settings},
-           "deployments": [deployment]}
+    llm = next(a for a in config["applications"] if a["name"] == NAME)
+    options = {"max_ongoing_requests": max_ongoing_requests} if max_ongoing_requests else {}
+    llm = {**llm, "args": {"source": checkpoint, "engine": "vllm", "device": "auto", **settings},
+           "deployments": [{**llm["deployments"][0], **options}]}
     config = {**config, "http_options": {"host": "127.0.0.1", "port": port}, "applications": [router, llm]}
     path = Path(tempfile.mkdtemp(prefix="peers-")) / "serve_config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     command = [str(bin_dir / "python"), "-m", "serve_app.launch", str(path)]
-    shown = {**settings, **({"max_ongoing_requests": max_ongoing_requests} if max_ongoing_requests else {})}
-    return Side(label, "ours", command, port, uses_ray=True, settings=shown)
+    return Side(label, "ours", command, port, uses_ray=True, settings={**settings, **options})
 
 
 class Running:
@@ -74,7 +77,7 @@ class Running:
 
     def __init__(self, side: Side, bin_dir: Path, log_dir: Path):
         self.side, self.base_url, self.bin_dir = side, f"http://127.0.0.1:{side.port}", bin_dir
-        self.log_path = log_dir / f"{side.label.replace(' ', '_').replace(',', '')}.log"
+        self.log_path = log_dir / f"{side.slug}.log"
         self.started_s: float = 0.0
 
     def __enter__(self) -> "Running":

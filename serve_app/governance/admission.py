@@ -13,8 +13,9 @@ to LEASE_S and then gives back what it did not use. Near a limit the share is on
 request, so the count stays exact; the slack is that another replica may hold a few
 unused requests of a key for up to a second, so a request can be refused that many
 requests before the limit, and get them a second later. If the governor cannot
-answer in time, a limited key's request is refused (503, retry): limits are a promise to the cluster's other users, and Serve restarts
-the governor within seconds; keys without limits are not affected.
+answer in time, a limited key's request is refused (503, retry): limits are a promise
+to the cluster's other users, and Serve restarts the governor within seconds; keys
+without limits are not affected.
 """
 
 from __future__ import annotations
