@@ -14,7 +14,7 @@ from __future__ import annotations
 import abc
 from typing import Any, AsyncIterator, Literal, NamedTuple, Optional
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 
 class ChatMessage(BaseModel):
@@ -26,7 +26,15 @@ class ChatMessage(BaseModel):
     tool_call_id: Optional[str] = None
 
 
+# vLLM's rule: a temperature under this is greedy. Dividing logits by 1e-300 gives inf, and
+# one row's inf would otherwise reach the sampler of the whole batch.
+GREEDY_BELOW = 1e-5
+
+
 class SamplingParams(BaseModel):
+    """What every dialect's request becomes; engines may rely on temperature being 0 (greedy)
+    or at least GREEDY_BELOW."""
+
     temperature: float = 1.0
     top_p: Optional[float] = None
     top_k: Optional[int] = None
@@ -42,6 +50,11 @@ class SamplingParams(BaseModel):
     # vLLM's: generate past the model's end-of-text token, to max_new_tokens or a stop
     # (benchmarks use it for answers of one fixed length).
     ignore_eos: bool = False
+
+    @field_validator("temperature")
+    @classmethod
+    def _tiny_is_greedy(cls, value: float) -> float:
+        return 0.0 if value < GREEDY_BELOW else value
 
 
 class GenerationRequest(BaseModel):

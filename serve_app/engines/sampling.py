@@ -4,6 +4,12 @@ Rows of one batch may ask for different temperatures, top-p, top-k and seeds, so
 the batch is not grouped by params: greedy rows take one vectorised argmax and
 each sampling row is filtered and drawn on its own (a few rows of a 49k
 vocabulary cost microseconds next to a forward pass).
+
+One row's numbers never reach another row: a row whose distribution turns out not to
+be one (non-finite logits, nothing left to draw) fails alone (`Chosen.errors`) and the
+batching loop ends that row only. Sampling values at the edge of their range behave as
+vLLM's do: a tiny temperature is greedy (SamplingParams), top-p and top-k keep at least
+the likeliest token.
 """
 
 from __future__ import annotations
@@ -56,12 +62,23 @@ class TokenScore(NamedTuple):
     top: list[tuple[int, float]]
 
 
-def next_tokens(logits: torch.Tensor, rows: list[RowSampling]) -> tuple[list[int], list[Optional[TokenScore]]]:
+class RowSamplingError(RuntimeError):
+    """This row's next token could not be drawn; the batch's other rows go on."""
+
+
+class Chosen(NamedTuple):
+    tokens: list[int]  # a row that failed holds its argmax, only so the batch stays rectangular
+    scores: list[Optional[TokenScore]]
+    errors: dict[int, RowSamplingError]  # row index -> why that row alone fails
+
+
+def next_tokens(logits: torch.Tensor, rows: list[RowSampling]) -> Chosen:
     """Each row's next token, and its score for rows that asked for logprobs.
 
     logits: [batch, vocab] for the last position of each row (changed in place by biases
     and masks). Scores are taken before that: the model's own distribution.
     """
+    errors: dict[int, RowSamplingError] = {}
     raw = {i: logits[i].float().log_softmax(-1) for i, row in enumerate(rows) if row.logprobs is not None}
     for i, row in enumerate(rows):
         if row.bias:
@@ -70,14 +87,22 @@ def next_tokens(logits: torch.Tensor, rows: list[RowSampling]) -> tuple[list[int
         if row.matcher is not None:
             _constrain(logits[i], row)
     chosen = logits.argmax(dim=-1)
+    for i in torch.isnan(logits).any(-1).nonzero().flatten().tolist():
+        errors[i] = RowSamplingError("sampling failed for this request: the model's logits for it are NaN")
     for i, row in enumerate(rows):
-        if not row.greedy:
-            chosen[i] = _sample(logits[i].float(), row)
+        if not row.greedy and i not in errors:
+            try:
+                chosen[i] = _sample(logits[i].float(), row)
+            except RowSamplingError as exc:
+                errors[i] = exc
+            except RuntimeError as exc:  # torch's own refusal (multinomial), with this row's numbers
+                errors[i] = RowSamplingError(f"sampling failed for this request: {exc}")
     tokens = chosen.tolist()
-    for row, token in zip(rows, tokens):
-        if row.matcher is not None and (row.thinking is None or row.thinking.observe(token)):
+    for i, (row, token) in enumerate(zip(rows, tokens)):
+        if i not in errors and row.matcher is not None and (row.thinking is None or row.thinking.observe(token)):
             row.matcher.consume_token(token)
-    return tokens, [_score(raw[i], tokens[i], rows[i].logprobs) if i in raw else None for i in range(len(rows))]
+    scores = [_score(raw[i], tokens[i], rows[i].logprobs) if i in raw else None for i in range(len(rows))]
+    return Chosen(tokens, scores, errors)
 
 
 def _constrain(logits: torch.Tensor, row: RowSampling) -> None:
@@ -105,11 +130,18 @@ def _sample(logits: torch.Tensor, row: RowSampling) -> int:
         logits = logits.masked_fill(logits < kth, float("-inf"))
     if row.top_p is not None and 0 < row.top_p < 1:
         ordered, order = torch.sort(logits, descending=True)
-        cumulative = ordered.softmax(-1).cumsum(-1)
-        # Keep the smallest prefix whose mass reaches top_p (always the best token).
-        drop = cumulative - ordered.softmax(-1) >= row.top_p
+        probs = ordered.softmax(-1)
+        # Keep the smallest prefix whose mass reaches top_p. The likeliest token is always
+        # kept: a top_p below float32's smallest number (5e-324) rounds to 0 in the comparison.
+        drop = probs.cumsum(-1) - probs >= row.top_p
+        drop[0] = False
         logits = logits.scatter(0, order, ordered.masked_fill(drop, float("-inf")))
     probs = logits.softmax(-1)
+    if not bool(torch.isfinite(probs).all()):
+        raise RowSamplingError(
+            f"sampling failed for this request: its token probabilities are not finite "
+            f"(temperature {row.temperature}, top_p {row.top_p}, top_k {row.top_k})"
+        )
     generator = row.generator
     if generator is not None and generator.device != probs.device:
         probs = probs.cpu()

@@ -33,7 +33,7 @@ import torch
 
 from serve_app.engines.metrics import EngineMetrics
 from serve_app.engines.padded_batch import PaddedBatch
-from serve_app.engines.sampling import RowSampling, TokenScore, next_tokens
+from serve_app.engines.sampling import Chosen, RowSampling, next_tokens
 
 logger = logging.getLogger("ray.serve")
 
@@ -120,15 +120,15 @@ class BatchScheduler:
                 try:
                     if joining:
                         new, logits = PaddedBatch.prefill(self.model, [s.prompt_ids for s in joining], self.pad_id)
-                        tokens, scores = next_tokens(logits, [s.sampling for s in joining])
-                        new.set_pending(tokens)
+                        chosen = next_tokens(logits, [s.sampling for s in joining])
+                        new.set_pending(chosen.tokens)
                         batch = batch.merge(new) if batch is not None else new
                         rows = rows + joining
-                        self._deliver(joining, tokens, scores)
+                        self._deliver(joining, chosen)
                     else:
-                        tokens, scores = next_tokens(batch.step(self.model), [s.sampling for s in rows])
-                        batch.set_pending(tokens)
-                        self._deliver(rows, tokens, scores)
+                        chosen = next_tokens(batch.step(self.model), [s.sampling for s in rows])
+                        batch.set_pending(chosen.tokens)
+                        self._deliver(rows, chosen)
                     self.metrics.batch_size.observe(len(rows))
                 except BaseException as exc:  # every row in flight gets the error; the loop goes on
                     logger.exception("batch step failed for %d rows", len(rows) + len(joining))
@@ -155,9 +155,16 @@ class BatchScheduler:
             return joining
 
     @staticmethod
-    def _deliver(rows: list[Sequence], tokens: list[int], scores: list[Optional[TokenScore]]) -> None:
-        for seq, token, score in zip(rows, tokens, scores):
+    def _deliver(rows: list[Sequence], chosen: Chosen) -> None:
+        """Each row's token to its consumer; a row whose sampling failed gets its error and
+        leaves the batch at the next step, alone."""
+        for i, (seq, token, score) in enumerate(zip(rows, chosen.tokens, chosen.scores)):
             seq.generated += 1
+            if i in chosen.errors:
+                seq.finished = True
+                logger.warning("a row's sampling failed; the other %d rows go on: %s", len(rows) - 1, chosen.errors[i])
+                seq.emit(chosen.errors[i])
+                continue
             if seq.closed:
                 continue
             seq.emit((token, score))

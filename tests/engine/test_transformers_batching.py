@@ -179,3 +179,44 @@ def test_ignore_eos_generates_past_the_end_of_text_to_the_budget(engine):
     forced = solo(engine, ask(QUESTIONS[0], max_new_tokens=48, ignore_eos=True))
     assert forced["finish"] == "length" and forced["tokens"] == 48
     assert forced["text"].startswith(natural["text"])
+
+
+@pytest.mark.parametrize("edge", [{"temperature": 1e-300}, {"temperature": 5e-324}, {"temperature": 1.0, "top_p": 5e-324}],
+                         ids=["temperature-1e-300", "temperature-5e-324", "top_p-5e-324"])
+def test_edge_sampling_values_answer_and_leave_the_batch_alone(engine, batch_sizes, edge):
+    """Three ordinary requests and one at the edge of OpenAI's ranges in one batch: all four answer,
+    the ordinary ones exactly as alone, and the edge one as greedy does (a tiny temperature is greedy,
+    a tiny top_p keeps only the likeliest token)."""
+    ordinary = [ask(q) for q in QUESTIONS[:3]]
+    alone = [solo(engine, r) for r in ordinary]
+    greedy = solo(engine, ask(QUESTIONS[3]))
+
+    async def together():
+        batch_sizes.clear()
+        return await asyncio.gather(*(collect(engine, r) for r in ordinary),
+                                    collect(engine, ask(QUESTIONS[3], **{**edge, "seed": 7})))
+
+    *batched, edged = asyncio.run(together())
+    assert max(batch_sizes) == 4, "all four shared forward passes"
+    assert [answer(b) for b in batched] == [answer(a) for a in alone]
+    assert answer(edged) == answer(greedy)
+
+
+def test_a_row_that_cannot_be_sampled_fails_alone(engine, batch_sizes):
+    """A row whose every token is biased to -inf has no distribution to draw from: it alone fails,
+    with an error that says so, and the rows beside it answer exactly as alone."""
+    ordinary = [ask(q) for q in QUESTIONS[:3]]
+    alone = [solo(engine, r) for r in ordinary]
+    vocab = engine.grammars.vocab_size
+    broken = ask(QUESTIONS[3], temperature=1.0, logit_bias={t: float("-inf") for t in range(vocab)})
+
+    async def together():
+        batch_sizes.clear()
+        return await asyncio.gather(*(collect(engine, r) for r in ordinary), collect(engine, broken),
+                                    return_exceptions=True)
+
+    *batched, failed = asyncio.run(together())
+    assert max(batch_sizes) >= 3, "the ordinary rows shared forward passes"
+    assert isinstance(failed, RuntimeError) and "not finite" in str(failed), failed
+    assert [answer(b) for b in batched] == [answer(a) for a in alone]
+    assert engine.scheduler.alive

@@ -37,7 +37,7 @@ def test_bias_moves_greedy_choice_per_row_only():
     logits = torch.tensor([[0.0, 5.0, 1.0], [0.0, 5.0, 1.0]])
     rows = [RowSampling.create(SamplingParams(temperature=0.0, logit_bias={1: -100.0})),
             RowSampling.create(SamplingParams(temperature=0.0))]
-    assert next_tokens(logits, rows)[0] == [2, 1]
+    assert next_tokens(logits, rows).tokens == [2, 1]
 
 
 def test_vllms_top_k_and_ignore_eos_reach_the_sampling_params():
