@@ -32,6 +32,10 @@ USER = [{"role": "user", "content": "hi"}]
         ("/api/worker/generate", {"model": LLM, "prompt": "hi", "max_new_tokens": 10**30}, 422, "max_new_tokens"),
         ("/api/worker/generate", {"model": LLM, "messages": [{"role": "user", "content": 5}]}, 422, "content"),
         ("/api/worker/embeddings", {"model": EMBEDDER, "input": [["nested"]]}, 422, "input"),
+        # Degenerate bodies that reached the engines as a 500 (#39).
+        ("/tokenize", {"model": LLM, "messages": []}, 400, "messages"),
+        ("/v1/responses", {"model": LLM, "input": []}, 400, "input"),
+        ("/v1/messages", {"model": LLM, "messages": [], "max_tokens": 4}, 400, "messages"),
     ],
 )
 def test_bad_input_is_a_named_4xx(client, path, body, status, names):
@@ -81,8 +85,11 @@ ROUTE_FIELDS = {
     "/api/worker/generate": {"messages", "prompt", "temperature", "top_k", "max_new_tokens", "stop", "echo"},
     "/api/worker/embeddings": {"input", "query"},
     "/api/worker/count_token": {"prompt"},
+    "/tokenize": {"prompt", "messages", "add_special_tokens"},
+    "/v1/responses": {"input", "instructions", "temperature", "top_p", "max_output_tokens", "stream", "text"},
+    "/v1/messages": {"messages", "system", "temperature", "top_p", "top_k", "max_tokens", "stream"},
 }
-TOKEN_FIELDS = {"max_tokens", "max_new_tokens"}
+TOKEN_FIELDS = {"max_tokens", "max_new_tokens", "max_output_tokens"}
 scalars = st.one_of(
     st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=False, allow_infinity=False),  # JSON has neither
     st.text(max_size=20), st.sampled_from(["user", "human", "system", "wizard", ""]),

@@ -61,7 +61,7 @@ class _SamplingFields(_Request):
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     max_tokens: Optional[int] = Field(default=None, ge=1)
     stop: Union[str, list[str], None] = None
-    seed: Optional[int] = None
+    seed: Optional[int] = Field(default=None, ge=-(2**63), le=2**63 - 1)  # int64, as OpenAI's; torch takes any
     n: int = Field(default=1, ge=1, le=16)  # choices per prompt: rows generating together
     logit_bias: Optional[dict[str, float]] = None
     response_format: Optional[ResponseFormat] = None

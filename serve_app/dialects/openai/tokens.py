@@ -15,7 +15,7 @@ class TokenizeRequest(BaseModel):
 
     model: str = Field(min_length=1)
     prompt: Optional[str] = None
-    messages: Optional[list[OpenAIMessage]] = None
+    messages: Optional[list[OpenAIMessage]] = Field(default=None, min_length=1)  # as a chat request's
     add_special_tokens: bool = True
 
     @model_validator(mode="after")

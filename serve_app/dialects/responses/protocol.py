@@ -144,6 +144,9 @@ class ResponsesRequest(_Body):
             raise ValueError(f"tool_choice: names function '{choice.name}', which is not in 'tools'")
         if self.forced() and self.format.type != "text":
             raise ValueError("text.format: cannot apply while tool_choice forces a call (the call is the answer)")
+        if self.input == [] and self.previous_response_id is None:
+            raise ValueError("input: must not be empty (give a message or items, or continue a stored "
+                             "response with previous_response_id)")
         self.items()  # input that cannot be read is a 400 here, naming it
         return self
 
