@@ -134,7 +134,7 @@ class Admission:
         self.ensure_refreshing()
         key = self.book.identify(request.headers.get("authorization"), request.headers.get("x-api-key"))
         note(key=key)
-        denied = self.book.check(request.url.path, key)
+        denied = self.book.check(request.url.path, key, request.method)
         if denied:
             raise AuthError(*denied)
         if key is not None and key.limits.any:

@@ -28,8 +28,8 @@ from typing import Optional
 from ray import serve
 
 from serve_app.config.keys import KeySpec
-from serve_app.errors import Conflict, NotFound
-from serve_app.governance.keys import KeyRecord, hash_key
+from serve_app.errors import AuthError, Conflict, NotFound
+from serve_app.governance.keys import NO_ADMIN_KEY, KeyRecord, hash_key
 from serve_app.governance.quotas import KeyUsage, Refusal
 from serve_app.kv import Store, gcs
 
@@ -107,8 +107,14 @@ class Governor:
             usage = self.usage[key_id]
             self.store.put(DAY_USAGE + key_id, json.dumps({"day": usage.day, "tokens": usage.day_tokens}))
 
+    def _has_admin(self, besides: Optional[str] = None) -> bool:
+        return any(r.scope == "admin" for r in self._keys().values() if r.id != besides)
+
     async def create(self, spec: KeySpec) -> tuple[KeyRecord, str]:
-        """A new key: its record, and the key itself, which only this answer carries."""
+        """A new key: its record, and the key itself, which only this answer carries. Refused
+        while no admin key exists (the ingress refuses first; this holds for any caller)."""
+        if not self._has_admin():
+            raise AuthError(403, NO_ADMIN_KEY)
         key = "sk-smmf-" + secrets.token_urlsafe(24)
         record = KeyRecord(id="key-" + secrets.token_hex(6), key_sha256=hash_key(key), **spec.model_dump())
         self.store.put(KEYS + record.id, record.model_dump_json())
@@ -119,8 +125,13 @@ class Governor:
     async def revoke(self, key_id: str) -> None:
         if key_id in self.configured:
             raise KeyNotRevocable(f"key '{key_id}' comes from the operator's config; remove it there")
-        if self.created.pop(key_id, None) is None:
+        if key_id not in self.created:
             raise KeyNotFound(f"key '{key_id}' does not exist")
+        if len(self._keys()) > 1 and not self._has_admin(besides=key_id):
+            # Keys would stay on with nobody able to manage them: the lock-out #39 closed.
+            raise KeyNotRevocable(f"key '{key_id}' is the last admin key, and other keys remain; "
+                                  "create or configure another admin key first")
+        del self.created[key_id]
         self.store.delete(KEYS + key_id)
         logger.info("key %s revoked", key_id)
 

@@ -22,6 +22,14 @@ from serve_app.config.keys import ApiKey, KeySpec
 OPEN_PATHS = ("/api/health",)
 # Routes that change which models run, or manage keys: admin keys only.
 ADMIN_PREFIXES = ("/api/worker/models/startup", "/api/worker/models/shutdown", "/api/worker/apply", "/api/keys")
+# Creating or revoking a key needs an admin key even while keys are off: with none, the first
+# anonymous key created would switch keys on and lock out everyone, the operator included.
+KEY_MANAGEMENT = "/api/keys"
+NO_ADMIN_KEY = (
+    "managing API keys needs an operator's admin key, and this server has none: configure one "
+    "(SMMF_API_KEYS='<key>:admin' in the environment, or the router's api_keys with scope: admin) "
+    "and send it as 'Authorization: Bearer <key>'"
+)
 
 
 def hash_key(key: str) -> str:
@@ -80,8 +88,10 @@ class KeyBook:
             return self._by_hash.get(hash_key(api_key.strip()))
         return None
 
-    def check(self, path: str, key: Optional[KeyRecord]) -> Optional[tuple[int, str]]:
+    def check(self, path: str, key: Optional[KeyRecord], method: str = "GET") -> Optional[tuple[int, str]]:
         """None when the request may go on, else (status, message)."""
+        if not self._by_hash and method in ("POST", "DELETE") and path.startswith(KEY_MANAGEMENT):
+            return 403, NO_ADMIN_KEY
         if not self._by_hash or path in OPEN_PATHS:
             return None
         if key is None:

@@ -14,6 +14,8 @@ import pytest
 import yaml
 from helpers import EMBEDDER, LLM, RERANKER, ROOT, free_port, load_config, wait_until
 
+OPERATOR_KEY = "sk-cold-operator"
+
 
 @pytest.fixture(scope="session")
 def laptop(tmp_path_factory):
@@ -32,11 +34,14 @@ def laptop(tmp_path_factory):
     record.parent.mkdir(parents=True, exist_ok=True)
     record.write_text(f"127.0.0.1:{free_port()}")
     log = open(home / "make-run.log", "w")
+    # An operator's admin key in the environment, as docs/api.md tells a shared server's operator to
+    # set: the dashboard's key panels need keys made through /api/keys, which only an admin key may make.
+    env = {**os.environ, "SMMF_API_KEYS": f"{OPERATOR_KEY}:admin"}
     launcher = subprocess.Popen([sys.executable, "-m", "serve_app.launch", str(path)], cwd=ROOT, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+                                stderr=subprocess.STDOUT, start_new_session=True, env=env)
     base_url = f"http://127.0.0.1:{config['http_options']['port']}"
     try:
-        with httpx.Client(base_url=base_url, timeout=60) as client:
+        with httpx.Client(base_url=base_url, timeout=60, headers={"Authorization": f"Bearer {OPERATOR_KEY}"}) as client:
             statuses = lambda: {m["model"]: m for m in client.get("/api/models/status").json()}  # noqa: E731
             wait_until(lambda: all(statuses().get(m, {}).get("phase") == "ready" for m in (LLM, EMBEDDER, RERANKER)),
                        300, "the default models did not all run")

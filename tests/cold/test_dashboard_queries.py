@@ -4,8 +4,7 @@
 Prometheus finds Ray's metrics exporters through the file Ray writes for it
 (prom_metrics_service_discovery.json), as docs/operations.md tells an operator to.
 The load covers every panel: chat and DB-GPT streams, embeddings, rerank, and an API key
-with limits (served and refused) that is revoked at the end, so the tier's other tests
-meet an ingress without keys.
+with limits (served and refused), made with the operator's admin key and revoked at the end.
 """
 
 from __future__ import annotations
@@ -73,9 +72,7 @@ def load(base_url: str, client: httpx.Client) -> None:
 
 
 def test_every_panel_of_the_dashboard_gets_data_from_prometheus(laptop, prometheus):
-    base_url, client, _ = laptop
-    admin = client.post("/api/keys", json={"scope": "admin"}).json()  # from here on every request needs a key
-    keyed = httpx.Client(base_url=base_url, timeout=60, headers={"Authorization": f"Bearer {admin['key']}"})
+    base_url, keyed, _ = laptop  # its client sends the operator's admin key
     limited = keyed.post("/api/keys", json={"limits": {"requests_per_minute": 1}}).json()
     refused = httpx.Client(base_url=base_url, timeout=60, headers={"Authorization": f"Bearer {limited['key']}"})
     try:
@@ -95,10 +92,12 @@ def test_every_panel_of_the_dashboard_gets_data_from_prometheus(laptop, promethe
             plot_time_split(prometheus, Path(os.environ["SMMF_PLOT_TIME_SPLIT"]))
     finally:
         keyed.delete(f"/api/keys/{limited['id']}")
-        keyed.delete(f"/api/keys/{admin['id']}")
-        keyed.close()
         refused.close()
-    wait_until(lambda: client.get("/v1/models").status_code == 200, 10, "the ingress open again once the keys go")
+    wait_until(lambda: refused_now(base_url, limited["key"]), 10, "the revoked key refused")
+
+
+def refused_now(base_url: str, key: str) -> bool:
+    return httpx.get(base_url + "/v1/models", headers={"Authorization": f"Bearer {key}"}).status_code == 401
 
 
 def plot_time_split(prometheus: str, path: Path) -> None:

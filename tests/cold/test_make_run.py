@@ -11,13 +11,17 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
-from helpers import MINILM
+import httpx
+import pytest
+from conftest import OPERATOR_KEY
+from helpers import LLM, MINILM, QUESTIONS
 
 
 def smmf(base_url: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "serve_app.cli", "--address", base_url, *args],
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "serve_app.cli", "--address", base_url, "--api-key", OPERATOR_KEY,
+                           *args], capture_output=True, text=True, timeout=300)
 
 
 def test_make_run_starts_its_own_cluster_past_a_stale_record_and_says_so(laptop):
@@ -56,3 +60,32 @@ def test_two_more_models_fit_beside_the_defaults_and_a_missing_gpu_is_refused_at
         cli = smmf(base_url, "model", "stop", "laptop-sim")
     assert stopped.status_code == 200 and cli.returncode == 0, cli.stdout + cli.stderr
     assert not {"laptop-minilm", "laptop-sim"} & {m["model"] for m in client.get("/api/models/status").json()}
+
+
+@pytest.mark.parametrize("edge", [{"temperature": 1e-300}, {"temperature": 1.0, "top_p": 5e-324}],
+                         ids=["temperature-1e-300", "top_p-5e-324"])
+def test_one_request_at_the_edge_of_its_ranges_hurts_no_other_on_make_run(laptop, edge):
+    """#39's case on the default llm: three ordinary chats run while a fourth at the edge of OpenAI's
+    ranges arrives. All four answer 200, the ordinary three as they answer alone."""
+    _, client, _ = laptop
+
+    def chat(question: str, **params) -> httpx.Response:
+        return client.post("/v1/chat/completions", timeout=120, json={
+            "model": LLM, "max_tokens": 24, "temperature": 0, **params,
+            "messages": [{"role": "user", "content": question}]})
+
+    alone = [chat(q).json()["choices"][0]["message"]["content"] for q in QUESTIONS[:3]]
+    with ThreadPoolExecutor(4) as pool:
+        ordinary = [pool.submit(chat, q) for q in QUESTIONS[:3]]
+        edged = pool.submit(chat, QUESTIONS[3], **edge)
+        answers = [f.result() for f in ordinary]
+    assert [r.status_code for r in answers] + [edged.result().status_code] == [200] * 4, edged.result().text
+    assert [r.json()["choices"][0]["message"]["content"] for r in answers] == alone
+
+
+def test_degenerate_bodies_are_400s_naming_their_field_on_make_run(laptop):
+    _, client, _ = laptop
+    tokenize = client.post("/tokenize", json={"model": LLM, "messages": []})
+    assert tokenize.status_code == 400 and "messages" in tokenize.text
+    responses = client.post("/v1/responses", json={"model": LLM, "input": []})
+    assert responses.status_code == 400 and "input" in responses.text

@@ -156,3 +156,41 @@ def test_a_limited_key_asks_the_governor_per_lease_not_per_request_and_gets_its_
     assert codes == [200] * 40 + [429] * 10, codes
     # Leases of 20, 10, 5, 2, 1, 1, 1 (halved as the key nears its limit), then one call per refusal.
     assert len(asked) - 10 < 40 / 3, f"{len(asked)} governor calls for 40 admitted requests"
+
+
+def test_without_keys_nobody_can_create_one_and_lock_everyone_out(client):
+    """Keys off (none configured): an anonymous key creation is refused with the fix named, and the
+    server stays open exactly as before. Before #39 it answered 201 and every route then wanted a key."""
+    r = client.post("/api/keys", json={"name": "x", "scope": "inference"})
+    assert r.status_code == 403, r.text
+    assert "SMMF_API_KEYS" in r.json()["detail"] and "admin" in r.json()["detail"]
+    assert client.delete("/api/keys/key-anything").status_code == 403
+    assert client.get("/api/keys").json() == [], "nothing was created"
+    assert chat(client, "").status_code == 200, "every route answers without a key, as before"
+    assert client.post("/api/worker/apply", json={}).status_code != 401
+
+
+def test_the_last_admin_key_cannot_be_revoked_while_other_keys_remain():
+    """An admin key made through the API, where the operator configured only an inference key: revoking
+    it would leave keys on and nobody able to manage them."""
+    import asyncio
+
+    from serve_app.config.keys import KeySpec
+    from serve_app.errors import AuthError, Conflict
+    from serve_app.governance.governor import Governor
+    from serve_app.kv import MemoryStore
+
+    async def scenario():
+        alone = Governor.func_or_class([KEYS[0]], store=MemoryStore())
+        with pytest.raises(AuthError, match="admin key"):
+            await alone.create(KeySpec(name="x"))
+        governor = Governor.func_or_class(list(KEYS), store=MemoryStore())
+        admin, _ = await governor.create(KeySpec(name="delegate", scope="admin"))
+        other, _ = await governor.create(KeySpec(name="app"))
+        governor.configured.pop("ops")  # the operator's admin key taken out of the config
+        with pytest.raises(Conflict, match="last admin key"):
+            await governor.revoke(admin.id)
+        await governor.revoke(other.id)
+        return {r["id"] for r in await governor.report()}
+
+    assert asyncio.run(scenario()) >= {KEYS[0].id}
