@@ -136,11 +136,12 @@ $(PEERS)/.installed: pyproject.toml Makefile
 	touch $@
 
 # Longer, still bounded: a 4-minute soak, five overload bursts, a minute of eight keys
-# hammering their limits, and the other reliability tests; `timeout` stops it within
-# 10 minutes whatever happens.
+# hammering their limits, 1,000 fuzzed bodies on the real llm beside ordinary requests, and
+# the other reliability tests; `timeout` stops it within 15 minutes whatever happens.
 stress: install
-	SOAK_SECONDS=240 OVERLOAD_BURSTS=5 KEY_STRESS_SECONDS=60 timeout -k 30 600 $(BIN)/pytest -q -s tests/stress \
-		tests/served/test_bad_input.py tests/served/test_replica_failures.py
+	SOAK_SECONDS=240 OVERLOAD_BURSTS=5 KEY_STRESS_SECONDS=60 FUZZ_EXAMPLES=1000 timeout -k 30 900 $(BIN)/pytest -q -s \
+		tests/stress tests/engine/test_fuzz_beside_ordinary.py tests/inprocess/test_bad_input.py \
+		tests/served/test_replica_failures.py
 
 clean:
 	rm -rf $(VENV) $(COMPAT) $(PEERS) .tools .pytest_cache

