@@ -76,9 +76,9 @@ run: install
 
 # Tier by tier, fastest first, so a broken change fails in seconds: unit and in-process (no
 # Ray), the engines in-process, the cold start on this machine's real CPU count (before any Ray
-# of the test session), the served tier and the short stress runs on one Ray, the cluster tier
-# on several Ray nodes, then the clients our users run. Each tier is its own pytest run and
-# prints its own time. The client venvs (.venv-compat: minutes of unpacking wheels) are built
+# of the test session), then the served tier, the short stress runs and the clients our users
+# run on one Ray and one Serve (started once: about 25 s each time), and last the cluster tier
+# on several Ray nodes. Each run prints its own time. The client venvs (.venv-compat: minutes of unpacking wheels) are built
 # beside the first tiers and waited for before the served one, whose timings get the cores.
 EARLY_TIERS := "tests/unit tests/inprocess" tests/engine tests/cold
 test: install $(PROMETHEUS)
@@ -87,9 +87,9 @@ test: install $(PROMETHEUS)
 		echo "== make test: $$tier"; $(BIN)/pytest -q $$tier || { kill $$build 2>/dev/null; exit 1; }; \
 	done; \
 	wait $$build || { cat .compat-build.log; echo "== make test: building the client venvs failed"; exit 1; }; \
-	echo "== make test: tests/served tests/stress"; $(BIN)/pytest -q tests/served tests/stress || exit 1; \
-	echo "== make test: tests/cluster"; $(CLUSTER_ENV) $(BIN)/pytest -q tests/cluster || exit 1; \
-	echo "== make test: tests/compat"; $(BIN)/pytest -q tests/compat
+	echo "== make test: tests/served tests/stress tests/compat"; \
+	$(BIN)/pytest -q tests/served tests/stress tests/compat || exit 1; \
+	echo "== make test: tests/cluster"; $(CLUSTER_ENV) $(BIN)/pytest -q tests/cluster
 
 # The cluster tier alone: serve_config.cluster.yaml on several Ray nodes on this machine, whose
 # node types come from cluster.yaml (tests/cluster/harness.py drives Ray's autoscaler, which
@@ -140,8 +140,8 @@ $(PEERS)/.installed: pyproject.toml Makefile
 # the other reliability tests; `timeout` stops it within 15 minutes whatever happens.
 stress: install
 	SOAK_SECONDS=240 OVERLOAD_BURSTS=5 KEY_STRESS_SECONDS=60 FUZZ_EXAMPLES=1000 timeout -k 30 900 $(BIN)/pytest -q -s \
-		tests/stress tests/engine/test_fuzz_beside_ordinary.py tests/inprocess/test_bad_input.py \
-		tests/served/test_replica_failures.py
+		tests/stress tests/served/test_governance.py tests/engine/test_fuzz_beside_ordinary.py \
+		tests/inprocess/test_bad_input.py tests/served/test_replica_failures.py
 
 clean:
 	rm -rf $(VENV) $(COMPAT) $(PEERS) .tools .pytest_cache

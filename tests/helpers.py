@@ -68,7 +68,7 @@ def wait_for_apps(names, timeout_s=300, want=("RUNNING",)) -> dict:
             return {n: apps.get(n) for n in names}
         if time.monotonic() > deadline:
             raise TimeoutError(f"apps not {want} after {timeout_s}s: {statuses}")
-        time.sleep(1)
+        time.sleep(0.25)  # a poll is one controller call; Serve itself moves in tenths of a second
 
 
 def wait_until(predicate, timeout_s: float, what: str):
@@ -233,7 +233,7 @@ def keyed_ingress(serve_instance: dict, base_url: str, admin_key: str, replicas:
         deadline = time.monotonic() + 120
         while admin.get("/api/keys").status_code != 200 or httpx.get(base_url + "/v1/models").status_code != 401:
             assert time.monotonic() < deadline, "the ingress did not take its keys"
-            time.sleep(1)
+            time.sleep(0.25)
         wait_for_apps(["router"], timeout_s=120)
         yield admin
     finally:
@@ -245,7 +245,7 @@ def keyed_ingress(serve_instance: dict, base_url: str, admin_key: str, replicas:
         deadline = time.monotonic() + 120
         while httpx.get(base_url + "/v1/models").status_code != 200:
             assert time.monotonic() < deadline, "the ingress did not drop its keys"
-            time.sleep(1)
+            time.sleep(0.25)
         # One new replica answering is not the end of the rolling update: the tests after this
         # one (the overload bursts) time the ingress, so wait until the others have gone.
         wait_until_settled("router", timeout_s=120)
