@@ -49,8 +49,10 @@ class RouterArgs(BaseModel):
         default=1.0,
         gt=0,
         description=(
-            "How old the router's snapshot of Serve's running models may get before a request "
-            "refreshes it in the background; an unknown or not-running name refreshes at once."
+            "How often the manager reads Serve's state for the routing table it publishes to every "
+            "ingress replica: a change made outside the manager (serve deploy, a replica dying) "
+            "reaches the ingress within this; one made through the manager, and an unknown or "
+            "not-running name, at once."
         ),
     )
     api_keys: list[ApiKey] = Field(

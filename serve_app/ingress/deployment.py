@@ -42,7 +42,7 @@ class Ingress:
 
     def __init__(self, args: RouterArgs, manager: DeploymentHandle, governor: DeploymentHandle):
         tracing.setup("smmf-serve/ingress")
-        calls = ModelCalls(ModelRegistry(ttl_s=args.registry_ttl_s), args.limits, args.embeddings_batch_wait_ms,
+        calls = ModelCalls(ModelRegistry(manager), args.limits, args.embeddings_batch_wait_ms,
                            args.wake_timeout_s)
         admission = Admission(governor, configured_keys(args.api_keys, args.api_keys_env))
         self.state = {"calls": calls, "manager": manager, "governor": governor, "admission": admission,
@@ -57,5 +57,6 @@ def build_app(args: dict) -> Application:
     # Validated here, at build time, so a bad config fails `serve deploy` with the field's name.
     router_args = RouterArgs.model_validate(args)
     configured = configured_keys(router_args.api_keys, router_args.api_keys_env)
-    manager = ModelManager.bind(router_args.sources, router_args.apply_timeout_s, router_args.node_types)
+    manager = ModelManager.bind(router_args.sources, router_args.apply_timeout_s, router_args.node_types,
+                                router_args.registry_ttl_s)
     return Ingress.bind(router_args, manager, Governor.bind(configured))

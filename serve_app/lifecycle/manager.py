@@ -45,6 +45,7 @@ from serve_app.lifecycle.config_edits import (
     worker_type_of,
 )
 from serve_app.lifecycle.placement import autoscaler_node_types, group_never_fits, never_fits, replica_needs
+from serve_app.serving.routing_table import TablePublisher
 
 logger = logging.getLogger("ray.serve")
 
@@ -67,11 +68,25 @@ async def _controller(method: str, *args):
 
 @serve.deployment(name="manager", num_replicas=1, max_ongoing_requests=64, ray_actor_options={"num_cpus": 0})
 class ModelManager:
-    def __init__(self, policy: SourcePolicy, default_timeout_s: float, node_types: Optional[dict] = None):
+    def __init__(self, policy: SourcePolicy, default_timeout_s: float, node_types: Optional[dict] = None,
+                 table_interval_s: float = 1.0):
         self.policy = policy
         self.default_timeout_s = default_timeout_s
         self.node_types = node_types or {}
         self._lock = asyncio.Lock()
+        self.table = TablePublisher(lambda: _controller("get_serve_instance_details"), table_interval_s)
+
+    async def routing_table(self, since, wait_s: float, fresh: bool = False):
+        """The routing table every ingress replica holds (serving/routing_table.py): (version,
+        table) once it differs from `since`, else (version, None) after `wait_s`."""
+        return await self.table.watch(since, min(wait_s, 60.0), fresh)
+
+    async def _publish(self) -> None:
+        """A change this manager made, to every ingress replica now rather than at the next poll."""
+        try:
+            await self.table.refresh()
+        except Exception as exc:  # the change stands; the next poll publishes it
+            logger.warning("could not publish the routing table after a change: %s", exc)
 
     async def apply(self, req: ModelChange) -> ChangeResult:
         started = time.monotonic()
@@ -90,10 +105,12 @@ class ModelManager:
                 await _controller("apply_config", ServeDeploySchema(**config))
                 self._update_catalog(req, targets, stopped, targets_now)
             logger.info("management %s model=%s targets=%s applied", req.apply_type, req.model, targets)
+            await self._publish()
             if not req.wait:  # the caller follows the change on GET /api/models/status
                 message = f"{', '.join(targets) or 'no model'}: applied"
                 return ChangeResult(202, message, True, time.monotonic() - started)
             message = await self._wait(targets, req.apply_type == "stop", applied_at, timeout_s)
+            await self._publish()
             return ChangeResult(200, message, True, time.monotonic() - started)
         except ManagementError as exc:
             logger.info("management %s model=%s failed (%d): %s", req.apply_type, req.model, exc.status_code, exc)

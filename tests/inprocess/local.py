@@ -97,7 +97,7 @@ class LocalRegistry(ModelRegistry):
     `stopped` names models listed but with no running replica (Serve's DEPLOYING)."""
 
     def __init__(self, models: dict[str, tuple[str, Any, dict]], stopped: tuple[str, ...] = ()):
-        super().__init__(ttl_s=3600)
+        super().__init__()
         self.local, self.stopped = models, set(stopped)
 
     async def _snapshot(self) -> dict[str, ModelEntry]:

@@ -25,3 +25,40 @@ def test_registry_shuts_down_the_handles_of_models_gone_from_serve():
     registry, kept, gone, retyped = asyncio.run(scenario())
     assert list(registry._handles) == [("a", "llm")]
     assert gone.closed and retyped.closed and not kept.closed
+
+
+def controller_answer(state="RUNNING", replica_state="RUNNING", autoscaling=None, config=True) -> dict:
+    """The shape of the controller's `get_serve_instance_details` answer (JSON-serializable), trimmed
+    to two applications: a model and the ingress."""
+    model = {
+        "name": "m1", "status": state, "message": "", "last_deployed_time_s": 12.5,
+        "deployments": {"llm": {
+            "name": "llm", "status": "HEALTHY", "message": "first line\nlast line",
+            "deployment_config": {"autoscaling_config": autoscaling},
+            "required_resources": {"CPU": 1, "GPU": 1},
+            "replicas": [{"replica_id": "r1", "state": replica_state, "pid": 7},
+                         {"replica_id": "r2", "state": "STARTING"}],
+        }},
+    }
+    if config:
+        model["deployed_app_config"] = {"name": "m1", "args": {"source": "simulated"}}
+    ingress = {"name": "router", "status": "RUNNING", "message": "", "last_deployed_time_s": 1.0,
+               "deployments": {"SMMFIngress": {"name": "SMMFIngress", "replicas": []}}}
+    return {"applications": {"m1": model, "router": ingress}}
+
+
+def test_the_table_is_read_from_the_controllers_plain_answer():
+    from ray.serve.schema import ApplicationStatus, ReplicaState
+
+    from serve_app.serving.registry import entries_from_raw
+
+    [entry] = entries_from_raw(controller_answer()).values()
+    assert entry == ModelEntry(
+        name="m1", worker_type="llm", status="RUNNING", message="last line", args={"source": "simulated"},
+        running_replicas=1, created=12.5, replicas=(("r1", "RUNNING", True), ("r2", "STARTING", False)),
+        needs={"CPU": 1, "GPU": 1}, sleeps=False)
+    # The same answer with enums where the controller's own objects would hold them.
+    as_enums = controller_answer(state=ApplicationStatus.RUNNING, replica_state=ReplicaState.RECOVERING)
+    assert entries_from_raw(as_enums)["m1"].running_replicas == 1, "a recovering replica still serves"
+    asleep = entries_from_raw(controller_answer(autoscaling={"min_replicas": 0}, replica_state="STOPPING", config=False))
+    assert asleep["m1"].sleeps and asleep["m1"].asleep and asleep["m1"].args == {}

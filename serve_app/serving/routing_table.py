@@ -1,0 +1,78 @@
+"""The routing table, published by the manager to every ingress replica (#31).
+
+Why a publisher: each ingress replica used to ask Serve's controller for its whole state
+once a second, so the controller's work grew with ingress replicas times models. Now the
+manager (one replica) reads that state, one controller call per `interval_s` whatever the
+number of ingress replicas, and at once after every change it applies itself; an ingress
+replica holds a long poll on the manager (`watch`) that answers as soon as the table has a
+new version. So a request does a dict lookup, an ingress's event loop handles the table
+only when it changes, and a change made through the manager reaches every ingress replica
+within one call's latency, one made outside it (`serve deploy`) within `interval_s`.
+
+A version is (this publisher's epoch, a counter): a manager that restarts starts a new
+epoch, so an ingress replica never mistakes its old version for the new manager's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import Awaitable, Callable, Optional
+
+from serve_app.serving.registry import ModelEntry, entries_from_raw
+
+logger = logging.getLogger("ray.serve")
+
+Version = tuple[str, int]
+Table = dict[str, ModelEntry]
+
+
+class TablePublisher:
+    def __init__(self, read_state: Callable[[], Awaitable[dict]], interval_s: float = 1.0):
+        """`read_state`: the controller's `get_serve_instance_details` answer (raises when it
+        cannot be had; the last table stays)."""
+        self._read_state, self.interval_s = read_state, interval_s
+        self.version: Version = (uuid.uuid4().hex[:8], 0)
+        self.table: Table = {}
+        self._read = False  # whether any read succeeded
+        self._changed = asyncio.Condition()
+        self._reading = asyncio.Lock()
+        self._poller: Optional[asyncio.Task] = None
+
+    async def refresh(self) -> None:
+        """Read Serve's state now; a new version when the table changed."""
+        async with self._reading:
+            table = entries_from_raw(await self._read_state())
+            self._read = True
+            if table != self.table or self.version[1] == 0:
+                async with self._changed:
+                    self.table, self.version = table, (self.version[0], self.version[1] + 1)
+                    self._changed.notify_all()
+
+    async def watch(self, since: Optional[Version], wait_s: float, fresh: bool = False) -> tuple[Version, Optional[Table]]:
+        """(version, table) as soon as the table's version is not `since`, or after `wait_s`
+        with (version, None) when nothing changed. `fresh` reads Serve's state first (a name
+        the caller did not find may have started a moment ago)."""
+        self._ensure_polling()
+        if fresh or not self._read:
+            await self.refresh()
+        async with self._changed:
+            if self.version == since and wait_s > 0:
+                try:
+                    await asyncio.wait_for(self._changed.wait_for(lambda: self.version != since), wait_s)
+                except asyncio.TimeoutError:
+                    pass
+            return self.version, (self.table if self.version != since else None)
+
+    def _ensure_polling(self) -> None:
+        if self._poller is None or self._poller.done():
+            self._poller = asyncio.get_running_loop().create_task(self._poll_forever())
+
+    async def _poll_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            try:
+                await self.refresh()
+            except Exception as exc:  # the controller restarting: the last table stays, and serves
+                logger.warning("could not read Serve's state for the routing table: %s", exc)
