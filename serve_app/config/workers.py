@@ -273,6 +273,9 @@ DEFAULT_ACTOR_OPTIONS = {
     "text2vec": {"num_cpus": 0.25},
     "reranker": {"num_cpus": 0.25},
 }
+# A simulated llm started through the API, unless its params say otherwise: no GPU, a
+# hundredth of a CPU: it sleeps between the tokens it streams.
+SIMULATED_ACTOR_OPTIONS = {"num_cpus": 0.01}
 
 
 # Parameters that update_params changes in place, through the deployment's

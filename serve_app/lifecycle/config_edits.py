@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from deployments.request_routers import ROUTERS
 from serve_app.config.router import SourcePolicy
-from serve_app.config.workers import ARGS_BY_WORKER_TYPE, LLMArgs, in_place_params
+from serve_app.config.workers import ARGS_BY_WORKER_TYPE, SIMULATED_ACTOR_OPTIONS, LLMArgs, in_place_params
 from serve_app.replica.sources import PACKAGE_PREFIX, ModelSourceError, resolve
 
 # Registered worker types and their builders: the only code a request can select.
@@ -183,7 +183,12 @@ def new_app_config(
     if "source" not in args:
         raise ManagementError("parameter 'source' (or DB-GPT's 'model_path') is required to start a model")
     validate_args(worker_type, args, policy)
-    if worker_type == "llm" and LLMArgs.model_validate(args).devices > 1:
+    llm = LLMArgs.model_validate(args) if worker_type == "llm" else None
+    if llm is not None and llm.engine == "simulated":
+        # No weights and next to no compute: it must not hold what a real llm reserves, or a
+        # laptop runs three of them instead of dozens. Its params may still ask for more.
+        actor_defaults = SIMULATED_ACTOR_OPTIONS
+    elif llm is not None and llm.devices > 1:
         # Its GPUs are its placement group's bundles (deployments/llm.py); the replica itself takes none.
         actor_defaults = {**actor_defaults, "num_gpus": 0}
     return {

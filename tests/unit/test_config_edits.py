@@ -51,6 +51,17 @@ def test_a_new_model_is_one_application_of_its_worker_type():
     assert worker_type_of(app) == "text2vec"
 
 
+def test_a_simulated_llm_reserves_next_to_nothing_unless_it_asks():
+    operators = {"num_cpus": 2, "num_gpus": 1}  # what the operator's real llm reserves
+    sim = {"source": "simulated", "engine": "simulated"}
+    [dep] = new_app_config("s", "llm", sim, POLICY, operators)["deployments"]
+    assert dep["ray_actor_options"] == {"num_cpus": 0.01}
+    [dep] = new_app_config("s", "llm", {**sim, "num_gpus": 1}, POLICY, operators)["deployments"]
+    assert dep["ray_actor_options"] == {"num_cpus": 0.01, "num_gpus": 1}
+    [dep] = new_app_config("r", "llm", {"source": LLM_SOURCE}, POLICY, operators)["deployments"]
+    assert dep["ray_actor_options"] == operators, "a real llm still takes what the operator's does"
+
+
 @pytest.mark.parametrize(
     "name, worker_type, params, reason",
     [
