@@ -1,16 +1,24 @@
-"""Where smmf-serve keeps what must outlive a replica: Ray's GCS key-value store.
+"""Where smmf-serve keeps what must outlive a replica, behind one interface (`Store`).
 
-Stopped models (lifecycle/catalog.py), API keys and their daily counts
-(governance/governor.py) and the phases starting replicas report
-(replica/progress.py) live there, beside Serve's own checkpoint: they survive
-restarts of every replica and of Serve's controller, and with GCS fault tolerance a
-restart of the head node. Ray has no public KV API; `internal_kv` is what Serve
-itself uses. `MemoryStore` is the same interface in a dict, for an app run
-in-process without Ray (tests/inprocess).
+The router's `state` setting chooses the store for what must outlive Ray itself: stopped
+models (lifecycle/catalog.py), API keys and their daily counts (governance/governor.py),
+stored Responses (dialects/responses/store.py).
+- `SqliteStore`, the default: a file on local disk, which survives `make run` stopped and
+  started again, a reboot, a `kill -9`; for one machine, or a cluster whose router
+  application runs on one node (the head).
+- `GcsStore`: Ray's GCS key-value store, beside Serve's own checkpoint; it survives every
+  replica and Serve's controller, and the head node only with GCS fault tolerance (Redis).
+  Ray has no public KV API; `internal_kv` is what Serve itself uses.
+The phases starting replicas report (replica/progress.py) live in the GCS whatever the
+setting: they matter only while Ray runs. `MemoryStore` is the interface in a dict, for an
+app run in-process without Ray (tests/inprocess).
 """
 
 from __future__ import annotations
 
+import os
+import sqlite3
+import threading
 from typing import Optional, Protocol
 
 NAMESPACE = "smmf-serve"
@@ -72,4 +80,59 @@ class MemoryStore:
         return {k[len(prefix):]: v for k, v in self._data.items() if k.startswith(prefix)}
 
 
+class SqliteStore:
+    """A file on local disk: `make run`'s state, which a laptop's reboot or a Ctrl-C must not lose.
+
+    Why SQLite: in the standard library, one file, atomic commits, and several processes of
+    one node (the governor, the manager, ingress replicas) can share it. WAL mode with full
+    sync: a put is on disk when it returns, and a process killed at any point leaves the last
+    committed state, never half a value. Each process and thread opens its own connection
+    (a connection cannot cross either); the store itself travels to replicas as its path.
+    """
+
+    def __init__(self, path: str):
+        self.path = os.path.abspath(os.path.expanduser(path))
+        self._local = threading.local()
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        self._db().execute("CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL)")
+
+    def __reduce__(self):
+        return SqliteStore, (self.path,)
+
+    def _db(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            # isolation_level None: each statement commits on its own; timeout: wait for another
+            # process's write instead of failing.
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            self._local.db = db
+        return db
+
+    def put(self, key: str, value: str | bytes) -> None:
+        data = value.encode() if isinstance(value, str) else value
+        self._db().execute("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", (key, data))
+
+    def get(self, key: str) -> Optional[bytes]:
+        row = self._db().execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
+        return bytes(row[0]) if row else None
+
+    def delete(self, key: str) -> None:
+        self._db().execute("DELETE FROM kv WHERE key = ?", (key,))
+
+    def items(self, prefix: str) -> dict[str, bytes]:
+        # Keys are compared as text: everything from the prefix up to the prefix with its last
+        # character's successor, which an index answers without scanning the table.
+        end = prefix[:-1] + chr(ord(prefix[-1]) + 1) if prefix else None
+        rows = (self._db().execute("SELECT key, value FROM kv WHERE key >= ? AND key < ?", (prefix, end))
+                if end else self._db().execute("SELECT key, value FROM kv"))
+        return {key[len(prefix):]: bytes(value) for key, value in rows}
+
+
 gcs = GcsStore()
+
+
+def open_store(kind: str, path: str) -> Store:
+    """The store the router's `state` setting names."""
+    return SqliteStore(path) if kind == "sqlite" else gcs

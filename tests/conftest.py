@@ -8,11 +8,11 @@ import importlib.util
 
 import httpx
 import pytest
-from helpers import LLM, VLLM_APP, free_port, load_config, running_vllm, wait_for_apps
+from helpers import LLM, VLLM_APP, free_port, load_config, running_vllm, wait_for_apps, with_state_file
 
 
 @pytest.fixture(scope="session")
-def serve_instance():
+def serve_instance(tmp_path_factory):
     import ray
     from ray import serve
     from ray.serve.context import _get_global_client
@@ -24,6 +24,7 @@ def serve_instance():
     ray.init(address="local", num_cpus=8, num_gpus=2, log_to_driver=False)
     config = load_config()
     config["http_options"] = {"host": "127.0.0.1", "port": free_port()}
+    with_state_file(config, tmp_path_factory.mktemp("state") / "state.db")  # never the user's own
     serve.start(http_options=config["http_options"])
     _get_global_client().deploy_apps(ServeDeploySchema(**config))
     wait_for_apps([app["name"] for app in config["applications"]])

@@ -56,6 +56,13 @@ def load_config() -> dict:
     return yaml.safe_load((ROOT / "serve_config.yaml").read_text())
 
 
+def with_state_file(config: dict, path) -> dict:
+    """`config` with its router keeping its state in `path` (a SQLite file)."""
+    router = next(app for app in config["applications"] if app["name"] == "router")
+    router["args"] = {**router.get("args", {}), "state": {"store": "sqlite", "path": str(path)}}
+    return config
+
+
 def wait_for_apps(names, timeout_s=300, want=("RUNNING",)) -> dict:
     """Poll Serve until every app in `names` has a status in `want`; return the statuses."""
     from ray import serve

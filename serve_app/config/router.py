@@ -6,6 +6,8 @@ the deploy with its name.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from serve_app.config.keys import ApiKey
@@ -40,6 +42,19 @@ class RequestLimits(BaseModel):
     log_prompts: bool = Field(default=False, description="Write prompt text into the access log (off: never).")
 
 
+class StateStore(BaseModel):
+    """The store for what must outlive Ray (serve_app/kv.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    store: Literal["sqlite", "gcs"] = Field(
+        default="sqlite",
+        description="'sqlite': a file on the router's node, kept across restarts of Ray (the default, and "
+                    "make run's); 'gcs': Ray's GCS, kept across the head's loss only with GCS fault tolerance.",
+    )
+    path: str = Field(default="~/.smmf-serve/state.db", description="The SQLite file (store: sqlite).")
+
+
 class RouterArgs(BaseModel):
     """Parameters of the router (ingress) application."""
 
@@ -65,6 +80,11 @@ class RouterArgs(BaseModel):
     api_keys_env: str = Field(
         default="SMMF_API_KEYS",
         description="Environment variable with more keys: 'key1:admin,key2' (no scope = inference).",
+    )
+    state: StateStore = Field(
+        default_factory=lambda: StateStore(),
+        description="Where models started through the API, the stopped-model catalog, keys, their counts and "
+                    "stored Responses are kept (docs/operations.md: what survives what).",
     )
     sources: SourcePolicy = Field(
         default_factory=SourcePolicy, description="Model sources that startup and update requests may name."

@@ -10,8 +10,8 @@ as it nears a limit, one request at a time at the end), and with the tokens of
 finished requests (at once for a key with a token limit, gathered for a quarter
 second for any other).
 
-Keys created through the admin routes are kept hashed in Ray's GCS store
-(serve_app/kv.py), so they survive restarts; today's token count of each
+Keys created through the admin routes are kept hashed in the router's store
+(serve_app/kv.py: a SQLite file by default), so they survive restarts; today's token count of each
 key is kept there too, written every few seconds. Keys from the serve config and the
 environment are the operator's: listed, never revocable through the API.
 """

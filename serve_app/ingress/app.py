@@ -21,6 +21,7 @@ from serve_app.dialects.responses.store import ResponseStore
 from serve_app.governance import routes as key_routes
 from serve_app.http.access_log import AccessLog
 from serve_app.http.boundary import BoundaryRoute
+from serve_app.kv import Store
 from serve_app.lifecycle import routes as status_routes
 from serve_app.serving.calls import ModelCalls
 
@@ -57,12 +58,12 @@ def create_app(**state: Any) -> FastAPI:
 
 
 def configure(app: FastAPI, *, calls: Optional[ModelCalls] = None, manager=None, governor=None, admission=None,
-              response_store: Optional[ResponseStore] = None, node_types: Optional[dict] = None,
-              max_body_bytes: int = 0, log_prompts: bool = False) -> None:
+              response_store: Optional[ResponseStore] = None, store: Optional[Store] = None,
+              node_types: Optional[dict] = None, max_body_bytes: int = 0, log_prompts: bool = False) -> None:
     """What the routes use: `calls` (serving/calls.py), the manager and governor deployments'
     handles, `admission` (governance/admission.py; None: no keys, no limits), the stored
-    responses of the Responses API, the node types an autoscaler may add (RouterArgs), the
+    responses of the Responses API, the store of what outlives Ray (serve_app/kv.py), the node types an autoscaler may add (RouterArgs), the
     largest body (0: no limit) and whether the access log shows prompts."""
     app.state.calls, app.state.manager, app.state.governor, app.state.admission = calls, manager, governor, admission
-    app.state.response_store, app.state.node_types = response_store, node_types or {}
+    app.state.response_store, app.state.store, app.state.node_types = response_store, store, node_types or {}
     app.state.max_body_bytes, app.state.log_prompts = max_body_bytes, log_prompts

@@ -27,7 +27,7 @@ from serve_app.governance.admission import Admission
 from serve_app.governance.governor import Governor
 from serve_app.governance.keys import configured_keys
 from serve_app.ingress.app import create_app
-from serve_app.kv import gcs
+from serve_app.kv import open_store
 from serve_app.lifecycle.manager import ModelManager
 from serve_app.serving.calls import ModelCalls
 from serve_app.serving.registry import ModelRegistry
@@ -45,8 +45,9 @@ class Ingress:
         calls = ModelCalls(ModelRegistry(manager), args.limits, args.embeddings_batch_wait_ms,
                            args.wake_timeout_s)
         admission = Admission(governor, configured_keys(args.api_keys, args.api_keys_env))
+        store = open_store(args.state.store, args.state.path)
         self.state = {"calls": calls, "manager": manager, "governor": governor, "admission": admission,
-                      "response_store": ResponseStore(gcs), "node_types": args.node_types,
+                      "response_store": ResponseStore(store), "store": store, "node_types": args.node_types,
                       "max_body_bytes": args.limits.max_body_bytes, "log_prompts": args.limits.log_prompts}
 
     def __serve_build_asgi_app__(self):
@@ -57,6 +58,7 @@ def build_app(args: dict) -> Application:
     # Validated here, at build time, so a bad config fails `serve deploy` with the field's name.
     router_args = RouterArgs.model_validate(args)
     configured = configured_keys(router_args.api_keys, router_args.api_keys_env)
+    store = open_store(router_args.state.store, router_args.state.path)  # travels to replicas as its path
     manager = ModelManager.bind(router_args.sources, router_args.apply_timeout_s, router_args.node_types,
-                                router_args.registry_ttl_s)
-    return Ingress.bind(router_args, manager, Governor.bind(configured))
+                                router_args.registry_ttl_s, store)
+    return Ingress.bind(router_args, manager, Governor.bind(configured, store))

@@ -4,7 +4,7 @@ Serve's config holds running applications only, so a stopped model's config
 would be gone. DB-GPT's worker manager lists every model it can run
 (`/models/supports`, `enabled: false` when stopped), and `dbgpt model start`
 only starts a name from that list; so the manager keeps each stopped model's
-last application config in the GCS store (serve_app/kv.py), and `start` of that
+last application config in the router's store (serve_app/kv.py), and `start` of that
 name brings it back as it was.
 """
 
@@ -12,19 +12,19 @@ from __future__ import annotations
 
 import json
 
-from serve_app.kv import gcs
+from serve_app.kv import Store
 
 PREFIX = "stopped-model/"
 
 
-def remember(name: str, app_config: dict) -> None:
-    gcs.put(PREFIX + name, json.dumps(app_config))
+def remember(store: Store, name: str, app_config: dict) -> None:
+    store.put(PREFIX + name, json.dumps(app_config))
 
 
-def forget(name: str) -> None:
-    gcs.delete(PREFIX + name)
+def forget(store: Store, name: str) -> None:
+    store.delete(PREFIX + name)
 
 
-def stopped() -> dict[str, dict]:
+def stopped(store: Store) -> dict[str, dict]:
     """Every stopped model's last application config, by model name."""
-    return {name: json.loads(raw) for name, raw in gcs.items(PREFIX).items()}
+    return {name: json.loads(raw) for name, raw in store.items(PREFIX).items()}

@@ -28,6 +28,7 @@ from deployments.llm import parallel_options
 from serve_app.config.router import SourcePolicy
 from serve_app.config.workers import DEFAULT_ACTOR_OPTIONS, LLMArgs
 from serve_app.errors import last_line
+from serve_app.kv import Store, gcs
 from serve_app.lifecycle import catalog
 from serve_app.lifecycle.changes import ChangeResult, ModelChange
 from serve_app.lifecycle.config_edits import (
@@ -69,8 +70,9 @@ async def _controller(method: str, *args):
 @serve.deployment(name="manager", num_replicas=1, max_ongoing_requests=64, ray_actor_options={"num_cpus": 0})
 class ModelManager:
     def __init__(self, policy: SourcePolicy, default_timeout_s: float, node_types: Optional[dict] = None,
-                 table_interval_s: float = 1.0):
+                 table_interval_s: float = 1.0, store: Store = gcs):
         self.policy = policy
+        self.store = store  # the stopped-model catalog's
         self.default_timeout_s = default_timeout_s
         self.node_types = node_types or {}
         self._lock = asyncio.Lock()
@@ -97,7 +99,7 @@ class ModelManager:
                 targets_now = await _controller("get_app_configs")
                 config = self._deploy_config(raw, targets_now)
                 apps = {app["name"]: app for app in config["applications"]}
-                stopped = catalog.stopped()
+                stopped = catalog.stopped(self.store)
                 targets = self._edit(apps, stopped, req)
                 refuse_what_never_fits(apps, targets, node_shapes(self.node_types))
                 config["applications"] = list(apps.values())
@@ -116,14 +118,13 @@ class ModelManager:
             logger.info("management %s model=%s failed (%d): %s", req.apply_type, req.model, exc.status_code, exc)
             return ChangeResult(exc.status_code, str(exc), False, time.monotonic() - started)
 
-    @staticmethod
-    def _update_catalog(req: ModelChange, targets: list[str], stopped: dict, before: dict) -> None:
+    def _update_catalog(self, req: ModelChange, targets: list[str], stopped: dict, before: dict) -> None:
         """A stopped model is remembered with its last config, unless it is to be forgotten."""
         for name in targets:
             if req.apply_type == "stop" and not req.delete_after:
-                catalog.remember(name, before[name].model_dump(exclude_unset=True))
+                catalog.remember(self.store, name, before[name].model_dump(exclude_unset=True))
             elif req.apply_type == "stop" or name in stopped:  # stopped for good, or started again
-                catalog.forget(name)
+                catalog.forget(self.store, name)
 
     @staticmethod
     def _deploy_config(raw: dict, app_configs: dict) -> dict:

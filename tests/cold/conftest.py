@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from helpers import EMBEDDER, LLM, RERANKER, ROOT, free_port, load_config, wait_until
+from helpers import EMBEDDER, LLM, RERANKER, ROOT, free_port, load_config, wait_until, with_state_file
 
 OPERATOR_KEY = "sk-cold-operator"
 
@@ -27,6 +27,7 @@ def laptop(tmp_path_factory):
     home = tmp_path_factory.mktemp("make-run")
     config = load_config()
     config["http_options"]["port"] = free_port()
+    with_state_file(config, home / "state.db")  # a file of the test's, not the user's ~/.smmf-serve
     path = home / "serve_config.yaml"
     path.write_text(yaml.safe_dump(config))
     # What a cluster that ended uncleanly leaves behind: `serve run` alone would wait on it.

@@ -45,7 +45,7 @@ def app_state(registry: "ModelRegistry", responses: ResponseStore, keys=(), limi
     """What `create_app`/`configure` take for an ingress over `registry`, with these keys and limits."""
     governor = LocalHandle(Governor.func_or_class(list(keys), store=MemoryStore()))
     return {"calls": ModelCalls(registry, limits), "governor": governor, "admission": Admission(governor, list(keys)),
-            "response_store": responses, "max_body_bytes": limits.max_body_bytes, "log_prompts": limits.log_prompts}
+            "response_store": responses, "store": MemoryStore(), "max_body_bytes": limits.max_body_bytes, "log_prompts": limits.log_prompts}
 
 
 class LocalStream:

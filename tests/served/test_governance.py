@@ -13,6 +13,9 @@ import httpx
 import pytest
 from helpers import apply, keyed_ingress, router_log_lines, start_simulated
 
+from serve_app.governance.governor import KEYS
+from serve_app.kv import SqliteStore
+
 ADMIN = "sk-test-governance-admin"
 USER = [{"role": "user", "content": "hi"}]
 
@@ -68,11 +71,19 @@ def test_requests_per_minute_hold_across_two_ingress_replicas(governed, base_url
     assert len(replicas) == 2, replicas
 
 
-def test_a_revoked_key_stops_within_a_second_everywhere(governed, base_url):
+def state_file(serve_instance) -> SqliteStore:
+    """The router's state store, the SQLite file the session's config names (tests/conftest.py)."""
+    router = next(app for app in serve_instance["applications"] if app["name"] == "router")
+    return SqliteStore(router["args"]["state"]["path"])
+
+
+def test_a_revoked_key_stops_within_a_second_everywhere(governed, base_url, serve_instance):
     key, key_id = new_key(governed)
+    assert KEYS + key_id in state_file(serve_instance).items("") and key not in str(state_file(serve_instance).items(""))
     with as_key(base_url, key) as http:
         assert chat(http, "gov-a").status_code == 200
         assert governed.delete(f"/api/keys/{key_id}").status_code == 200
+        assert KEYS + key_id not in state_file(serve_instance).items(""), "revoked: gone from the file too"
         revoked_at = time.monotonic()
         time.sleep(1.0)
         codes = [http.get("/v1/models").status_code for _ in range(10)]

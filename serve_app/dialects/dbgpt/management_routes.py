@@ -32,7 +32,7 @@ router = APIRouter(route_class=BoundaryRoute)
 async def supports(request: Request) -> list[WorkerSupportedModels]:
     stopped = {
         name: (worker_type_of(config), config.get("args") or {})
-        for name, config in catalog.stopped().items()
+        for name, config in catalog.stopped(request.app.state.store).items()
         if worker_type_of(config)
     }
     running = await request.app.state.calls.registry.models()
