@@ -77,6 +77,11 @@ class RouterArgs(BaseModel):
             "models, limits}. Hashes only: `serve config` prints args. More through api_keys_env and /api/keys."
         ),
     )
+    open_docs: bool = Field(
+        default=False,
+        description="With API keys on, let /docs, /redoc and /openapi.json answer without a key (off: they need one, "
+                    "as every route but /api/health does).",
+    )
     api_keys_env: str = Field(
         default="SMMF_API_KEYS",
         description="Environment variable with more keys: 'key1:admin,key2' (no scope = inference).",

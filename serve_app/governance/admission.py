@@ -95,9 +95,10 @@ class Counts:
 
 
 class Admission:
-    def __init__(self, governor: DeploymentHandle, configured: list[KeyRecord]):
+    def __init__(self, governor: DeploymentHandle, configured: list[KeyRecord], open_docs: bool = False):
+        self.open_docs = open_docs
         self.governor = governor
-        self.book = KeyBook(configured)
+        self.book = KeyBook(configured, open_docs)
         self.metrics = KeyMetrics()
         self._refresher: Optional[asyncio.Task] = None
         self._pending: set[asyncio.Task] = set()
@@ -113,7 +114,7 @@ class Admission:
             self._refresher = asyncio.get_running_loop().create_task(self._refresh_forever())
 
     async def refresh(self) -> None:
-        self.book = KeyBook(await self.governor.keys.remote())
+        self.book = KeyBook(await self.governor.keys.remote(), self.open_docs)
         self._refreshed = True
 
     async def _refresh_forever(self) -> None:

@@ -17,8 +17,10 @@ import os
 from typing import Optional
 
 from serve_app.config.keys import ApiKey, KeySpec
+from serve_app.http.docs import DOCS_PATHS
 
-# With keys configured, these answer without one (a load balancer's health check).
+# With keys configured, these answer without one (a load balancer's health check); the API's
+# docs and schema too, where the operator opens them (the router's `open_docs`).
 OPEN_PATHS = ("/api/health",)
 # Routes that change which models run, or manage keys: admin keys only.
 ADMIN_PREFIXES = ("/api/worker/models/startup", "/api/worker/models/shutdown", "/api/worker/apply", "/api/keys")
@@ -71,7 +73,8 @@ def configured_keys(keys: list[ApiKey], env_var: str) -> list[KeyRecord]:
 class KeyBook:
     """The keys an ingress replica checks requests against (a copy of the governor's)."""
 
-    def __init__(self, records: list[KeyRecord]):
+    def __init__(self, records: list[KeyRecord], open_docs: bool = False):
+        self.open_paths = OPEN_PATHS + (DOCS_PATHS if open_docs else ())
         self._by_hash = {r.key_sha256: r for r in records}
 
     @property
@@ -92,7 +95,7 @@ class KeyBook:
         """None when the request may go on, else (status, message)."""
         if not self._by_hash and method in ("POST", "DELETE") and path.startswith(KEY_MANAGEMENT):
             return 403, NO_ADMIN_KEY
-        if not self._by_hash or path in OPEN_PATHS:
+        if not self._by_hash or path in self.open_paths:
             return None
         if key is None:
             return 401, "missing or invalid API key: send 'Authorization: Bearer <key>' (or 'x-api-key: <key>')"

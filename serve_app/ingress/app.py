@@ -19,6 +19,7 @@ from serve_app.dialects.openai import routes as openai_routes
 from serve_app.dialects.responses import routes as responses_routes
 from serve_app.dialects.responses.store import ResponseStore
 from serve_app.governance import routes as key_routes
+from serve_app.http import docs
 from serve_app.http.access_log import AccessLog
 from serve_app.http.boundary import BoundaryRoute
 from serve_app.kv import Store
@@ -43,13 +44,16 @@ ROUTERS = (
     status_routes.router,
     key_routes.router,
     health,
+    docs.router,
 )
 
 
 def create_app(**state: Any) -> FastAPI:
     # The routes are module-level functions: Serve pickles the app, and those travel by
     # reference (the ContextVar they use could not be pickled).
-    app = FastAPI(title="smmf-serve", description="DB-GPT's model cluster and the OpenAI API on Ray Serve.")
+    # FastAPI's own /docs, /redoc and /openapi.json are off: ours (http/docs.py) pass the boundary.
+    app = FastAPI(title="smmf-serve", description="DB-GPT's model cluster and the OpenAI API on Ray Serve.",
+                  docs_url=None, redoc_url=None, openapi_url=None)
     configure(app, **state)
     for router in ROUTERS:
         app.include_router(router)

@@ -44,7 +44,7 @@ class Ingress:
         tracing.setup("smmf-serve/ingress")
         calls = ModelCalls(ModelRegistry(manager), args.limits, args.embeddings_batch_wait_ms,
                            args.wake_timeout_s)
-        admission = Admission(governor, configured_keys(args.api_keys, args.api_keys_env))
+        admission = Admission(governor, configured_keys(args.api_keys, args.api_keys_env), args.open_docs)
         store = open_store(args.state.store, args.state.path)
         self.state = {"calls": calls, "manager": manager, "governor": governor, "admission": admission,
                       "response_store": ResponseStore(store), "store": store, "node_types": args.node_types,

@@ -80,8 +80,9 @@ def app(registry):
     return create_app(**_default_state(registry))
 
 
-def _default_state(registry, keys: list[KeyRecord] = (), limits: RequestLimits = RequestLimits()) -> dict:
-    return app_state(registry, RESPONSES, keys, limits)
+def _default_state(registry, keys: list[KeyRecord] = (), limits: RequestLimits = RequestLimits(),
+                   open_docs: bool = False) -> dict:
+    return app_state(registry, RESPONSES, keys, limits, open_docs)
 
 
 @pytest.fixture(scope="session")

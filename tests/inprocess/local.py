@@ -41,10 +41,11 @@ def worker(deployment, args_model, args: dict):
     return deployment.func_or_class(args_model.model_validate(args))
 
 
-def app_state(registry: "ModelRegistry", responses: ResponseStore, keys=(), limits: RequestLimits = RequestLimits()) -> dict:
+def app_state(registry: "ModelRegistry", responses: ResponseStore, keys=(), limits: RequestLimits = RequestLimits(),
+              open_docs: bool = False) -> dict:
     """What `create_app`/`configure` take for an ingress over `registry`, with these keys and limits."""
     governor = LocalHandle(Governor.func_or_class(list(keys), store=MemoryStore()))
-    return {"calls": ModelCalls(registry, limits), "governor": governor, "admission": Admission(governor, list(keys)),
+    return {"calls": ModelCalls(registry, limits), "governor": governor, "admission": Admission(governor, list(keys), open_docs),
             "response_store": responses, "store": MemoryStore(), "max_body_bytes": limits.max_body_bytes, "log_prompts": limits.log_prompts}
 
 

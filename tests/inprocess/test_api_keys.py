@@ -194,3 +194,25 @@ def test_the_last_admin_key_cannot_be_revoked_while_other_keys_remain():
         return {r["id"] for r in await governor.report()}
 
     assert asyncio.run(scenario()) >= {KEYS[0].id}
+
+
+DOCS = ["/docs", "/redoc", "/openapi.json"]
+
+
+@pytest.mark.parametrize("path", DOCS)
+def test_the_docs_and_the_schema_need_a_key_when_keys_are_on(client, keyed, path):
+    """Before #33 they answered 200 to anyone: the schema names every route and field."""
+    assert client.get(path).status_code == 401
+    assert client.get(path, headers=bearer("sk-wrong")).status_code == 401
+    opened = client.get(path, headers=bearer(INFERENCE))
+    assert opened.status_code == 200
+    if path == "/openapi.json":
+        assert "/v1/chat/completions" in opened.json()["paths"] and not set(DOCS) & set(opened.json()["paths"])
+
+
+@pytest.mark.parametrize("path", DOCS)
+def test_the_operator_may_open_the_docs_and_without_keys_they_are_open(client, state, path):
+    assert client.get(path).status_code == 200  # keys off: every route is open
+    with state(keys=KEYS, open_docs=True):
+        assert client.get(path).status_code == 200
+        assert client.post("/v1/chat/completions", json={"model": LLM, "messages": USER}).status_code == 401
