@@ -21,12 +21,24 @@ def plain_chat_prompt(messages: list[ChatMessage], tools: list[dict] | None = No
     return "".join(f"{m.role}: {m.content}\n" for m in inline_tools(messages, tools)) + "assistant:"
 
 
-def check_template_kwargs(kwargs: dict, variables: set[str]) -> None:
+def check_template_kwargs(kwargs: dict, variables: set[str], thinks: bool = False) -> None:
     """Refuse (400) chat_template_kwargs that would be silently ignored: a variable the model's
-    template never reads, or one the request itself sets."""
+    template never reads, or one the request itself sets. One exception: `enable_thinking`,
+    which clients and gateways send to every model (Qwen3's switch; vLLM accepts it anywhere),
+    is accepted by a template without that switch when its value asks for what the model does
+    anyway (`false` to a model that never thinks, `true` to one that always does), and
+    refused, naming it, when it asks for what the model cannot do."""
     taken = sorted(set(kwargs) & TEMPLATE_INPUTS)
     if taken:
         raise InvalidPromptError(f"chat_template_kwargs: {', '.join(taken)} comes from the request itself")
+    switch = kwargs.get("enable_thinking")
+    if "enable_thinking" not in variables and isinstance(switch, bool):
+        if switch != thinks:
+            raise InvalidPromptError(
+                f"chat_template_kwargs: enable_thinking: {str(switch).lower()} asks this model to "
+                f"{'think' if switch else 'stop thinking'}, and its template has no switch for that "
+                f"(it {'always thinks' if thinks else 'never thinks'})")
+        kwargs = {k: v for k, v in kwargs.items() if k != "enable_thinking"}
     unread = sorted(set(kwargs) - variables)
     if unread:
         reads = ", ".join(sorted(variables - TEMPLATE_INPUTS)) or "none"
@@ -50,22 +62,25 @@ class CompletionBudget:
 
 
 class TokenizerPrompts(CompletionBudget):
-    """Mixin for engines that hold a Hugging Face tokenizer: needs `tokenizer` too."""
+    """Mixin for engines that hold a Hugging Face tokenizer: needs `tokenizer` and
+    `reasoning_parser` too."""
 
     def render_prompt(self, request: GenerationRequest) -> str:
         if request.messages is None:
             return request.prompt or ""
+        thinks = self.reasoning_parser != "none"
         if not self.tokenizer.chat_template:
-            check_template_kwargs(request.chat_template_kwargs, set())
+            check_template_kwargs(request.chat_template_kwargs, set(), thinks)
             return plain_chat_prompt(request.messages, request.tools)
-        check_template_kwargs(request.chat_template_kwargs, self.template_variables)
+        check_template_kwargs(request.chat_template_kwargs, self.template_variables, thinks)
         if self.template_renders_tools:
             messages, tools = request.messages, request.tools
         else:
             messages, tools = inline_tools(request.messages, request.tools), None
+        kwargs = {k: v for k, v in request.chat_template_kwargs.items() if k in self.template_variables}
         return self.tokenizer.apply_chat_template(
             [m.model_dump(exclude_none=True) for m in messages], tools=tools, add_generation_prompt=True, tokenize=False,
-            **request.chat_template_kwargs,
+            **kwargs,
         )
 
     @cached_property

@@ -138,6 +138,7 @@ class VLLMEngine(TokenizerPrompts, LLMEngine):
         self.context_length = config.model_config.max_model_len
         self.max_num_seqs = config.scheduler_config.max_num_seqs
         self.default_max_new_tokens = args.max_new_tokens
+        self.reasoning_parser = args.reasoning_parser  # whether the model thinks (prompts.py)
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
         arrived = time.perf_counter()

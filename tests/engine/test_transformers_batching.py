@@ -220,3 +220,18 @@ def test_a_row_that_cannot_be_sampled_fails_alone(engine, batch_sizes):
     assert isinstance(failed, RuntimeError) and "not finite" in str(failed), failed
     assert [answer(b) for b in batched] == [answer(a) for a in alone]
     assert engine.scheduler.alive
+
+
+def test_enable_thinking_false_is_what_a_model_without_the_switch_does_anyway(engine):
+    """SmolLM2's template has no `enable_thinking` (#33): `false` answers exactly as no kwargs do,
+    `true` is refused naming the key."""
+    from serve_app.engines.base import InvalidPromptError
+
+    plain = solo(engine, ask(QUESTIONS[0]))
+    off = ask(QUESTIONS[0])
+    off.chat_template_kwargs = {"enable_thinking": False}
+    assert answer(solo(engine, off)) == answer(plain)
+    on = ask(QUESTIONS[0])
+    on.chat_template_kwargs = {"enable_thinking": True}
+    with pytest.raises(InvalidPromptError, match="enable_thinking"):
+        solo(engine, on)

@@ -6,7 +6,7 @@ import json
 
 import openai
 import pytest
-from local import THINKER
+from local import LLM, THINKER
 
 FRANCE = [{"role": "user", "content": "What is the capital of France?"}]
 
@@ -102,3 +102,18 @@ def test_dbgpt_06_gets_the_thinking_inline_in_its_legacy_text(client):
     assert all(set(f) == {"text", "error_code", "incremental", "model_context", "finish_reason", "usage", "metrics"}
                for f in frames)
     assert frames[-1]["text"] == f"<think>{whole['reasoning']}</think>{whole['content']}"
+
+
+@pytest.mark.parametrize("model, switch, answers", [(LLM, False, True), (LLM, True, False),
+                                                     (THINKER, False, True), (THINKER, True, True)])
+def test_enable_thinking_is_taken_where_it_asks_for_what_the_model_does(sdk, model, switch, answers):
+    """Clients send `enable_thinking` to every model (#33): a model that never thinks takes `false` and
+    refuses `true`, naming the key; a model whose template has the switch takes both."""
+    ask = lambda: sdk.chat.completions.create(model=model, messages=FRANCE, max_tokens=2,  # noqa: E731
+                                              extra_body={"chat_template_kwargs": {"enable_thinking": switch}})
+    if answers:
+        assert ask().choices[0].finish_reason in ("stop", "length")  # answered, not refused
+    else:
+        with pytest.raises(openai.BadRequestError, match="enable_thinking") as e:
+            ask()
+        assert "never thinks" in e.value.message
