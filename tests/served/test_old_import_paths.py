@@ -6,12 +6,13 @@ import httpx
 from helpers import deploy, wait_for_apps
 
 
-def test_configs_naming_the_old_paths_still_deploy_and_serve(serve_instance, base_url):
+def test_configs_naming_the_old_paths_still_deploy_and_serve(serve_instance, base_url, tmp_path):
     legacy = [
         {
             "name": "legacy-router",
             "route_prefix": "/legacy",
             "import_path": "serve_app.router:build_app",
+            "args": {"state": {"store": "sqlite", "path": str(tmp_path / "state.db")}},  # never the user's own
             "deployments": [{"name": "router", "ray_actor_options": {"num_cpus": 0.1}}],
         },
         {
