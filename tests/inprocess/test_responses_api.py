@@ -105,3 +105,25 @@ def test_a_reasoning_models_thinking_is_a_reasoning_item(sdk):
 def test_what_cannot_be_done_is_a_400_naming_it(client, extra, names):
     r = client.post("/v1/responses", json={"model": LLM, "input": "hi", **extra})
     assert r.status_code == 400 and names in r.json()["error"]["message"], r.text
+
+
+def test_a_responses_input_items_are_listed_and_paged_as_openais(sdk):
+    """`client.responses.input_items.list` (#33): the response's own input, newest first by default,
+    paged with `limit` and `after`; a continued conversation lists only its own new input."""
+    items = [{"role": "user", "content": QUESTION}, {"role": "assistant", "content": "Paris."},
+             {"role": "user", "content": [{"type": "input_text", "text": "And Italy?"}]}]
+    r = sdk.responses.create(model=LLM, input=items, max_output_tokens=2)
+    listed = sdk.responses.input_items.list(r.id)
+    assert [i.role for i in listed.data] == ["user", "assistant", "user"][::-1]
+    assert listed.data[0].content[0].text == "And Italy?" and listed.data[-1].content[0].text == QUESTION
+    assert all(i.id.startswith("msg_") and i.type == "message" for i in listed.data) and not listed.has_more
+    first = sdk.responses.input_items.list(r.id, order="asc", limit=2)
+    assert [i.content[0].text for i in first.data] == [QUESTION, "Paris."] and first.has_more
+    rest = sdk.responses.input_items.list(r.id, order="asc", after=first.data[-1].id)
+    assert [i.content[0].text for i in rest.data] == ["And Italy?"] and not rest.has_more
+    assert [i.id for i in sdk.responses.input_items.list(r.id, order="asc").data] == \
+           [i.id for i in first.data + rest.data], "ids are the stored ones, the same each time"
+    second = sdk.responses.create(model=LLM, input="And Spain?", previous_response_id=r.id, max_output_tokens=2)
+    assert [i.content[0].text for i in sdk.responses.input_items.list(second.id).data] == ["And Spain?"]
+    with pytest.raises(openai.NotFoundError):
+        sdk.responses.input_items.list("resp_nope")

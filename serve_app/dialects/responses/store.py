@@ -1,6 +1,7 @@
-"""Stored responses, for `previous_response_id` and `GET`/`DELETE /v1/responses/{id}`.
+"""Stored responses, for `previous_response_id`, `GET`/`DELETE /v1/responses/{id}` and
+`GET /v1/responses/{id}/input_items`.
 
-In Ray's GCS store (serve_app/kv.py), so every ingress replica reads what another stored
+In the router's store (serve_app/kv.py), so every ingress replica reads what another stored
 and a restart loses nothing. Bounds, documented in docs/api.md: a response and the
 conversation before it are kept while their JSON is at most 1 MiB (larger ones are
 answered but not stored: `store` comes back false), and for 30 days from their
@@ -14,6 +15,7 @@ from __future__ import annotations
 import itertools
 import json
 import time
+import uuid
 from typing import Any, Optional
 
 from serve_app.errors import NotFound
@@ -25,14 +27,29 @@ MAX_AGE_S = 30 * 24 * 3600
 SWEEP_EVERY = 256
 
 
+def _as_listed(item: dict[str, Any]) -> dict[str, Any]:
+    """An input item as OpenAI lists it: with an id, and a message's text as content parts."""
+    item = {"id": item.get("id") or f"msg_{uuid.uuid4().hex}", **item}
+    if "role" in item:
+        item.setdefault("type", "message")
+        item.setdefault("status", "completed")
+        if isinstance(item.get("content"), str):
+            part = "output_text" if item["role"] == "assistant" else "input_text"
+            item["content"] = [{"type": part, "text": item["content"]}]
+    return item
+
+
 class ResponseStore:
     def __init__(self, kv: Store):
         self.kv = kv
         self._writes = itertools.count(1)
 
-    def put(self, response: dict[str, Any], conversation: list[dict[str, Any]], key_id: Optional[str]) -> bool:
-        """Keep `response` and the items before it; False when over the size bound."""
-        record = json.dumps({"response": response, "conversation": conversation, "key": key_id,
+    def put(self, response: dict[str, Any], conversation: list[dict[str, Any]], key_id: Optional[str],
+            input_items: Optional[list[dict[str, Any]]] = None) -> bool:
+        """Keep `response`, the items before it (its whole conversation) and its own input items
+        (what `input_items` lists: ids given here, once); False when over the size bound."""
+        own = [_as_listed(item) for item in (input_items or [])]
+        record = json.dumps({"response": response, "conversation": conversation, "input": own, "key": key_id,
                              "at": time.time()})
         if len(record) > MAX_BYTES:
             return False
