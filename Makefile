@@ -71,8 +71,10 @@ $(PROMETHEUS):
 	cd .tools/prometheus && dpkg -x prometheus_*.deb . && rm prometheus_*.deb
 
 # Joins a live local Ray cluster or starts a new one, and says which (serve_app/launch.py).
+# `make run FRESH=1` starts without what the state file holds (models started through the API,
+# keys made through it, the day's counts): the file is moved aside, not deleted.
 run: install
-	$(BIN)/python -m serve_app.launch serve_config.yaml
+	$(BIN)/python -m serve_app.launch $(if $(FRESH),--fresh) serve_config.yaml
 
 # Tier by tier, fastest first, so a broken change fails in seconds: unit and in-process (no
 # Ray), the engines in-process, the cold start on this machine's real CPU count (before any Ray

@@ -6,7 +6,11 @@ and `serve run` waits on a dead GCS, printing only connection warnings. So the
 record is checked first: a GCS that answers is joined, anything else means a new
 local cluster; either way the choice is printed. RAY_ADDRESS, when set, wins.
 
-    python -m serve_app.launch [serve_config.yaml]
+    python -m serve_app.launch [--fresh] [serve_config.yaml]
+
+The router's state file (a SQLite file, serve_app/kv.py) holds the models started through
+the API; the manager applies those the config does not name once Serve runs, and this says
+which. `--fresh` moves the file aside first (keys made through the API go with it).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import time
 from typing import Optional
 
 CONNECT_TIMEOUT_S = 2.0
@@ -34,8 +39,51 @@ def live_local_cluster() -> tuple[Optional[str], Optional[str]]:
     return recorded, recorded
 
 
+def state_file(config_path: str) -> Optional[str]:
+    """The SQLite file the config's router keeps its state in, or None (the GCS)."""
+    import yaml
+
+    from serve_app.config.router import RouterArgs
+
+    with open(config_path) as f:
+        apps = (yaml.safe_load(f) or {}).get("applications") or []
+    router = next((a for a in apps if str(a.get("import_path", "")).endswith(":build_app")
+                   and a.get("name") == "router"), None)
+    state = RouterArgs.model_validate((router or {}).get("args") or {}).state
+    return os.path.abspath(os.path.expanduser(state.path)) if state.store == "sqlite" else None
+
+
+def say_what_resumes(config_path: str, fresh: bool) -> None:
+    """What the state file adds to the config (the manager applies it once Serve runs), or with
+    --fresh, the file moved aside so that nothing does."""
+    import yaml
+
+    from serve_app.kv import SqliteStore
+    from serve_app.lifecycle import catalog
+
+    path = state_file(config_path)
+    if path is None or not os.path.exists(path):
+        return
+    if fresh:
+        aside = f"{path}.{int(time.time())}.bak"
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(path + suffix):
+                os.replace(path + suffix, aside + suffix)
+        print(f"smmf-serve: --fresh: the state file moved aside to {aside}", flush=True)
+        return
+    with open(config_path) as f:
+        named = {a.get("name") for a in (yaml.safe_load(f) or {}).get("applications") or []}
+    resumed = sorted(set(catalog.running(SqliteStore(path))) - named)
+    if resumed:
+        print(f"smmf-serve: {path} adds the models started through the API before: {', '.join(resumed)} "
+              "(--fresh starts without them)", flush=True)
+
+
 def main(argv: list[str]) -> None:
+    fresh = "--fresh" in argv
+    argv = [a for a in argv if a != "--fresh"]
     config = argv[0] if argv else "serve_config.yaml"
+    say_what_resumes(config, fresh)
     env = dict(os.environ)
     if env.get("RAY_ADDRESS"):
         print(f"smmf-serve: using the Ray cluster RAY_ADDRESS names ({env['RAY_ADDRESS']})", flush=True)

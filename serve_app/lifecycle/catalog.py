@@ -15,6 +15,9 @@ import json
 from serve_app.kv import Store
 
 PREFIX = "stopped-model/"
+# Models started, updated or restarted through the API, as their application config: what a
+# new Ray cluster (`make run` started again) brings back (manager.py's resume).
+RUNNING = "api-model/"
 
 
 def remember(store: Store, name: str, app_config: dict) -> None:
@@ -28,3 +31,16 @@ def forget(store: Store, name: str) -> None:
 def stopped(store: Store) -> dict[str, dict]:
     """Every stopped model's last application config, by model name."""
     return {name: json.loads(raw) for name, raw in store.items(PREFIX).items()}
+
+
+def record_running(store: Store, name: str, app_config: dict) -> None:
+    store.put(RUNNING + name, json.dumps(app_config))
+
+
+def drop_running(store: Store, name: str) -> None:
+    store.delete(RUNNING + name)
+
+
+def running(store: Store) -> dict[str, dict]:
+    """Every model started through the API and not stopped since, as its application config."""
+    return {name: json.loads(raw) for name, raw in store.items(RUNNING).items()}

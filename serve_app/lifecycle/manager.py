@@ -46,11 +46,13 @@ from serve_app.lifecycle.config_edits import (
     worker_type_of,
 )
 from serve_app.lifecycle.placement import autoscaler_node_types, group_never_fits, never_fits, replica_needs
+from serve_app.lifecycle.resume import resume
 from serve_app.serving.routing_table import TablePublisher
 
 logger = logging.getLogger("ray.serve")
 
 POLL_S = 0.5
+
 CONTROLLER_TIMEOUT_S = 10.0
 # The controller acts on a new config in its next control-loop pass; look no sooner.
 SETTLE_S = 1.0
@@ -77,18 +79,13 @@ class ModelManager:
         self.node_types = node_types or {}
         self._lock = asyncio.Lock()
         self.table = TablePublisher(lambda: _controller("get_serve_instance_details"), table_interval_s)
+        # Serve runs a constructor on the replica's event loop: the resume starts with the replica.
+        self._resuming = asyncio.get_running_loop().create_task(resume(self, _controller))
 
     async def routing_table(self, since, wait_s: float, fresh: bool = False):
         """The routing table every ingress replica holds (serving/routing_table.py): (version,
         table) once it differs from `since`, else (version, None) after `wait_s`."""
         return await self.table.watch(since, min(wait_s, 60.0), fresh)
-
-    async def _publish(self) -> None:
-        """A change this manager made, to every ingress replica now rather than at the next poll."""
-        try:
-            await self.table.refresh()
-        except Exception as exc:  # the change stands; the next poll publishes it
-            logger.warning("could not publish the routing table after a change: %s", exc)
 
     async def apply(self, req: ModelChange) -> ChangeResult:
         started = time.monotonic()
@@ -105,26 +102,34 @@ class ModelManager:
                 config["applications"] = list(apps.values())
                 applied_at = time.time()
                 await _controller("apply_config", ServeDeploySchema(**config))
-                self._update_catalog(req, targets, stopped, targets_now)
+                self._update_catalog(req, targets, stopped, targets_now, apps)
             logger.info("management %s model=%s targets=%s applied", req.apply_type, req.model, targets)
-            await self._publish()
+            await self.table.publish()
             if not req.wait:  # the caller follows the change on GET /api/models/status
                 message = f"{', '.join(targets) or 'no model'}: applied"
                 return ChangeResult(202, message, True, time.monotonic() - started)
             message = await self._wait(targets, req.apply_type == "stop", applied_at, timeout_s)
-            await self._publish()
+            await self.table.publish()
             return ChangeResult(200, message, True, time.monotonic() - started)
         except ManagementError as exc:
             logger.info("management %s model=%s failed (%d): %s", req.apply_type, req.model, exc.status_code, exc)
             return ChangeResult(exc.status_code, str(exc), False, time.monotonic() - started)
 
-    def _update_catalog(self, req: ModelChange, targets: list[str], stopped: dict, before: dict) -> None:
-        """A stopped model is remembered with its last config, unless it is to be forgotten."""
+    def _update_catalog(self, req: ModelChange, targets: list[str], stopped: dict, before: dict,
+                        after: dict[str, dict]) -> None:
+        """A stopped model is remembered with its last config, unless it is to be forgotten; a
+        started, updated or restarted one is recorded as running, for a new cluster to resume."""
         for name in targets:
-            if req.apply_type == "stop" and not req.delete_after:
-                catalog.remember(self.store, name, before[name].model_dump(exclude_unset=True))
-            elif req.apply_type == "stop" or name in stopped:  # stopped for good, or started again
-                catalog.forget(self.store, name)
+            if req.apply_type == "stop":
+                catalog.drop_running(self.store, name)
+                if req.delete_after:
+                    catalog.forget(self.store, name)
+                else:
+                    catalog.remember(self.store, name, before[name].model_dump(exclude_unset=True))
+            else:
+                catalog.record_running(self.store, name, after[name])
+                if name in stopped:  # started again
+                    catalog.forget(self.store, name)
 
     @staticmethod
     def _deploy_config(raw: dict, app_configs: dict) -> dict:

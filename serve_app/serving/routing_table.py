@@ -50,6 +50,14 @@ class TablePublisher:
                     self.table, self.version = table, (self.version[0], self.version[1] + 1)
                     self._changed.notify_all()
 
+    async def publish(self) -> None:
+        """A change just applied, to every watcher now rather than at the next poll; a failed read
+        is logged (the change stands, and the next poll publishes it)."""
+        try:
+            await self.refresh()
+        except Exception as exc:
+            logger.warning("could not publish the routing table after a change: %s", exc)
+
     async def watch(self, since: Optional[Version], wait_s: float, fresh: bool = False) -> tuple[Version, Optional[Table]]:
         """(version, table) as soon as the table's version is not `since`, or after `wait_s`
         with (version, None) when nothing changed. `fresh` reads Serve's state first (a name

@@ -17,6 +17,46 @@ from helpers import EMBEDDER, LLM, RERANKER, ROOT, free_port, load_config, wait_
 OPERATOR_KEY = "sk-cold-operator"
 
 
+class Laptop:
+    """`make run` of the tier's config, as a user runs it. Unpacks as (base_url, client, log);
+    `restart(sig)` stops it as a user would (SIGINT: Ctrl-C; SIGKILL: kill -9 of everything)
+    and starts it again on the same config and state file."""
+
+    def __init__(self, home: Path, config_path: Path, port: int):
+        self.home, self.config_path, self.log_path = home, config_path, home / "make-run.log"
+        self.base_url = f"http://127.0.0.1:{port}"
+        # An operator's admin key in the environment, as docs/api.md tells a shared server's operator
+        # to set: the dashboard's key panels need keys made through /api/keys, which only it may make.
+        self.client = httpx.Client(base_url=self.base_url, timeout=60,
+                                   headers={"Authorization": f"Bearer {OPERATOR_KEY}"})
+        self.launcher = None
+
+    def __iter__(self):
+        return iter((self.base_url, self.client, self.log_path))
+
+    def start(self) -> None:
+        log = open(self.log_path, "a")
+        env = {**os.environ, "SMMF_API_KEYS": f"{OPERATOR_KEY}:admin"}
+        self.launcher = subprocess.Popen([sys.executable, "-m", "serve_app.launch", str(self.config_path)], cwd=ROOT,
+                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+        log.close()
+        statuses = lambda: {m["model"]: m for m in self.client.get("/api/models/status").json()}  # noqa: E731
+        wait_until(lambda: all(statuses().get(m, {}).get("phase") == "ready" for m in (LLM, EMBEDDER, RERANKER)),
+                   300, "the default models did not all run")
+
+    def stop(self, sig: int = signal.SIGINT) -> None:
+        os.killpg(self.launcher.pid, sig)  # Ctrl-C: serve run shuts its cluster down
+        try:
+            self.launcher.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.launcher.pid, signal.SIGKILL)
+            self.launcher.wait(timeout=30)
+
+    def restart(self, sig: int = signal.SIGINT) -> None:
+        self.stop(sig)
+        self.start()
+
+
 @pytest.fixture(scope="session")
 def laptop(tmp_path_factory):
     from ray._private.utils import get_ray_address_file
@@ -34,25 +74,11 @@ def laptop(tmp_path_factory):
     record = Path(get_ray_address_file(None))
     record.parent.mkdir(parents=True, exist_ok=True)
     record.write_text(f"127.0.0.1:{free_port()}")
-    log = open(home / "make-run.log", "w")
-    # An operator's admin key in the environment, as docs/api.md tells a shared server's operator to
-    # set: the dashboard's key panels need keys made through /api/keys, which only an admin key may make.
-    env = {**os.environ, "SMMF_API_KEYS": f"{OPERATOR_KEY}:admin"}
-    launcher = subprocess.Popen([sys.executable, "-m", "serve_app.launch", str(path)], cwd=ROOT, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True, env=env)
-    base_url = f"http://127.0.0.1:{config['http_options']['port']}"
+    laptop = Laptop(home, path, config["http_options"]["port"])
     try:
-        with httpx.Client(base_url=base_url, timeout=60, headers={"Authorization": f"Bearer {OPERATOR_KEY}"}) as client:
-            statuses = lambda: {m["model"]: m for m in client.get("/api/models/status").json()}  # noqa: E731
-            wait_until(lambda: all(statuses().get(m, {}).get("phase") == "ready" for m in (LLM, EMBEDDER, RERANKER)),
-                       300, "the default models did not all run")
-            yield base_url, client, home / "make-run.log"
+        laptop.start()
+        yield laptop
     finally:
-        os.killpg(launcher.pid, signal.SIGINT)  # Ctrl-C, as a user would: serve run shuts its cluster down
-        try:
-            launcher.wait(timeout=90)
-        except subprocess.TimeoutExpired:
-            os.killpg(launcher.pid, signal.SIGKILL)
-        log.close()
-
-
+        if laptop.launcher is not None:
+            laptop.stop()
+        laptop.client.close()

@@ -1,0 +1,47 @@
+"""A new Ray cluster brings back the models started through the API before (`make run` stopped
+and started again): the manager's first act, once per cluster."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from ray.serve.schema import ServeDeploySchema
+
+from serve_app.kv import gcs
+from serve_app.lifecycle import catalog
+
+logger = logging.getLogger("ray.serve")
+
+# In this Ray cluster's GCS once its first manager has resumed what the store holds.
+RESUMED_MARK = "manager-resumed"
+
+
+async def resume(manager, controller) -> None:
+    """Once per Ray cluster, as `manager` (the ModelManager) starts: the models started through
+    the API before the cluster last stopped that Serve's config does not hold, applied again as
+    one change through `controller` (manager.py's bounded controller call). A manager that
+    restarts within a cluster (a `serve deploy` that changed the router, a crash) finds the
+    mark and leaves Serve's config as it is: a model a new config removed stays removed."""
+    if gcs.get(RESUMED_MARK) is not None:
+        return
+    gcs.put(RESUMED_MARK, str(time.time()))
+    kept = catalog.running(manager.store)
+    if not kept:
+        return
+    try:
+        async with manager._lock:
+            raw = await controller("get_serve_instance_details")
+            targets_now = await controller("get_app_configs")
+            missing = {name: app for name, app in kept.items() if name not in targets_now}
+            if not missing:
+                return
+            config = manager._deploy_config(raw, targets_now)
+            config["applications"] += list(missing.values())
+            await controller("apply_config", ServeDeploySchema(**config))
+        logger.warning("resumed the models started through the API before the cluster stopped: %s",
+                       ", ".join(sorted(missing)))
+        await manager.table.publish()
+    except Exception as exc:  # the store still holds them: `smmf model start NAME` brings each back
+        logger.error("could not resume the models started through the API (%s): %s", ", ".join(sorted(kept)), exc)
+
