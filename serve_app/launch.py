@@ -39,29 +39,23 @@ def live_local_cluster() -> tuple[Optional[str], Optional[str]]:
     return recorded, recorded
 
 
-def state_file(config_path: str) -> Optional[str]:
+def state_file(apps: list[dict]) -> Optional[str]:
     """The SQLite file the config's router keeps its state in, or None (the GCS)."""
-    import yaml
-
     from serve_app.config.router import RouterArgs
 
-    with open(config_path) as f:
-        apps = (yaml.safe_load(f) or {}).get("applications") or []
-    router = next((a for a in apps if str(a.get("import_path", "")).endswith(":build_app")
-                   and a.get("name") == "router"), None)
+    router = next((a for a in apps if a.get("name") == "router"), None)
     state = RouterArgs.model_validate((router or {}).get("args") or {}).state
     return os.path.abspath(os.path.expanduser(state.path)) if state.store == "sqlite" else None
 
 
-def say_what_resumes(config_path: str, fresh: bool) -> None:
-    """What the state file adds to the config (the manager applies it once Serve runs), or with
-    --fresh, the file moved aside so that nothing does."""
-    import yaml
-
+def say_what_resumes(apps: list[dict], fresh: bool) -> None:
+    """For a new cluster: what the state file adds to the config (its first manager applies
+    it once Serve runs, lifecycle/resume.py), or with --fresh, the file moved aside so that
+    nothing does."""
     from serve_app.kv import SqliteStore
     from serve_app.lifecycle import catalog
 
-    path = state_file(config_path)
+    path = state_file(apps)
     if path is None or not os.path.exists(path):
         return
     if fresh:
@@ -71,20 +65,22 @@ def say_what_resumes(config_path: str, fresh: bool) -> None:
                 os.replace(path + suffix, aside + suffix)
         print(f"smmf-serve: --fresh: the state file moved aside to {aside}", flush=True)
         return
-    with open(config_path) as f:
-        named = {a.get("name") for a in (yaml.safe_load(f) or {}).get("applications") or []}
-    resumed = sorted(set(catalog.running(SqliteStore(path))) - named)
+    resumed = sorted(set(catalog.running(SqliteStore(path))) - {a.get("name") for a in apps})
     if resumed:
         print(f"smmf-serve: {path} adds the models started through the API before: {', '.join(resumed)} "
               "(--fresh starts without them)", flush=True)
 
 
 def main(argv: list[str]) -> None:
+    import yaml
+
     fresh = "--fresh" in argv
     argv = [a for a in argv if a != "--fresh"]
     config = argv[0] if argv else "serve_config.yaml"
-    say_what_resumes(config, fresh)
+    with open(config) as f:
+        apps = (yaml.safe_load(f) or {}).get("applications") or []
     env = dict(os.environ)
+    new_cluster = False
     if env.get("RAY_ADDRESS"):
         print(f"smmf-serve: using the Ray cluster RAY_ADDRESS names ({env['RAY_ADDRESS']})", flush=True)
     else:
@@ -96,6 +92,11 @@ def main(argv: list[str]) -> None:
             stale = f" (the one recorded at {recorded} does not answer: it ended uncleanly)" if recorded else ""
             print(f"smmf-serve: starting a new local Ray cluster{stale}", flush=True)
             env["RAY_ADDRESS"] = "local"
+            new_cluster = True
+    if new_cluster:  # only a new cluster's manager resumes (a running one already did)
+        say_what_resumes(apps, fresh)
+    elif fresh:
+        print("smmf-serve: --fresh ignored: a running cluster holds the state file", flush=True)
     serve = os.path.join(os.path.dirname(sys.executable), "serve")
     os.execve(serve, [serve, "run", config], env)
 
