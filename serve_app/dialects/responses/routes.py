@@ -47,7 +47,7 @@ async def create_response(request: Request, req: ResponsesRequest) -> Response:
     shell, conversation, owner = serving.Shell(req, served), earlier + req.items(), key_id()
 
     def kept(response: dict) -> dict:
-        if req.store and not store(request).put(response, conversation, owner, req.items()):
+        if req.store and not store(request).put(response, conversation, owner, len(earlier)):
             response["store"] = False  # over the size bound: answered, not kept
         return response
 
@@ -67,7 +67,7 @@ async def get_response(request: Request, response_id: str) -> dict:
 async def input_items(request: Request, response_id: str, limit: int = Query(20, ge=1, le=100),
                       order: Literal["asc", "desc"] = "desc", after: Optional[str] = None) -> dict:
     """The input items of a stored response, paged as OpenAI's (newest first by default)."""
-    items = store(request).get(response_id, key_id()).get("input", [])
+    items = store(request).input_items(response_id, key_id())
     items = items if order == "asc" else items[::-1]
     if after is not None:
         ids = [item["id"] for item in items]

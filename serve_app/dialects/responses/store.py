@@ -27,9 +27,9 @@ MAX_AGE_S = 30 * 24 * 3600
 SWEEP_EVERY = 256
 
 
-def _as_listed(item: dict[str, Any]) -> dict[str, Any]:
+def _as_listed(item: dict[str, Any], item_id: str) -> dict[str, Any]:
     """An input item as OpenAI lists it: with an id, and a message's text as content parts."""
-    item = {"id": item.get("id") or f"msg_{uuid.uuid4().hex}", **item}
+    item = {"id": item.get("id") or item_id, **item}
     if "role" in item:
         item.setdefault("type", "message")
         item.setdefault("status", "completed")
@@ -45,12 +45,14 @@ class ResponseStore:
         self._writes = itertools.count(1)
 
     def put(self, response: dict[str, Any], conversation: list[dict[str, Any]], key_id: Optional[str],
-            input_items: Optional[list[dict[str, Any]]] = None) -> bool:
-        """Keep `response`, the items before it (its whole conversation) and its own input items
-        (what `input_items` lists: ids given here, once); False when over the size bound."""
-        own = [_as_listed(item) for item in (input_items or [])]
-        record = json.dumps({"response": response, "conversation": conversation, "input": own, "key": key_id,
-                             "at": time.time()})
+            input_from: Optional[int] = None) -> bool:
+        """Keep `response` and the items before it (its whole conversation, of which its own
+        input starts at `input_from`: what `input_items` lists, with ids given here once);
+        False when over the size bound."""
+        input_from = len(conversation) if input_from is None else input_from
+        ids = [f"msg_{uuid.uuid4().hex}" for _ in conversation[input_from:]]
+        record = json.dumps({"response": response, "conversation": conversation, "input_from": input_from,
+                             "input_ids": ids, "key": key_id, "at": time.time()})
         if len(record) > MAX_BYTES:
             return False
         self.kv.put(PREFIX + response["id"], record)
@@ -67,6 +69,12 @@ class ResponseStore:
         if record is None or record["key"] != key_id:
             raise NotFound(f"response '{response_id}' not found")
         return record
+
+    def input_items(self, response_id: str, key_id: Optional[str]) -> list[dict[str, Any]]:
+        """A stored response's own input items, oldest first, as OpenAI lists them."""
+        record = self.get(response_id, key_id)
+        own = record["conversation"][record.get("input_from", len(record["conversation"])):]
+        return [_as_listed(item, item_id) for item, item_id in zip(own, record.get("input_ids", []))]
 
     def delete(self, response_id: str, key_id: Optional[str]) -> None:
         self.get(response_id, key_id)
