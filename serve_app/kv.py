@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from typing import Optional, Protocol
 
 NAMESPACE = "smmf-serve"
@@ -80,6 +81,23 @@ class MemoryStore:
         return {k[len(prefix):]: v for k, v in self._data.items() if k.startswith(prefix)}
 
 
+def _setup(db: sqlite3.Connection, tries: int = 50) -> None:
+    """WAL, full sync and the table, on a new connection. Several processes opening a new file
+    at once (the governor, the manager and the ingress as the router starts) can find it
+    locked while another switches it to WAL, which SQLite reports at once rather than through
+    its busy timeout: such a connection waits a moment and tries again."""
+    for attempt in range(tries):
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL)")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == tries - 1:
+                raise
+            time.sleep(0.02 * (attempt + 1))
+
+
 class SqliteStore:
     """A file on local disk: `make run`'s state, which a laptop's reboot or a Ctrl-C must not lose.
 
@@ -93,8 +111,6 @@ class SqliteStore:
     def __init__(self, path: str):
         self.path = os.path.abspath(os.path.expanduser(path))
         self._local = threading.local()
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        self._db().execute("CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL)")
 
     def __reduce__(self):
         return SqliteStore, (self.path,)
@@ -102,11 +118,13 @@ class SqliteStore:
     def _db(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
         if db is None:
+            # Made on first use, where the store is used: `build_app` names the store and the
+            # replicas that hold it open the file, on their node, not the node that built the app.
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
             # isolation_level None: each statement commits on its own; timeout: wait for another
             # process's write instead of failing.
             db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
+            _setup(db)
             self._local.db = db
         return db
 

@@ -27,7 +27,7 @@ from serve_app.governance.admission import Admission
 from serve_app.governance.governor import Governor
 from serve_app.governance.keys import configured_keys
 from serve_app.ingress.app import create_app
-from serve_app.kv import open_store
+from serve_app.kv import Store, open_store
 from serve_app.lifecycle.manager import ModelManager
 from serve_app.serving.calls import ModelCalls
 from serve_app.serving.registry import ModelRegistry
@@ -40,12 +40,11 @@ class Ingress:
     (Serve calls `__serve_build_asgi_app__`): an app given to `serve.ingress(app)` would be
     a frozen copy made when this module is imported, whose state the replica could not set."""
 
-    def __init__(self, args: RouterArgs, manager: DeploymentHandle, governor: DeploymentHandle):
+    def __init__(self, args: RouterArgs, manager: DeploymentHandle, governor: DeploymentHandle, store: Store):
         tracing.setup("smmf-serve/ingress")
         calls = ModelCalls(ModelRegistry(manager), args.limits, args.embeddings_batch_wait_ms,
                            args.wake_timeout_s)
         admission = Admission(governor, configured_keys(args.api_keys, args.api_keys_env), args.open_docs)
-        store = open_store(args.state.store, args.state.path)
         self.state = {"calls": calls, "manager": manager, "governor": governor, "admission": admission,
                       "response_store": ResponseStore(store), "store": store, "node_types": args.node_types,
                       "max_body_bytes": args.limits.max_body_bytes, "log_prompts": args.limits.log_prompts}
@@ -61,4 +60,4 @@ def build_app(args: dict) -> Application:
     store = open_store(router_args.state.store, router_args.state.path)  # travels to replicas as its path
     manager = ModelManager.bind(router_args.sources, router_args.apply_timeout_s, router_args.node_types,
                                 router_args.registry_ttl_s, store)
-    return Ingress.bind(router_args, manager, Governor.bind(configured, store))
+    return Ingress.bind(router_args, manager, Governor.bind(configured, store), store)

@@ -35,17 +35,20 @@ class TablePublisher:
         self._read_state, self.interval_s = read_state, interval_s
         self.version: Version = (uuid.uuid4().hex[:8], 0)
         self.table: Table = {}
-        self._read = False  # whether any read succeeded
         self._changed = asyncio.Condition()
         self._reading = asyncio.Lock()
         self._poller: Optional[asyncio.Task] = None
+
+    @property
+    def _has_read(self) -> bool:
+        """Whether any read succeeded: the first one makes version 1, whatever it found."""
+        return self.version[1] > 0
 
     async def refresh(self) -> None:
         """Read Serve's state now; a new version when the table changed."""
         async with self._reading:
             table = entries_from_raw(await self._read_state())
-            self._read = True
-            if table != self.table or self.version[1] == 0:
+            if table != self.table or not self._has_read:
                 async with self._changed:
                     self.table, self.version = table, (self.version[0], self.version[1] + 1)
                     self._changed.notify_all()
@@ -63,7 +66,7 @@ class TablePublisher:
         with (version, None) when nothing changed. `fresh` reads Serve's state first (a name
         the caller did not find may have started a moment ago)."""
         self._ensure_polling()
-        if fresh or not self._read:
+        if fresh or not self._has_read:
             await self.refresh()
         async with self._changed:
             if self.version == since and wait_s > 0:

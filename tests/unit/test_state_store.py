@@ -60,8 +60,7 @@ def test_a_writer_killed_at_random_points_loses_no_acknowledged_put(tmp_path):
 
 
 def test_two_processes_writing_at_once_lose_nothing(tmp_path):
-    path = str(tmp_path / "state.db")
-    SqliteStore(path)  # the file and its table, before both start
+    path = str(tmp_path / "state.db")  # a new file, which both open at once (as the router's replicas do)
     procs = [writer(path, name, 300) for name in ("a", "b")]
     for proc in procs:
         proc.communicate(timeout=120)
