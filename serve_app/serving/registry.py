@@ -31,8 +31,12 @@ from serve_app.errors import (
 logger = logging.getLogger("ray.serve")
 # Longer than a healthy controller's answer on a busy node (tens of ms), shorter than a client's patience.
 CONTROLLER_TIMEOUT_S = 5.0
-# How long one long poll on the manager's table waits for a change before it asks again.
-WATCH_S = 30.0
+# How long one long poll on the manager's table waits for a change before it asks again. A
+# poll in flight is a request the manager is running, and Serve stops a replica only once
+# those end (or its grace, 20 s by default, runs out). Serve stops the ingress first, and
+# the poll of an ingress that has gone is not cancelled: polls of 30 s held every Ctrl-C of
+# `make run` and every redeploy of the router for that whole grace, then a kill.
+WATCH_S = 5.0
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,8 @@ OPERATOR_KEY = "sk-cold-operator"
 
 class Laptop:
     """`make run` of the tier's config, as a user runs it. Unpacks as (base_url, client, log);
-    `restart(sig)` stops it as a user would (SIGINT: Ctrl-C; SIGKILL: kill -9 of everything)
-    and starts it again on the same config and state file."""
+    `stop(sig)` stops it as a user would (SIGINT: Ctrl-C; SIGKILL: kill -9 of everything),
+    and `start()` starts it again on the same config and state file."""
 
     def __init__(self, home: Path, config_path: Path, port: int):
         self.home, self.config_path, self.log_path = home, config_path, home / "make-run.log"
@@ -51,10 +51,6 @@ class Laptop:
         except subprocess.TimeoutExpired:
             os.killpg(self.launcher.pid, signal.SIGKILL)
             self.launcher.wait(timeout=30)
-
-    def restart(self, sig: int = signal.SIGINT) -> None:
-        self.stop(sig)
-        self.start()
 
 
 @pytest.fixture(scope="session")

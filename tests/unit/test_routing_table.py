@@ -72,3 +72,4 @@ def test_a_new_publisher_never_shares_a_version_with_an_old_one():
 
     first, second = asyncio.run(versions())
     assert first != second and first[1] == second[1] == 1
+
