@@ -29,7 +29,7 @@ def write_report(results: dict, folder: Path, path: Path) -> None:
         lines += time_split_section(results["time_split"], results.get("tracing"))
     if "structured" in results:
         lines += structured_section(results["structured"])
-    lines += cold_start_section(results["cold_start"])
+    lines += cold_start_section(results["cold_start"], results.get("cold_start_run"))
     peers = peers_report.load(folder)  # make bench-peers' own run, kept as it wrote it
     if peers:
         lines += peers_report.section(peers)
@@ -199,10 +199,13 @@ def structured_section(s: dict) -> list[str]:
     return lines + [""]
 
 
-def cold_start_section(runs: list[dict]) -> list[str]:
-    lines = ["## Cold start", "", "`serve run serve_config.yaml` in a subprocess (its own Ray cluster, the real CPU "
-             "count) until the first answered `/api/worker/generate`; the timeline says when the ingress first "
-             "answered and when each model's application was RUNNING (seconds from the start).", "",
+def cold_start_section(runs: list[dict], run: dict | None) -> list[str]:
+    measured = f"`{run['command']}`, {run['date']}: " if run else ""
+    lines = ["## Cold start", "", f"{measured}`make run`'s launcher (`python -m serve_app.launch`) on serve_config.yaml "
+             "in a subprocess (its own Ray cluster, the real CPU count, a state file of its own) until the first "
+             "answered `/api/worker/generate`; the timeline says when Ray and Serve started and each replica was "
+             "added (from the run's log), when the ingress first answered and each model's application was RUNNING "
+             "(seconds from the start).", "",
              "| converted-model cache | seconds to first answer | timeline |", "|---|---|---|"]
     for c in runs:
         cache = "warm (`~/.cache/smmf-serve`)" if c["cache"] == "warm" else "cold (an empty `SMMF_CACHE_DIR`)"

@@ -10,7 +10,6 @@ import logging
 import time
 from typing import Optional
 
-import torch
 from ray import serve
 from ray.serve import Application
 
@@ -90,6 +89,10 @@ class Text2VecWorker(SentenceWorker):
         tokenizer step would make, fed to the same modules, in length-sorted groups as
         `encode` does, so a text's vector is the one `encode` gives.
         """
+        # Imported here, in the replica: Serve imports this module to build the application
+        # too, where torch's second of import delayed the replica's start at every `make run`.
+        import torch
+
         order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
         vectors: list = [None] * len(rows)
         pad = self.model.tokenizer.pad_token_id or 0
