@@ -36,7 +36,8 @@ DBGPT_IGNORED = {"model_name", "model_alias", "worker_type", "host", "port", "mo
 # Serve deployment options a request may set. ray_actor_options fields restart replicas;
 # the others Serve applies in place.
 ACTOR_OPTIONS = {"num_cpus", "num_gpus", "accelerator_type"}
-DEPLOYMENT_OPTIONS = {"num_replicas", "max_ongoing_requests", "max_queued_requests", "autoscaling_config"}
+DEPLOYMENT_OPTIONS = {"num_replicas", "max_ongoing_requests", "max_queued_requests", "autoscaling_config",
+                      "graceful_shutdown_timeout_s"}
 
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 

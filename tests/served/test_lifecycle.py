@@ -133,8 +133,9 @@ def test_a_model_no_node_could_hold_is_refused_at_once(client):
 def test_a_model_that_must_wait_for_resources_says_so(client):
     assert start_simulated(client, "gpu-holder", num_gpus=1)["success"]
     try:  # two GPUs fit this node, but one is held: it waits, and says what for
+        # A replica that never starts is still given its whole grace to stop (Serve's 20 s by default).
         out = apply(client, expect=504, model="gpu-pair", worker_type="llm", apply_type="start", timeout_s=5,
-                    params={**SIMULATED, "num_gpus": 2})
+                    params={**SIMULATED, "num_gpus": 2, "graceful_shutdown_timeout_s": 1})
         assert out["success"] is False
         assert "waiting for resources" in out["message"] and "GPU" in out["message"]
         status = {m["model"]: m for m in client.get("/api/models/status").json()}
@@ -148,7 +149,7 @@ def test_a_start_shows_its_phases_and_a_stop_cancels_it(client):
     result = {}
     starting = threading.Thread(target=lambda: result.update(
         apply(client, expect=409, model="slow-loader", worker_type="llm", apply_type="start",
-              params={**SIMULATED, "simulated_load_s": 120})))
+              params={**SIMULATED, "simulated_load_s": 120, "graceful_shutdown_timeout_s": 1})))
     starting.start()
     try:
         deadline = time.monotonic() + 60

@@ -28,10 +28,11 @@ def test_dbgpt_names_become_ours_and_its_bookkeeping_fields_are_dropped():
 
 def test_params_split_into_args_deployment_options_and_actor_options():
     args, deployment, actor = split_params(
-        "text2vec", {"source": MINILM, "max_batch_size": 8, "num_replicas": 2, "num_gpus": 1, "routing": "random"}
+        "text2vec", {"source": MINILM, "max_batch_size": 8, "num_replicas": 2, "num_gpus": 1, "routing": "random",
+                     "graceful_shutdown_timeout_s": 3}
     )
     assert args == {"source": MINILM, "max_batch_size": 8}
-    assert deployment == {"num_replicas": 2, "request_router_config": {
+    assert deployment == {"num_replicas": 2, "graceful_shutdown_timeout_s": 3, "request_router_config": {
         "request_router_class": "deployments.request_routers:RandomRouter"}}
     assert actor == {"num_gpus": 1}
     with pytest.raises(ManagementError, match="unknown parameter 'worker_class'"):
