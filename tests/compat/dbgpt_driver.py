@@ -190,24 +190,26 @@ async def openai_side_calls(results: dict, address: str, llm: str, embedder: str
 
 
 async def manage(results: dict, address: str, model: str, source: str) -> None:
+    """Start, restart and stop an llm with no weights (the simulated engine): what is checked
+    is the lifecycle as DB-GPT's manager drives it, not a model's answer."""
     from dbgpt.model.cluster import ModelRegistryClient, RemoteWorkerManager, WorkerApplyRequest, WorkerStartupRequest
 
     manager = RemoteWorkerManager(ModelRegistryClient(address))
     host, port = address.split("//")[1].split(":")
 
     def startup(name: str, params: dict):
-        req = WorkerStartupRequest(host=host, port=int(port), model=name, worker_type="text2vec", params=params)
+        req = WorkerStartupRequest(host=host, port=int(port), model=name, worker_type="llm", params=params)
         return manager.model_startup(req)
 
     def shutdown(name: str):
-        req = WorkerStartupRequest(host=host, port=int(port), model=name, worker_type="text2vec", params={})
+        req = WorkerStartupRequest(host=host, port=int(port), model=name, worker_type="llm", params={})
         return manager.model_shutdown(req)
 
-    params = {"model_path": source, "num_cpus": 0.1}
+    params = {"model_path": source, "engine": "simulated"}
     await record(results, "startup", lambda: startup(model, params))
     await record(results, "startup_again", lambda: startup(model, params))  # exists: must fail
-    await record(results, "startup_bad_params", lambda: startup(model + "-bad", {"model_path": source, "no_such": 1}))
-    apply = WorkerApplyRequest(model=model, worker_type="text2vec", apply_type="restart")
+    await record(results, "startup_bad_params", lambda: startup(model + "-bad", {**params, "no_such": 1}))
+    apply = WorkerApplyRequest(model=model, worker_type="llm", apply_type="restart")
     await record(results, "apply_restart", lambda: manager.worker_apply(apply))
     await record(results, "shutdown", lambda: shutdown(model))
     await record(results, "shutdown_again", lambda: shutdown(model))  # gone: must fail
