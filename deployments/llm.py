@@ -17,7 +17,7 @@ from ray.serve import Application
 from deployments.chunking import coalesce
 from serve_app import tracing
 from serve_app.config.workers import DEFAULT_ACTOR_OPTIONS, NOT_IN_PLACE_BY_ENGINE, LLMArgs
-from serve_app.engines.base import GenerationChunk, GenerationRequest, LLMEngine
+from serve_app.engines.base import AdapterError, GenerationChunk, GenerationRequest, LLMEngine
 from serve_app.engines.reasoning import split_reasoning
 from serve_app.replica import progress
 from serve_app.replica.context import model_name, placement, replica_id
@@ -52,9 +52,24 @@ class LLMWorker:
         self.engine = load_engine(args)
         progress.done()
 
+        # LoRA adapters (config/lora.py) through Serve's model multiplexing: a request for an
+        # adapter comes with its name as the multiplexed model id; Serve loads it here on the
+        # first such request, keeps `max_loras` (LRU) and routes to replicas that hold it.
+        async def adapter(name: str) -> AdapterSlot:
+            path = self.args.lora_modules.get(name)
+            if path is None:
+                raise AdapterError(f"'{name}' is not a LoRA adapter of {self.name}")
+            await self.engine.load_adapter(name, path)
+            return AdapterSlot(self.engine, name)
+
+        self.adapter = serve.multiplexed(max_num_models_per_replica=args.max_loras)(adapter)
+
     async def generate_stream(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
         logger.info("model=%s span_id=%s generate", self.name, request.span_id)
         taken = time.time()
+        if name := serve.get_multiplexed_model_id():
+            await self.adapter(name)
+            request = request.model_copy(update={"adapter": name})
         chunks = self.engine.generate(request)
         if self.args.reasoning_parser != "none" and request.separate_reasoning:
             chunks = split_reasoning(chunks, self.args.reasoning_parser)
@@ -110,6 +125,17 @@ class LLMWorker:
         # Serve awaits this when it stops the replica: an engine with a process of its own stops it.
         if hasattr(self, "engine"):  # absent when the engine failed to load
             await self.engine.shutdown()
+
+
+class AdapterSlot:
+    """One adapter as Serve's multiplexing holds it: Serve calls `__del__` when its LRU lets
+    it go, and the engine frees it once no request uses it."""
+
+    def __init__(self, engine: LLMEngine, name: str):
+        self.engine, self.name = engine, name
+
+    async def __del__(self):
+        await self.engine.unload_adapter(self.name)
 
 
 def trace_replica(request: GenerationRequest, taken: float, first_at: float, done: float) -> None:

@@ -14,6 +14,8 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from serve_app.config.lora import LoraArgs
+
 # An llm with no weights: the `simulated` engine's source.
 SIMULATED_SOURCE = "simulated"
 
@@ -75,8 +77,8 @@ VLLM_ARGS_FROM_FIELDS = {
 }
 
 
-class LLMArgs(ModelArgs):
-    """Parameters of an `llm` worker."""
+class LLMArgs(ModelArgs, LoraArgs):
+    """Parameters of an `llm` worker (its LoRA adapters: config/lora.py)."""
 
     engine: Literal["transformers", "vllm", "simulated"] = Field(
         default="transformers",

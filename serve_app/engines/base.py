@@ -78,6 +78,8 @@ class GenerationRequest(BaseModel):
     # session on one replica (deployments/request_routers.py).
     session: str = ""
     sent_at: Optional[float] = None  # unix time the ingress sent it: the replica's queue wait starts here
+    # The LoRA adapter the answer comes from (its name, loaded by the engine), or the base.
+    adapter: Optional[str] = None
     trace_context: dict[str, str] = Field(default_factory=dict)  # W3C traceparent of the ingress's span
 
 
@@ -176,6 +178,10 @@ class PromptTooLongError(InvalidPromptError):
     """The prompt (plus the requested completion) does not fit the model's context."""
 
 
+class AdapterError(InvalidPromptError):
+    """A LoRA adapter that cannot be served on this base: its files, architecture or rank."""
+
+
 class LLMEngine(abc.ABC):
     """What the `llm` deployment needs from an inference engine.
 
@@ -220,6 +226,14 @@ class LLMEngine(abc.ABC):
         that cannot run raises `InvalidPromptError` before the first chunk. Closing
         the generator early (the client left) must stop the request's work.
         """
+
+    async def load_adapter(self, name: str, path: str) -> None:
+        """Load a LoRA adapter under `name` (config/lora.py); requests then name it in `adapter`.
+        Raise AdapterError when it cannot be served on this base."""
+        raise AdapterError(f"the {type(self).__name__} does not take LoRA adapters")
+
+    async def unload_adapter(self, name: str) -> None:
+        """Free what `load_adapter` took; requests still running with it finish first."""
 
     @abc.abstractmethod
     async def check_health(self) -> None:

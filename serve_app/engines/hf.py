@@ -19,6 +19,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from serve_app.config.workers import LLMArgs
 from serve_app.engines.base import (
+    AdapterError,
     GenerationChunk,
     GenerationRequest,
     InvalidPromptError,
@@ -28,6 +29,7 @@ from serve_app.engines.base import (
 )
 from serve_app.engines.detokenize import IncrementalDecoder
 from serve_app.engines.metrics import EngineMetrics
+from serve_app.engines.peft_adapters import PeftAdapters
 from serve_app.engines.prompts import TokenizerPrompts
 from serve_app.engines.reasoning import ThinkingWatch, opening_token_ids
 from serve_app.engines.sampling import RowSampling, TokenScore
@@ -69,7 +71,8 @@ class TransformersEngine(TokenizerPrompts, LLMEngine):
         self.grammars = JsonGrammars(self.tokenizer, vocab, self._eos_ids)
         self.metrics = EngineMetrics(model_name(args.source))
         self.reasoning_parser = args.reasoning_parser
-        self.scheduler = BatchScheduler(self.model, pad_id, args.max_num_seqs, self.metrics, self._on_error)
+        self.adapters = PeftAdapters(self.model)
+        self.scheduler = BatchScheduler(self.adapters, pad_id, args.max_num_seqs, self.metrics, self._on_error)
 
     @property
     def max_num_seqs(self) -> int:
@@ -141,6 +144,8 @@ class TransformersEngine(TokenizerPrompts, LLMEngine):
         for token in params.logit_bias:
             if not 0 <= token < vocab:
                 raise InvalidPromptError(f"logit_bias names token {token}; this model's tokens are 0 to {vocab - 1}")
+        if request.adapter is not None and request.adapter not in self.adapters.loaded:
+            raise AdapterError(f"LoRA adapter '{request.adapter}' is not loaded on this replica")
         matcher = self.grammars.matcher(params.json_schema) if params.json_schema is not None else None
         thinking = None
         if matcher is not None and self.reasoning_parser != "none":
@@ -151,6 +156,7 @@ class TransformersEngine(TokenizerPrompts, LLMEngine):
             stop_ids=frozenset((set() if params.ignore_eos else self._eos_ids) | set(params.stop_token_ids)),
             sampling=RowSampling.create(params, matcher, thinking),
             loop=asyncio.get_running_loop(),
+            adapter=request.adapter,
         )
         self.scheduler.submit(seq)
         return seq
@@ -158,6 +164,12 @@ class TransformersEngine(TokenizerPrompts, LLMEngine):
     @cached_property
     def _opening_ids(self) -> list[int]:
         return opening_token_ids(self.tokenizer) if self.reasoning_parser == "qwen3" else []
+
+    async def load_adapter(self, name: str, path: str) -> None:
+        await self.scheduler.run_between_steps(lambda: self.adapters.load(name, path))
+
+    async def unload_adapter(self, name: str) -> None:
+        await self.scheduler.run_between_steps(lambda: self.adapters.leave(name))
 
     def _on_error(self, exc: BaseException) -> None:
         if "CUDA" in str(exc):

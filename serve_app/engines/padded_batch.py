@@ -29,8 +29,9 @@ class PaddedBatch:
         return self.mask.shape[0]
 
     @classmethod
-    def prefill(cls, model, prompts: list[list[int]], pad_id: int) -> tuple["PaddedBatch", torch.Tensor]:
-        """Run the prompts as one left-padded forward; return the batch and each row's last logits."""
+    def prefill(cls, model, prompts: list[list[int]], pad_id: int, **extra) -> tuple["PaddedBatch", torch.Tensor]:
+        """Run the prompts as one left-padded forward; return the batch and each row's last logits.
+        `extra`: what else the forward takes per row (peft's adapter_names)."""
         device = model.device
         width = max(len(p) for p in prompts)
         ids = torch.tensor([[pad_id] * (width - len(p)) + p for p in prompts], device=device)
@@ -38,17 +39,17 @@ class PaddedBatch:
         # What generate() does for left padding: positions count real tokens only.
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache()
-        logits = _forward(model, ids, mask, positions, cache, torch.arange(width, device=device))
+        logits = _forward(model, ids, mask, positions, cache, torch.arange(width, device=device), **extra)
         pending = torch.zeros((len(prompts), 1), dtype=torch.long, device=device)
         return cls(cache, mask, pending), logits
 
-    def step(self, model) -> torch.Tensor:
+    def step(self, model, **extra) -> torch.Tensor:
         """Feed every row's pending token; return each row's next-token logits."""
         length = self.mask.shape[1]
         positions = self.mask.sum(-1, keepdim=True)  # real tokens before the pending one
         self.mask = F.pad(self.mask, (0, 1), value=1)
         cache_position = torch.arange(length, length + 1, device=self.mask.device)
-        return _forward(model, self.pending, self.mask, positions, self.cache, cache_position)
+        return _forward(model, self.pending, self.mask, positions, self.cache, cache_position, **extra)
 
     def set_pending(self, tokens: list[int]) -> None:
         self.pending = torch.tensor(tokens, dtype=torch.long, device=self.mask.device).unsqueeze(-1)
@@ -83,11 +84,13 @@ class PaddedBatch:
         return PaddedBatch(DynamicCache(layers), mask, torch.cat([self.pending, other.pending]))
 
 
-def _forward(model, ids, mask, positions, cache: DynamicCache, cache_position) -> torch.Tensor:
+def _forward(model, ids, mask, positions, cache: DynamicCache, cache_position, **extra) -> torch.Tensor:
     """One forward pass that appends to `cache` in place; the last position's logits per row."""
     # transformers 5 renamed `past_key_values` to `cache` and dropped `cache_position`
-    # (still accepted and ignored); 4.x needs both under their old names.
-    cache_kw = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    # (still accepted and ignored); 4.x needs both under their old names. A peft model
+    # passes them on to the model it wraps, whose signature tells.
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    cache_kw = "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
     out = model(
         input_ids=ids,
         attention_mask=mask,
@@ -96,6 +99,7 @@ def _forward(model, ids, mask, positions, cache: DynamicCache, cache_position) -
         use_cache=True,
         logits_to_keep=1,
         **{cache_kw: cache},
+        **extra,
     )
     return out.logits[:, -1, :]
 

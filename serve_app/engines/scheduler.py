@@ -17,7 +17,8 @@ into the batch) and finished rows out.
 The forward passes run on one dedicated thread (torch releases the GIL inside
 its kernels), so the replica's event loop keeps serving streams and admitting
 requests while the model computes. Each row hands its tokens to its consumer's
-event loop through `call_soon_threadsafe`.
+event loop through `call_soon_threadsafe`. Whatever else must touch the model (a LoRA
+adapter loaded or deleted: peft_adapters.py) runs on that thread too, between steps.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import torch
 
 from serve_app.engines.metrics import EngineMetrics
 from serve_app.engines.padded_batch import PaddedBatch
+from serve_app.engines.peft_adapters import PeftAdapters
 from serve_app.engines.sampling import Chosen, RowSampling, next_tokens
 
 logger = logging.getLogger("ray.serve")
@@ -54,6 +56,7 @@ class Sequence:
     # the row leaves the batch before the next step.
     closed: bool = False
     finished: bool = False  # set by the loop: end of sequence or max tokens reached
+    adapter: Optional[str] = None  # the LoRA adapter it runs with, or the base
 
     def emit(self, item) -> None:
         try:
@@ -65,15 +68,16 @@ class Sequence:
 class BatchScheduler:
     def __init__(
         self,
-        model,
+        adapters: PeftAdapters,
         pad_id: int,
         max_num_seqs: int,
         metrics: EngineMetrics,
         on_error: Callable[[BaseException], None],
     ):
-        self.model, self.pad_id, self.max_num_seqs = model, pad_id, max_num_seqs
+        self.adapters, self.pad_id, self.max_num_seqs = adapters, pad_id, max_num_seqs
         self.metrics, self.on_error = metrics, on_error
         self._inbox: collections.deque[Sequence] = collections.deque()
+        self._chores: collections.deque[tuple[Callable[[], object], asyncio.Future]] = collections.deque()
         self._wake = threading.Condition()
         self._thread: Optional[threading.Thread] = None
         self._stopping = False
@@ -85,10 +89,21 @@ class BatchScheduler:
     def submit(self, seq: Sequence) -> None:
         with self._wake:
             self._inbox.append(seq)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="smmf-batch-loop", daemon=True)
-                self._thread.start()
-            self._wake.notify()
+            self._start_and_wake()
+
+    def run_between_steps(self, chore: Callable[[], object]) -> asyncio.Future:
+        """Run `chore` on the loop's thread before its next step; the future has its result."""
+        future = asyncio.get_running_loop().create_future()
+        with self._wake:
+            self._chores.append((chore, future))
+            self._start_and_wake()
+        return future
+
+    def _start_and_wake(self) -> None:  # holding self._wake
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="smmf-batch-loop", daemon=True)
+            self._thread.start()
+        self._wake.notify()
 
     def stop(self) -> None:
         """End the loop (the replica is going away); rows still in it get an error."""
@@ -116,17 +131,25 @@ class BatchScheduler:
                 if joining is None:  # stopped
                     for s in [*rows, *self._inbox]:
                         s.emit(RuntimeError("the model replica is shutting down"))
+                    for _, future in self._chores:
+                        future.get_loop().call_soon_threadsafe(future.cancel)
                     return
+                self._do_chores([*rows, *joining])
+                if not rows and not joining:  # woken for a chore alone
+                    continue
+                model, adapters = self.adapters.model, self.adapters.forward_kwargs
                 try:
                     if joining:
-                        new, logits = PaddedBatch.prefill(self.model, [s.prompt_ids for s in joining], self.pad_id)
+                        new, logits = PaddedBatch.prefill(model, [s.prompt_ids for s in joining], self.pad_id,
+                                                          **adapters([s.adapter for s in joining]))
                         chosen = next_tokens(logits, [s.sampling for s in joining])
                         new.set_pending(chosen.tokens)
                         batch = batch.merge(new) if batch is not None else new
                         rows = rows + joining
                         self._deliver(joining, chosen)
                     else:
-                        chosen = next_tokens(batch.step(self.model), [s.sampling for s in rows])
+                        logits = batch.step(model, **adapters([s.adapter for s in rows]))
+                        chosen = next_tokens(logits, [s.sampling for s in rows])
                         batch.set_pending(chosen.tokens)
                         self._deliver(rows, chosen)
                     self.metrics.batch_size.observe(len(rows))
@@ -138,10 +161,22 @@ class BatchScheduler:
                     batch, rows = None, []
                     self.on_error(exc)
 
+    def _do_chores(self, rows: list[Sequence]) -> None:
+        while self._chores:
+            chore, future = self._chores.popleft()
+            try:
+                outcome = (future.set_result, chore())
+            except Exception as exc:
+                outcome = (future.set_exception, exc)
+            future.get_loop().call_soon_threadsafe(lambda o=outcome, f=future: f.done() or o[0](o[1]))
+        with self._wake:
+            in_use = {s.adapter for s in [*rows, *self._inbox]}
+        self.adapters.sweep(in_use)
+
     def _admit(self, running: int) -> Optional[list[Sequence]]:
         """Waiting sequences that fit the batch, None once stopped; blocks while there is nothing to do."""
         with self._wake:
-            while not self._inbox and not running and not self._stopping:
+            while not self._inbox and not running and not self._stopping and not self._chores:
                 self.metrics.queue_length.set(0)
                 self._wake.wait()
             if self._stopping:

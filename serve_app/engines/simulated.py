@@ -22,7 +22,7 @@ import zlib
 from typing import AsyncIterator, Iterator, Optional
 
 from serve_app.config.workers import LLMArgs
-from serve_app.engines.base import GenerationChunk, GenerationRequest, InvalidPromptError, LLMEngine
+from serve_app.engines.base import AdapterError, GenerationChunk, GenerationRequest, InvalidPromptError, LLMEngine
 from serve_app.engines.metrics import EngineMetrics
 from serve_app.engines.prefix_cache import PrefixCache
 from serve_app.engines.prompts import CompletionBudget, check_template_kwargs, plain_chat_prompt
@@ -76,6 +76,7 @@ class SimulatedEngine(CompletionBudget, LLMEngine):
         self.max_num_seqs = args.max_num_seqs
         self.ttft_s = args.simulated_ttft_ms / 1000
         self.thinking_tokens = args.simulated_thinking_tokens
+        self.adapters: dict[str, str] = {}  # LoRA adapters held: name -> path
         self.prefill_s_per_token = args.simulated_prefill_ms_per_token / 1000
         self.prefix_cache = PrefixCache(args.simulated_prefix_cache_tokens) if args.simulated_prefix_cache_tokens else None
         self._prefilling = asyncio.Lock()
@@ -92,6 +93,13 @@ class SimulatedEngine(CompletionBudget, LLMEngine):
 
     def count_tokens(self, text: str) -> int:
         return len(text.split())
+
+    async def load_adapter(self, name: str, path: str) -> None:
+        # No weights to load: the adapters this replica holds, so routing can be tested.
+        self.adapters[name] = path
+
+    async def unload_adapter(self, name: str) -> None:
+        self.adapters.pop(name, None)
 
     def tokenize(self, request: GenerationRequest, add_special_tokens: bool = True) -> list[int]:
         raise InvalidPromptError("the simulated engine has no token vocabulary to tokenize with")
@@ -111,7 +119,10 @@ class SimulatedEngine(CompletionBudget, LLMEngine):
         prompt_tokens = max(1, self.count_tokens(prompt))  # an empty prompt starts from one BOS token
         max_new = self._budget(prompt_tokens, request)
         thinks = self.thinking_tokens and request.chat_template_kwargs.get("enable_thinking", True)
-        words = _words(prompt, request.params.seed, self.thinking_tokens if thinks else 0)
+        if request.adapter is not None and request.adapter not in self.adapters:
+            raise AdapterError(f"LoRA adapter '{request.adapter}' is not loaded on this replica")
+        # An adapter answers other words than its base (a prompt with its name in front).
+        words = _words(f"{request.adapter or ''}{prompt}", request.params.seed, self.thinking_tokens if thinks else 0)
         shown, made = StopStrings(request.params.stop), 0
         first_token_at: Optional[float] = None
         await self._take_slot()

@@ -165,6 +165,8 @@ def validate_args(worker_type: str, args: dict[str, Any], policy: SourcePolicy) 
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise ManagementError(f"invalid parameters for worker type {worker_type}: {problems}") from exc
     check_source(policy, args["source"])
+    for path in (args.get("lora_modules") or {}).values():  # an adapter's files: the same guard as a model's
+        check_source(policy, path)
 
 
 def new_app_config(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ray import serve
@@ -52,6 +52,9 @@ class ModelEntry:
     replicas: tuple[tuple[str, str, bool], ...] = ()
     needs: dict[str, float] = field(default_factory=dict)  # what one replica reserves
     sleeps: bool = False  # autoscales down to zero replicas when idle (min_replicas: 0)
+    # A LoRA adapter (config/lora.py) is a model of its own that runs on its base's replicas:
+    # the base's name. Its replicas, status and args are the base's.
+    parent: str = ""
 
     @property
     def asleep(self) -> bool:
@@ -104,6 +107,15 @@ def entries_from_raw(raw: dict) -> dict[str, ModelEntry]:
                 needs=dict(dep.get("required_resources") or {}),
                 sleeps=_sleeps(dep),
             )
+    return with_adapters(models)
+
+
+def with_adapters(models: dict[str, ModelEntry]) -> dict[str, ModelEntry]:
+    """`models` and each llm's LoRA adapters as models of their own. A name that is already a
+    model stays that model (the management API refuses such an adapter)."""
+    for base in [m for m in models.values() if m.worker_type == "llm"]:
+        for name in base.args.get("lora_modules") or {}:
+            models.setdefault(name, replace(base, name=name, parent=base.name))
     return models
 
 
@@ -127,6 +139,7 @@ class ModelRegistry:
         self._lock = asyncio.Lock()
         self._watcher: asyncio.Task | None = None
         self._closing: set[asyncio.Task] = set()
+        self._adapter_keys: set[tuple[str, str]] = set()  # handles made from a base's (no router of their own)
 
     async def _refresh(self) -> None:
         async with self._lock:  # one call serves every waiting request
@@ -166,6 +179,12 @@ class ModelRegistry:
                 await asyncio.sleep(1.0)
 
     def _new_handle(self, entry: ModelEntry) -> DeploymentHandle:
+        if entry.parent:  # the base's handle (one router for all), the adapter's name on each request
+            base = self._handles.get((entry.parent, entry.worker_type))
+            if base is None:
+                base = self._handles[(entry.parent, entry.worker_type)] = serve.get_deployment_handle(
+                    entry.worker_type, app_name=entry.parent)
+            return base.options(multiplexed_model_id=entry.name)
         return serve.get_deployment_handle(entry.worker_type, app_name=entry.name)
 
     def _forget_gone_handles(self) -> None:
@@ -175,7 +194,11 @@ class ModelRegistry:
         # in flight on it, and the handle goes.
         live = {(m.name, m.worker_type) for m in self._models.values()}
         for key in [k for k in self._handles if k not in live]:
-            task = asyncio.get_running_loop().create_task(self._handles.pop(key).shutdown_async())
+            handle = self._handles.pop(key)
+            if key in self._adapter_keys:  # it shares its base's router: the base's handle goes, or not
+                self._adapter_keys.discard(key)
+                continue
+            task = asyncio.get_running_loop().create_task(handle.shutdown_async())
             self._closing.add(task)  # the loop keeps only weak references to tasks
             task.add_done_callback(self._closing.discard)
 
@@ -216,4 +239,6 @@ class ModelRegistry:
         key = (entry.name, entry.worker_type)
         if key not in self._handles:
             self._handles[key] = self._new_handle(entry)
+            if entry.parent:
+                self._adapter_keys.add(key)
         return self._handles[key]

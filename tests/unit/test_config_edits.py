@@ -72,6 +72,8 @@ def test_a_simulated_llm_reserves_next_to_nothing_unless_it_asks():
         ("m", "text2vec", {"source": "/etc"}, "outside the configured model roots"),
         ("m", "text2vec", {"source": "package:json/x"}, "not one of the allowed package sources"),
         ("m", "text2vec", {"source": MINILM, "max_batch_size": -1}, "max_batch_size"),
+        ("m", "llm", {"source": LLM_SOURCE, "lora_modules": {"a": "/etc"}}, "outside the configured model roots"),
+        ("m", "llm", {"source": LLM_SOURCE, "lora_modules": {"a b": "/x"}}, "adapter name 'a b'"),
     ],
 )
 def test_a_bad_new_model_is_refused_with_the_reason(name, worker_type, params, reason):

@@ -62,3 +62,16 @@ def test_the_table_is_read_from_the_controllers_plain_answer():
     assert entries_from_raw(as_enums)["m1"].running_replicas == 1, "a recovering replica still serves"
     asleep = entries_from_raw(controller_answer(autoscaling={"min_replicas": 0}, replica_state="STOPPING", config=False))
     assert asleep["m1"].sleeps and asleep["m1"].asleep and asleep["m1"].args == {}
+
+
+def test_an_llms_lora_adapters_are_models_on_its_replicas():
+    from serve_app.serving.registry import entries_from_raw
+
+    raw = controller_answer()
+    raw["applications"]["m1"]["deployed_app_config"]["args"]["lora_modules"] = {"sql": "/a/sql", "m1": "/a/same"}
+    table = entries_from_raw(raw)
+    assert set(table) == {"m1", "sql"}, "an adapter named as a model stays that model"
+    sql, base = table["sql"], table["m1"]
+    assert sql.parent == "m1" and base.parent == ""
+    assert (sql.worker_type, sql.status, sql.replicas, sql.running_replicas) == (
+        base.worker_type, base.status, base.replicas, base.running_replicas), "it runs where its base runs"

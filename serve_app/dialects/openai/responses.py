@@ -24,11 +24,13 @@ class ModelCard(BaseModel):
     object: Literal["model"] = "model"
     created: int
     owned_by: str = "smmf-serve"
+    # vLLM's: a LoRA adapter's base model, null for a model of its own.
+    parent: Optional[str] = None
 
     @classmethod
     def of(cls, entry) -> "ModelCard":
         """The card of a registry entry (serve_app.registry.ModelEntry)."""
-        return cls(id=entry.name, created=int(entry.created))
+        return cls(id=entry.name, created=int(entry.created), parent=entry.parent or None)
 
 
 class ModelList(BaseModel):

@@ -1,0 +1,40 @@
+"""LoRA adapters served on an llm's base weights: the `lora_modules` and `max_loras` of its args.
+
+Each adapter is a model of its own to clients (by its name, with `parent` its base), and
+runs on the base's replicas: Serve's model multiplexing loads it into a replica on its
+first request there, keeps at most `max_loras` per replica (least recently used leaves
+first), and routes its requests to replicas that already hold it (deployments/llm.py).
+"""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import BaseModel, Field, field_validator
+
+# The names a model may take (serve_app/lifecycle/config_edits.py checks the same).
+ADAPTER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class LoraArgs(BaseModel):
+    lora_modules: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "LoRA adapters on this base, name: path (a local directory in peft's format, as "
+            "save_pretrained writes it). Each is a model to clients; engines transformers (peft), "
+            "vllm (enable_lora) and simulated take them."
+        ),
+    )
+    max_loras: int = Field(
+        default=4, ge=1, le=256, description="Adapters one replica holds at once; the least recently used leaves first."
+    )
+
+    @field_validator("lora_modules")
+    @classmethod
+    def _names_and_paths(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, path in value.items():
+            if not ADAPTER_NAME.match(name):
+                raise ValueError(f"adapter name '{name}': use letters, digits, '.', '_' and '-'")
+            if not isinstance(path, str) or not path.strip():
+                raise ValueError(f"adapter '{name}' has no path")
+        return value

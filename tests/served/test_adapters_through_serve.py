@@ -1,0 +1,59 @@
+"""LoRA adapters through Serve (config/lora.py, deployments/llm.py): two adapters built here
+with peft on the default model's weights, declared in a base's `lora_modules`, reached by
+their own names through the openai SDK; Serve's multiplexing loads them into the base's
+replica on demand and keeps one at a time (`max_loras: 1`), so every switch evicts one,
+while requests for both run at once."""
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from adapters import make_adapter
+from helpers import LLM, LLM_SOURCE, deploy, wait_for_apps
+
+BASE = "lora-base"
+QUESTION = "What is the capital of France?"
+
+
+@pytest.fixture(scope="module")
+def adapters(serve_instance, tmp_path_factory):
+    home = tmp_path_factory.mktemp("lora")
+    paths = {"sql-lora": make_adapter(home / "sql", seed=1), "poet-lora": make_adapter(home / "poet", seed=2),
+             "broken-lora": str(home / "never-written")}
+    app = {"name": BASE, "route_prefix": None, "import_path": "deployments.llm:build_app",
+           "args": {"source": LLM_SOURCE, "max_new_tokens": 32, "lora_modules": paths, "max_loras": 1},
+           "deployments": [{"name": "llm", "num_replicas": 1, "ray_actor_options": {"num_cpus": 0.1}}]}
+    deploy({**serve_instance, "applications": serve_instance["applications"] + [app]})
+    try:
+        wait_for_apps([BASE])
+        yield paths
+    finally:
+        deploy(serve_instance)
+
+
+def ask(sdk, model: str) -> str:
+    answer = sdk.chat.completions.create(model=model, messages=[{"role": "user", "content": QUESTION}],
+                                         max_tokens=12, temperature=0)
+    return answer.choices[0].message.content
+
+
+def test_adapters_are_models_of_their_own_and_answer_as_their_weights_do(sdk, adapters):
+    cards = {m.id: m for m in sdk.models.list().data}
+    assert cards["sql-lora"].parent == BASE and cards["poet-lora"].parent == BASE
+    assert cards[BASE].parent is None and cards[LLM].parent is None
+    base, sql, poet = ask(sdk, BASE), ask(sdk, "sql-lora"), ask(sdk, "poet-lora")
+    assert base == ask(sdk, LLM), "the base alone answers as the same weights served without adapters"
+    assert len({base, sql, poet}) == 3, "each adapter changes the answer its own way"
+    # One adapter held at a time: each switch evicts the other, and answers stay each one's own.
+    assert [ask(sdk, m) for m in ["sql-lora", "poet-lora", "sql-lora", BASE]] == [sql, poet, sql, base]
+    with ThreadPoolExecutor(6) as pool:  # both adapters and the base at once, on one replica
+        together = list(pool.map(lambda m: ask(sdk, m), ["sql-lora", "poet-lora", BASE] * 2))
+    assert together == [sql, poet, base] * 2
+
+
+def test_an_adapter_that_cannot_load_is_a_400_naming_it_and_the_base_serves(client, adapters):
+    body = {"messages": [{"role": "user", "content": QUESTION}], "max_tokens": 4}
+    refused = client.post("/v1/chat/completions", json={**body, "model": "broken-lora"})
+    assert refused.status_code == 400, refused.text
+    assert "broken-lora" in refused.json()["error"]["message"] and "never-written" in refused.json()["error"]["message"]
+    assert client.post("/v1/chat/completions", json={**body, "model": BASE}).status_code == 200
+    assert client.post("/v1/chat/completions", json={**body, "model": "sql-lora"}).status_code == 200
