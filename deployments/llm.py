@@ -60,15 +60,22 @@ class LLMWorker:
             if path is None:
                 raise AdapterError(f"'{name}' is not a LoRA adapter of {self.name}")
             await self.engine.load_adapter(name, path)
-            return AdapterSlot(self.engine, name)
+            self.slots[name] = AdapterSlot(self.engine, name, path)
+            return self.slots[name]
 
+        self.slots: dict[str, AdapterSlot] = {}
         self.adapter = serve.multiplexed(max_num_models_per_replica=args.max_loras)(adapter)
 
     async def generate_stream(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
         logger.info("model=%s span_id=%s generate", self.name, request.span_id)
         taken = time.time()
         if name := serve.get_multiplexed_model_id():
-            await self.adapter(name)
+            slot, path = await self.adapter(name), self.args.lora_modules.get(name)
+            if path is None:
+                raise AdapterError(f"'{name}' is not a LoRA adapter of {self.name}")
+            if slot.path != path:  # removed or replaced since Serve loaded it here (reconfigure)
+                await self.engine.load_adapter(name, path)
+                slot.path = path
             request = request.model_copy(update={"adapter": name})
         chunks = self.engine.generate(request)
         if self.args.reasoning_parser != "none" and request.separate_reasoning:
@@ -105,9 +112,14 @@ class LLMWorker:
                          "replica_id": replica_id(), "placement": placement()},
         }
 
-    def reconfigure(self, user_config: dict) -> None:
+    async def reconfigure(self, user_config: dict) -> None:
         """In-place parameters (config/workers.py in_place_params) set through user_config: no restart."""
+        before = self.args.lora_modules
         self.args = self.args.model_validate({**self.args.model_dump(), **user_config})
+        for name, path in before.items():  # adapters removed or replaced: out of the engine now
+            if self.args.lora_modules.get(name) != path and name in self.slots:
+                self.slots[name].path = None  # a request for it again loads it again
+                await self.engine.unload_adapter(name)
         self.engine.default_max_new_tokens = self.args.max_new_tokens
         if self.args.max_num_seqs != self.engine.max_num_seqs:
             if "max_num_seqs" in NOT_IN_PLACE_BY_ENGINE.get(self.args.engine, ()):
@@ -131,8 +143,8 @@ class AdapterSlot:
     """One adapter as Serve's multiplexing holds it: Serve calls `__del__` when its LRU lets
     it go, and the engine frees it once no request uses it."""
 
-    def __init__(self, engine: LLMEngine, name: str):
-        self.engine, self.name = engine, name
+    def __init__(self, engine: LLMEngine, name: str, path: str):
+        self.engine, self.name, self.path = engine, name, path
 
     async def __del__(self):
         await self.engine.unload_adapter(self.name)

@@ -25,6 +25,9 @@ def serve_instance(tmp_path_factory):
     config = load_config()
     config["http_options"] = {"host": "127.0.0.1", "port": free_port()}
     with_state_file(config, tmp_path_factory.mktemp("state") / "state.db")  # never the user's own
+    # The operator lets the API name model and adapter files under the session's own temp directory.
+    router = next(app for app in config["applications"] if app["name"] == "router")
+    router["args"]["sources"] = {"model_roots": [str(tmp_path_factory.getbasetemp())]}
     serve.start(http_options=config["http_options"])
     _get_global_client().deploy_apps(ServeDeploySchema(**config))
     wait_for_apps([app["name"] for app in config["applications"]])

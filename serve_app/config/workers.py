@@ -283,7 +283,7 @@ SIMULATED_ACTOR_OPTIONS = {"num_cpus": 0.01}
 # Parameters that update_params changes in place, through the deployment's
 # user_config and reconfigure(), without restarting a replica.
 IN_PLACE_PARAMS: dict[str, set[str]] = {
-    "llm": {"max_new_tokens", "max_num_seqs", "stream_interval_ms"},
+    "llm": {"max_new_tokens", "max_num_seqs", "stream_interval_ms", "lora_modules"},
     "text2vec": {"max_batch_size", "batch_wait_timeout_s"},
     "reranker": {"max_batch_size", "batch_wait_timeout_s"},
 }

@@ -23,7 +23,8 @@ from serve_app.http.docs import DOCS_PATHS
 # docs and schema too, where the operator opens them (the router's `open_docs`).
 OPEN_PATHS = ("/api/health",)
 # Routes that change which models run, or manage keys: admin keys only.
-ADMIN_PREFIXES = ("/api/worker/models/startup", "/api/worker/models/shutdown", "/api/worker/apply", "/api/keys")
+ADMIN_PREFIXES = ("/api/worker/models/startup", "/api/worker/models/shutdown", "/api/worker/apply", "/api/keys",
+                  "/v1/load_lora_adapter", "/v1/unload_lora_adapter")
 # Creating or revoking a key needs an admin key even while keys are off: with none, the first
 # anonymous key created would switch keys on and lock out everyone, the operator included.
 KEY_MANAGEMENT = "/api/keys"

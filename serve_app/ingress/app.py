@@ -15,6 +15,7 @@ from fastapi import APIRouter, FastAPI
 
 from serve_app.dialects.anthropic import routes as anthropic_routes
 from serve_app.dialects.dbgpt import controller_routes, management_routes, worker_routes
+from serve_app.dialects.openai import adapter_routes
 from serve_app.dialects.openai import routes as openai_routes
 from serve_app.dialects.responses import routes as responses_routes
 from serve_app.dialects.responses.store import ResponseStore
@@ -41,6 +42,7 @@ ROUTERS = (
     worker_routes.router,
     controller_routes.router,
     management_routes.router,
+    adapter_routes.router,
     status_routes.router,
     key_routes.router,
     health,

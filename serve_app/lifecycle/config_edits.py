@@ -158,14 +158,15 @@ def split_params(worker_type: str, params: dict[str, Any]) -> tuple[dict, dict, 
     return args, deployment, actor
 
 
-def validate_args(worker_type: str, args: dict[str, Any], policy: SourcePolicy) -> None:
+def validate_args(worker_type: str, args: dict[str, Any], policy: SourcePolicy, adapters: bool = True) -> None:
+    """`adapters`: check the LoRA adapters' paths too (an update checks only those it adds)."""
     try:
         ARGS_BY_WORKER_TYPE[worker_type].model_validate(args)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise ManagementError(f"invalid parameters for worker type {worker_type}: {problems}") from exc
     check_source(policy, args["source"])
-    for path in (args.get("lora_modules") or {}).values():  # an adapter's files: the same guard as a model's
+    for path in (args.get("lora_modules") or {}).values() if adapters else ():  # the same guard as a model's files
         check_source(policy, path)
 
 
@@ -212,8 +213,10 @@ def updated_app_config(app: dict, worker_type: str, params: dict[str, Any], poli
     args, deployment, actor = split_params(worker_type, normalize_params(params))
     changeable = in_place_params(worker_type, {**(app.get("args") or {}), **args})
     in_place = {k: args.pop(k) for k in list(args) if k in changeable}
+    if "lora_modules" in in_place:
+        in_place["lora_modules"] = merged_adapters(app, worker_type, in_place["lora_modules"], policy)
     new_args = {**(app.get("args") or {}), **args}
-    validate_args(worker_type, {**new_args, **in_place}, policy)
+    validate_args(worker_type, {**new_args, **in_place}, policy, adapters="lora_modules" in args)
     deployments = [dict(d) for d in app.get("deployments") or [{"name": worker_type}]]
     dep = next((d for d in deployments if d["name"] == worker_type), None)
     if dep is None:
@@ -228,6 +231,24 @@ def updated_app_config(app: dict, worker_type: str, params: dict[str, Any], poli
     if in_place or user_config != (dep.get("user_config") or {}):
         dep["user_config"] = {**user_config, **in_place}
     return {**app, "args": new_args, "deployments": deployments}
+
+
+def merged_adapters(app: dict, worker_type: str, patch: Any, policy: SourcePolicy) -> dict:
+    """An llm's LoRA adapters after an update: `patch` adds or replaces `name: path` and removes
+    `name: null` (a JSON merge patch), over what the replicas hold now (user_config's, which
+    reconfigure() lays over args', else args'): one adapter changes, the others stay."""
+    if not isinstance(patch, dict):
+        raise ManagementError("lora_modules: an object of adapter name to path (null removes one)")
+    dep = next((d for d in app.get("deployments") or [] if d.get("name") == worker_type), {})
+    current = (dep.get("user_config") or {}).get("lora_modules")
+    current = dict(current if current is not None else (app.get("args") or {}).get("lora_modules") or {})
+    for name, path in patch.items():
+        if path is None:
+            current.pop(name, None)
+        else:
+            check_source(policy, str(path))  # the paths it adds; those already there were allowed
+            current[name] = path
+    return current
 
 
 def restarted_app_config(app: dict, nonce: str) -> dict:

@@ -95,12 +95,17 @@ def entries_from_raw(raw: dict) -> dict[str, ModelEntry]:
                 continue
             config = app.get("deployed_app_config") or {}
             replicas = dep.get("replicas") or []
+            args = dict(config.get("args") or {})
+            # Adapters added or removed at runtime live in user_config, which the replicas lay over args.
+            adapters = ((dep.get("deployment_config") or {}).get("user_config") or {}).get("lora_modules")
+            if adapters is not None:
+                args["lora_modules"] = adapters
             models[app["name"]] = ModelEntry(
                 name=app["name"],
                 worker_type=dep["name"],
                 status=_text(app.get("status")),
                 message=last_line(dep.get("message") or "") or app.get("message") or "",
-                args=dict(config.get("args") or {}),
+                args=args,
                 running_replicas=sum(_text(r.get("state")) in SERVING for r in replicas),
                 created=float(app.get("last_deployed_time_s") or 0.0),
                 replicas=tuple((r["replica_id"], _text(r.get("state")), r.get("pid") is not None) for r in replicas),

@@ -6,9 +6,11 @@ while requests for both run at once."""
 
 from concurrent.futures import ThreadPoolExecutor
 
+import openai
+
 import pytest
 from adapters import make_adapter
-from helpers import LLM, LLM_SOURCE, deploy, wait_for_apps
+from helpers import LLM, LLM_SOURCE, deploy, replicas, wait_for_apps
 
 BASE = "lora-base"
 QUESTION = "What is the capital of France?"
@@ -57,3 +59,36 @@ def test_an_adapter_that_cannot_load_is_a_400_naming_it_and_the_base_serves(clie
     assert "broken-lora" in refused.json()["error"]["message"] and "never-written" in refused.json()["error"]["message"]
     assert client.post("/v1/chat/completions", json={**body, "model": BASE}).status_code == 200
     assert client.post("/v1/chat/completions", json={**body, "model": "sql-lora"}).status_code == 200
+
+
+def test_vllms_routes_add_and_remove_an_adapter_while_the_base_serves_on(client, sdk, adapters, tmp_path):
+    """As vLLM's users call them (curl, requests: the openai SDK has no method for these)."""
+    late = make_adapter(tmp_path / "late", seed=3)
+    before, base, sql = replicas(BASE), ask(sdk, BASE), ask(sdk, "sql-lora")
+    loaded = client.post("/v1/load_lora_adapter", json={"lora_name": "late-lora", "lora_path": late, "base_model": BASE})
+    assert loaded.status_code == 200 and "added successfully" in loaded.text, loaded.text
+    cards = {m.id: m for m in sdk.models.list().data}
+    assert cards["late-lora"].parent == BASE
+    assert ask(sdk, "late-lora") not in {base, sql}
+    assert (ask(sdk, BASE), ask(sdk, "sql-lora")) == (base, sql), "the others answer as before"
+    assert replicas(BASE) == before, "no replica of the base restarted"
+
+    refused = {
+        "again": client.post("/v1/load_lora_adapter", json={"lora_name": "late-lora", "lora_path": late, "base_model": BASE}),
+        "a model's name": client.post("/v1/load_lora_adapter", json={"lora_name": LLM, "lora_path": late, "base_model": BASE}),
+        "no files": client.post("/v1/load_lora_adapter", json={"lora_name": "x-lora", "lora_path": str(tmp_path / "none"),
+                                                                "base_model": BASE}),
+        "no such base": client.post("/v1/load_lora_adapter", json={"lora_name": "y-lora", "lora_path": late,
+                                                                    "base_model": "no-such-llm"}),
+    }
+    assert {k: r.status_code for k, r in refused.items()} == {"again": 400, "a model's name": 400, "no files": 400,
+                                                               "no such base": 404}
+    assert "already been loaded" in refused["again"].text and "already the name of a model" in refused["a model's name"].text
+    assert "adapter_config.json" in refused["no files"].text
+
+    unloaded = client.post("/v1/unload_lora_adapter", json={"lora_name": "late-lora"})
+    assert unloaded.status_code == 200 and "removed successfully" in unloaded.text, unloaded.text
+    assert client.post("/v1/unload_lora_adapter", json={"lora_name": "late-lora"}).status_code == 404
+    with pytest.raises(openai.NotFoundError):
+        ask(sdk, "late-lora")
+    assert ask(sdk, "sql-lora") == sql and replicas(BASE) == before

@@ -112,3 +112,18 @@ def test_vllm_max_num_seqs_restarts_and_max_new_tokens_stays_in_place():
     assert "max_num_seqs" not in out["args"] and out["deployments"][0]["user_config"]["max_num_seqs"] == 8
     with pytest.raises(ManagementError, match="vllm_kwargs"):
         split_params("llm", {"source": src, "engine": "vllm", "vllm_kwargs": {"enforce_eager": True}})
+
+
+def test_an_adapter_update_is_a_merge_patch_over_what_the_replicas_hold(tmp_path):
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    policy = SourcePolicy(model_roots=[str(tmp_path)])
+    app = new_app_config("base", "llm", {"source": LLM_SOURCE, "lora_modules": {"a": a}}, policy, {})
+    added = updated_app_config(app, "llm", {"lora_modules": {"b": b}}, policy)
+    [dep] = added["deployments"]
+    assert dep["user_config"]["lora_modules"] == {"a": a, "b": b}
+    assert added["args"]["lora_modules"] == {"a": a}, "in place: args stay, no restart"
+    removed = updated_app_config(added, "llm", {"lora_modules": {"a": None}}, policy)
+    assert removed["deployments"][0]["user_config"]["lora_modules"] == {"b": b}
+    with pytest.raises(ManagementError, match="lora_modules"):
+        updated_app_config(app, "llm", {"lora_modules": [b]}, policy)
