@@ -7,10 +7,9 @@ while requests for both run at once."""
 from concurrent.futures import ThreadPoolExecutor
 
 import openai
-
 import pytest
 from adapters import make_adapter
-from helpers import LLM, LLM_SOURCE, deploy, replicas, wait_for_apps
+from helpers import LLM, LLM_SOURCE, deploy, replicas, wait_for_apps, wait_until
 
 BASE = "lora-base"
 QUESTION = "What is the capital of France?"
@@ -92,3 +91,33 @@ def test_vllms_routes_add_and_remove_an_adapter_while_the_base_serves_on(client,
     with pytest.raises(openai.NotFoundError):
         ask(sdk, "late-lora")
     assert ask(sdk, "sql-lora") == sql and replicas(BASE) == before
+
+
+def test_serve_sends_an_adapters_requests_to_the_replica_that_holds_it(client, serve_instance):
+    """Two replicas of a simulated base holding one adapter each at most: once each adapter has
+    answered, every call for it goes where it is loaded (its model_metadata names the replica)."""
+    app = {"name": "sim-lora-base", "route_prefix": None, "import_path": "deployments.llm:build_app",
+           "args": {"source": "simulated", "engine": "simulated", "max_loras": 1,
+                    "lora_modules": {"sim-a": "/nowhere/a", "sim-b": "/nowhere/b"}},
+           "deployments": [{"name": "llm", "num_replicas": 2, "ray_actor_options": {"num_cpus": 0.01}}]}
+    deploy({**serve_instance, "applications": serve_instance["applications"] + [app]})
+    try:
+        wait_for_apps([app["name"]])
+        body = {"messages": [{"role": "user", "content": QUESTION}], "max_tokens": 4}
+
+        def replica_of(model: str) -> str:
+            meta = client.post("/api/worker/model_metadata", json={"model": model}).json()
+            return meta["metadata"]["replica_id"]
+
+        answers = {}
+        for model in ("sim-a", "sim-b"):
+            answers[model] = client.post("/v1/chat/completions", json={**body, "model": model}).json()
+            # Until the handle has heard where it was loaded (replicas report their adapters to
+            # Serve's controller, which tells every handle): then its calls all go there.
+            wait_until(lambda m=model: len({replica_of(m) for _ in range(6)}) == 1, 30, f"{model}'s calls to settle")
+        assert answers["sim-a"]["choices"][0]["message"]["content"] != answers["sim-b"]["choices"][0]["message"]["content"]
+        held = {m: {replica_of(m) for _ in range(8)} for m in ("sim-a", "sim-b")}
+        assert all(len(ids) == 1 for ids in held.values()), held
+        assert held["sim-a"] != held["sim-b"], "each on its own replica: neither evicts the other"
+    finally:
+        deploy(serve_instance)
