@@ -12,6 +12,7 @@ an admin key from --api-key or SMMF_API_KEY.
 """
 
 import argparse
+import json
 import os
 import sys
 import threading
@@ -130,6 +131,20 @@ class Progress:
     def end(self) -> None:
         if self.live and self.last is not None:
             print()
+def state_command(ingress: IngressClient, command: str, file: str) -> int:
+    if command == "export":
+        backup = ingress.request("GET", "/api/state")
+        with open(file, "w") as f:
+            json.dump(backup, f, indent=1)
+        print(f"{len(backup['entries'])} entries written to {file}")
+        return 0
+    with open(file) as f:
+        done = ingress.request("POST", "/api/state", json=json.load(f))
+    started = ", ".join(done["models_started"]) or "none"
+    print(f"{sum(done['entries'].values())} entries imported; {done['keys']} keys held; models started: {started}")
+    return 0
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="smmf", description="Manage the models of an smmf-serve ingress.")
     parser.add_argument("--address", default=os.environ.get("SMMF_ADDRESS", "http://127.0.0.1:8000"))
@@ -158,10 +173,16 @@ def main(argv: Optional[list[str]] = None) -> int:
         model.choices[name].add_argument(
             "--no-wait", action="store_true", help="return once the change is applied; `smmf model list` follows it"
         )
+    state = sub.add_parser("state", help="back up or restore what the API made (keys as hashes)").add_subparsers(
+        dest="command", required=True)
+    state.add_parser("export", help="models, keys, counts and stored responses into FILE").add_argument("file")
+    state.add_parser("import", help="FILE into this deployment; what it started is started").add_argument("file")
     args = parser.parse_args(argv)
 
     ingress = IngressClient(args.address, args.api_key)
     try:
+        if args.group == "state":
+            return state_command(ingress, args.command, args.file)
         if args.command == "list":
             return list_models(ingress)
         body = {"model": args.name, "timeout_s": args.timeout, "wait": not getattr(args, "no_wait", False)}

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -316,3 +318,10 @@ def direct_count_tokens(model: str, text: str) -> int:
 
 def direct_metadata(model: str, worker_type: str = "llm") -> dict:
     return _handle(model, worker_type).model_metadata.remote().result()
+
+
+def smmf(base_url: str, *args: str, api_key: str | None = None, timeout: float = 400) -> subprocess.CompletedProcess:
+    """The `smmf` command line against `base_url`, as a user runs it."""
+    key = ["--api-key", api_key] if api_key else []
+    return subprocess.run([sys.executable, "-m", "serve_app.cli", "--address", base_url, *key, *args],
+                          capture_output=True, text=True, timeout=timeout)

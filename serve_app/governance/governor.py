@@ -54,14 +54,23 @@ class Governor:
     def __init__(self, configured: list[KeyRecord], store: Store = gcs):
         self.store = store
         self.configured = {r.id: r for r in configured}
-        self.created = {r.id: r for r in map(KeyRecord.model_validate_json, store.items(KEYS).values())}
         self.usage: dict[str, KeyUsage] = {}
-        for key_id, raw in store.items(DAY_USAGE).items():
-            day = json.loads(raw)
-            self.usage[key_id] = KeyUsage(day=day["day"], day_tokens=day["tokens"])
+        self.reload_now()
         self._dirty: set[str] = set()
         self._askers: dict[str, float] = {}  # ingress replica -> when it last asked for a lease
         self._flusher: Optional[asyncio.Task] = None
+
+    def reload_now(self) -> None:
+        """Keys made through the API and today's counts, as the store has them."""
+        self.created = {r.id: r for r in map(KeyRecord.model_validate_json, self.store.items(KEYS).values())}
+        for key_id, raw in self.store.items(DAY_USAGE).items():
+            day = json.loads(raw)
+            self.usage[key_id] = KeyUsage(day=day["day"], day_tokens=day["tokens"])
+
+    async def reload(self) -> int:
+        """Read the store again (an imported backup wrote it: serve_app/state); the keys held."""
+        self.reload_now()
+        return len(self.created)
 
     def _keys(self) -> dict[str, KeyRecord]:
         return {**self.created, **self.configured}

@@ -24,7 +24,7 @@ from serve_app.http.docs import DOCS_PATHS
 OPEN_PATHS = ("/api/health",)
 # Routes that change which models run, or manage keys: admin keys only.
 ADMIN_PREFIXES = ("/api/worker/models/startup", "/api/worker/models/shutdown", "/api/worker/apply", "/api/keys",
-                  "/v1/load_lora_adapter", "/v1/unload_lora_adapter")
+                  "/v1/load_lora_adapter", "/v1/unload_lora_adapter", "/api/state")
 # Creating or revoking a key needs an admin key even while keys are off: with none, the first
 # anonymous key created would switch keys on and lock out everyone, the operator included.
 KEY_MANAGEMENT = "/api/keys"

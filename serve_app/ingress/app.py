@@ -26,6 +26,7 @@ from serve_app.http.boundary import BoundaryRoute
 from serve_app.kv import Store
 from serve_app.lifecycle import routes as status_routes
 from serve_app.serving.calls import ModelCalls
+from serve_app.state import routes as state_routes
 
 health = APIRouter(route_class=BoundaryRoute)
 
@@ -45,6 +46,7 @@ ROUTERS = (
     adapter_routes.router,
     status_routes.router,
     key_routes.router,
+    state_routes.router,
     health,
     docs.router,
 )

@@ -8,9 +8,8 @@ applies the whole config back through the controller (what Serve's REST API
 Serve checkpoints that config, so a model started here survives restarts of the
 router, of replicas and of the controller.
 
-The manager is its own single-replica deployment beside the router: its lock
-makes concurrent read-modify-apply cycles take turns, so no call loses another's
-change however many router replicas there are.
+The manager is its own single-replica deployment beside the router: its lock makes
+concurrent read-modify-apply cycles take turns, so no call loses another's change.
 """
 
 import asyncio
@@ -46,13 +45,12 @@ from serve_app.lifecycle.config_edits import (
     worker_type_of,
 )
 from serve_app.lifecycle.placement import autoscaler_node_types, group_never_fits, never_fits, replica_needs
-from serve_app.lifecycle.resume import resume
+from serve_app.lifecycle.resume import bring_back, resume
 from serve_app.serving.routing_table import TablePublisher
 
 logger = logging.getLogger("ray.serve")
 
 POLL_S = 0.5
-
 CONTROLLER_TIMEOUT_S = 10.0
 # The controller acts on a new config in its next control-loop pass; look no sooner.
 SETTLE_S = 1.0
@@ -81,6 +79,10 @@ class ModelManager:
         self.table = TablePublisher(lambda: _controller("get_serve_instance_details"), table_interval_s)
         # Serve runs a constructor on the replica's event loop: the resume starts with the replica.
         self._resuming = asyncio.get_running_loop().create_task(resume(self, _controller))
+
+    async def restore(self) -> list[str]:
+        """Start what an imported backup says was started through the API (serve_app/state)."""
+        return await bring_back(self, _controller)
 
     async def routing_table(self, since, wait_s: float, fresh: bool = False):
         """The routing table every ingress replica holds (serving/routing_table.py): (version,

@@ -26,22 +26,29 @@ async def resume(manager, controller) -> None:
     if gcs.get(RESUMED_MARK) is not None:
         return
     gcs.put(RESUMED_MARK, str(time.time()))
+    try:
+        if missing := await bring_back(manager, controller):
+            logger.warning("resumed the models started through the API before the cluster stopped: %s",
+                           ", ".join(missing))
+    except Exception as exc:  # the store still holds them: `smmf model start NAME` brings each back
+        logger.error("could not resume the models started through the API (%s): %s",
+                     ", ".join(sorted(catalog.running(manager.store))), exc)
+
+
+async def bring_back(manager, controller) -> list[str]:
+    """The models the store says were started through the API and Serve's config lacks, applied
+    as one change; their names. Also what an import of a backup ends with (serve_app/state)."""
     kept = catalog.running(manager.store)
     if not kept:
-        return
-    try:
-        async with manager._lock:
-            raw = await controller("get_serve_instance_details")
-            targets_now = await controller("get_app_configs")
-            missing = {name: app for name, app in kept.items() if name not in targets_now}
-            if not missing:
-                return
-            config = manager._deploy_config(raw, targets_now)
-            config["applications"] += list(missing.values())
-            await controller("apply_config", ServeDeploySchema(**config))
-        logger.warning("resumed the models started through the API before the cluster stopped: %s",
-                       ", ".join(sorted(missing)))
-        await manager.table.publish()
-    except Exception as exc:  # the store still holds them: `smmf model start NAME` brings each back
-        logger.error("could not resume the models started through the API (%s): %s", ", ".join(sorted(kept)), exc)
-
+        return []
+    async with manager._lock:
+        raw = await controller("get_serve_instance_details")
+        targets_now = await controller("get_app_configs")
+        missing = {name: app for name, app in kept.items() if name not in targets_now}
+        if not missing:
+            return []
+        config = manager._deploy_config(raw, targets_now)
+        config["applications"] += list(missing.values())
+        await controller("apply_config", ServeDeploySchema(**config))
+    await manager.table.publish()
+    return sorted(missing)

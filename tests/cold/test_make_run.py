@@ -8,20 +8,18 @@ leave room on them for more models.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import helpers
 import httpx
 import pytest
 from conftest import OPERATOR_KEY
 from helpers import LLM, MINILM, QUESTIONS
 
 
-def smmf(base_url: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "serve_app.cli", "--address", base_url, "--api-key", OPERATOR_KEY,
-                           *args], capture_output=True, text=True, timeout=300)
+def smmf(base_url: str, *args: str):
+    return helpers.smmf(base_url, *args, api_key=OPERATOR_KEY, timeout=300)
 
 
 def test_make_run_starts_its_own_cluster_past_a_stale_record_and_says_so(laptop):

@@ -11,9 +11,10 @@ from collections import Counter
 
 import httpx
 import pytest
-from helpers import apply, keyed_ingress, router_log_lines, start_simulated
+from helpers import apply, keyed_ingress, router_log_lines, smmf, start_simulated, wait_until
 
-from serve_app.governance.governor import KEYS
+from serve_app.governance.governor import FLUSH_S, KEYS
+from serve_app.governance.keys import hash_key
 from serve_app.kv import SqliteStore
 
 ADMIN = "sk-test-governance-admin"
@@ -88,6 +89,31 @@ def test_a_revoked_key_stops_within_a_second_everywhere(governed, base_url, serv
         time.sleep(1.0)
         codes = [http.get("/v1/models").status_code for _ in range(10)]
     assert codes == [401] * 10, (codes, time.monotonic() - revoked_at)
+
+
+def test_a_backup_brings_back_a_key_its_counts_and_a_model_started_through_the_api(governed, base_url, tmp_path):
+    """`smmf state export`, then the key revoked and the model stopped and forgotten, then
+    `smmf state import`: all three are back (as a move from a laptop to a cluster would be)."""
+    key, key_id = new_key(governed, name="backed-up", models=["gov-a"])
+    assert chat(as_key(base_url, key), "gov-a").status_code == 200
+    assert start_simulated(governed, "backed-model")["success"]
+    time.sleep(FLUSH_S + 1)  # the governor writes a key's tokens today every FLUSH_S seconds
+    backup = tmp_path / "state.json"
+    out = smmf(base_url, "state", "export", str(backup), api_key=ADMIN)
+    assert out.returncode == 0, out.stderr
+    assert key not in backup.read_text() and hash_key(key) in backup.read_text(), "keys travel as hashes only"
+    try:
+        assert governed.delete(f"/api/keys/{key_id}").status_code == 200
+        assert apply(governed, model="backed-model", apply_type="stop", delete_after=True)["success"]
+        wait_until(lambda: chat(as_key(base_url, key), "gov-a").status_code == 401, 30, "the key revoked")
+
+        out = smmf(base_url, "state", "import", str(backup), api_key=ADMIN)
+        assert out.returncode == 0 and "models started: backed-model" in out.stdout, out.stdout + out.stderr
+        wait_until(lambda: chat(as_key(base_url, key), "gov-a").status_code == 200, 30, "the key back")
+        wait_until(lambda: chat(governed, "backed-model").status_code == 200, 120, "the model back")
+        assert governed.get(f"/api/keys/{key_id}").json()["usage"]["today"]["tokens"] > 0, "its counts too"
+    finally:
+        apply(governed, model="backed-model", apply_type="stop", delete_after=True)
 
 
 def test_a_saturated_model_is_answered_by_its_fallback(governed, base_url):

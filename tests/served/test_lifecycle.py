@@ -1,7 +1,5 @@
 """Model lifecycle through the management API: Serve's declarative config is the truth."""
 
-import subprocess
-import sys
 import threading
 import time
 
@@ -18,6 +16,7 @@ from helpers import (
     details,
     embed,
     replicas,
+    smmf,
     start_simulated,
     wait_for_apps,
 )
@@ -238,13 +237,6 @@ def test_a_stopped_model_starts_again_by_name_as_it_was(client):
     assert apply(client, model=name, apply_type="stop", delete_after=True)["success"]
     assert name not in {m["model"] for m in client.get("/api/worker/models/supports").json()[0]["models"]}
     assert apply(client, expect=400, model=name, apply_type="start")["success"] is False
-
-
-def smmf(base_url, *args, timeout=400):
-    return subprocess.run(
-        [sys.executable, "-m", "serve_app.cli", "--address", base_url, *args],
-        capture_output=True, text=True, timeout=timeout,
-    )
 
 
 def test_cli(base_url):
