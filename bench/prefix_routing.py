@@ -3,7 +3,7 @@
 Three copies of one simulated model, four replicas each, differing only in `routing`:
 least_loaded (Serve's default), prefix_affinity and session. The simulated engine
 keeps a prefix cache per replica and prefills the prompt tokens it lacks one prompt at
-a time, at a GPU's pace (engines/prefix_cache.py): so a turn that reaches the replica
+a time, at a GPU's pace (engines/simulated/prefix_cache.py): so a turn that reaches the replica
 holding its conversation starts sooner. Two workloads, each against all three, in
 one sitting:
 

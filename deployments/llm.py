@@ -28,7 +28,7 @@ logger = logging.getLogger("ray.serve")
 
 def load_engine(args: LLMArgs) -> LLMEngine:
     if args.engine == "transformers":
-        from serve_app.engines.hf import TransformersEngine
+        from serve_app.engines.transformers.engine import TransformersEngine
 
         return TransformersEngine(args)
     if args.engine == "vllm":
@@ -36,7 +36,7 @@ def load_engine(args: LLMArgs) -> LLMEngine:
 
         return VLLMEngine(args)
     if args.engine == "simulated":
-        from serve_app.engines.simulated import SimulatedEngine
+        from serve_app.engines.simulated.engine import SimulatedEngine
 
         return SimulatedEngine(args)
     raise ValueError(f"unknown engine {args.engine!r}")

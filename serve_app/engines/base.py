@@ -3,7 +3,8 @@
 The ingress turns every HTTP dialect (DB-GPT's worker API, OpenAI's) into one
 `GenerationRequest`; the `llm` deployment (deployments/llm.py) hands it to an
 `LLMEngine`, which yields `GenerationChunk`s of new text. Engines live beside this
-module: `hf.py` (transformers), `vllm.py` (vLLM). The text2vec and reranker
+module: `transformers/` (its engine and what only it uses), `vllm.py` (vLLM), `simulated/`
+(no weights); the modules here beside them serve more than one engine. The text2vec and reranker
 deployments answer with `Embedded` and `Scored`. Everything here crosses a
 deployment handle, so it is plain pydantic or a NamedTuple: pickled by Ray, typed
 on both sides.

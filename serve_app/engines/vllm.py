@@ -6,7 +6,7 @@ vLLM starts its engine core in a spawned process that re-imports the modules of 
 one that starts it, so importing this module must do nothing. Prompts, token counts
 and the overflow rule come from `TokenizerPrompts`, as in the transformers engine;
 stop strings are vLLM's own (it holds back a possible stop string's start and cuts
-the match, as hf.py does), and it streams only the new text of each step (DELTA).
+the match, as the transformers engine does), and it streams only the new text of each step (DELTA).
 """
 
 from __future__ import annotations

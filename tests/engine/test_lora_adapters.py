@@ -1,4 +1,4 @@
-"""LoRA adapters on the transformers engine (engines/peft_adapters.py), in-process: an adapter
+"""LoRA adapters on the transformers engine (engines/transformers/peft_adapters.py), in-process: an adapter
 changes the greedy answer and the base's does not change, rows of several adapters and the
 base share one batch and each gets its solo answer, an adapter let go while a row uses it
 leaves after that row, and one that cannot be served is refused by name while the base serves."""
@@ -17,7 +17,7 @@ QUESTION = "What is the capital of France?"
 
 @pytest.fixture(scope="module")
 def engine():
-    from serve_app.engines.hf import TransformersEngine
+    from serve_app.engines.transformers.engine import TransformersEngine
 
     return TransformersEngine(LLMArgs(source=LLM_SOURCE))
 

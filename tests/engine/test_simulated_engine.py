@@ -13,7 +13,7 @@ from serve_app.engines.base import (
     PromptTooLongError,
     SamplingParams,
 )
-from serve_app.engines.simulated import SimulatedEngine
+from serve_app.engines.simulated.engine import SimulatedEngine
 
 
 def engine(**args) -> SimulatedEngine:

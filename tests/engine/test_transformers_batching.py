@@ -21,7 +21,7 @@ from serve_app.engines.base import ChatMessage, GenerationRequest, SamplingParam
 
 @pytest.fixture(scope="module")
 def engine():
-    from serve_app.engines.hf import TransformersEngine
+    from serve_app.engines.transformers.engine import TransformersEngine
 
     return TransformersEngine(LLMArgs(source=LLM_SOURCE))
 

@@ -7,7 +7,7 @@ from pydantic import ValidationError
 from serve_app.dialects.openai.protocol import ChatCompletionRequest, CompletionRequest
 from serve_app.dialects.openai.unsupported import NOT_DONE
 from serve_app.engines.base import SamplingParams
-from serve_app.engines.sampling import RowSampling, next_tokens
+from serve_app.engines.transformers.sampling import RowSampling, next_tokens
 
 USER = [{"role": "user", "content": "hi"}]
 

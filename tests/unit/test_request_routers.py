@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 from deployments.request_routers import ROUTERS, rendezvous, request_text, session_of
 from serve_app.engines.base import ChatMessage, GenerationRequest
-from serve_app.engines.prefix_cache import BLOCK, PrefixCache
+from serve_app.engines.simulated.prefix_cache import BLOCK, PrefixCache
 
 
 def pending(*args):

@@ -12,7 +12,7 @@ from serve_app.dialects.dbgpt.protocol import PromptRequest
 from serve_app.dialects.openai.protocol import ChatCompletionRequest, CompletionRequest
 from serve_app.dialects.responses.protocol import ResponsesRequest
 from serve_app.engines.base import SamplingParams
-from serve_app.engines.sampling import RowSampling, RowSamplingError, next_tokens
+from serve_app.engines.transformers.sampling import RowSampling, RowSamplingError, next_tokens
 
 USER = [{"role": "user", "content": "hi"}]
 TINY = [1e-300, 5e-324, 9.9e-6]

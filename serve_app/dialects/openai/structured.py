@@ -1,7 +1,7 @@
 """`response_format` of OpenAI's chat and completions requests: what the answer must look like.
 
 Turned into one JSON schema on `SamplingParams.json_schema`, which the engine enforces
-by constrained decoding (serve_app/engines/structured.py; vLLM's own structured output).
+by constrained decoding (serve_app/engines/transformers/structured.py; vLLM's own structured output).
 """
 
 from typing import Any, Literal, Optional

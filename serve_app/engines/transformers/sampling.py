@@ -20,7 +20,7 @@ from typing import Any, NamedTuple, Optional
 import torch
 
 from serve_app.engines.base import SamplingParams
-from serve_app.engines.structured import apply_mask
+from serve_app.engines.transformers.structured import apply_mask
 
 
 @dataclass
@@ -35,7 +35,7 @@ class RowSampling:
     # OpenAI's logit_bias: (token ids, values added to their logits), applied before choosing.
     bias: Optional[tuple[list[int], list[float]]] = None
     # Structured output: an llguidance matcher that masks what the grammar forbids and
-    # is told each chosen token (serve_app/engines/structured.py).
+    # is told each chosen token (engines/transformers/structured.py).
     matcher: Optional[Any] = None
     # A reasoning model's row: the grammar waits for the end of its thinking (engines/reasoning.py).
     thinking: Optional[Any] = None

@@ -3,7 +3,7 @@
 It exists to load the serving path (proxy, ingress, handles, streams) the way a GPU
 engine does, on any machine: a token per stream every 1/`simulated_tokens_per_s`
 seconds, after `simulated_ttft_ms` of "prefill" (and, when set, `simulated_prefill_ms_per_token`
-for each prompt token not in its prefix cache, engines/prefix_cache.py), at most `max_num_seqs` streams at
+for each prompt token not in its prefix cache, engines/simulated/prefix_cache.py), at most `max_num_seqs` streams at
 once (more wait for a place, as in a real batch). Every stream in flight advances
 on the same clock, one token a tick, as a GPU engine's batched decode steps do.
 
@@ -24,8 +24,8 @@ from typing import AsyncIterator, Iterator, Optional
 from serve_app.config.workers import LLMArgs
 from serve_app.engines.base import AdapterError, GenerationChunk, GenerationRequest, InvalidPromptError, LLMEngine
 from serve_app.engines.metrics import EngineMetrics
-from serve_app.engines.prefix_cache import PrefixCache
 from serve_app.engines.prompts import CompletionBudget, check_template_kwargs, plain_chat_prompt
+from serve_app.engines.simulated.prefix_cache import PrefixCache
 from serve_app.engines.stop_strings import StopStrings
 from serve_app.replica.context import model_name
 

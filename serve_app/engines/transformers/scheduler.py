@@ -33,9 +33,9 @@ from typing import Callable, Optional
 import torch
 
 from serve_app.engines.metrics import EngineMetrics
-from serve_app.engines.padded_batch import PaddedBatch
-from serve_app.engines.peft_adapters import PeftAdapters
-from serve_app.engines.sampling import Chosen, RowSampling, next_tokens
+from serve_app.engines.transformers.padded_batch import PaddedBatch
+from serve_app.engines.transformers.peft_adapters import PeftAdapters
+from serve_app.engines.transformers.sampling import Chosen, RowSampling, next_tokens
 
 logger = logging.getLogger("ray.serve")
 

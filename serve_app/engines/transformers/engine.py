@@ -1,6 +1,6 @@
 """The `transformers` engine: a causal LM whose concurrent requests share forward passes.
 
-Requests go to a `BatchScheduler` (serve_app/engines/scheduler.py), one step loop
+Requests go to a `BatchScheduler` (scheduler.py), one step loop
 per replica that batches every request in flight; this module turns a request
 into token ids and the loop's tokens back into a stream of incremental text,
 applying stop strings on the way. Concurrency is bounded by the deployment's
@@ -29,13 +29,13 @@ from serve_app.engines.base import (
 )
 from serve_app.engines.detokenize import IncrementalDecoder
 from serve_app.engines.metrics import EngineMetrics
-from serve_app.engines.peft_adapters import PeftAdapters
 from serve_app.engines.prompts import TokenizerPrompts
 from serve_app.engines.reasoning import ThinkingWatch, opening_token_ids
-from serve_app.engines.sampling import RowSampling, TokenScore
-from serve_app.engines.scheduler import BatchScheduler, Sequence
 from serve_app.engines.stop_strings import StopStrings
-from serve_app.engines.structured import JsonGrammars
+from serve_app.engines.transformers.peft_adapters import PeftAdapters
+from serve_app.engines.transformers.sampling import RowSampling, TokenScore
+from serve_app.engines.transformers.scheduler import BatchScheduler, Sequence
+from serve_app.engines.transformers.structured import JsonGrammars
 from serve_app.replica.context import model_name, pick_device, set_threads
 from serve_app.replica.dtype import for_engine as resolve_dtype
 from serve_app.replica.sources import hf_format_dir
