@@ -249,6 +249,22 @@ async def thinking_calls(results: dict, address: str, model: str) -> None:
     await record(results, "thinking.generate_stream", last_of_stream)
 
 
+async def adapter_calls(results: dict, address: str, adapter: str) -> None:
+    """A LoRA adapter (a model of its own, on its base's replicas) through DB-GPT's classes."""
+    from dbgpt.model.cluster import ModelRegistryClient, RemoteWorkerManager
+    from dbgpt.model.cluster.client import DefaultLLMClient
+    from dbgpt.model.cluster.worker.remote_worker import RemoteModelWorker
+
+    host, port = address.split("//")[1].split(":")
+    worker = RemoteModelWorker()
+    worker.load_worker(adapter, host=host, port=int(port))
+    await record(results, "worker.generate", lambda: _text(worker.async_generate(model_request(adapter).to_dict())))
+    registry = ModelRegistryClient(address)
+    await record(results, "registry.instances", lambda: registry.get_all_instances(f"{adapter}@llm", True))
+    client = DefaultLLMClient(RemoteWorkerManager(registry))
+    await record(results, "client.generate", lambda: _text(client.generate(model_request(adapter))))
+
+
 def main() -> None:
     mode, *args = sys.argv[1:]
     results: dict = {"version": dbgpt.__version__, "cluster": has_cluster()}
@@ -259,6 +275,9 @@ def main() -> None:
         else:
             dataclass_calls(results, address, llm, embedder)
         asyncio.run(openai_side_calls(results, address, llm, embedder, reranker))
+    elif mode == "adapter":
+        address, adapter, out = args
+        asyncio.run(adapter_calls(results, address, adapter))
     elif mode == "thinking":
         address, model, out = args
         asyncio.run(thinking_calls(results, address, model))

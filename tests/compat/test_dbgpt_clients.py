@@ -19,11 +19,13 @@ from helpers import (
     LLM,
     RERANKER,
     ROOT,
+    deploy,
     direct_count_tokens,
     direct_embeddings,
     direct_generate,
     direct_metadata,
     direct_rerank,
+    wait_for_apps,
 )
 
 HERE = ROOT / "tests" / "compat"
@@ -260,3 +262,27 @@ def test_dbgpt_model_stop_start_restart(version, base_url, client):
     finally:
         client.post("/api/worker/models/shutdown", json={"model": model, "worker_type": "llm"}, timeout=400)
     assert model not in serve_apps()
+
+
+@pytest.mark.parametrize("version", CLUSTER_VERSIONS)
+def test_a_lora_adapter_is_a_model_to_dbgpts_clients(version, base_url, client, serve_instance, tmp_path):
+    """An adapter on a simulated base (config/lora.py): DB-GPT's worker, registry and LLM client
+    reach it by its name and get what our worker route answers for it, not the base's answer."""
+    app = {"name": "dbgpt-lora-base", "route_prefix": None, "import_path": "deployments.llm:build_app",
+           "args": {"source": "simulated", "engine": "simulated", "lora_modules": {"dbgpt-lora": "/nowhere"}},
+           "deployments": [{"name": "llm", "ray_actor_options": {"num_cpus": 0.01}}]}
+    deploy({**serve_instance, "applications": serve_instance["applications"] + [app]})
+    try:
+        wait_for_apps([app["name"]])
+        ask = {"messages": [{"role": "human", "content": QUESTION}], "temperature": 0}  # as DB-GPT's request
+        ours = client.post("/api/worker/generate", json={**ask, "model": "dbgpt-lora"}).json()
+        base = client.post("/api/worker/generate", json={**ask, "model": app["name"]}).json()
+        assert ours["error_code"] == 0 and ours["text"] != base["text"]
+        results = run_driver(version, tmp_path, "adapter", base_url, "dbgpt-lora")
+        for name in ("worker.generate", "client.generate"):
+            out = value(results, name)
+            assert out["error_code"] == 0 and out["text"], name
+        assert value(results, "worker.generate")["text"] == value(results, "client.generate")["text"] == ours["text"]
+        assert [i["model_name"] for i in value(results, "registry.instances")] == ["dbgpt-lora@llm"]
+    finally:
+        deploy(serve_instance)

@@ -101,3 +101,10 @@ def test_a_model_with_no_running_replica_is_503(client, registry):
         registry.stopped.discard(EMBEDDER)
         registry.invalidate()
     assert r.status_code == 503 and "no running replica" in r.json()["error"]["message"]
+
+
+def test_model_metadata_names_the_model_as_it_is_called(client):
+    """DB-GPT's LLM client finds a model's metadata by this name: the application's (here
+    `sim-llm`), not the one its replica derives from its weights (`simulated`)."""
+    meta = client.post("/api/worker/model_metadata", json={"model": LLM}).json()
+    assert meta["model"] == LLM != "simulated"

@@ -108,7 +108,9 @@ async def count_token(request: Request, req: CountTokenRequest) -> int:
 @router.post("/api/worker/model_metadata")
 async def model_metadata(request: Request, req: ModelMetadataRequest) -> ModelMetadata:
     handle = await calls(request).handle(req.model)
-    return ModelMetadata(**await handle.model_metadata.remote())
+    # The name it is called by (its application's, or an adapter's), not the one its replica
+    # derives from its weights: DB-GPT's LLM client looks models up by this name.
+    return ModelMetadata(**{**await handle.model_metadata.remote(), "model": req.model})
 
 
 @rerank.post("/api/v1/beta/relevance")
