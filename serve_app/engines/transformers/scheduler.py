@@ -106,10 +106,13 @@ class BatchScheduler:
         self._wake.notify()
 
     def stop(self) -> None:
-        """End the loop (the replica is going away); rows still in it get an error."""
+        """End the loop (the replica is going away); rows still in it get an error. Waits for the
+        step in flight: a thread left inside torch as the process exits aborts it."""
         with self._wake:
             self._stopping = True
             self._wake.notify()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=10)
 
     def close(self, seq: Sequence) -> None:
         """The consumer needs no more tokens; wake the loop in case the row still waits."""
