@@ -11,6 +11,7 @@ from __future__ import annotations
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -39,13 +40,14 @@ def timed(call, n: int) -> float:
 
 def main() -> None:
     import ray
+    from helpers import free_port, wait_for_apps, with_state_file
     from ray import serve
     from ray.serve.context import _get_global_client
     from ray.serve.schema import ServeDeploySchema
 
-    from helpers import free_port, wait_for_apps
-
     config = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
+    # A state file of the bench's own: the user's (~/.smmf-serve) is not the bench's to write.
+    with_state_file(config, Path(tempfile.mkdtemp(prefix="many-models-")) / "state.db")
     router = next(a for a in config["applications"] if a["name"] == "router")
     base = {**config, "http_options": {"host": "127.0.0.1", "port": free_port()}, "applications": [router]}
     ray.init(address="local", num_cpus=8, log_to_driver=False)

@@ -67,6 +67,10 @@ def main() -> None:
     started = time.perf_counter()
     results: dict = {"command": COMMAND, "machine": machine()}
     config = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
+    # A state file of the bench's own: the user's (~/.smmf-serve) is not the bench's to write.
+    router = next(app for app in config["applications"] if app["name"] == "router")
+    router["args"] = {**router.get("args", {}), "state": {"store": "sqlite",
+                                                          "path": f"{tempfile.mkdtemp(prefix='smmf-bench-')}/state.db"}}
 
     import ray
 
