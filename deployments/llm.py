@@ -56,9 +56,7 @@ class LLMWorker:
         # adapter comes with its name as the multiplexed model id; Serve loads it here on the
         # first such request, keeps `max_loras` (LRU) and routes to replicas that hold it.
         async def adapter(name: str) -> AdapterSlot:
-            path = self.args.lora_modules.get(name)
-            if path is None:
-                raise AdapterError(f"'{name}' is not a LoRA adapter of {self.name}")
+            path = self._adapter_path(name)
             await self.engine.load_adapter(name, path)
             self.slots[name] = AdapterSlot(self.engine, name, path)
             return self.slots[name]
@@ -70,9 +68,8 @@ class LLMWorker:
         logger.info("model=%s span_id=%s generate", self.name, request.span_id)
         taken = time.time()
         if name := serve.get_multiplexed_model_id():
-            slot, path = await self.adapter(name), self.args.lora_modules.get(name)
-            if path is None:
-                raise AdapterError(f"'{name}' is not a LoRA adapter of {self.name}")
+            path = self._adapter_path(name)  # Serve may still hold one that was removed since
+            slot = await self.adapter(name)
             if slot.path != path:  # removed or replaced since Serve loaded it here (reconfigure)
                 await self.engine.load_adapter(name, path)
                 slot.path = path
@@ -92,6 +89,12 @@ class LLMWorker:
                 chunk = chunk.model_copy(update={"decode_s": now - first_at})
                 trace_replica(request, taken, first_at, now)
             yield chunk
+
+    def _adapter_path(self, name: str) -> str:
+        path = self.args.lora_modules.get(name)
+        if path is None:
+            raise AdapterError(f"'{name}' is not a LoRA adapter of {self.name}")
+        return path
 
     async def count_token(self, prompt: str) -> int:
         return self.engine.count_tokens(prompt)

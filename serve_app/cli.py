@@ -158,6 +158,8 @@ class Progress:
     def end(self) -> None:
         if self.live and self.last is not None:
             print()
+
+
 def state_command(ingress: IngressClient, command: str, file: str) -> int:
     if command == "export":
         backup = ingress.request("GET", "/api/state")

@@ -8,12 +8,9 @@ first), and routes its requests to replicas that already hold it (deployments/ll
 
 from __future__ import annotations
 
-import re
-
 from pydantic import BaseModel, Field, field_validator
 
-# The names a model may take (serve_app/lifecycle/config_edits.py checks the same).
-ADAPTER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+from serve_app.config.names import MODEL_NAME
 
 
 class LoraArgs(BaseModel):
@@ -33,7 +30,7 @@ class LoraArgs(BaseModel):
     @classmethod
     def _names_and_paths(cls, value: dict[str, str]) -> dict[str, str]:
         for name, path in value.items():
-            if not ADAPTER_NAME.match(name):
+            if not MODEL_NAME.match(name):
                 raise ValueError(f"adapter name '{name}': use letters, digits, '.', '_' and '-'")
             if not isinstance(path, str) or not path.strip():
                 raise ValueError(f"adapter '{name}' has no path")

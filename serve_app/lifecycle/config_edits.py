@@ -7,12 +7,12 @@ a bad request changes nothing.
 """
 
 import os
-import re
 from typing import Any, Optional
 
 from pydantic import ValidationError
 
 from deployments.request_routers import ROUTERS
+from serve_app.config.names import MODEL_NAME
 from serve_app.config.router import SourcePolicy
 from serve_app.config.workers import ARGS_BY_WORKER_TYPE, SIMULATED_ACTOR_OPTIONS, LLMArgs, in_place_params
 from serve_app.replica.sources import PACKAGE_PREFIX, ModelSourceError, resolve
@@ -38,8 +38,6 @@ DBGPT_IGNORED = {"model_name", "model_alias", "worker_type", "host", "port", "mo
 ACTOR_OPTIONS = {"num_cpus", "num_gpus", "accelerator_type"}
 DEPLOYMENT_OPTIONS = {"num_replicas", "max_ongoing_requests", "max_queued_requests", "autoscaling_config",
                       "graceful_shutdown_timeout_s"}
-
-MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 class ManagementError(ValueError):

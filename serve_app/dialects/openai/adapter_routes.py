@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from serve_app.config.lora import ADAPTER_NAME
+from serve_app.config.names import MODEL_NAME
 from serve_app.dialects.openai.routes import OpenAIRoute
 from serve_app.errors import InvalidRequest, ModelNotFound, NotFound
 from serve_app.lifecycle.changes import ModelChange
@@ -29,7 +29,7 @@ router = APIRouter(route_class=OpenAIRoute)  # errors in OpenAI's shape, as vLLM
 class LoadLoraAdapter(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    lora_name: str = Field(pattern=ADAPTER_NAME.pattern)
+    lora_name: str = Field(pattern=MODEL_NAME.pattern)
     lora_path: str = Field(min_length=1)
     base_model: Optional[str] = Field(default=None, description="the llm it runs on; needed where more than one runs")
 
