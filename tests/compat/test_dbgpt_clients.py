@@ -264,25 +264,31 @@ def test_dbgpt_model_stop_start_restart(version, base_url, client):
     assert model not in serve_apps()
 
 
-@pytest.mark.parametrize("version", CLUSTER_VERSIONS)
-def test_a_lora_adapter_is_a_model_to_dbgpts_clients(version, base_url, client, serve_instance, tmp_path):
-    """An adapter on a simulated base (config/lora.py): DB-GPT's worker, registry and LLM client
-    reach it by its name and get what our worker route answers for it, not the base's answer."""
+@pytest.fixture(scope="module")
+def lora_base(serve_instance) -> str:
+    """A simulated base with one LoRA adapter (config/lora.py), deployed once for every version."""
     app = {"name": "dbgpt-lora-base", "route_prefix": None, "import_path": "deployments.llm:build_app",
            "args": {"source": "simulated", "engine": "simulated", "lora_modules": {"dbgpt-lora": "/nowhere"}},
            "deployments": [{"name": "llm", "ray_actor_options": {"num_cpus": 0.01}}]}
     deploy({**serve_instance, "applications": serve_instance["applications"] + [app]})
     try:
         wait_for_apps([app["name"]])
-        ask = {"messages": [{"role": "human", "content": QUESTION}], "temperature": 0}  # as DB-GPT's request
-        ours = client.post("/api/worker/generate", json={**ask, "model": "dbgpt-lora"}).json()
-        base = client.post("/api/worker/generate", json={**ask, "model": app["name"]}).json()
-        assert ours["error_code"] == 0 and ours["text"] != base["text"]
-        results = run_driver(version, tmp_path, "adapter", base_url, "dbgpt-lora")
-        for name in ("worker.generate", "client.generate"):
-            out = value(results, name)
-            assert out["error_code"] == 0 and out["text"], name
-        assert value(results, "worker.generate")["text"] == value(results, "client.generate")["text"] == ours["text"]
-        assert [i["model_name"] for i in value(results, "registry.instances")] == ["dbgpt-lora@llm"]
+        yield app["name"]
     finally:
         deploy(serve_instance)
+
+
+@pytest.mark.parametrize("version", CLUSTER_VERSIONS)
+def test_a_lora_adapter_is_a_model_to_dbgpts_clients(version, base_url, client, lora_base, tmp_path):
+    """DB-GPT's worker, registry and LLM client reach an adapter by its name and get what our
+    worker route answers for it, not the base's answer."""
+    ask = {"messages": [{"role": "human", "content": QUESTION}], "temperature": 0}  # as DB-GPT's request
+    ours = client.post("/api/worker/generate", json={**ask, "model": "dbgpt-lora"}).json()
+    base = client.post("/api/worker/generate", json={**ask, "model": lora_base}).json()
+    assert ours["error_code"] == 0 and ours["text"] != base["text"]
+    results = run_driver(version, tmp_path, "adapter", base_url, "dbgpt-lora")
+    for name in ("worker.generate", "client.generate"):
+        out = value(results, name)
+        assert out["error_code"] == 0 and out["text"], name
+    assert value(results, "worker.generate")["text"] == value(results, "client.generate")["text"] == ours["text"]
+    assert [i["model_name"] for i in value(results, "registry.instances")] == ["dbgpt-lora@llm"]
