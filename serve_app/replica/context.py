@@ -66,6 +66,9 @@ def placement() -> dict:
         import ray
         from ray.util.placement_group import get_current_placement_group, placement_group_table
 
+        # Asking for the runtime context outside Ray would start (or join) a Ray cluster.
+        if not ray.is_initialized():
+            return {}
         node = ray.get_runtime_context().get_node_id()
     except Exception:
         return {}

@@ -10,6 +10,7 @@ its duration (`state`), as a replica's own config would set it.
 from __future__ import annotations
 
 import contextlib
+import sys
 
 import openai
 import pytest
@@ -38,6 +39,15 @@ from serve_app.dialects.responses.store import ResponseStore
 from serve_app.governance.keys import KeyRecord
 from serve_app.ingress.app import configure, create_app
 from serve_app.kv import MemoryStore
+
+
+@pytest.fixture(autouse=True)
+def no_ray():
+    """No test here may start Ray: a Ray API called outside a replica starts a cluster of its own,
+    or hangs joining the one an earlier `ray start` recorded on this machine."""
+    yield
+    ray = sys.modules.get("ray")
+    assert ray is None or not ray.is_initialized(), "this test started Ray"
 
 
 @pytest.fixture(scope="session", autouse=True)
