@@ -83,26 +83,35 @@ $(PROMETHEUS):
 run: install
 	$(BIN)/python -m serve_app.launch $(if $(FRESH),--fresh) serve_config.yaml
 
-# Tier by tier, fastest first, so a broken change fails in seconds: unit and in-process (no
-# Ray), the engines in-process, the cold start on this machine's real CPU count (before any Ray
-# of the test session), then the served tier, the short stress runs and the clients our users
-# run on one Ray and one Serve (started once: about 25 s each time), and last the cluster tier
-# on several Ray nodes. Each run prints its own time. The client venvs (.venv-compat: minutes of unpacking wheels) are built
-# beside the first tiers and waited for before the served one, whose timings get the cores.
-EARLY_TIERS := "tests/unit tests/inprocess" tests/engine tests/cold
+# The unit and in-process tiers first (no Ray: a broken change fails in seconds), then two
+# lanes side by side, as the 2 cores are a third idle while Serve starts, polls and waits:
+# - the served tier and the short stress runs, on one Ray and one Serve (started once: about
+#   25 s each time);
+# - the engines in-process, the cold start on this machine's real CPU count (`make run` as a
+#   user runs it), the cluster tier on several Ray nodes (its own `ray start --head`, which
+#   `make run` would join, so it comes after the cold tier), and last the clients our users run
+#   (a Ray and a Serve of their own), whose venvs (.venv-compat: a minute of unpacking wheels)
+#   are built as the lane starts, beside its first tiers. Its output goes to .test-lane.log and
+#   is printed when both lanes end.
+# Each Ray keeps to its own: the served and compat tiers have a temp dir apart from `make run`'s,
+# the cluster harness stops only its own session's processes. Each pytest run prints its time.
 test: install $(PROMETHEUS)
-	@$(MAKE) --no-print-directory compat > .compat-build.log 2>&1 & build=$$!; \
-	for tier in $(EARLY_TIERS); do \
-		echo "== make test: $$tier"; $(BIN)/pytest -q $$tier || { kill $$build 2>/dev/null; exit 1; }; \
-	done; \
-	wait $$build || { cat .compat-build.log; echo "== make test: building the client venvs failed"; exit 1; }; \
-	echo "== make test: tests/served tests/stress tests/compat"; \
-	$(BIN)/pytest -q tests/served tests/stress tests/compat || exit 1; \
-	echo "== make test: tests/cluster"; $(CLUSTER_ENV) $(BIN)/pytest -q tests/cluster
+	@echo "== make test: tests/unit tests/inprocess"; $(BIN)/pytest -q tests/unit tests/inprocess || exit 1; \
+	( $(MAKE) --no-print-directory compat > .compat-build.log 2>&1 & build=$$!; \
+	  for tier in tests/engine tests/cold; do \
+	    echo "== make test: $$tier"; $(BIN)/pytest -q $$tier || { kill $$build; exit 1; }; done; \
+	  echo "== make test: tests/cluster"; $(CLUSTER_ENV) $(BIN)/pytest -q tests/cluster || { kill $$build; exit 1; }; \
+	  wait $$build || { cat .compat-build.log; echo "== make test: building the client venvs failed"; exit 1; }; \
+	  echo "== make test: tests/compat"; $(BIN)/pytest -q tests/compat ) > .test-lane.log 2>&1 & lane=$$!; \
+	echo "== make test: tests/served tests/stress"; $(BIN)/pytest -q tests/served tests/stress; served=$$?; \
+	wait $$lane; lane_rc=$$?; \
+	echo "== make test: the other lane (tests/engine tests/cold tests/cluster tests/compat), from .test-lane.log"; \
+	cat .test-lane.log; \
+	[ $$served -eq 0 ] && [ $$lane_rc -eq 0 ] || { echo "== make test: FAILED (served lane $$served, other lane $$lane_rc)"; exit 1; }
 
 # The cluster tier alone: serve_config.cluster.yaml on several Ray nodes on this machine, whose
 # node types come from cluster.yaml (tests/cluster/harness.py drives Ray's autoscaler, which
-# needs the `ray` command on PATH). It stops every Ray of this user when it ends.
+# needs the `ray` command on PATH). It stops its own Ray, and only that, when it ends.
 CLUSTER_ENV := PATH="$(abspath $(BIN)):$$PATH" RAY_AUTH_MODE=token
 test-cluster: install
 	$(CLUSTER_ENV) $(BIN)/pytest -q -s tests/cluster

@@ -10,6 +10,9 @@ import httpx
 import pytest
 from helpers import LLM, VLLM_APP, free_port, load_config, running_vllm, wait_for_apps, with_state_file
 
+# Short: Ray's unix sockets live under it, and a socket's path is limited to 107 bytes.
+SERVED_TEMP_DIR = "/tmp/ray-served"
+
 
 @pytest.fixture(scope="session")
 def serve_instance(tmp_path_factory):
@@ -20,8 +23,10 @@ def serve_instance(tmp_path_factory):
 
     # 2 real cores: oversubscribe logical CPUs so every replica (and the extra apps
     # some tests deploy) can be placed. Two pretend GPUs let tests check placement.
-    # "local": a new cluster of its own, never one Ray recorded earlier on this machine.
-    ray.init(address="local", num_cpus=8, num_gpus=2, log_to_driver=False)
+    # "local": a new cluster of its own, never one Ray recorded earlier on this machine. Its own
+    # temp dir: `make test` runs the cold tier's `make run` beside this tier, and a Ray head writes
+    # Prometheus's discovery file into its temp dir, which for `make run` is /tmp/ray.
+    ray.init(address="local", num_cpus=8, num_gpus=2, log_to_driver=False, _temp_dir=SERVED_TEMP_DIR)
     config = load_config()
     config["http_options"] = {"host": "127.0.0.1", "port": free_port()}
     with_state_file(config, tmp_path_factory.mktemp("state") / "state.db")  # never the user's own

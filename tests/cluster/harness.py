@@ -10,7 +10,10 @@ only counts them, nothing touches CUDA.
         ...
         cluster.kill_raylet(node_id)        # SIGKILL, no grace
 
-Needs the `ray` CLI on PATH (start and stop shell out to it). What it found on Ray 2.60:
+Needs the `ray` CLI on PATH (start shells out to it). It stops only its own Ray: every process
+whose command line names its session, and their children (the workers rename themselves), so
+another Ray on this machine (the served tier's, run beside this one by `make test`) is left
+alone. What it found on Ray 2.60:
 - the PyPI wheel lacks the harness's base config (fake_multi_node/example.yaml), so this
   subclass writes the whole config; autoscaler v2 reads that file itself and cannot run;
 - the fake provider names the head's type `ray.head.default`, whatever the config says;
@@ -202,7 +205,10 @@ class SmmfAutoscalingCluster(AutoscalingCluster):
     # head, never mutates head resources (the parent pops them, so a second start() would
     # lose the CPU count), and cleans up when `ray start` fails.
     def start(self, _system_config=None, override_env=None) -> "SmmfAutoscalingCluster":
-        subprocess.run(["ray", "stop", "--force"], check=True, capture_output=True)
+        # A cluster left by an earlier run that was killed still holds the GCS port.
+        leftover = session_on_gcs_port()
+        if leftover:
+            stop_session(leftover)
         fd, self._config_file = tempfile.mkstemp(prefix="smmf-fake-cluster-", suffix=".json")
         with os.fdopen(fd, "w") as f:
             json.dump(self._config, f)
@@ -241,23 +247,20 @@ class SmmfAutoscalingCluster(AutoscalingCluster):
         except BaseException:
             self.shutdown()
             raise
+        self.session = session_on_gcs_port()
         return self
 
     def shutdown(self) -> None:
-        """Stops every Ray process of this user (fake workers too) and removes the config."""
+        """Stops this cluster's Ray processes (fake workers too) and removes the config."""
         import ray
 
         if ray.is_initialized():
             ray.shutdown()
-        subprocess.run(["ray", "stop", "--force"], capture_output=True, timeout=120)
-        # `ray stop` finds processes by name; a fake node's raylet started by the autoscaler
-        # is found the same way. Anything still alive after it is reported, not hidden.
-        left = ray_processes()
-        if left:
-            time.sleep(2)
-            left = ray_processes()
-        if left:
-            print(f"WARNING: Ray processes left after ray stop: {left}")
+        session = getattr(self, "session", None) or session_on_gcs_port()
+        if session:
+            left = stop_session(session)
+            if left:
+                print(f"WARNING: Ray processes of {session} left after SIGKILL: {left}")
         if self._config_file and os.path.exists(self._config_file):
             os.unlink(self._config_file)
         try:
@@ -363,22 +366,54 @@ def node_type_of(pid: Optional[int]) -> Optional[str]:
         return None
 
 
-def ray_processes() -> list[tuple[int, str]]:
-    """(pid, name) of this user's Ray processes still running (for leak checks)."""
-    names = ("raylet", "gcs_server", "ray::", "dashboard", "monitor.py", "log_monitor",
-             "runtime_env", "default_worker", "plasma")
-    me = os.getuid()
-    out = []
-    for p in psutil.process_iter(["name", "cmdline", "uids"]):
+def session_on_gcs_port() -> Optional[str]:
+    """The session name of the Ray whose GCS listens on GCS_PORT (this harness's), if one runs."""
+    for p in psutil.process_iter(["name", "cmdline"]):
         try:
-            if p.info["uids"].real != me or p.pid == os.getpid():
-                continue
-            cmd = " ".join(p.info["cmdline"] or [])
-            if any(s in (p.info["name"] or "") or s in cmd for s in names) and "ray" in cmd.lower():
-                out.append((p.pid, (p.info["name"] or "") + " " + cmd[:80]))
+            cmd = p.info["cmdline"] or []
+            if p.info["name"] == "gcs_server" and f"--gcs_server_port={GCS_PORT}" in cmd:
+                return next((a.split("=", 1)[1] for a in cmd if a.startswith("--session-name=")), None)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
-    return out
+    return None
+
+
+def session_processes(session: str) -> list[psutil.Process]:
+    """Every live process of one Ray session: those whose command line names it (GCS, raylets,
+    dashboard, autoscaler, log monitors, the fake nodes' raylets) and all their descendants (the
+    workers, whose command lines read `ray::IDLE` and the like)."""
+    found: dict[int, psutil.Process] = {}
+    for p in psutil.process_iter(["cmdline"]):
+        try:
+            if p.pid != os.getpid() and any(session in a for a in p.info["cmdline"] or []):
+                for q in [p, *p.children(recursive=True)]:
+                    found[q.pid] = q
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return [p for p in found.values() if _alive(p)]
+
+
+def stop_session(session: str) -> list[int]:
+    """SIGKILLs a session's processes (as `ray stop --force` does, but for this session only);
+    returns the pids still alive after a few tries, for the caller to report."""
+    for _ in range(5):
+        procs = session_processes(session)
+        if not procs:
+            return []
+        for p in procs:
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(procs, timeout=3)
+    return [p.pid for p in session_processes(session)]
+
+
+def _alive(p: psutil.Process) -> bool:
+    try:
+        return p.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def wait_for(pred, timeout_s: float, interval_s: float = 0.25, what: str = "condition"):

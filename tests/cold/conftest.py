@@ -37,20 +37,26 @@ class Laptop:
     def start(self) -> None:
         log = open(self.log_path, "a")
         env = {**os.environ, "SMMF_API_KEYS": f"{OPERATOR_KEY}:admin"}
+        # SIGINT as a terminal leaves it: `make test` runs this tier in the background, where the
+        # shell has the tier ignore SIGINT, and an ignored signal stays ignored across exec.
         self.launcher = subprocess.Popen([sys.executable, "-m", "serve_app.launch", str(self.config_path)], cwd=ROOT,
-                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env,
+                                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         log.close()
         statuses = lambda: {m["model"]: m for m in self.client.get("/api/models/status").json()}  # noqa: E731
         wait_until(lambda: all(statuses().get(m, {}).get("phase") == "ready" for m in (LLM, EMBEDDER, RERANKER)),
                    300, "the default models did not all run")
 
-    def stop(self, sig: int = signal.SIGINT) -> None:
+    def stop(self, sig: int = signal.SIGINT) -> bool:
+        """True when `sig` alone stopped it; False when it had to be killed after 90 s."""
         os.killpg(self.launcher.pid, sig)  # Ctrl-C: serve run shuts its cluster down
         try:
             self.launcher.wait(timeout=90)
+            return True
         except subprocess.TimeoutExpired:
             os.killpg(self.launcher.pid, signal.SIGKILL)
             self.launcher.wait(timeout=30)
+            return False
 
 
 @pytest.fixture(scope="session")

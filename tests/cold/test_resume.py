@@ -34,7 +34,7 @@ def test_a_restarted_make_run_brings_back_models_keys_and_todays_tokens(laptop, 
     time.sleep(FLUSH_S + 1)  # the governor writes a key's tokens today every FLUSH_S seconds
 
     before, began = len(log.read_text()), time.monotonic()
-    laptop.stop(how)
+    assert laptop.stop(how), f"make run was still running 90 s after {how.name}"
     stopped = time.monotonic()
     laptop.start()
     print(f"\n[cold] make run stopped by {how.name} in {stopped - began:.1f}s, started again: every model ready "
