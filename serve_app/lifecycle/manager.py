@@ -8,8 +8,9 @@ applies the whole config back through the controller (what Serve's REST API
 Serve checkpoints that config, so a model started here survives restarts of the
 router, of replicas and of the controller.
 
-The manager is its own single-replica deployment beside the router: its lock makes
-concurrent read-modify-apply cycles take turns, so no call loses another's change.
+The manager is its own single-replica deployment beside the router. Changes take turns
+(group_commit.py), so no call loses another's change, and the changes that arrive while one
+is applied are applied together: a burst of N starts costs one more apply, not N.
 """
 
 import asyncio
@@ -26,7 +27,6 @@ from ray.serve.schema import ServeDeploySchema, ServeInstanceDetails
 from deployments.llm import parallel_options
 from serve_app.config.router import SourcePolicy
 from serve_app.config.workers import DEFAULT_ACTOR_OPTIONS, LLMArgs
-from serve_app.errors import last_line
 from serve_app.kv import Store, gcs
 from serve_app.lifecycle import catalog
 from serve_app.lifecycle.changes import ChangeResult, ModelChange
@@ -44,6 +44,8 @@ from serve_app.lifecycle.config_edits import (
     updated_app_config,
     worker_type_of,
 )
+from serve_app.lifecycle.group_commit import GroupCommit
+from serve_app.lifecycle.pending import pending_reason
 from serve_app.lifecycle.placement import autoscaler_node_types, group_never_fits, never_fits, replica_needs
 from serve_app.lifecycle.resume import bring_back, resume
 from serve_app.serving.routing_table import TablePublisher
@@ -75,7 +77,7 @@ class ModelManager:
         self.store = store  # the stopped-model catalog's
         self.default_timeout_s = default_timeout_s
         self.node_types = node_types or {}
-        self._lock = asyncio.Lock()
+        self.changes = GroupCommit(self._apply_together)
         self.table = TablePublisher(lambda: _controller("get_serve_instance_details"), table_interval_s)
         # Serve runs a constructor on the replica's event loop: the resume starts with the replica.
         self._resuming = asyncio.get_running_loop().create_task(resume(self, _controller))
@@ -93,18 +95,7 @@ class ModelManager:
         started = time.monotonic()
         timeout_s = req.timeout_s or self.default_timeout_s
         try:
-            async with self._lock:
-                raw = await _controller("get_serve_instance_details")
-                targets_now = await _controller("get_app_configs")
-                config = self._deploy_config(raw, targets_now)
-                apps = {app["name"]: app for app in config["applications"]}
-                stopped = catalog.stopped(self.store)
-                targets = self._edit(apps, stopped, req)
-                refuse_what_never_fits(apps, targets, node_shapes(self.node_types))
-                config["applications"] = list(apps.values())
-                applied_at = time.time()
-                await _controller("apply_config", ServeDeploySchema(**config))
-                self._update_catalog(req, targets, stopped, targets_now, apps)
+            targets, applied_at = await self.changes.submit(req)
             logger.info("management %s model=%s targets=%s applied", req.apply_type, req.model, targets)
             await self.table.publish()
             if not req.wait:  # the caller follows the change on GET /api/models/status
@@ -116,6 +107,42 @@ class ModelManager:
         except ManagementError as exc:
             logger.info("management %s model=%s failed (%d): %s", req.apply_type, req.model, exc.status_code, exc)
             return ChangeResult(exc.status_code, str(exc), False, time.monotonic() - started)
+
+    async def _apply_together(self, batch: list[tuple[ModelChange, asyncio.Future]]) -> list:
+        """The changes waiting at this moment (group_commit.py): one read of Serve's config, each
+        change's edit in turn (a refused one fails alone), one apply. A change to a model that an
+        earlier change of this pass touched, and every change after it, waits for the next pass."""
+        raw = await _controller("get_serve_instance_details")
+        targets_now = await _controller("get_app_configs")
+        config = self._deploy_config(raw, targets_now)
+        apps = {app["name"]: app for app in config["applications"]}
+        stopped = catalog.stopped(self.store)
+        shapes = node_shapes(self.node_types)
+        taken, deferred, touched = [], [], set()
+        for req, done in batch:
+            if deferred or req.model in touched or (req.model is None and touched):
+                deferred.append((req, done))
+                continue
+            edited = dict(apps)  # the edits replace an application's dict, never change it
+            try:
+                targets = self._edit(edited, stopped, req)
+                refuse_what_never_fits(edited, targets, shapes)
+            except ManagementError as exc:
+                done.set_exception(exc)
+                continue
+            apps = edited
+            touched.update(targets or ["*"])
+            taken.append((req, done, targets))
+        if taken:
+            config["applications"] = list(apps.values())
+            applied_at = time.time()
+            await _controller("apply_config", ServeDeploySchema(**config))
+            for req, done, targets in taken:
+                self._update_catalog(req, targets, stopped, targets_now, apps)
+                done.set_result((targets, applied_at))
+            logger.info("management applied %d change(s) in one pass: %s", len(taken),
+                        ", ".join(f"{req.apply_type} {req.model or 'every model'}" for req, _, _ in taken))
+        return deferred
 
     def _update_catalog(self, req: ModelChange, targets: list[str], stopped: dict, before: dict,
                         after: dict[str, dict]) -> None:
@@ -199,7 +226,7 @@ class ModelManager:
             details = ServeInstanceDetails(**raw)
             pending = {}
             for name in targets:
-                problem = _pending_reason(details, name, removed, applied_at)
+                problem = pending_reason(details, name, removed, applied_at)
                 if problem and problem.startswith("failed"):
                     raise ModelFailed(f"model '{name}' {problem}")
                 if problem and problem.startswith("cancelled"):
@@ -251,50 +278,3 @@ def refuse_what_never_fits(apps: dict[str, dict], targets: list[str], shapes: li
                                    group.get("placement_group_strategy", "PACK"), shapes)
         if why:
             raise CannotPlace(why)
-
-
-def _resource_gap(app) -> str:
-    """What a replica waits for, when no node has free what one replica needs.
-
-    Read from the app's config, not its live deployments: those appear only once the
-    app is built, and a model stuck on resources should say so from the start. (A need
-    no node could ever meet was refused before applying: see refuse_what_never_fits.)
-    """
-    free = ray.available_resources()
-    config = app.deployed_app_config
-    for dep in config.deployments if config else []:
-        options = dep.ray_actor_options
-        if not options or not hasattr(options, "num_cpus"):  # unset: the code's defaults apply
-            continue
-        need = replica_needs(options.model_dump(exclude_unset=True))
-        short = {k: v for k, v in need.items() if v > free.get(k, 0)}
-        if short:
-            have = {k: round(free.get(k, 0), 3) for k in short}
-            return (
-                f" (waiting for resources: each replica of {dep.name} needs {short}, free now {have}: other "
-                "replicas hold the rest; stop one, or an autoscaler may add a node)"
-            )
-    return ""
-
-
-def _pending_reason(details: ServeInstanceDetails, name: str, removed: bool, applied_at: float) -> Optional[str]:
-    """None when `name` has reached its goal; 'failed: ...' when it never will; else what it waits for."""
-    app = details.applications.get(name)
-    if removed:
-        return None if app is None else f"is still {app.status.value}"
-    if app is None:
-        return "cancelled: it was stopped before it was ready"
-    status = app.status.value
-    deployment_messages = " ".join(d.message for d in app.deployments.values() if d.message)
-    if status == "DEPLOY_FAILED":
-        return f"failed to deploy: {last_line(deployment_messages or app.message)}"
-    if app.last_deployed_time_s + 1 < applied_at:
-        return "waits for the controller to take the new config"
-    if status != "RUNNING":
-        return f"is {status}" + (f": {deployment_messages}" if deployment_messages else "") + _resource_gap(app)
-    for dep in app.deployments.values():
-        if dep.status.value == "UNHEALTHY":
-            return f"failed: deployment {dep.name} is unhealthy: {last_line(dep.message)}"
-        if dep.status.value != "HEALTHY":
-            return f"deployment {dep.name} is {dep.status.value}"
-    return None

@@ -41,7 +41,7 @@ async def bring_back(manager, controller) -> list[str]:
     kept = catalog.running(manager.store)
     if not kept:
         return []
-    async with manager._lock:
+    async with manager.changes.turn:  # no pass of other changes meanwhile (group_commit.py)
         raw = await controller("get_serve_instance_details")
         targets_now = await controller("get_app_configs")
         missing = {name: app for name, app in kept.items() if name not in targets_now}

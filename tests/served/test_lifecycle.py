@@ -2,6 +2,7 @@
 
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from helpers import (
@@ -168,8 +169,19 @@ def test_a_start_shows_its_phases_and_a_stop_cancels_it(client):
         starting.join(timeout=60)
 
 
-def test_concurrent_management_calls_keep_every_change(client):
-    names = ["concurrent-a", "concurrent-b"]
+def manager_passes(verb: str, names: list[str]) -> int:
+    """How many of the manager's applies carried `verb` changes to `names` (its log's pass lines)."""
+    import ray
+
+    logs = Path(ray._private.worker._global_node.get_logs_dir_path()) / "serve"
+    lines = "".join(p.read_text(errors="ignore") for p in logs.glob("replica_router_manager_*.log")).splitlines()
+    return sum(1 for line in lines if "in one pass:" in line and any(f"{verb} {n}" in line for n in names))
+
+
+def test_concurrent_management_calls_keep_every_change_and_share_applies(client):
+    """Six starts at once, then six stops: every change is kept, and they are applied together
+    (lifecycle/group_commit.py), not as six full applies of Serve's config in a row."""
+    names = [f"concurrent-{i}" for i in range(6)]
     results = {}
 
     def start(name):
@@ -182,11 +194,13 @@ def test_concurrent_management_calls_keep_every_change(client):
         assert all(results[n]["success"] for n in names), results
         assert set(names) <= set(deployed_configs())
         assert all(ask(client, n) == 200 for n in names)
+        assert manager_passes("start", names) <= 3, "the burst of starts was applied one by one"
     finally:
         threads = [threading.Thread(target=lambda n=n: apply(client, model=n, apply_type="stop")) for n in names]
         [t.start() for t in threads]
         [t.join() for t in threads]
     assert not set(names) & set(deployed_configs())
+    assert manager_passes("stop", names) <= 3, "the burst of stops was applied one by one"
 
 
 def test_started_model_survives_router_and_controller_restarts(client):
