@@ -73,11 +73,22 @@ class EngineMetrics:
         if hit_tokens:
             self.prefix_cache_hits.inc(hit_tokens)
 
-    def record_request(self, prompt_tokens: int, completion_tokens: int, first_token_at: Optional[float]) -> None:
-        """A request's counts once it ends; `first_token_at` is its first token's perf_counter time."""
-        self.prompt_tokens.inc(prompt_tokens)
+    def first_token(self, seconds: float, adapter: Optional[str] = None) -> None:
+        """A request's time to its first token; a LoRA adapter's request is counted under its name."""
+        self.time_to_first_token.observe(seconds, _as(adapter))
+
+    def record_request(self, prompt_tokens: int, completion_tokens: int, first_token_at: Optional[float],
+                       adapter: Optional[str] = None) -> None:
+        """A request's counts once it ends; `first_token_at` is its first token's perf_counter time.
+        A LoRA adapter's request is counted under the adapter's name, as clients call it."""
+        self.prompt_tokens.inc(prompt_tokens, _as(adapter))
         if completion_tokens:
-            self.completion_tokens.inc(completion_tokens)
+            self.completion_tokens.inc(completion_tokens, _as(adapter))
         if first_token_at is not None and completion_tokens > 1:
             per_token = (time.perf_counter() - first_token_at) / (completion_tokens - 1)
-            self.time_per_output_token.observe(per_token)
+            self.time_per_output_token.observe(per_token, _as(adapter))
+
+
+def _as(adapter: Optional[str]) -> Optional[dict]:
+    # A new dict each call (Serve adds its tags to the one it is given); None: the default tags.
+    return {"model": adapter} if adapter else None

@@ -159,7 +159,7 @@ class VLLMEngine(TokenizerPrompts, LLMEngine):
                 tokens += len(completion.token_ids)
                 if tokens and first_token_at is None:
                     first_token_at = time.perf_counter()
-                    self.metrics.time_to_first_token.observe(first_token_at - arrived)
+                    self.metrics.first_token(first_token_at - arrived)
                 finish = None
                 if output.finished:
                     finish = _FINISH.get(completion.finish_reason)

@@ -53,6 +53,36 @@ def test_adapters_change_their_answer_and_share_a_batch_with_the_base(engine, pa
     assert together == [solo[None], solo["sql"], solo["poet"], solo[None], solo["sql"]], "one batch, each row its own"
 
 
+class Recorder:
+    """Stands in for one of the engine's Ray metrics: the tags each value was recorded with."""
+
+    def __init__(self):
+        self.tags = []
+
+    def inc(self, value, tags=None):
+        self.tags.append(tags)
+
+    observe = inc
+
+
+def test_an_adapters_requests_count_under_its_name_in_the_engines_metrics(engine, paths, monkeypatch):
+    names = ("prompt_tokens", "completion_tokens", "time_to_first_token", "time_per_output_token")
+    recorders = {name: Recorder() for name in names}
+    for name, recorder in recorders.items():
+        monkeypatch.setattr(engine.metrics, name, recorder)
+
+    async def scenario():
+        await engine.load_adapter("sql", paths["sql"])
+        try:
+            return await text(engine, ask("sql")), await text(engine, ask())
+        finally:
+            await engine.unload_adapter("sql")
+
+    asyncio.run(scenario())
+    for name, recorder in recorders.items():
+        assert recorder.tags == [{"model": "sql"}, None], (name, recorder.tags)  # None: the base's default tags
+
+
 def test_an_adapter_let_go_leaves_once_its_rows_are_done(engine, paths):
     async def scenario():
         await engine.load_adapter("sql", paths["sql"])

@@ -6,6 +6,7 @@ while requests for both run at once."""
 
 from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import openai
 import pytest
 from adapters import make_adapter
@@ -16,7 +17,7 @@ QUESTION = "What is the capital of France?"
 
 
 @pytest.fixture(scope="module")
-def adapters(serve_instance, tmp_path_factory):
+def adapters(serve_instance, base_url, tmp_path_factory):
     home = tmp_path_factory.mktemp("lora")
     paths = {"sql-lora": make_adapter(home / "sql", seed=1), "poet-lora": make_adapter(home / "poet", seed=2),
              "broken-lora": str(home / "never-written")}
@@ -26,6 +27,9 @@ def adapters(serve_instance, tmp_path_factory):
     deploy({**serve_instance, "applications": serve_instance["applications"] + [app]})
     try:
         wait_for_apps([BASE])
+        # Deployed outside the manager (as `serve deploy` is): the ingress's table has it within a second.
+        wait_until(lambda: "sql-lora" in [m["id"] for m in httpx.get(f"{base_url}/v1/models").json()["data"]], 30,
+                   "the adapters in /v1/models")
         yield paths
     finally:
         deploy(serve_instance)

@@ -59,6 +59,32 @@ def test_a_key_limited_to_one_model_is_refused_the_other_and_does_not_see_it(gov
         assert [m["id"] for m in http.get("/v1/models").json()["data"]] == ["gov-a"]
 
 
+def test_a_keys_models_and_limits_hold_for_an_adapter_by_its_own_name(governed, base_url, tmp_path):
+    """A LoRA adapter is a model to keys too (#31): a key for its base alone may not call it or
+    see it, a key that names it may, within its own limits. (The simulated engine loads no
+    weights: the files are not read.)"""
+    (tmp_path / "gov-lora").mkdir()
+    apply(governed, model="gov-a", apply_type="update_params",
+          params={"lora_modules": {"gov-a-lora": str(tmp_path / "gov-lora")}})
+    try:
+        wait_until(lambda: "gov-a-lora" in [m["id"] for m in governed.get("/v1/models").json()["data"]], 30,
+                   "the adapter in /v1/models")
+        base_only, _ = new_key(governed, models=["gov-a"])
+        adapter_too, _ = new_key(governed, models=["gov-a", "gov-a-lora"], limits={"requests_per_minute": 2})
+        with as_key(base_url, base_only) as http:
+            refused = chat(http, "gov-a-lora")
+            assert refused.status_code == 403 and "gov-a-lora" in refused.json()["error"]["message"], refused.text
+            assert [m["id"] for m in http.get("/v1/models").json()["data"]] == ["gov-a"]
+        with as_key(base_url, adapter_too) as http:
+            answers = [chat(http, "gov-a-lora") for _ in range(3)]  # every request counts, a listing too
+            assert [r.status_code for r in answers] == [200, 200, 429], [r.text for r in answers]
+            assert answers[0].json()["model"] == "gov-a-lora"
+        with as_key(base_url, new_key(governed, models=["gov-a", "gov-a-lora"])[0]) as http:
+            assert {m["id"] for m in http.get("/v1/models").json()["data"]} == {"gov-a", "gov-a-lora"}
+    finally:
+        apply(governed, model="gov-a", apply_type="update_params", params={"lora_modules": {"gov-a-lora": None}})
+
+
 def test_requests_per_minute_hold_across_two_ingress_replicas(governed, base_url):
     key, key_id = new_key(governed, limits={"requests_per_minute": 6})
     with as_key(base_url, key) as http:

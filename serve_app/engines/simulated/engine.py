@@ -135,7 +135,7 @@ class SimulatedEngine(CompletionBudget, LLMEngine):
                 made += 1
                 if first_token_at is None:
                     first_token_at = time.perf_counter()
-                    self.metrics.time_to_first_token.observe(first_token_at - arrived)
+                    self.metrics.first_token(first_token_at - arrived, request.adapter)
                 text, stopped = shown.feed(next(words), final=made >= max_new)
                 finish = "stop" if stopped else "length" if made >= max_new else None
                 if finish or text or made == 1:
@@ -144,7 +144,7 @@ class SimulatedEngine(CompletionBudget, LLMEngine):
                                           stop_string=shown.matched)
         finally:
             await self._give_slot()
-            self.metrics.record_request(prompt_tokens, made, first_token_at)
+            self.metrics.record_request(prompt_tokens, made, first_token_at, request.adapter)
 
     async def _prefill(self, prompt: str) -> Optional[int]:
         """`simulated_ttft_ms`, then the prompt tokens its prefix cache lacks, one prompt at a time;

@@ -109,7 +109,7 @@ class TransformersEngine(TokenizerPrompts, LLMEngine):
                         scored.append(self._logprob(token, score))
                     if first_token_at is None:
                         first_token_at = time.perf_counter()
-                        self.metrics.time_to_first_token.observe(first_token_at - arrived)
+                        self.metrics.first_token(first_token_at - arrived, request.adapter)
                 text, stopped = shown.feed(new_text, final=done)
                 ids = decoder.ids
                 if stopped:
@@ -131,7 +131,7 @@ class TransformersEngine(TokenizerPrompts, LLMEngine):
                     first, scored = False, []
         finally:
             self.scheduler.close(seq)  # the consumer is done or gone: free the row's slot
-            self.metrics.record_request(len(seq.prompt_ids), len(decoder.ids), first_token_at)
+            self.metrics.record_request(len(seq.prompt_ids), len(decoder.ids), first_token_at, request.adapter)
 
     def _logprob(self, token: int, score: TokenScore) -> TokenLogprob:
         top = [TokenAlternative(t, self.tokenizer.decode([t]), lp) for t, lp in score.top]
