@@ -109,6 +109,13 @@ class RouterArgs(BaseModel):
             "(and a node to be added); past it, 503 with Retry-After, or the model's fallbacks answer."
         ),
     )
+    remove_models: list[str] = Field(
+        default_factory=list, description=(
+            "Models started through the API that this config removes for good. A `serve deploy` of a config "
+            "that leaves out such a model does not stop it: the manager starts it again within seconds. "
+            "Named here, it is stopped (remembered with its last config, as a stop through the API does)."
+        ),
+    )
     apply_timeout_s: float = Field(
         default=300, gt=0, description="How long a management call waits for its change, unless the request says."
     )

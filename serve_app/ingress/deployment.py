@@ -59,5 +59,5 @@ def build_app(args: dict) -> Application:
     configured = configured_keys(router_args.api_keys, router_args.api_keys_env)
     store = open_store(router_args.state.store, router_args.state.path)  # travels to replicas as its path
     manager = ModelManager.bind(router_args.sources, router_args.apply_timeout_s, router_args.node_types,
-                                router_args.registry_ttl_s, store)
+                                router_args.registry_ttl_s, store, tuple(router_args.remove_models))
     return Ingress.bind(router_args, manager, Governor.bind(configured, store), store)

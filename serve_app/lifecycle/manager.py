@@ -47,7 +47,7 @@ from serve_app.lifecycle.config_edits import (
 from serve_app.lifecycle.group_commit import GroupCommit
 from serve_app.lifecycle.pending import pending_reason
 from serve_app.lifecycle.placement import autoscaler_node_types, group_never_fits, never_fits, replica_needs
-from serve_app.lifecycle.resume import bring_back, resume
+from serve_app.lifecycle.resume import bring_back, forget_removed, resume
 from serve_app.serving.routing_table import TablePublisher
 
 logger = logging.getLogger("ray.serve")
@@ -72,14 +72,16 @@ async def _controller(method: str, *args):
 @serve.deployment(name="manager", num_replicas=1, max_ongoing_requests=64, ray_actor_options={"num_cpus": 0})
 class ModelManager:
     def __init__(self, policy: SourcePolicy, default_timeout_s: float, node_types: Optional[dict] = None,
-                 table_interval_s: float = 1.0, store: Store = gcs):
+                 table_interval_s: float = 1.0, store: Store = gcs, remove_models: tuple[str, ...] = ()):
         self.policy = policy
         self.store = store  # the stopped-model catalog's
         self.default_timeout_s = default_timeout_s
         self.node_types = node_types or {}
         self.changes = GroupCommit(self._apply_together)
         self.table = TablePublisher(lambda: _controller("get_serve_instance_details"), table_interval_s)
-        # Serve runs a constructor on the replica's event loop: the resume starts with the replica.
+        forget_removed(store, list(remove_models))
+        # Serve runs a constructor on the replica's event loop: the resume (then the keeping of
+        # what was started through the API) starts with the replica and runs for its life.
         self._resuming = asyncio.get_running_loop().create_task(resume(self, _controller))
 
     async def restore(self) -> list[str]:

@@ -13,6 +13,7 @@ from helpers import (
     SIMULATED,
     apply,
     ask,
+    deploy,
     deployed_configs,
     details,
     embed,
@@ -20,6 +21,7 @@ from helpers import (
     smmf,
     start_simulated,
     wait_for_apps,
+    wait_until,
 )
 
 
@@ -169,13 +171,16 @@ def test_a_start_shows_its_phases_and_a_stop_cancels_it(client):
         starting.join(timeout=60)
 
 
-def manager_passes(verb: str, names: list[str]) -> int:
-    """How many of the manager's applies carried `verb` changes to `names` (its log's pass lines)."""
+def manager_log() -> list[str]:
     import ray
 
     logs = Path(ray._private.worker._global_node.get_logs_dir_path()) / "serve"
-    lines = "".join(p.read_text(errors="ignore") for p in logs.glob("replica_router_manager_*.log")).splitlines()
-    return sum(1 for line in lines if "in one pass:" in line and any(f"{verb} {n}" in line for n in names))
+    return "".join(p.read_text(errors="ignore") for p in logs.glob("replica_router_manager_*.log")).splitlines()
+
+
+def manager_passes(verb: str, names: list[str]) -> int:
+    """How many of the manager's applies carried `verb` changes to `names` (its log's pass lines)."""
+    return sum(1 for line in manager_log() if "in one pass:" in line and any(f"{verb} {n}" in line for n in names))
 
 
 def test_concurrent_management_calls_keep_every_change_and_share_applies(client):
@@ -226,6 +231,22 @@ def test_started_model_survives_router_and_controller_restarts(client):
         wait_for_apps(["router", "persistent", LLM], timeout_s=120)
     finally:
         assert apply(client, model="persistent", apply_type="stop")["success"]
+
+
+def test_a_config_that_leaves_out_a_model_started_through_the_api_does_not_stop_it(serve_instance, client):
+    """`serve deploy` of the session's config, which lacks a model started through the API (#32):
+    the manager starts it again within seconds (lifecycle/resume.py's keep), and says so."""
+    assert start_simulated(client, "kept-on-deploy")["success"]
+    try:
+        deploy(serve_instance)
+        wait_until(lambda: any("started them again: kept-on-deploy" in line for line in manager_log()), 60,
+                   "the manager to notice the config left kept-on-deploy out")
+        wait_until(lambda: "kept-on-deploy" in deployed_configs() and ask(client, "kept-on-deploy") == 200, 60,
+                   "kept-on-deploy to answer again")
+    finally:
+        assert apply(client, model="kept-on-deploy", apply_type="stop")["success"]
+    time.sleep(6)  # longer than the manager's look: a model stopped through the API stays stopped
+    assert "kept-on-deploy" not in deployed_configs()
 
 
 def test_a_stopped_model_starts_again_by_name_as_it_was(client):

@@ -67,3 +67,17 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path):
         assert proc.returncode == 0
     store = SqliteStore(path)
     assert len(store.items("a/")) == len(store.items("b/")) == 300
+
+
+def test_a_config_removes_a_model_started_through_the_api_by_naming_it(tmp_path):
+    """The router's `remove_models` (lifecycle/resume.py): the named model is no longer kept as
+    started, and is remembered as stopped with its last config; the others stay kept."""
+    from serve_app.lifecycle import catalog
+    from serve_app.lifecycle.resume import forget_removed
+
+    store = SqliteStore(str(tmp_path / "state.db"))
+    catalog.record_running(store, "kept", {"name": "kept", "args": {"source": "simulated"}})
+    catalog.record_running(store, "gone", {"name": "gone", "args": {"source": "simulated"}})
+    forget_removed(store, ["gone", "never-started"])
+    assert set(catalog.running(store)) == {"kept"}
+    assert catalog.stopped(store) == {"gone": {"name": "gone", "args": {"source": "simulated"}}}
