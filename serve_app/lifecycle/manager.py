@@ -148,8 +148,11 @@ class ModelManager:
 
     def _update_catalog(self, req: ModelChange, targets: list[str], stopped: dict, before: dict,
                         after: dict[str, dict]) -> None:
-        """A stopped model is remembered with its last config, unless it is to be forgotten; a
-        started, updated or restarted one is recorded as running, for a new cluster to resume."""
+        """A stopped model is remembered with its last config, unless it is to be forgotten; one
+        started through the API is recorded as running (and again as it is updated or restarted),
+        for a new cluster to resume and a new config not to drop (resume.py). A model of the
+        operator's config updated through the API is not: the config that removes it means it."""
+        started_here = catalog.running(self.store)
         for name in targets:
             if req.apply_type == "stop":
                 catalog.drop_running(self.store, name)
@@ -157,7 +160,7 @@ class ModelManager:
                     catalog.forget(self.store, name)
                 else:
                     catalog.remember(self.store, name, before[name].model_dump(exclude_unset=True))
-            else:
+            elif req.apply_type == "start" or name in started_here:
                 catalog.record_running(self.store, name, after[name])
                 if name in stopped:  # started again
                     catalog.forget(self.store, name)

@@ -235,7 +235,14 @@ def test_started_model_survives_router_and_controller_restarts(client):
 
 def test_a_config_that_leaves_out_a_model_started_through_the_api_does_not_stop_it(serve_instance, client):
     """`serve deploy` of the session's config, which lacks a model started through the API (#32):
-    the manager starts it again within seconds (lifecycle/resume.py's keep), and says so."""
+    the manager starts it again within seconds (lifecycle/resume.py's keep), and says so. A model
+    of an operator's config, only updated through the API, is the config's: it stays removed."""
+    operators = {"name": "operators-model", "route_prefix": None, "import_path": "deployments.llm:build_app",
+                 "args": {"source": "simulated", "engine": "simulated"},
+                 "deployments": [{"name": "llm", "ray_actor_options": {"num_cpus": 0.01}}]}
+    deploy({**serve_instance, "applications": serve_instance["applications"] + [operators]})
+    wait_for_apps(["operators-model"])
+    apply(client, model="operators-model", apply_type="update_params", params={"max_new_tokens": 64})
     assert start_simulated(client, "kept-on-deploy")["success"]
     try:
         deploy(serve_instance)
@@ -243,10 +250,11 @@ def test_a_config_that_leaves_out_a_model_started_through_the_api_does_not_stop_
                    "the manager to notice the config left kept-on-deploy out")
         wait_until(lambda: "kept-on-deploy" in deployed_configs() and ask(client, "kept-on-deploy") == 200, 60,
                    "kept-on-deploy to answer again")
+        assert "operators-model" not in deployed_configs(), "the config removed its own model, updated or not"
     finally:
         assert apply(client, model="kept-on-deploy", apply_type="stop")["success"]
     time.sleep(6)  # longer than the manager's look: a model stopped through the API stays stopped
-    assert "kept-on-deploy" not in deployed_configs()
+    assert not {"kept-on-deploy", "operators-model"} & set(deployed_configs())
 
 
 def test_a_stopped_model_starts_again_by_name_as_it_was(client):
