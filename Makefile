@@ -90,18 +90,18 @@ run: install
 # - the engines in-process, the cold start on this machine's real CPU count (`make run` as a
 #   user runs it), the cluster tier on several Ray nodes (its own `ray start --head`, which
 #   `make run` would join, so it comes after the cold tier), and last the clients our users run
-#   (a Ray and a Serve of their own), whose venvs (.venv-compat: a minute of unpacking wheels)
-#   are built as the lane starts, beside its first tiers. Its output goes to .test-lane.log and
+#   (a Ray and a Serve of their own), whose venvs (.venv-compat: a minute of downloading and
+#   unpacking wheels) are built from the first tier on. Its output goes to .test-lane.log and
 #   is printed when both lanes end.
 # Each Ray keeps to its own: the served and compat tiers have a temp dir apart from `make run`'s,
 # the cluster harness stops only its own session's processes. Each pytest run prints its time.
 test: install $(PROMETHEUS)
-	@echo "== make test: tests/unit tests/inprocess"; $(BIN)/pytest -q tests/unit tests/inprocess || exit 1; \
-	( $(MAKE) --no-print-directory compat > .compat-build.log 2>&1 & build=$$!; \
-	  for tier in tests/engine tests/cold; do \
-	    echo "== make test: $$tier"; $(BIN)/pytest -q $$tier || { kill $$build; exit 1; }; done; \
-	  echo "== make test: tests/cluster"; $(CLUSTER_ENV) $(BIN)/pytest -q tests/cluster || { kill $$build; exit 1; }; \
-	  wait $$build || { cat .compat-build.log; echo "== make test: building the client venvs failed"; exit 1; }; \
+	@rm -f .compat-build.rc; ( $(MAKE) --no-print-directory compat > .compat-build.log 2>&1; echo $$? > .compat-build.rc ) & \
+	echo "== make test: tests/unit tests/inprocess"; $(BIN)/pytest -q tests/unit tests/inprocess || exit 1; \
+	( for tier in tests/engine tests/cold; do echo "== make test: $$tier"; $(BIN)/pytest -q $$tier || exit 1; done; \
+	  echo "== make test: tests/cluster"; $(CLUSTER_ENV) $(BIN)/pytest -q tests/cluster || exit 1; \
+	  while [ ! -f .compat-build.rc ]; do sleep 1; done; \
+	  [ "$$(cat .compat-build.rc)" = 0 ] || { cat .compat-build.log; echo "== make test: building the client venvs failed"; exit 1; }; \
 	  echo "== make test: tests/compat"; $(BIN)/pytest -q tests/compat ) > .test-lane.log 2>&1 & lane=$$!; \
 	echo "== make test: tests/served tests/stress"; $(BIN)/pytest -q tests/served tests/stress; served=$$?; \
 	wait $$lane; lane_rc=$$?; \
