@@ -64,10 +64,11 @@ async def resume(manager, controller) -> None:
 async def bring_back(manager, controller) -> list[str]:
     """The models the store says were started through the API and Serve's config lacks, applied
     as one change; their names. Also what an import of a backup ends with (serve_app/state)."""
-    kept = catalog.running(manager.store)
-    if not kept:
+    if not catalog.running(manager.store):
         return []
     async with manager.changes.turn:  # no pass of other changes meanwhile (group_commit.py)
+        # Read again under the turn: a stop applied while this waited for it has dropped its model.
+        kept = catalog.running(manager.store)
         targets_now = await controller("get_app_configs")  # small: the whole state only when needed
         missing = {name: app for name, app in kept.items() if name not in targets_now}
         if not missing:
