@@ -55,21 +55,18 @@ class Governor:
         self.store = store
         self.configured = {r.id: r for r in configured}
         self.usage: dict[str, KeyUsage] = {}
-        self.reload_now()
+        self.reload()
         self._dirty: set[str] = set()
         self._askers: dict[str, float] = {}  # ingress replica -> when it last asked for a lease
         self._flusher: Optional[asyncio.Task] = None
 
-    def reload_now(self) -> None:
-        """Keys made through the API and today's counts, as the store has them."""
+    def reload(self) -> int:
+        """Keys made through the API and today's counts, as the store has them (at start, and
+        again after an imported backup wrote it: serve_app/state); the keys held."""
         self.created = {r.id: r for r in map(KeyRecord.model_validate_json, self.store.items(KEYS).values())}
         for key_id, raw in self.store.items(DAY_USAGE).items():
             day = json.loads(raw)
             self.usage[key_id] = KeyUsage(day=day["day"], day_tokens=day["tokens"])
-
-    async def reload(self) -> int:
-        """Read the store again (an imported backup wrote it: serve_app/state); the keys held."""
-        self.reload_now()
         return len(self.created)
 
     def _keys(self) -> dict[str, KeyRecord]:

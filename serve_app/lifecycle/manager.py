@@ -118,7 +118,7 @@ class ModelManager:
         targets_now = await _controller("get_app_configs")
         config = self._deploy_config(raw, targets_now)
         apps = {app["name"]: app for app in config["applications"]}
-        stopped = catalog.stopped(self.store)
+        stopped, started_here = catalog.stopped(self.store), catalog.running(self.store)
         shapes = node_shapes(self.node_types)
         taken, deferred, touched = [], [], set()
         for req, done in batch:
@@ -140,19 +140,20 @@ class ModelManager:
             applied_at = time.time()
             await _controller("apply_config", ServeDeploySchema(**config))
             for req, done, targets in taken:
-                self._update_catalog(req, targets, stopped, targets_now, apps)
+                self._update_catalog(req, targets, stopped, started_here, targets_now, apps)
                 done.set_result((targets, applied_at))
             logger.info("management applied %d change(s) in one pass: %s", len(taken),
                         ", ".join(f"{req.apply_type} {req.model or 'every model'}" for req, _, _ in taken))
         return deferred
 
-    def _update_catalog(self, req: ModelChange, targets: list[str], stopped: dict, before: dict,
-                        after: dict[str, dict]) -> None:
+    def _update_catalog(self, req: ModelChange, targets: list[str], stopped: dict, started_here: dict,
+                        before: dict, after: dict[str, dict]) -> None:
         """A stopped model is remembered with its last config, unless it is to be forgotten; one
         started through the API is recorded as running (and again as it is updated or restarted),
         for a new cluster to resume and a new config not to drop (resume.py). A model of the
-        operator's config updated through the API is not: the config that removes it means it."""
-        started_here = catalog.running(self.store)
+        operator's config updated through the API is not: the config that removes it means it.
+        `stopped` and `started_here` are the catalog as the pass read it: no other change of the
+        pass touches these targets (_apply_together defers it)."""
         for name in targets:
             if req.apply_type == "stop":
                 catalog.drop_running(self.store, name)
