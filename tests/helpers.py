@@ -122,6 +122,13 @@ def deployed_configs() -> dict[str, dict]:
     return {name: app["deployed_app_config"] for name, app in details()["applications"].items()}
 
 
+def target_configs() -> dict[str, dict]:
+    """The applications Serve's config holds: those it is deleting (their replicas still draining,
+    Serve's details still list them) left out."""
+    return {name: app["deployed_app_config"] for name, app in details()["applications"].items()
+            if app["status"] != "DELETING"}
+
+
 def ongoing(app: str) -> list[int]:
     """Requests in flight on each running replica of an application."""
     import ray
