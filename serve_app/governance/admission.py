@@ -188,13 +188,21 @@ class Admission:
         the governor at once (the limit must see them); any other gathers its counts for
         COUNT_EVERY_S into one call, which is most of what a key cost each request."""
         self.metrics.served(key.id, prompt_tokens, completion_tokens)
-        unsent = self._unsent.setdefault(key.id, Counts())
-        unsent.requests += 0 if key.limits.any else 1  # a limited key's requests were counted by its lease
-        unsent.prompt_tokens += prompt_tokens
-        unsent.completion_tokens += completion_tokens
+        # A limited key's requests were counted by its lease.
+        self._keep(key.id, Counts(0 if key.limits.any else 1, prompt_tokens, completion_tokens))
         if key.limits.on_tokens:
             self._send(key.id)
-        elif self._sender is None or self._sender.done():
+        else:
+            self._send_later()
+
+    def _keep(self, key_id: str, counts: Counts) -> None:
+        unsent = self._unsent.setdefault(key_id, Counts())
+        unsent.requests += counts.requests
+        unsent.prompt_tokens += counts.prompt_tokens
+        unsent.completion_tokens += counts.completion_tokens
+
+    def _send_later(self) -> None:
+        if self._sender is None or self._sender.done():
             self._sender = asyncio.get_running_loop().create_task(self._send_soon())
 
     async def _send_soon(self) -> None:
@@ -212,6 +220,8 @@ class Admission:
     async def _count(self, key_id: str, counts: Counts) -> None:
         try:
             await self.governor.count.remote(key_id, counts.prompt_tokens, counts.completion_tokens, counts.requests)
-        except Exception as exc:
-            logger.warning("could not count %d tokens for key %s: %s",
+        except Exception as exc:  # the governor restarting (its node lost): sent again with the next counts
+            self._keep(key_id, counts)
+            self._send_later()
+            logger.warning("could not count %d tokens for key %s yet (kept to send again): %s",
                            counts.prompt_tokens + counts.completion_tokens, key_id, exc)
