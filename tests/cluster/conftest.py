@@ -86,8 +86,9 @@ def client(cluster):
         yield c
 
 
-# Placement first (it reads the cluster as the config made it), failures last (they break it).
-ORDER = ("test_node_placement.py", "test_scale_to_zero.py", "test_failures.py")
+# The head's loss first (two nodes of its own: it runs before the tier's cluster starts), then
+# placement (it reads the cluster as the config made it), failures last (they break it).
+ORDER = ("test_head_loss.py", "test_node_placement.py", "test_scale_to_zero.py", "test_failures.py")
 
 
 def pytest_collection_modifyitems(items):
