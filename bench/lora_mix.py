@@ -49,7 +49,7 @@ async def rate(engine, adapters: list[str | None]) -> float:
     return sum(t for _, t in done) / (time.perf_counter() - started)
 
 
-async def main() -> None:
+async def measure() -> dict:
     from serve_app.engines.transformers.engine import TransformersEngine
 
     engine = TransformersEngine(LLMArgs(source=LLM_SOURCE, max_num_seqs=CLIENTS))
@@ -69,11 +69,15 @@ async def main() -> None:
         mixed.append(await rate(engine, list(paths)))
     await engine.shutdown()
     b, m = statistics.median(base), statistics.median(mixed)
-    print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {CLIENTS} clients x {TOKENS} tokens, median of 3")
-    print(f"base alone: {b:.1f} tok/s; over {ADAPTERS} adapters: {m:.1f} tok/s; ratio {m / b:.2f} (target >= 0.7)")
-    print(f"adapter load: median {1000 * statistics.median(loads):.0f} ms; first request's TTFT on a just-loaded "
-          f"adapter: median {1000 * statistics.median(cold_ttft):.0f} ms (base: {1000 * base_ttft:.0f} ms)")
+    return {"adapters": ADAPTERS, "clients": CLIENTS, "tokens": TOKENS, "base_tokens_per_s": b,
+            "mixed_tokens_per_s": m, "ratio": m / b, "load_ms_p50": 1000 * statistics.median(loads),
+            "cold_adapter_ttft_ms_p50": 1000 * statistics.median(cold_ttft), "base_ttft_ms_p50": 1000 * base_ttft}
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    r = asyncio.run(measure())
+    print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {CLIENTS} clients x {TOKENS} tokens, median of 3")
+    print(f"base alone: {r['base_tokens_per_s']:.1f} tok/s; over {ADAPTERS} adapters: {r['mixed_tokens_per_s']:.1f} "
+          f"tok/s; ratio {r['ratio']:.2f} (target >= 0.7)")
+    print(f"adapter load: median {r['load_ms_p50']:.0f} ms; first request's TTFT on a just-loaded adapter: median "
+          f"{r['cold_adapter_ttft_ms_p50']:.0f} ms (base: {r['base_ttft_ms_p50']:.0f} ms)")

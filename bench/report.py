@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import many_models
 import prefix_routing
 import serve_paths
 from peers import report as peers_report
@@ -29,6 +30,8 @@ def write_report(results: dict, folder: Path, path: Path) -> None:
         lines += time_split_section(results["time_split"], results.get("tracing"))
     if "structured" in results:
         lines += structured_section(results["structured"])
+    if "many_models" in results:
+        lines += many_models.section(results)
     lines += cold_start_section(results["cold_start"], results.get("cold_start_run"))
     peers = peers_report.load(folder)  # make bench-peers' own run, kept as it wrote it
     if peers:
@@ -62,7 +65,8 @@ def header(results: dict) -> list[str]:
         "# Benchmarks", "",
         f"Written by `{results['command']}` (bench/run.py) on {m['date']}; every figure below comes from that run "
         f"(raw numbers: `bench/results.json`), except the sections that name their own run: `make bench-peers`'s "
-        f"(`bench/peers/results.json`) and, where it ran since, `make bench-cold`'s cold starts. The run took "
+        f"(`bench/peers/results.json`) and, where they ran since, `make bench-cold`'s cold starts and "
+        f"`make bench-many`'s many-models section. The run took "
         f"{_f(results['wall_seconds'], 0)} s. Only ratios within "
         "this one run mean anything: the same code measures differently on another machine or day.", "",
         f"Machine: {m['cpu']}, `nproc` = {m['nproc']}, Python {m['python']}, CPU flags of note: "

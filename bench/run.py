@@ -31,6 +31,8 @@ sys.path[:0] = [str(HERE), str(ROOT)]
 
 import gpu_rate  # noqa: E402
 import load  # noqa: E402
+import lora_mix  # noqa: E402
+import many_models  # noqa: E402
 import offline  # noqa: E402
 import prefix_routing  # noqa: E402
 import serve_paths  # noqa: E402
@@ -88,6 +90,7 @@ def main() -> None:
     finally:
         ray.shutdown()
     results["serve_paths"] = serve_paths.measure(lambda s: step(s, started))  # a Ray of its own per path
+    many_models_phase(results, started)
     cold_start_phase(results, started)
     results["wall_seconds"] = time.perf_counter() - started
     results["machine"]["loadavg_1min_at_end"] = os.getloadavg()[0]
@@ -169,6 +172,14 @@ def routing_runs(serve, config: dict, base_url: str, started: float) -> dict:
         deploy(config)
 
 
+def many_models_phase(results: dict, started: float, command: str = COMMAND) -> None:
+    """#31's figures: the ingress at 1, 16 and 48 models (a Ray of its own), then LoRA adapters in-process."""
+    results["many_models"] = many_models.measure(lambda s: step(s, started))
+    results["many_models"]["run"] = {"command": command, "date": machine()["date"]}
+    results["lora_mix"] = asyncio.run(lora_mix.measure())
+    step(f"adapters: {results['lora_mix']['ratio']:.2f} of the base's tok/s", started)
+
+
 def cold_start_phase(results: dict, started: float) -> None:
     results["cold_start_run"] = {"command": COMMAND, "date": machine()["date"]}
     results["cold_start"] = [cold_start(free_port(), None, 180)]
@@ -181,6 +192,11 @@ def cold_start_phase(results: dict, started: float) -> None:
 if __name__ == "__main__":
     if sys.argv[1:] == ["--report-only"]:  # rewrite BENCHMARKS.md and the plots from the last results.json
         write_report(json.loads((HERE / "results.json").read_text()), HERE, ROOT / "BENCHMARKS.md")
+    elif sys.argv[1:] == ["--many-models-only"]:  # `make bench-many`: #31's section again, the rest kept
+        last = json.loads((HERE / "results.json").read_text())
+        many_models_phase(last, time.perf_counter(), "make bench-many")
+        (HERE / "results.json").write_text(json.dumps(last, indent=2))
+        write_report(last, HERE, ROOT / "BENCHMARKS.md")
     elif sys.argv[1:] == ["--cold-start-only"]:  # `make bench-cold`: the cold starts again, the rest kept
         last = json.loads((HERE / "results.json").read_text())
         cold_start_phase(last, time.perf_counter())
