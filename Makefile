@@ -181,14 +181,15 @@ $(PEERS)/.installed: pyproject.toml Makefile
 	touch $@
 
 # Longer, still bounded: a 4-minute soak, five overload bursts, a minute of eight keys
-# hammering their limits, 1,000 fuzzed bodies on the real llm beside ordinary requests, and
-# the other reliability tests; then `make run` stopped six times in a row at random moments
+# hammering their limits, 1,000 fuzzed bodies on the real llm beside ordinary requests, 100
+# schema-generated requests per route (valid and invalid), and the other reliability tests; then `make run` stopped six times in a row at random moments
 # while a client makes keys and starts models (Ctrl-C once, kill -9 five times), everything
 # acknowledged back after each. `timeout` stops each part within 15 minutes whatever happens.
 stress: install
-	SOAK_SECONDS=240 OVERLOAD_BURSTS=5 KEY_STRESS_SECONDS=60 FUZZ_EXAMPLES=1000 timeout -k 30 900 $(BIN)/pytest -q -s \
-		tests/stress tests/served/test_governance.py tests/engine/test_fuzz_beside_ordinary.py \
-		tests/inprocess/test_bad_input.py tests/served/test_replica_failures.py
+	SOAK_SECONDS=240 OVERLOAD_BURSTS=5 KEY_STRESS_SECONDS=60 FUZZ_EXAMPLES=1000 FUZZ_SCHEMA_EXAMPLES=100 \
+		timeout -k 30 900 $(BIN)/pytest -q -s tests/stress tests/served/test_governance.py \
+		tests/engine/test_fuzz_beside_ordinary.py tests/inprocess/test_bad_input.py \
+		tests/inprocess/test_schema_fuzz.py tests/served/test_replica_failures.py
 	MORE_KILLS=4 timeout -k 30 900 $(BIN)/pytest -q -s tests/cold/test_resume.py
 
 clean:

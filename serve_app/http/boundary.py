@@ -27,6 +27,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from serve_app.errors import ModelNotFound, ServeError, as_serve_error
@@ -60,9 +61,41 @@ def retry_headers(err: ServeError) -> Optional[dict[str, str]]:
     return {"Retry-After": str(retry_after)} if retry_after else None
 
 
+# What the boundary may answer on any route besides the route's own answers, each documented in
+# the published schema (every route, in its route class's `error_model`), so that what comes back
+# is what `/openapi.json` says: clients generated from it, and the schema fuzz (tests/inprocess).
+ERROR_STATUSES = {
+    400: "The request is not valid; the message names the field at fault.",
+    401: "API keys are on and the request has no key, or not a valid one.",
+    403: "The key may not do this (its scope, or the models it may call).",
+    404: "No such model or object; a model's 404 lists the models it could have asked for.",
+    409: "The change conflicts with the current state.",
+    413: "The body is over the ingress's limit (max_body_bytes).",
+    429: "Over the key's limits; Retry-After says when to retry.",
+    503: "Not available now (a model starting or saturated, a part restarting); Retry-After says when to retry.",
+    504: "Timed out waiting for the model or for Serve's controller.",
+}
+
+
+class DetailError(BaseModel):
+    """FastAPI's error shape, which the routes of no other dialect answer with."""
+
+    detail: str
+    available_models: Optional[list[str]] = None  # a model's 404: the models the caller could name
+
+
 class BoundaryRoute(APIRoute):
     """A route whose errors are `{"detail": message}` (FastAPI's shape) with their status; a
-    dialect's route class overrides `render` and `render_invalid` with its own shapes."""
+    dialect's route class overrides `render` and `render_invalid` with its own shapes, and
+    `error_model` with the model of their body."""
+
+    error_model: Optional[type[BaseModel]] = DetailError  # None: an error body that is not one JSON object
+
+    def __init__(self, path: str, endpoint: Callable, **kwargs):
+        documented = {status: {"description": why, **({"model": self.error_model} if self.error_model else {})}
+                      for status, why in ERROR_STATUSES.items()}
+        kwargs["responses"] = {**documented, **(kwargs.get("responses") or {})}
+        super().__init__(path, endpoint, **kwargs)
 
     def render(self, request: Request, err: ServeError) -> Response:
         body = {"detail": err.message}

@@ -194,3 +194,15 @@ class MessagesRequest(CountTokensRequest):
 def tool_input(arguments: str) -> dict[str, Any]:
     """A call's arguments (JSON text, serve_app/tools) as Anthropic's `input` object."""
     return json.loads(arguments or "{}")
+
+
+class ErrorDetail(BaseModel):
+    type: str  # Anthropic's: invalid_request_error, authentication_error, not_found_error, ...
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """An error as Anthropic's API answers it."""
+
+    type: Literal["error"] = "error"
+    error: ErrorDetail

@@ -7,7 +7,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from serve_app.dialects.anthropic import serving
-from serve_app.dialects.anthropic.protocol import CountTokensRequest, MessagesRequest
+from serve_app.dialects.anthropic.protocol import CountTokensRequest, ErrorBody, MessagesRequest
 from serve_app.errors import InvalidRequest, ServeError
 from serve_app.http.boundary import BoundaryRoute, retry_headers
 from serve_app.http.context import note
@@ -16,6 +16,8 @@ from serve_app.serving.fallbacks import MODEL_HEADER
 
 
 class AnthropicRoute(BoundaryRoute):
+    error_model = ErrorBody
+
     def render(self, request: Request, err: ServeError) -> Response:
         return JSONResponse(serving.error_body(err), status_code=err.status_code, headers=retry_headers(err))
 

@@ -11,7 +11,7 @@ import json
 import uuid
 from typing import AsyncIterator, Optional
 
-from serve_app.dialects.anthropic.protocol import MessagesRequest, tool_input
+from serve_app.dialects.anthropic.protocol import ErrorBody, ErrorDetail, MessagesRequest, tool_input
 from serve_app.engines.base import GenerationChunk
 from serve_app.errors import ServeError, as_serve_error
 from serve_app.http.context import note_usage
@@ -26,7 +26,7 @@ ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "
 
 
 def error_body(err: ServeError) -> dict:
-    return {"type": "error", "error": {"type": ERROR_TYPES.get(err.status_code, "api_error"), "message": err.message}}
+    return ErrorBody(error=ErrorDetail(type=ERROR_TYPES.get(err.status_code, "api_error"), message=err.message)).model_dump()
 
 
 def _signature(thinking: str) -> str:

@@ -67,7 +67,8 @@ def refusal(err: ServeError, frame_end: bytes = b"") -> Response:
     body = worker_error(seen.get("model", "-"), seen.get("span_id", "-"), err).model_dump_json().encode() + frame_end
     headers = retry_headers(err)
     status = err.status_code if headers or isinstance(err, (AuthError, BodyTooLarge, HTTPError)) else 200
-    return Response(body, status_code=status, headers=headers, media_type="application/json")
+    # On the stream route the refusal is one frame of the stream, which has no content type either.
+    return Response(body, status_code=status, headers=headers, media_type=None if frame_end else "application/json")
 
 
 async def outputs(req: PromptRequest, stream: OpenStream, span_id: str) -> AsyncIterator[bytes]:

@@ -35,6 +35,7 @@ from serve_app.serving.fallbacks import MODEL_HEADER
 class GenerationRoute(BoundaryRoute):
     """A refusal is an error ModelOutput (serving.refusal)."""
 
+    error_model = ModelOutput
     frame_end = b""
 
     def render(self, request: Request, err: ServeError) -> Response:
@@ -43,6 +44,7 @@ class GenerationRoute(BoundaryRoute):
 
 class StreamRoute(GenerationRoute):
     frame_end = b"\0"  # every frame of DB-GPT's stream, a refusal too, ends with a NUL byte
+    error_model = None  # so a refusal is a frame of the stream (no content type, as the stream has), not JSON
 
 
 router = APIRouter(route_class=BoundaryRoute)

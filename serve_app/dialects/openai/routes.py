@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from serve_app.dialects.openai import serving
 from serve_app.dialects.openai.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, RerankRequest
-from serve_app.dialects.openai.responses import EmbeddingResponse, ModelCard, ModelList, RerankResponse
+from serve_app.dialects.openai.responses import EmbeddingResponse, ErrorResponse, ModelCard, ModelList, RerankResponse
 from serve_app.dialects.openai.tokens import DetokenizeRequest, DetokenizeResponse, TokenizeRequest, TokenizeResponse
 from serve_app.errors import InvalidRequest, ServeError
 from serve_app.http.boundary import BoundaryRoute, retry_headers
@@ -26,6 +26,8 @@ from serve_app.serving.fallbacks import MODEL_HEADER
 
 
 class OpenAIRoute(BoundaryRoute):
+    error_model = ErrorResponse
+
     def render(self, request: Request, err: ServeError, param: Optional[str] = None) -> Response:
         return JSONResponse(serving.error_body(err, param), status_code=err.status_code, headers=retry_headers(err))
 
