@@ -51,6 +51,9 @@ class SamplingParams(BaseModel):
     # vLLM's: generate past the model's end-of-text token, to max_new_tokens or a stop
     # (benchmarks use it for answers of one fixed length).
     ignore_eos: bool = False
+    # A reasoning model thinks at most this many tokens: then its thinking is closed (the engine
+    # writes the end tag itself) and the answer follows. Anthropic's thinking.budget_tokens.
+    thinking_budget: Optional[int] = Field(default=None, ge=1)
 
     @field_validator("temperature")
     @classmethod

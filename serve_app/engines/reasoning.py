@@ -17,7 +17,7 @@ of a tag, so neither tag ever reaches a client, however the chunks cut it.
 
 from __future__ import annotations
 
-from typing import AsyncIterator
+from typing import AsyncIterator, Optional
 
 from serve_app.config.workers import ReasoningParser
 from serve_app.engines.base import GenerationChunk
@@ -104,11 +104,22 @@ class ThinkingWatch:
     begins the tag is allowed beside the grammar's (`opening_ids`).
     """
 
-    def __init__(self, tokenizer, parser: ReasoningParser, opening_ids: list[int]):
+    def __init__(self, tokenizer, parser: ReasoningParser, opening_ids: list[int], budget: Optional[int] = None):
         from serve_app.engines.detokenize import IncrementalDecoder
 
         self.decoder, self.splitter = IncrementalDecoder(tokenizer), ReasoningSplitter(parser)
         self.opening_ids = opening_ids if parser == "qwen3" else []
+        # The thinking budget: once `thought` reaches it, the end tag's tokens are forced, one a step.
+        self.budget, self.thought = budget, 0
+        self._closing = tokenizer.encode(END, add_special_tokens=False) if budget is not None else []
+        self._forcing: list[int] = []
+
+    def forced(self) -> Optional[int]:
+        """The token this row must take next, if any: the end tag's, once the thinking spent its budget."""
+        if not self._forcing and self.budget is not None and self.splitter.state == "thinking" \
+                and self.thought >= self.budget:
+            self._forcing = list(self._closing)
+        return self._forcing[0] if self._forcing else None
 
     @property
     def answering(self) -> bool:
@@ -121,8 +132,12 @@ class ThinkingWatch:
 
     def observe(self, token_id: int) -> bool:
         """Whether `token_id` is part of the answer, which the grammar must be told."""
-        was_answering = self.answering
+        was_answering, before = self.answering, self.splitter.state
         _, answer = self.splitter.feed(self.decoder.add(token_id))
+        if self._forcing and token_id == self._forcing[0]:
+            self._forcing.pop(0)
+        elif self.splitter.state == "thinking" and not (before == "start" and self.splitter.parser == "qwen3"):
+            self.thought += 1  # a token of thinking (qwen3's opening tag is not one)
         return was_answering or bool(answer)
 
 

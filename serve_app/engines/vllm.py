@@ -214,6 +214,8 @@ def _sampling_params(params: SamplingParams, max_new: int):
     from vllm import SamplingParams as VLLMSamplingParams
     from vllm.sampling_params import RequestOutputKind
 
+    if params.thinking_budget is not None:  # nothing in vLLM's SamplingParams closes the thinking
+        raise InvalidPromptError("thinking.budget_tokens: the vllm engine cannot limit a model's thinking")
     optional = {"top_p": params.top_p, "top_k": params.top_k, "seed": params.seed,
                 "logit_bias": params.logit_bias or None, "logprobs": params.logprobs}
     if params.json_schema is not None:  # vLLM's own structured output (vLLM >= 0.11)

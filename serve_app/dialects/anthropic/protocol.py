@@ -184,9 +184,10 @@ class MessagesRequest(CountTokensRequest):
     def generation(self, span_id: str) -> GenerationRequest:
         tools = [{"type": "function", "function": f.model_dump(exclude_none=True)} for f in self.tools_in_use()]
         forced = self.forced()
+        budget = self.thinking.budget_tokens if self.thinking and self.thinking.type == "enabled" else None
         params = SamplingParams(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
                                 max_new_tokens=self.max_tokens, stop=self.stop_sequences or [],
-                                json_schema=call_schema(forced) if forced else None)
+                                json_schema=call_schema(forced) if forced else None, thinking_budget=budget)
         return GenerationRequest(messages=self.chat(), params=params, tools=tools or None, overflow="error",
                                  span_id=span_id, session=str((self.metadata or {}).get("user_id") or ""))
 

@@ -122,7 +122,8 @@ class SimulatedEngine(CompletionBudget, LLMEngine):
         if request.adapter is not None and request.adapter not in self.adapters:
             raise AdapterError(f"LoRA adapter '{request.adapter}' is not loaded on this replica")
         # An adapter answers other words than its base (a prompt with its name in front).
-        words = _words(f"{request.adapter or ''}{prompt}", request.params.seed, self.thinking_tokens if thinks else 0)
+        thought = min(self.thinking_tokens, request.params.thinking_budget or self.thinking_tokens) if thinks else 0
+        words = _words(f"{request.adapter or ''}{prompt}", request.params.seed, thought)
         shown, made = StopStrings(request.params.stop), 0
         first_token_at: Optional[float] = None
         await self._take_slot()

@@ -148,8 +148,8 @@ class TransformersEngine(TokenizerPrompts, LLMEngine):
             raise AdapterError(f"LoRA adapter '{request.adapter}' is not loaded on this replica")
         matcher = self.grammars.matcher(params.json_schema) if params.json_schema is not None else None
         thinking = None
-        if matcher is not None and self.reasoning_parser != "none":
-            thinking = ThinkingWatch(self.tokenizer, self.reasoning_parser, self._opening_ids)
+        if (matcher is not None or params.thinking_budget is not None) and self.reasoning_parser != "none":
+            thinking = ThinkingWatch(self.tokenizer, self.reasoning_parser, self._opening_ids, params.thinking_budget)
         seq = Sequence(
             prompt_ids=list(prompt_ids),
             max_new=self._budget(len(prompt_ids), request),

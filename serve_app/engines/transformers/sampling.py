@@ -86,6 +86,9 @@ def next_tokens(logits: torch.Tensor, rows: list[RowSampling]) -> Chosen:
             logits[i, ids] += torch.tensor(values, dtype=logits.dtype, device=logits.device)
         if row.matcher is not None:
             _constrain(logits[i], row)
+        if row.thinking is not None and (forced := row.thinking.forced()) is not None:
+            logits[i].fill_(float("-inf"))  # its thinking spent the budget: the end tag comes next
+            logits[i, forced] = 0.0
     chosen = logits.argmax(dim=-1)
     for i in torch.isnan(logits).any(-1).nonzero().flatten().tolist():
         errors[i] = RowSamplingError("sampling failed for this request: the model's logits for it are NaN")
@@ -99,7 +102,10 @@ def next_tokens(logits: torch.Tensor, rows: list[RowSampling]) -> Chosen:
                 errors[i] = RowSamplingError(f"sampling failed for this request: {exc}")
     tokens = chosen.tolist()
     for i, (row, token) in enumerate(zip(rows, tokens)):
-        if i not in errors and row.matcher is not None and (row.thinking is None or row.thinking.observe(token)):
+        if i in errors:
+            continue
+        answering = row.thinking.observe(token) if row.thinking is not None else True
+        if row.matcher is not None and answering:
             row.matcher.consume_token(token)
     scores = [_score(raw[i], tokens[i], rows[i].logprobs) if i in raw else None for i in range(len(rows))]
     return Chosen(tokens, scores, errors)
