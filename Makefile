@@ -106,7 +106,7 @@ run: install
 #   is printed when both lanes end.
 # Each Ray keeps to its own: the served and compat tiers have a temp dir apart from `make run`'s,
 # the cluster harness stops only its own session's processes. Each pytest run prints its time.
-SERVED_COMPAT := tests/compat/test_agents_and_anthropic.py tests/compat/test_langchain.py \
+SERVED_COMPAT := tests/compat/test_agents_and_anthropic.py tests/compat/test_langchain.py tests/compat/test_pydantic_ai.py \
 	tests/compat/test_dbgpt_webserver.py tests/compat/test_dbgpt_reasoning.py
 test: install $(PROMETHEUS) $(REDIS)
 	@rm -f .compat-build.rc; ( $(MAKE) --no-print-directory compat > .compat-build.log 2>&1; echo $$? > .compat-build.rc ) & \
