@@ -4,6 +4,8 @@ previous_response_id over stored responses (one key's apart from another's), rea
 items, the streamed events' order, and refusals by name. (Tools and structured output on
 a real tokenizer: tests/served/test_responses_tools.py.)"""
 
+import time
+
 import openai
 import pytest
 from local import LLM, THINKER
@@ -98,7 +100,8 @@ def test_a_reasoning_models_thinking_is_a_reasoning_item(sdk):
     ({"tools": [{"type": "web_search"}]}, "web_search"),
     ({"reasoning": {"effort": "high"}}, "reasoning.effort"),
     ({"truncation": "auto"}, "truncation"),
-    ({"background": True}, "background"),
+    ({"background": True, "stream": True}, "background"),
+    ({"background": True, "store": False}, "background"),
     ({"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]}, "input_image"),
     ({"tool_choice": "required"}, "tool_choice"),
 ])
@@ -127,3 +130,40 @@ def test_a_responses_input_items_are_listed_and_paged_as_openais(sdk):
     assert [i.content[0].text for i in sdk.responses.input_items.list(second.id).data] == ["And Spain?"]
     with pytest.raises(openai.NotFoundError):
         sdk.responses.input_items.list("resp_nope")
+
+
+def wait_for_status(sdk, response_id: str, statuses: set[str], timeout_s: float = 20):
+    deadline = time.monotonic() + timeout_s
+    while (got := sdk.responses.retrieve(response_id)).status not in statuses:
+        assert time.monotonic() < deadline, got.status
+        time.sleep(0.1)
+    return got
+
+
+def test_a_background_response_is_queued_then_read_back_whole(sdk):
+    """`background: true` (#33): answered at once, `queued`; `retrieve` then finds it in progress or
+    done, and done it is the answer the same request gets in the foreground."""
+    queued = sdk.responses.create(model=LLM, input=QUESTION, max_output_tokens=16, background=True)
+    assert queued.status == "queued" and queued.output == []
+    done = wait_for_status(sdk, queued.id, {"completed", "incomplete"})
+    foreground = sdk.responses.create(model=LLM, input=QUESTION, max_output_tokens=16)
+    assert done.output_text == foreground.output_text and done.usage.output_tokens == 16
+    assert [i.content[0].text for i in sdk.responses.input_items.list(queued.id).data] == [QUESTION]
+
+
+def test_cancelling_a_background_response_stops_it_and_a_finished_one_stays_as_it_is(sdk, client):
+    running = sdk.responses.create(model=LLM, input=QUESTION, max_output_tokens=8000, background=True)
+    wait_for_status(sdk, running.id, {"in_progress"})
+    started = time.monotonic()
+    cancelled = sdk.responses.cancel(running.id)
+    assert cancelled.status == "cancelled" and time.monotonic() - started < 3, cancelled.status
+    time.sleep(4.5)  # past when 8,000 tokens at 2,000/s would have ended: had the work gone on, it would say so
+    assert sdk.responses.retrieve(running.id).status == "cancelled", "the generation went on after the cancel"
+
+    finished = sdk.responses.create(model=LLM, input=QUESTION, max_output_tokens=4, background=True)
+    done = wait_for_status(sdk, finished.id, {"completed", "incomplete"})
+    assert sdk.responses.cancel(finished.id).status == done.status  # as OpenAI's: returned as it is
+
+    plain = sdk.responses.create(model=LLM, input=QUESTION, max_output_tokens=4)
+    refused = client.post(f"/v1/responses/{plain.id}/cancel")
+    assert refused.status_code == 400 and "background" in refused.json()["error"]["message"]

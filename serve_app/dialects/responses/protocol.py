@@ -3,10 +3,10 @@ conversation the engines read.
 
 Done: text and item input, `instructions`, function tools and their outputs,
 `tool_choice`, `text.format` (structured output), `previous_response_id` over stored
-responses, reasoning items. Refused by name, since each would change the answer and
-none can be done here: built-in tools (web search, files, computer use, MCP),
-`reasoning.effort` and `reasoning.summary`, `truncation: "auto"`, `background`,
-`conversation`, `prompt` templates, non-text input.
+responses, reasoning items, `background` (background.py). Refused by name, since each would
+change the answer and none can be done here: built-in tools (web search, files, computer use,
+MCP), `reasoning.effort` and `reasoning.summary`, `truncation: "auto"`, `conversation`,
+`prompt` templates, non-text input, and `background` with `stream` (resumable streams).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from serve_app.dialects.openai.structured import ResponseFormat
 from serve_app.engines.base import ChatMessage, GenerationRequest, SamplingParams
 from serve_app.tools.definitions import FunctionDef, call_schema
 
-REFUSED = {"background": "background responses", "conversation": "conversations",
+REFUSED = {"conversation": "conversations",
            "prompt": "prompt templates", "reasoning.effort": "reasoning effort",
            "reasoning.summary": "reasoning summaries"}
 
@@ -111,6 +111,7 @@ class ResponsesRequest(_Body):
     previous_response_id: Optional[str] = None
     store: bool = True
     stream: bool = False
+    background: bool = False  # answered at once, queued; the answer is read back with GET (background.py)
     truncation: Literal["disabled", "auto"] = "disabled"
     metadata: Optional[dict[str, str]] = None
     user: Optional[str] = None
@@ -121,11 +122,16 @@ class ResponsesRequest(_Body):
         if not isinstance(data, dict):
             return data
         reasoning = data.get("reasoning") or {}
-        given = {**{k: data.get(k) for k in ("background", "conversation", "prompt")},
+        given = {**{k: data.get(k) for k in ("conversation", "prompt")},
                  "reasoning.effort": reasoning.get("effort"), "reasoning.summary": reasoning.get("summary")}
         for field, value in given.items():
             if value:
                 raise ValueError(f"{field}: {REFUSED[field]} are not supported by this server")
+        if data.get("background") and data.get("stream"):
+            raise ValueError("background: with stream (a stream to resume later) is not supported; "
+                             "poll GET /v1/responses/{id} instead")
+        if data.get("background") and data.get("store") is False:
+            raise ValueError("background: needs store: true (the answer is read back from the store)")
         if data.get("truncation") == "auto":
             raise ValueError("truncation: 'auto' (dropping earlier input to fit) is not supported; "
                              "a conversation over the context is refused")

@@ -1,15 +1,17 @@
-"""The Responses API's routes: create (whole or streamed), retrieve, list its input items, delete. They go
+"""The Responses API's routes: create (whole, streamed or in the background), retrieve, list its input
+items, cancel a background one, delete. They go
 through the same checks, keys, limits, usage and fallbacks as chat (serving/calls.py);
 stored responses are the app's `response_store` (store.py), one API key's apart from
 another's. Errors are OpenAI's shape (its route class)."""
 
+import asyncio
 from typing import Literal, Optional
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from serve_app.dialects.openai.routes import OpenAIRoute
-from serve_app.dialects.responses import serving
+from serve_app.dialects.responses import background, serving
 from serve_app.dialects.responses.protocol import ResponsesRequest
 from serve_app.dialects.responses.store import ResponseStore
 from serve_app.errors import InvalidRequest
@@ -18,6 +20,7 @@ from serve_app.serving.calls import ModelCalls, new_span_id
 from serve_app.serving.fallbacks import MODEL_HEADER
 
 router = APIRouter(route_class=OpenAIRoute)
+CANCEL_WAIT_S = 5.0
 
 
 def calls(request: Request) -> ModelCalls:
@@ -52,6 +55,15 @@ async def create_response(request: Request, req: ResponsesRequest) -> Response:
         return response
 
     headers = {MODEL_HEADER: served}
+    if req.background:
+        key, admission = current_key(), request.app.state.admission
+
+        def count(prompt_tokens: int, completion_tokens: int) -> None:  # as the access log counts a request's
+            if key is not None and admission is not None:
+                admission.served(key, prompt_tokens, completion_tokens)
+
+        queued = background.start(store(request), shell, req, stream, conversation, owner, len(earlier), count)
+        return JSONResponse(queued, headers=headers)
     if req.stream:
         return StreamingResponse(serving.response_events(req, shell, stream, kept), media_type="text/event-stream",
                                  headers=headers)
@@ -77,6 +89,24 @@ async def input_items(request: Request, response_id: str, limit: int = Query(20,
     page = items[:limit]
     return {"object": "list", "data": page, "first_id": page[0]["id"] if page else None,
             "last_id": page[-1]["id"] if page else None, "has_more": len(items) > limit}
+
+
+@router.post("/v1/responses/{response_id}/cancel")
+async def cancel_response(request: Request, response_id: str) -> dict:
+    """Cancel a background response: it stops within about a second, on whichever replica runs it.
+    A finished one comes back as it is, as OpenAI's does."""
+    record = store(request).get(response_id, key_id())
+    if not record.get("background"):
+        raise InvalidRequest(f"response '{response_id}' was not created with background: true; only those "
+                             "can be cancelled")
+    if record["response"]["status"] in ("queued", "in_progress"):
+        store(request).ask_to_cancel(response_id)
+        for _ in range(int(CANCEL_WAIT_S / background.CANCEL_POLL_S)):  # answer with it cancelled, if it is soon
+            await asyncio.sleep(background.CANCEL_POLL_S)
+            record = store(request).get(response_id, key_id())
+            if record["response"]["status"] not in ("queued", "in_progress"):
+                break
+    return record["response"]
 
 
 @router.delete("/v1/responses/{response_id}")

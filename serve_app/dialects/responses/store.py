@@ -22,6 +22,7 @@ from serve_app.errors import NotFound
 from serve_app.kv import Store
 
 PREFIX = "response/"
+CANCEL_PREFIX = "response-cancel/"
 MAX_BYTES = 1 << 20
 MAX_AGE_S = 30 * 24 * 3600
 SWEEP_EVERY = 256
@@ -45,14 +46,14 @@ class ResponseStore:
         self._writes = itertools.count(1)
 
     def put(self, response: dict[str, Any], conversation: list[dict[str, Any]], key_id: Optional[str],
-            input_from: Optional[int] = None) -> bool:
+            input_from: Optional[int] = None, background: bool = False) -> bool:
         """Keep `response` and the items before it (its whole conversation, of which its own
         input starts at `input_from`: what `input_items` lists, with ids given here once);
         False when over the size bound."""
         input_from = len(conversation) if input_from is None else input_from
         ids = [f"msg_{uuid.uuid4().hex}" for _ in conversation[input_from:]]
         record = json.dumps({"response": response, "conversation": conversation, "input_from": input_from,
-                             "input_ids": ids, "key": key_id, "at": time.time()})
+                             "input_ids": ids, "key": key_id, "at": time.time(), "background": background})
         if len(record) > MAX_BYTES:
             return False
         self.kv.put(PREFIX + response["id"], record)
@@ -76,12 +77,21 @@ class ResponseStore:
         own = record["conversation"][record.get("input_from", len(record["conversation"])):]
         return [_as_listed(item, item_id) for item, item_id in zip(own, record.get("input_ids", []))]
 
+    def ask_to_cancel(self, response_id: str) -> None:
+        """Mark a background response for cancelling: the replica running it stops it (background.py)."""
+        self.kv.put(CANCEL_PREFIX + response_id, str(time.time()))
+
+    def cancel_asked(self, response_id: str) -> bool:
+        return self.kv.get(CANCEL_PREFIX + response_id) is not None
+
     def delete(self, response_id: str, key_id: Optional[str]) -> None:
         self.get(response_id, key_id)
         self.kv.delete(PREFIX + response_id)
+        self.kv.delete(CANCEL_PREFIX + response_id)
 
     def sweep(self) -> None:
         now = time.time()
         for response_id, raw in self.kv.items(PREFIX).items():
             if now - json.loads(raw)["at"] > MAX_AGE_S:
                 self.kv.delete(PREFIX + response_id)
+                self.kv.delete(CANCEL_PREFIX + response_id)
