@@ -88,6 +88,18 @@ def ttft_added(first_chunk) -> dict:
     return {"p50": statistics.median(samples), "max": max(samples), "n": len(samples)}
 
 
+def start_one_more(client: httpx.Client, name: str) -> float:
+    """Seconds for `POST /api/worker/apply` to start one more simulated llm and see it run; then it stops."""
+    started = time.perf_counter()
+    r = client.post("/api/worker/apply", timeout=300, json={
+        "model": name, "worker_type": "llm", "apply_type": "start",
+        "params": {**simulated(name)["args"], "num_cpus": 0.01}})
+    took = time.perf_counter() - started
+    assert r.status_code == 200 and r.json()["success"], r.text
+    client.post("/api/worker/apply", timeout=300, json={"model": name, "apply_type": "stop", "delete_after": True})
+    return took
+
+
 def largest_gap(client: httpx.Client, model: str, busy: bool) -> float:
     """The largest gap (ms) between two chunks of a 3-second stream, with or without others beside it."""
     stop, side = threading.Event(), []
@@ -165,6 +177,7 @@ def measure(step=print) -> dict:
                 cli = [sys.executable, "-m", "serve_app.cli", "--address", url, "model", "list"]
                 row["smmf model list"] = timed(lambda: subprocess.run(cli, check=True, capture_output=True), 5)
                 row["ttft_added_ms"] = ttft_added(lambda: chunk_times(client, "sim-000", 2)[0])
+                row["start_s"] = start_one_more(client, f"extra-{count}")
                 if count == COUNTS[-1]:
                     row["bare_ttft_added_ms"] = ttft_added(lambda: bare_first_chunk(client))
                     gaps = {"models": count, "alone_ms": largest_gap(client, "sim-000", busy=False),
@@ -176,6 +189,10 @@ def measure(step=print) -> dict:
         ray.shutdown()
     return {"rows": rows, "stream_gap": gaps, "table_update_ms": {n: table_update_ms(n) for n in TABLE_SIZES},
             "sim_ttft_ms": SIM_TTFT_MS, "spacing_s": SPACING_S}
+
+
+def _f(value) -> str:
+    return "n/a" if value is None else f"{value:.1f}"
 
 
 TTFT_GROWTH_MS, OVER_BARE_MS, GAP_ADDED_MS, LIST_MS, ADAPTER_RATIO = 3, 5, 10, 150, 0.7
@@ -206,6 +223,13 @@ def targets(results: dict, target) -> list[dict]:
                           f"{gap['beside_others_ms']:.0f} vs {gap['alone_ms']:.0f} ms alone ({added:+.0f})",
                           added <= GAP_ADDED_MS, "the ingress's one event loop serves the other requests too; "
                           "on 2 cores the proxy, the ingress and the replicas take turns."))
+        if "start_s" in last:
+            ratio = last["start_s"] / first["start_s"]
+            out.append(target(f"starting one more model through the API at {last['models']} models: <= 1.5x at "
+                              f"{first['models']}", f"{last['start_s']:.1f} vs {first['start_s']:.1f} s "
+                              f"({ratio:.2f}x)", ratio <= 1.5,
+                              "Serve's controller applies the whole config and reconciles every application "
+                              "in each pass, so its own work grows with the model count."))
         slowest = max(v for k, v in last.items() if k.startswith("/"))
         out.append(target(f"list routes at {last['models']} models: < {LIST_MS} ms", f"slowest {slowest:.1f} ms",
                           slowest < LIST_MS, ""))
@@ -225,13 +249,14 @@ def section(results: dict) -> list[str]:
              f"Simulated llms (first token after {m['sim_ttft_ms']} ms) beside the default router, in a Ray of their "
              f"own (bench/many_models.py). TTFT added: the client's time to the first content chunk less the "
              f"engine's, requests {m['spacing_s']} s apart (each finds the ingress's table older than its 1 s "
-             f"interval), median and max. List routes: median ms.", "",
+             f"interval), median and max. List routes: median ms. One more started: `POST /api/worker/apply` "
+             "starting one more simulated llm, until it runs (once at each count).", "",
              "| models | TTFT added p50 / max (ms) | `/v1/models` | `/api/models/status` | `/api/controller/models` "
-             "| `smmf model list` |", "|---|---|---|---|---|---|"]
+             "| `smmf model list` | one more started (s) |", "|---|---|---|---|---|---|---|"]
     for r in m["rows"]:
         lines.append(f"| {r['models']} | {r['ttft_added_ms']['p50']:.1f} / {r['ttft_added_ms']['max']:.1f} | "
                      f"{r['/v1/models']:.1f} | {r['/api/models/status']:.1f} | {r['/api/controller/models']:.1f} | "
-                     f"{r['smmf model list']:.0f} |")
+                     f"{r['smmf model list']:.0f} | {_f(r.get('start_s'))} |")
     g, t = m["stream_gap"], m["table_update_ms"]
     bare = m["rows"][-1].get("bare_ttft_added_ms")
     if bare:
