@@ -156,7 +156,7 @@ def test_cancelling_a_background_response_stops_it_and_a_finished_one_stays_as_i
     wait_for_status(sdk, running.id, {"in_progress"})
     started = time.monotonic()
     cancelled = sdk.responses.cancel(running.id)
-    assert cancelled.status == "cancelled" and time.monotonic() - started < 3, cancelled.status
+    assert cancelled.status == "cancelled" and time.monotonic() - started < 5, cancelled.status
     time.sleep(4.5)  # past when 8,000 tokens at 2,000/s would have ended: had the work gone on, it would say so
     assert sdk.responses.retrieve(running.id).status == "cancelled", "the generation went on after the cancel"
 
