@@ -143,12 +143,17 @@ def wait_for_status(sdk, response_id: str, statuses: set[str], timeout_s: float 
 def test_a_background_response_is_queued_then_read_back_whole(sdk):
     """`background: true` (#33): answered at once, `queued`; `retrieve` then finds it in progress or
     done, and done it is the answer the same request gets in the foreground."""
-    queued = sdk.responses.create(model=LLM, input=QUESTION, max_output_tokens=16, background=True)
+    # 2,000 tokens: about a second at the simulated llm's rate, so its input is listed mid-way too.
+    queued = sdk.responses.create(model=LLM, input=QUESTION, max_output_tokens=2000, background=True)
     assert queued.status == "queued" and queued.output == []
+    listed_early = [i.id for i in sdk.responses.input_items.list(queued.id).data]
+    assert sdk.responses.retrieve(queued.id).status in ("queued", "in_progress")
     done = wait_for_status(sdk, queued.id, {"completed", "incomplete"})
-    foreground = sdk.responses.create(model=LLM, input=QUESTION, max_output_tokens=16)
-    assert done.output_text == foreground.output_text and done.usage.output_tokens == 16
-    assert [i.content[0].text for i in sdk.responses.input_items.list(queued.id).data] == [QUESTION]
+    foreground = sdk.responses.create(model=LLM, input=QUESTION, max_output_tokens=2000)
+    assert done.output_text == foreground.output_text and done.usage.output_tokens == 2000
+    listed = sdk.responses.input_items.list(queued.id).data
+    assert [i.content[0].text for i in listed] == [QUESTION]
+    assert [i.id for i in listed] == listed_early, "an input item keeps its id while its response moves on"
 
 
 def test_cancelling_a_background_response_stops_it_and_a_finished_one_stays_as_it_is(sdk, client):

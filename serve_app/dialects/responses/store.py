@@ -48,10 +48,12 @@ class ResponseStore:
     def put(self, response: dict[str, Any], conversation: list[dict[str, Any]], key_id: Optional[str],
             input_from: Optional[int] = None, background: bool = False) -> bool:
         """Keep `response` and the items before it (its whole conversation, of which its own
-        input starts at `input_from`: what `input_items` lists, with ids given here once);
-        False when over the size bound."""
+        input starts at `input_from`: what `input_items` lists); False when over the size bound.
+        The input items' ids come from the response's id, so a background response, stored again
+        as it moves on, keeps them."""
         input_from = len(conversation) if input_from is None else input_from
-        ids = [f"msg_{uuid.uuid4().hex}" for _ in conversation[input_from:]]
+        ids = [f"msg_{uuid.uuid5(uuid.NAMESPACE_URL, response['id'] + f'/{i}').hex}"
+               for i in range(len(conversation) - input_from)]
         record = json.dumps({"response": response, "conversation": conversation, "input_from": input_from,
                              "input_ids": ids, "key": key_id, "at": time.time(), "background": background})
         if len(record) > MAX_BYTES:
