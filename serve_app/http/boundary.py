@@ -78,7 +78,7 @@ ERROR_STATUSES = {
 
 
 class DetailError(BaseModel):
-    """FastAPI's error shape, which the routes of no other dialect answer with."""
+    """FastAPI's error shape: the errors of the routes that belong to no other dialect."""
 
     detail: str
     available_models: Optional[list[str]] = None  # a model's 404: the models the caller could name
@@ -98,9 +98,8 @@ class BoundaryRoute(APIRoute):
         super().__init__(path, endpoint, **kwargs)
 
     def render(self, request: Request, err: ServeError) -> Response:
-        body = {"detail": err.message}
-        if isinstance(err, ModelNotFound):  # what the caller could have asked for
-            body["available_models"] = err.available
+        available = err.available if isinstance(err, ModelNotFound) else None  # what the caller could have asked for
+        body = DetailError(detail=err.message, available_models=available).model_dump(exclude_none=True)
         return JSONResponse(body, status_code=err.status_code, headers=retry_headers(err))
 
     def render_invalid(self, request: Request, exc: RequestValidationError) -> Response:

@@ -24,6 +24,7 @@ from serve_app.serving.streams import OpenStream
 logger = logging.getLogger("ray.serve")
 
 CANCEL_POLL_S = 0.5
+UNFINISHED = ("queued", "in_progress")  # the statuses a cancel stops
 _running: set[asyncio.Task] = set()  # the loop keeps only weak references to tasks
 
 

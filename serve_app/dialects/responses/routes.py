@@ -99,12 +99,12 @@ async def cancel_response(request: Request, response_id: str) -> dict:
     if not record.get("background"):
         raise InvalidRequest(f"response '{response_id}' was not created with background: true; only those "
                              "can be cancelled")
-    if record["response"]["status"] in ("queued", "in_progress"):
+    if record["response"]["status"] in background.UNFINISHED:
         store(request).ask_to_cancel(response_id)
         for _ in range(int(CANCEL_WAIT_S / background.CANCEL_POLL_S)):  # answer with it cancelled, if it is soon
             await asyncio.sleep(background.CANCEL_POLL_S)
             record = store(request).get(response_id, key_id())
-            if record["response"]["status"] not in ("queued", "in_progress"):
+            if record["response"]["status"] not in background.UNFINISHED:
                 break
     return record["response"]
 
