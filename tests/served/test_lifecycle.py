@@ -11,6 +11,7 @@ from helpers import (
     MINILM,
     RERANKER,
     SIMULATED,
+    TIER_MAX_NEW_TOKENS,
     apply,
     ask,
     deploy,
@@ -96,7 +97,7 @@ def test_in_place_llm_default_changes_without_restart(client):
         out = client.post("/api/worker/generate", json={"model": LLM, "prompt": "Once upon a time"}).json()
         assert out["finish_reason"] == "length" and out["usage"]["completion_tokens"] == 3
     finally:
-        assert apply(client, model=LLM, worker_type="llm", apply_type="update_params", params={"max_new_tokens": 256})["success"]
+        assert apply(client, model=LLM, worker_type="llm", apply_type="update_params", params={"max_new_tokens": TIER_MAX_NEW_TOKENS})["success"]
     assert replicas(LLM) == before
 
 

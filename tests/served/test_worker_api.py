@@ -4,7 +4,7 @@ import json
 import uuid
 from pathlib import Path
 
-from helpers import EMBEDDER, LLM, RERANKER
+from helpers import EMBEDDER, LLM, RERANKER, TIER_MAX_NEW_TOKENS
 
 FRANCE = [{"role": "human", "content": "What is the capital of France?"}]
 MODEL_OUTPUT_KEYS = {"text", "error_code", "incremental", "model_context", "finish_reason", "usage", "metrics"}
@@ -173,7 +173,7 @@ def test_model_metadata(client):
     llm = client.post("/api/worker/model_metadata", json={"model": LLM}).json()
     # Only keys DB-GPT 0.6 and 0.8 both accept (they name the function-calling flag differently).
     assert {k: v for k, v in llm.items() if k != "metadata"} == {"model": LLM, "context_length": 8192, "chat_model": True}
-    assert llm["metadata"]["max_new_tokens"] == 256 and llm["metadata"]["replica_id"]
+    assert llm["metadata"]["max_new_tokens"] == TIER_MAX_NEW_TOKENS and llm["metadata"]["replica_id"]
     emb = client.post("/api/worker/model_metadata", json={"model": EMBEDDER}).json()
     assert emb["chat_model"] is False and emb["metadata"]["dimensions"] == 384
     assert client.post("/api/worker/model_metadata", json={"model": "nope"}).status_code == 404
