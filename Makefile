@@ -101,37 +101,42 @@ $(REDIS):
 run: install
 	$(BIN)/python -m serve_app.launch $(if $(FRESH),--fresh) serve_config.yaml
 
-# The unit and in-process tiers first (no Ray: a broken change fails in seconds), then two
-# lanes side by side, as the 2 cores are a third idle while Serve starts, polls and waits:
+# The unit and in-process tiers first (no Ray: a broken change fails in seconds), then three
+# lanes side by side, as the 2 cores are a quarter idle while Serve starts, polls and waits:
 # - the served tier and the short stress runs, on one Ray and one Serve (started once: about
-#   25 s each time), then on that Serve the compat modules in SERVED_COMPAT (about a minute,
-#   moved here to even the lanes; the client venvs they need were built minutes before);
+#   25 s each time), then on that Serve the compat modules in SERVED_COMPAT (moved here from
+#   the DB-GPT lane to even the lanes; the client venvs they need were built minutes before);
 # - the engines in-process, the cold start on this machine's real CPU count (`make run` as a
-#   user runs it), the cluster tier on several Ray nodes (its own `ray start --head`, which
-#   `make run` would join, so it comes after the cold tier), and last DB-GPT's clients (a Ray
-#   and a Serve of their own), whose venvs (.venv-compat: a minute of downloading and
-#   unpacking wheels) are built from the first tier on. Its output goes to .test-lane.log and
-#   is printed when both lanes end.
-# Each Ray keeps to its own: the served and compat tiers have a temp dir apart from `make run`'s,
-# the cluster harness stops only its own session's processes. Each pytest run prints its time.
+#   user runs it), then the cluster tier on several Ray nodes (its own `ray start --head`, which
+#   `make run` would join, so it comes after the cold tier);
+# - DB-GPT's clients, once their venvs (.venv-compat: a minute of downloading and unpacking
+#   wheels, built from the first tier on) are there, on a Ray and a Serve of their own; on that
+#   Serve too the served modules in DBGPT_LANE_SERVED, which spend their time waiting on Serve's
+#   lifecycle rather than computing, moved out of the served lane to even the lanes.
+# The second and third lanes write to .test-lane.log and .test-dbgpt-lane.log, printed when all
+# lanes end. Each Ray keeps to its own: the served and compat Serves have temp dirs apart from
+# `make run`'s, the cluster harness stops only its own session's processes. Each pytest run
+# prints its time.
 SERVED_COMPAT := tests/compat/test_agents_and_anthropic.py tests/compat/test_langchain.py tests/compat/test_pydantic_ai.py \
 	tests/compat/test_instructor.py \
 	tests/compat/test_dbgpt_webserver.py tests/compat/test_dbgpt_reasoning.py
+DBGPT_LANE_SERVED := tests/served/test_lifecycle.py tests/served/test_model_failures.py
 test: install $(PROMETHEUS) $(REDIS)
 	@rm -f .compat-build.rc; ( $(MAKE) --no-print-directory compat > .compat-build.log 2>&1; echo $$? > .compat-build.rc ) & \
 	echo "== make test: tests/unit tests/inprocess"; $(BIN)/pytest -q tests/unit tests/inprocess || exit 1; \
 	( for tier in tests/engine tests/cold; do echo "== make test: $$tier"; $(BIN)/pytest -q $$tier || exit 1; done; \
-	  echo "== make test: tests/cluster"; $(CLUSTER_ENV) $(BIN)/pytest -q tests/cluster || exit 1; \
-	  while [ ! -f .compat-build.rc ]; do sleep 1; done; \
+	  echo "== make test: tests/cluster"; $(CLUSTER_ENV) $(BIN)/pytest -q tests/cluster ) > .test-lane.log 2>&1 & lane=$$!; \
+	( while [ ! -f .compat-build.rc ]; do sleep 1; done; \
 	  [ "$$(cat .compat-build.rc)" = 0 ] || { cat .compat-build.log; echo "== make test: building the client venvs failed"; exit 1; }; \
-	  echo "== make test: tests/compat, but SERVED_COMPAT"; $(BIN)/pytest -q tests/compat $(SERVED_COMPAT:%=--ignore=%) ) \
-	  > .test-lane.log 2>&1 & lane=$$!; \
-	echo "== make test: tests/served tests/stress $(SERVED_COMPAT)"; \
-	$(BIN)/pytest -q tests/served tests/stress $(SERVED_COMPAT); served=$$?; \
-	wait $$lane; lane_rc=$$?; \
-	echo "== make test: the other lane (tests/engine tests/cold tests/cluster tests/compat), from .test-lane.log"; \
-	cat .test-lane.log; \
-	[ $$served -eq 0 ] && [ $$lane_rc -eq 0 ] || { echo "== make test: FAILED (served lane $$served, other lane $$lane_rc)"; exit 1; }
+	  echo "== make test: tests/compat, but SERVED_COMPAT; $(DBGPT_LANE_SERVED)"; \
+	  SMMF_TEST_RAY_DIR=/tmp/ray-dbgpt-lane $(BIN)/pytest -q tests/compat $(SERVED_COMPAT:%=--ignore=%) $(DBGPT_LANE_SERVED) ) > .test-dbgpt-lane.log 2>&1 & dbgpt=$$!; \
+	echo "== make test: tests/served tests/stress $(SERVED_COMPAT), but DBGPT_LANE_SERVED"; \
+	$(BIN)/pytest -q tests/served tests/stress $(SERVED_COMPAT) $(DBGPT_LANE_SERVED:%=--ignore=%); served=$$?; \
+	wait $$lane; lane_rc=$$?; wait $$dbgpt; dbgpt_rc=$$?; \
+	echo "== make test: the engine, cold and cluster lane, from .test-lane.log"; cat .test-lane.log; \
+	echo "== make test: the DB-GPT lane, from .test-dbgpt-lane.log"; cat .test-dbgpt-lane.log; \
+	[ $$served -eq 0 ] && [ $$lane_rc -eq 0 ] && [ $$dbgpt_rc -eq 0 ] || \
+	  { echo "== make test: FAILED (served lane $$served, engine-cold-cluster lane $$lane_rc, DB-GPT lane $$dbgpt_rc)"; exit 1; }
 
 # The cluster tier alone: serve_config.cluster.yaml on several Ray nodes on this machine, whose
 # node types come from cluster.yaml (tests/cluster/harness.py drives Ray's autoscaler, which

@@ -5,6 +5,7 @@ unit tier (`pytest tests/unit`) runs in seconds without Ray.
 """
 
 import importlib.util
+import os
 
 import httpx
 import pytest
@@ -19,8 +20,9 @@ from helpers import (
     with_state_file,
 )
 
-# Short: Ray's unix sockets live under it, and a socket's path is limited to 107 bytes.
-SERVED_TEMP_DIR = "/tmp/ray-served"
+# Short: Ray's unix sockets live under it, and a socket's path is limited to 107 bytes. `make test`
+# names another for the DB-GPT lane, whose Serve runs beside the served lane's.
+SERVED_TEMP_DIR = os.environ.get("SMMF_TEST_RAY_DIR", "/tmp/ray-served")
 
 
 @pytest.fixture(scope="session")
