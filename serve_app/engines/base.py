@@ -48,6 +48,9 @@ class SamplingParams(BaseModel):
     json_schema: Optional[dict[str, Any]] = None
     # Report each new token's log probability and this many likeliest alternatives (None: off).
     logprobs: Optional[int] = Field(default=None, ge=0, le=20)
+    # Score the prompt too: each prompt token's log probability and this many alternatives
+    # (vLLM's prompt_logprobs; OpenAI's echo with logprobs). With it, max_new_tokens may be 0.
+    prompt_logprobs: Optional[int] = Field(default=None, ge=0, le=20)
     # vLLM's: generate past the model's end-of-text token, to max_new_tokens or a stop
     # (benchmarks use it for answers of one fixed length).
     ignore_eos: bool = False
@@ -62,9 +65,11 @@ class SamplingParams(BaseModel):
 
 
 class GenerationRequest(BaseModel):
-    """Exactly one of `prompt` and `messages` is set (the dialects' request models check)."""
+    """Exactly one of `prompt`, `prompt_token_ids` and `messages` is set (the dialects' request
+    models check)."""
 
     prompt: Optional[str] = None
+    prompt_token_ids: Optional[list[int]] = None  # a raw prompt given as the model's token ids
     messages: Optional[list[ChatMessage]] = None
     params: SamplingParams = Field(default_factory=SamplingParams)
     # Functions the model may call, in OpenAI's shape ({"type": "function", "function": {...}}).
@@ -107,8 +112,9 @@ class TokenLogprob(NamedTuple):
 
     token_id: int
     token: str
-    logprob: float
+    logprob: Optional[float]  # None only for a prompt's first token: nothing comes before it
     top: list[TokenAlternative]
+    rank: Optional[int] = None  # in the whole vocabulary (1: the likeliest); known for prompt tokens
 
 
 class GenerationChunk(BaseModel):
@@ -132,6 +138,8 @@ class GenerationChunk(BaseModel):
     prefill_s: Optional[float] = None
     decode_s: Optional[float] = None
     logprobs: Optional[list[TokenLogprob]] = None  # the tokens this chunk adds, when asked for
+    # On the first chunk, when the request scores its prompt: one per prompt token.
+    prompt_logprobs: Optional[list[TokenLogprob]] = None
 
     def usage(self) -> Usage:
         total = self.prompt_tokens + self.completion_tokens
@@ -141,7 +149,8 @@ class GenerationChunk(BaseModel):
         """This chunk and the next as one: both texts and logprobs, this one's prompt, the later counts and end."""
         logprobs = None if self.logprobs is None and later.logprobs is None else (self.logprobs or []) + (later.logprobs or [])
         return later.model_copy(update={"text": self.text + later.text, "reasoning": self.reasoning + later.reasoning,
-                                        "prompt": self.prompt, "logprobs": logprobs})
+                                        "prompt": self.prompt, "prompt_logprobs": self.prompt_logprobs,
+                                        "logprobs": logprobs})
 
 
 class Embedded(NamedTuple):

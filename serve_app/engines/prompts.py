@@ -52,7 +52,8 @@ class CompletionBudget:
     def _budget(self, prompt_tokens: int, request: GenerationRequest) -> int:
         """New tokens the request may have; "truncate" lowers it to what fits, "error" refuses."""
         room = self.context_length - prompt_tokens
-        wanted = request.params.max_new_tokens or self.default_max_new_tokens
+        wanted = request.params.max_new_tokens
+        wanted = self.default_max_new_tokens if wanted is None else wanted  # 0: score the prompt only
         if room <= 0 or (request.overflow == "error" and wanted > room):
             raise PromptTooLongError(
                 f"the prompt has {prompt_tokens} tokens and asks for {wanted} more, "
@@ -66,6 +67,8 @@ class TokenizerPrompts(CompletionBudget):
     `reasoning_parser` too."""
 
     def render_prompt(self, request: GenerationRequest) -> str:
+        if request.prompt_token_ids is not None:
+            return self.detokenize(request.prompt_token_ids)
         if request.messages is None:
             return request.prompt or ""
         thinks = self.reasoning_parser != "none"
@@ -105,6 +108,8 @@ class TokenizerPrompts(CompletionBudget):
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def tokenize(self, request: GenerationRequest, add_special_tokens: bool = True) -> list[int]:
+        if request.prompt_token_ids is not None:
+            return list(request.prompt_token_ids)
         prompt = self.render_prompt(request)
         # A chat template already holds the special tokens it needs.
         return list(self.tokenizer(prompt, add_special_tokens=add_special_tokens and request.messages is None)["input_ids"])
@@ -117,6 +122,8 @@ class TokenizerPrompts(CompletionBudget):
         return self.tokenizer.decode(ids)
 
     def prompt_ids(self, prompt: str, request: GenerationRequest) -> list[int]:
+        if request.prompt_token_ids:  # as the client tokenized it (lm-evaluation-harness does)
+            return list(request.prompt_token_ids)
         # Chat templates already contain the BOS marker they need.
         ids = list(self.tokenizer(prompt, add_special_tokens=request.messages is None)["input_ids"])
         if ids:

@@ -145,7 +145,9 @@ class VLLMEngine(TokenizerPrompts, LLMEngine):
         prompt = self.render_prompt(request)
         prompt_ids = self.prompt_ids(prompt, request)
         params = request.params
-        sampling = _sampling_params(params, self._budget(len(prompt_ids), request))
+        max_new = self._budget(len(prompt_ids), request)
+        # vLLM generates at least one token: a prompt scored alone (max_new 0) drops it, as vLLM's own server does.
+        sampling = _sampling_params(params, max(max_new, 1))
         request_id = f"{request.span_id or 'smmf'}-{uuid.uuid4().hex}"
         # Token ids (a TokensPrompt), not text: counted once, here, and every vLLM since 0.11 takes them.
         stream = self.engine.generate({"prompt_token_ids": prompt_ids}, sampling, request_id)
@@ -156,6 +158,11 @@ class VLLMEngine(TokenizerPrompts, LLMEngine):
         try:
             async for output in stream:
                 completion = output.outputs[0]
+                if first and max_new == 0:
+                    yield GenerationChunk(prompt=prompt, finish_reason="length", prompt_tokens=len(prompt_ids),
+                                          prompt_logprobs=self._prompt_logprobs(output.prompt_logprobs, prompt_ids, params),
+                                          logprobs=[] if params.logprobs is not None else None)
+                    return
                 tokens += len(completion.token_ids)
                 if tokens and first_token_at is None:
                     first_token_at = time.perf_counter()
@@ -174,6 +181,7 @@ class VLLMEngine(TokenizerPrompts, LLMEngine):
                         completion_tokens=tokens,
                         cached_tokens=getattr(output, "num_cached_tokens", None),  # vLLM's prefix-cache hits
                         logprobs=_logprobs(completion, params.logprobs) if params.logprobs is not None else None,
+                        prompt_logprobs=self._prompt_logprobs(output.prompt_logprobs, prompt_ids, params) if first else None,
                         # vLLM's stop_reason: the stop string (or stop token id) that ended it.
                         stop_string=completion.stop_reason if isinstance(completion.stop_reason, str) else None,
                     )
@@ -188,6 +196,9 @@ class VLLMEngine(TokenizerPrompts, LLMEngine):
             await stream.aclose()
             self.metrics.record_request(len(prompt_ids), tokens, first_token_at)
 
+    def _prompt_logprobs(self, entries, prompt_ids: list[int], params: SamplingParams) -> Optional[list[TokenLogprob]]:
+        return _prompt_logprobs(entries, prompt_ids, params, lambda t: self.tokenizer.decode([t]))
+
     async def check_health(self) -> None:
         # Raises once the engine core process has died; the replica is then replaced.
         await self.engine.check_health()
@@ -195,6 +206,23 @@ class VLLMEngine(TokenizerPrompts, LLMEngine):
     async def shutdown(self) -> None:
         """Stop vLLM's engine core process (it would outlive a replica that only exits)."""
         self.engine.shutdown()
+
+
+def _prompt_logprobs(entries, prompt_ids: list[int], params: SamplingParams, decode) -> Optional[list[TokenLogprob]]:
+    """vLLM's prompt_logprobs (one {token id: Logprob} per prompt token, the first None) as ours."""
+    if params.prompt_logprobs is None:
+        return None
+    scored: list[TokenLogprob] = []
+    for token, alternatives in zip(prompt_ids, entries or []):
+        if alternatives is None:
+            scored.append(TokenLogprob(token, decode(token), None, []))
+            continue
+        chosen = alternatives[token]
+        ranked = sorted((lp.rank, t, lp) for t, lp in alternatives.items() if lp.rank is not None)
+        top = [TokenAlternative(t, lp.decoded_token or "", lp.logprob) for rank, t, lp in ranked
+               if rank <= params.prompt_logprobs]
+        scored.append(TokenLogprob(token, chosen.decoded_token or "", chosen.logprob, top, chosen.rank))
+    return scored
 
 
 def _logprobs(completion, k: int) -> list[TokenLogprob]:
@@ -217,7 +245,8 @@ def _sampling_params(params: SamplingParams, max_new: int):
     if params.thinking_budget is not None:  # nothing in vLLM's SamplingParams closes the thinking
         raise InvalidPromptError("thinking.budget_tokens: the vllm engine cannot limit a model's thinking")
     optional = {"top_p": params.top_p, "top_k": params.top_k, "seed": params.seed,
-                "logit_bias": params.logit_bias or None, "logprobs": params.logprobs}
+                "logit_bias": params.logit_bias or None, "logprobs": params.logprobs,
+                "prompt_logprobs": params.prompt_logprobs}
     if params.json_schema is not None:  # vLLM's own structured output (vLLM >= 0.11)
         from vllm.sampling_params import StructuredOutputsParams
 

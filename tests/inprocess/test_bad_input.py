@@ -79,7 +79,8 @@ def test_ten_megabyte_body_is_413(client, path):
 ROUTE_FIELDS = {
     "/v1/chat/completions": {"messages", "temperature", "top_p", "max_tokens", "stop", "n", "stream", "seed", "tools",
                              "tool_choice", "response_format", "logprobs", "top_logprobs", "logit_bias"},
-    "/v1/completions": {"prompt", "temperature", "max_tokens", "stop", "echo", "n", "logprobs", "response_format"},
+    "/v1/completions": {"prompt", "temperature", "max_tokens", "stop", "echo", "n", "logprobs", "response_format",
+                        "prompt_logprobs"},
     "/v1/embeddings": {"input", "encoding_format", "dimensions", "truncate_prompt_tokens"},
     "/v1/rerank": {"query", "documents", "top_n", "return_documents"},
     "/api/worker/generate": {"messages", "prompt", "temperature", "top_k", "max_new_tokens", "stop", "echo"},

@@ -73,9 +73,35 @@ def test_out_of_range_is_400_naming_the_field(sdk, extra, param):
     assert e.value.body["param"] == param and param in e.value.message
 
 
-def test_completion_logprobs_with_echo_is_refused(sdk):
-    with pytest.raises(openai.BadRequestError, match="echo"):
-        sdk.completions.create(model=LLM, prompt="The sky is", max_tokens=2, logprobs=1, echo=True)
+def test_prompt_scoring_on_an_engine_without_a_vocabulary_is_refused(sdk):
+    """Echo with logprobs and prompt_logprobs score the prompt (tests/served/test_logprobs_and_n.py);
+    the simulated engine has no tokens to score, and says so."""
+    for extra in ({"logprobs": 1, "echo": True}, {"extra_body": {"prompt_logprobs": 0}}, {"prompt": [1, 2, 3]}):
+        body = {"prompt": "The sky is", **extra}
+        with pytest.raises(openai.BadRequestError, match="no token vocabulary"):
+            sdk.completions.create(model=LLM, max_tokens=2, **body)
+
+
+def test_max_tokens_0_takes_echo_or_prompt_logprobs(sdk):
+    with pytest.raises(openai.BadRequestError) as e:
+        sdk.completions.create(model=LLM, prompt="The sky is", max_tokens=0)
+    assert e.value.body["param"] == "max_tokens" and "echo" in e.value.message
+    echoed = sdk.completions.create(model=LLM, prompt="The sky is", max_tokens=0, echo=True)
+    choice = echoed.choices[0]
+    assert choice.text == "The sky is" and choice.finish_reason == "length" and echoed.usage.completion_tokens == 0
+
+
+@pytest.mark.parametrize("value", [0, 2])
+def test_prompt_logprobs_on_chat_is_refused_even_at_0(sdk, value):
+    with pytest.raises(openai.BadRequestError) as e:
+        sdk.chat.completions.create(model=LLM, messages=FRANCE, max_tokens=2, extra_body={"prompt_logprobs": value})
+    assert e.value.body["param"] == "prompt_logprobs" and "/v1/completions" in e.value.message
+
+
+@pytest.mark.parametrize("prompt", [[], [[]], [[1], []]])
+def test_an_empty_token_prompt_is_400(client, prompt):
+    r = client.post("/v1/completions", json={"model": LLM, "prompt": prompt, "max_tokens": 1})
+    assert r.status_code == 400 and "prompt" in r.text
 
 
 @pytest.mark.parametrize(

@@ -75,3 +75,81 @@ def test_streamed_logprobs_are_the_same(sdk, llm):
     streamed = [t for c in stream if c.choices and c.choices[0].logprobs for t in c.choices[0].logprobs.content]
     assert [(t.token, round(t.logprob, 4)) for t in streamed] == \
            [(t.token, round(t.logprob, 4)) for t in whole.choices[0].logprobs.content]
+
+
+# --- the prompt scored (#33): OpenAI's echo with logprobs, vLLM's prompt_logprobs --------------
+
+
+def expected_prompt_logprobs(direct, ids: list[int]) -> torch.Tensor:
+    """Row i: the model's log-distribution for the token at place i + 1, given those before it."""
+    with torch.inference_mode():
+        return direct[1](torch.tensor([ids])).logits[0, :-1].float().log_softmax(-1)
+
+
+def ids_of(tokens: list[str]) -> list[int]:
+    return [int(t.removeprefix("token_id:")) for t in tokens]
+
+
+def test_echo_with_logprobs_and_max_tokens_0_scores_the_prompt_as_the_model_does(sdk, llm, direct):
+    tokenizer = direct[0]
+    r = sdk.completions.create(model=llm, prompt=PROMPT, max_tokens=0, echo=True, logprobs=3, temperature=0,
+                               extra_body={"return_tokens_as_token_ids": True})
+    choice, lp = r.choices[0], r.choices[0].logprobs
+    assert choice.text == PROMPT and choice.finish_reason == "length" and r.usage.completion_tokens == 0
+    ids = ids_of(lp.tokens)
+    assert ids == tokenizer(PROMPT)["input_ids"] and r.usage.prompt_tokens == len(ids)
+    assert lp.token_logprobs[0] is None and lp.top_logprobs[0] is None  # nothing before the first token
+    expected = expected_prompt_logprobs(direct, ids)
+    for place, token in enumerate(ids[1:]):
+        assert lp.token_logprobs[place + 1] == pytest.approx(float(expected[place, token]), abs=1e-3)
+        top = torch.topk(expected[place], 3)
+        served = {int(t.removeprefix("token_id:")): v for t, v in lp.top_logprobs[place + 1].items()}
+        assert list(served) == top.indices.tolist()
+        assert list(served.values()) == pytest.approx(top.values.tolist(), abs=1e-3)
+    assert lp.text_offset == [len(tokenizer.decode(ids[:i])) for i in range(len(ids))]
+
+
+def test_echo_with_generation_after_gives_the_prompts_tokens_then_the_answers(sdk, llm):
+    plain = sdk.completions.create(model=llm, prompt=PROMPT, max_tokens=4, temperature=0, logprobs=1)
+    echoed = sdk.completions.create(model=llm, prompt=PROMPT, max_tokens=4, temperature=0, logprobs=1, echo=True)
+    lp, answer = echoed.choices[0].logprobs, plain.choices[0].logprobs
+    assert echoed.choices[0].text == PROMPT + plain.choices[0].text
+    prompt_tokens = echoed.usage.prompt_tokens
+    assert len(lp.tokens) == prompt_tokens + 4
+    assert lp.tokens[prompt_tokens:] == answer.tokens
+    assert lp.token_logprobs[prompt_tokens:] == pytest.approx(answer.token_logprobs, abs=1e-4)
+    assert lp.text_offset[prompt_tokens:] == [len(PROMPT) + at for at in answer.text_offset]
+    # What lm-evaluation-harness reads: the answer's first token scored after the whole prompt.
+    assert all(v is not None for v in lp.token_logprobs[1:])
+
+    streamed = list(sdk.completions.create(model=llm, prompt=PROMPT, max_tokens=4, temperature=0, logprobs=1,
+                                           echo=True, stream=True))
+    frames = [f.choices[0] for f in streamed if f.choices]
+    assert frames[0].text == PROMPT and len(frames[0].logprobs.tokens) == prompt_tokens
+    assert "".join(f.text for f in frames) == echoed.choices[0].text
+    values = [v for f in frames if f.logprobs for v in f.logprobs.token_logprobs]
+    assert values[0] is None and values[1:] == pytest.approx(lp.token_logprobs[1:], abs=1e-4)
+    assert [t for f in frames if f.logprobs for t in f.logprobs.tokens] == lp.tokens
+
+
+def test_prompt_logprobs_of_token_id_prompts_in_vllms_shape(sdk, llm, direct):
+    tokenizer = direct[0]
+    prompts = [tokenizer(PROMPT)["input_ids"], tokenizer("Water boils at")["input_ids"]]
+    r = sdk.completions.create(model=llm, prompt=prompts, max_tokens=1, temperature=0,
+                               extra_body={"prompt_logprobs": 2})
+    assert [c.index for c in r.choices] == [0, 1] and r.usage.prompt_tokens == sum(map(len, prompts))
+    for choice, ids in zip(r.choices, prompts):
+        scored = choice.model_extra["prompt_logprobs"]
+        assert len(scored) == len(ids) and scored[0] is None
+        expected = expected_prompt_logprobs(direct, ids)
+        for place, (token, entry) in enumerate(zip(ids[1:], scored[1:])):
+            mine = entry[str(token)]
+            assert mine["logprob"] == pytest.approx(float(expected[place, token]), abs=1e-3)
+            assert mine["rank"] == int((expected[place] > expected[place, token]).sum()) + 1
+            assert mine["decoded_token"] == tokenizer.decode([token])
+            ranks = {t: e["rank"] for t, e in entry.items() if t != str(token)}
+            assert sorted(ranks.values()) == [r for r in (1, 2) if r != mine["rank"]]
+    # A prompt of token ids answers as its text does.
+    text = sdk.completions.create(model=llm, prompt=PROMPT, max_tokens=4, temperature=0)
+    ids = sdk.completions.create(model=llm, prompt=prompts[0], max_tokens=4, temperature=0)
+    assert ids.choices[0].text == text.choices[0].text

@@ -1,11 +1,18 @@
-"""An engine's token logprobs (engines/base.TokenLogprob) in OpenAI's two shapes: chat's
-list of tokens with their alternatives, and legacy completions' parallel lists."""
+"""An engine's token logprobs (engines/base.TokenLogprob) in OpenAI's shapes: chat's list of
+tokens with their alternatives, legacy completions' parallel lists (an echoed prompt's tokens
+first), and vLLM's `prompt_logprobs`."""
 
 from __future__ import annotations
 
 from typing import Optional
 
-from serve_app.dialects.openai.responses import ChatLogprobs, ChatTokenLogprob, CompletionLogprobs, TopLogprob
+from serve_app.dialects.openai.responses import (
+    ChatLogprobs,
+    ChatTokenLogprob,
+    CompletionLogprobs,
+    PromptLogprob,
+    TopLogprob,
+)
 from serve_app.engines.base import TokenLogprob
 
 
@@ -29,8 +36,10 @@ def chat_logprobs(scored: Optional[list[TokenLogprob]], as_ids: bool = False) ->
     ])
 
 
-def completion_logprobs(scored: Optional[list[TokenLogprob]], start: int = 0, as_ids: bool = False) -> Optional[CompletionLogprobs]:
-    """`start`: the offset in the choice's text of the first token (streamed choices go on from the last)."""
+def completion_logprobs(scored: Optional[list[TokenLogprob]], start: int = 0, as_ids: bool = False,
+                        top: Optional[int] = None) -> Optional[CompletionLogprobs]:
+    """`start`: the offset in the choice's text of the first token (streamed choices go on from the last).
+    `top`: alternatives kept per token (an engine may have scored more for another field)."""
     if scored is None:
         return None
     offsets, at = [], start
@@ -40,6 +49,24 @@ def completion_logprobs(scored: Optional[list[TokenLogprob]], start: int = 0, as
     return CompletionLogprobs(
         tokens=[_name(s.token_id, s.token, as_ids) for s in scored],
         token_logprobs=[s.logprob for s in scored],
-        top_logprobs=[{_name(t, text, as_ids): lp for t, text, lp in s.top} for s in scored],
+        top_logprobs=[None if s.logprob is None else {_name(t, text, as_ids): lp for t, text, lp in s.top[:top]}
+                      for s in scored],
         text_offset=offsets,
     )
+
+
+def vllm_prompt_logprobs(scored: Optional[list[TokenLogprob]], top: int) -> Optional[list[Optional[dict]]]:
+    """vLLM's `prompt_logprobs`: per prompt token, {token id: logprob, rank, decoded token} for the
+    token itself and the `top` likeliest (ranks 1 to `top`); the first token's is null."""
+    if scored is None:
+        return None
+    entries: list[Optional[dict]] = []
+    for s in scored:
+        if s.logprob is None:
+            entries.append(None)
+            continue
+        entry = {str(t): PromptLogprob(logprob=lp, rank=rank, decoded_token=text)
+                 for rank, (t, text, lp) in enumerate(s.top[:top], start=1)}
+        entry[str(s.token_id)] = PromptLogprob(logprob=s.logprob, rank=s.rank, decoded_token=s.token)
+        entries.append(entry)
+    return entries

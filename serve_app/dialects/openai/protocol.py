@@ -125,7 +125,7 @@ class _SamplingFields(_Request):
         return bool(self.stream_options and self.stream_options.include_usage)
 
 
-class ChatCompletionRequest(_SamplingFields, refusing(*SHARED)):
+class ChatCompletionRequest(_SamplingFields, refusing(*SHARED, "prompt_logprobs")):
     messages: list[OpenAIMessage] = Field(min_length=1)
     max_completion_tokens: Optional[int] = Field(default=None, ge=1)
     tools: Optional[list[Tool]] = Field(default=None, max_length=128)
@@ -188,36 +188,53 @@ class ChatCompletionRequest(_SamplingFields, refusing(*SHARED)):
 
 
 class CompletionRequest(_SamplingFields, refusing(*SHARED, "tools", "tool_choice", "suffix")):
-    prompt: Union[str, list[str]]
-    max_tokens: Optional[int] = Field(default=16, ge=1)  # OpenAI's default for completions
+    # Text, texts, or prompts as token ids (lm-evaluation-harness sends ids it tokenized itself).
+    prompt: Union[str, list[str], list[int], list[list[int]]]
+    # OpenAI's default for completions. 0 with echo or prompt_logprobs: the prompt alone, scored.
+    max_tokens: Optional[int] = Field(default=16, ge=0)
     echo: bool = False
+    # With echo, the prompt's tokens are scored too: their logprobs come before the answer's.
     logprobs: Optional[int] = Field(default=None, ge=0, le=5)
+    # vLLM's: each prompt token's logprob and this many alternatives, in vLLM's shape.
+    prompt_logprobs: Optional[int] = Field(default=None, ge=0, le=20)
 
     @model_validator(mode="after")
-    def _no_prompt_logprobs(self):
-        if self.echo and self.logprobs is not None:
-            raise ValueError("logprobs: with echo it would score the prompt too, which this server does not do")
+    def _something_to_return(self):
+        if self.max_tokens == 0 and not self.echo and self.prompt_logprobs is None:
+            raise ValueError("max_tokens: 0 writes nothing; it takes echo (the prompt back, scored with logprobs) "
+                             "or prompt_logprobs")
         return self
 
     def top_logprobs_wanted(self) -> Optional[int]:
         return self.logprobs
 
+    def prompt_scoring(self) -> Optional[int]:
+        """Alternatives per prompt token the engine scores (None: the prompt is not scored)."""
+        wanted = [k for k in (self.logprobs if self.echo else None, self.prompt_logprobs) if k is not None]
+        return max(wanted) if wanted else None
+
     @field_validator("prompt")
     @classmethod
     def _non_empty(cls, v):
-        if isinstance(v, list) and not v:
-            raise ValueError("'prompt' must not be an empty list")
+        if isinstance(v, list) and (not v or any(isinstance(p, list) and not p for p in v)):
+            raise ValueError("'prompt' must not be an empty list, nor hold an empty token list")
         return v
 
-    def prompts(self) -> list[str]:
-        return [self.prompt] if isinstance(self.prompt, str) else self.prompt
+    def prompts(self) -> list[Union[str, list[int]]]:
+        """One entry per prompt: a text, or one prompt's token ids."""
+        if isinstance(self.prompt, str) or isinstance(self.prompt[0], int):
+            return [self.prompt]
+        return list(self.prompt)
 
     def to_generations(self, span_id: str) -> list[GenerationRequest]:
         """`n` requests per prompt, in choice order (prompt by prompt)."""
-        params = self.sampling()
+        params = self.sampling().model_copy(update={"prompt_logprobs": self.prompt_scoring()})
         return [choice for prompt in self.prompts()
-                for choice in self.choices_of(GenerationRequest(prompt=prompt, params=params, overflow="error", span_id=span_id,
-                                                                separate_reasoning=False, session=self.user or ""))]
+                for choice in self.choices_of(GenerationRequest(
+                    prompt=prompt if isinstance(prompt, str) else None,
+                    prompt_token_ids=None if isinstance(prompt, str) else prompt,
+                    params=params, overflow="error", span_id=span_id, separate_reasoning=False,
+                    session=self.user or ""))]
 
 
 class EmbeddingRequest(_Request):

@@ -101,12 +101,21 @@ class ChatLogprobs(BaseModel):
 
 
 class CompletionLogprobs(BaseModel):
-    """The legacy completions shape: parallel lists, one entry per token."""
+    """The legacy completions shape: parallel lists, one entry per token. An echoed prompt's
+    tokens come first; its first token has no logprob and no alternatives (null), as OpenAI's."""
 
     tokens: list[str]
-    token_logprobs: list[float]
-    top_logprobs: list[dict[str, float]]
+    token_logprobs: list[Optional[float]]
+    top_logprobs: list[Optional[dict[str, float]]]
     text_offset: list[int]
+
+
+class PromptLogprob(BaseModel):
+    """vLLM's shape for one token at one place of the prompt (`prompt_logprobs`)."""
+
+    logprob: float
+    rank: Optional[int] = None
+    decoded_token: str
 
 
 class ChatChoice(BaseModel):
@@ -163,6 +172,8 @@ class CompletionChoice(BaseModel):
     text: str
     logprobs: Optional[CompletionLogprobs] = None
     finish_reason: Optional[str] = None
+    # vLLM's: per prompt token (the first null) the token and the likeliest ones, by token id.
+    prompt_logprobs: Optional[list[Optional[dict[str, PromptLogprob]]]] = None
 
 
 class CompletionResponse(BaseModel):

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from serve_app.dialects.openai import serving
+from serve_app.dialects.openai import serving, vectors
 from serve_app.dialects.openai.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, RerankRequest
 from serve_app.dialects.openai.responses import EmbeddingResponse, ErrorResponse, ModelCard, ModelList, RerankResponse
 from serve_app.dialects.openai.tokens import DetokenizeRequest, DetokenizeResponse, TokenizeRequest, TokenizeResponse
@@ -75,7 +75,8 @@ async def chat_completions(request: Request, req: ChatCompletionRequest, respons
 async def completions(request: Request, req: CompletionRequest, response: Response):
     span_id = new_span_id()
     calls(request).check(req.model, span_id, inputs=req.prompts() * req.n, max_tokens=req.max_tokens)
-    note(prompt=req.prompts()[0])
+    first = req.prompts()[0]
+    note(prompt=first if isinstance(first, str) else f"<{len(first)} token ids>")
     return await _answer(request, req, span_id, response, serving.completion_sse, serving.completion)
 
 
@@ -97,7 +98,7 @@ async def embeddings(request: Request, req: EmbeddingRequest) -> EmbeddingRespon
     # Without truncate_prompt_tokens an input too long is refused (OpenAI's rule), and not embedded first.
     keep = -1 if req.truncate_prompt_tokens is not None and req.truncate_prompt_tokens < 0 else req.truncate_prompt_tokens
     embedded, entry = await calls(request).embed(req.model, req.inputs(), span_id, keep)
-    return serving.embeddings(req, embedded, matryoshka=bool(entry.args.get("matryoshka")))
+    return vectors.embeddings(req, embedded, matryoshka=bool(entry.args.get("matryoshka")))
 
 
 @router.post("/tokenize")
@@ -117,4 +118,4 @@ async def detokenize(request: Request, req: DetokenizeRequest) -> DetokenizeResp
 
 @router.post("/v1/rerank", response_model_exclude_none=True)
 async def rerank(request: Request, req: RerankRequest) -> RerankResponse:
-    return serving.rerank(req, await calls(request).score(req.model, req.query, req.texts(), new_span_id()))
+    return vectors.rerank(req, await calls(request).score(req.model, req.query, req.texts(), new_span_id()))

@@ -1,5 +1,5 @@
-"""The OpenAI dialect's answers: chat and completion responses and SSE streams from
-engine chunks, embeddings, rerank, and the error shape.
+"""The OpenAI dialect's text answers: chat and completion responses and SSE streams from
+engine chunks, and the error shape (embeddings and rerank: vectors.py).
 
 The routes (routes.py) validate the body, find the model's handle and open the stream
 (serving/streams.py) before the HTTP response starts, so an error before the first
@@ -10,18 +10,14 @@ after the headers becomes one final error frame, then `[DONE]`.
 from __future__ import annotations
 
 import asyncio
-import base64
-from typing import AsyncIterator, Callable, NamedTuple, Optional
+from typing import AsyncIterator, Callable, NamedTuple, Optional, Union
 
-import numpy as np
 from pydantic import BaseModel
 
-from serve_app.dialects.openai.logprobs import chat_logprobs, completion_logprobs
+from serve_app.dialects.openai.logprobs import chat_logprobs, completion_logprobs, vllm_prompt_logprobs
 from serve_app.dialects.openai.protocol import (
     ChatCompletionRequest,
     CompletionRequest,
-    EmbeddingRequest,
-    RerankRequest,
 )
 from serve_app.dialects.openai.responses import (
     AssistantMessage,
@@ -34,22 +30,15 @@ from serve_app.dialects.openai.responses import (
     CompletionResponse,
     CompletionTokensDetails,
     Delta,
-    EmbeddingData,
-    EmbeddingResponse,
-    EmbeddingUsage,
     ErrorInfo,
     ErrorResponse,
     PromptTokensDetails,
-    RerankDocument,
-    RerankResponse,
-    RerankResult,
-    RerankUsage,
     new_id,
     now,
 )
 from serve_app.dialects.openai.tools import ToolCallDelta
-from serve_app.engines.base import Embedded, GenerationChunk, Scored, TokenLogprob
-from serve_app.errors import InvalidRequest, ServeError, as_serve_error
+from serve_app.engines.base import GenerationChunk, TokenLogprob
+from serve_app.errors import ServeError, as_serve_error
 from serve_app.http.context import note_usage
 from serve_app.serving.streams import OpenStream
 from serve_app.tools.definitions import ToolCall
@@ -175,16 +164,31 @@ async def chat_completion_sse(req: ChatCompletionRequest, streams: list[OpenStre
 # --- completions -------------------------------------------------------------------
 
 
+def _echoed(req: CompletionRequest, prompt: Union[str, list[int]], first: GenerationChunk) -> str:
+    """The prompt as the choice's text begins with it: as sent, or the text of its token ids."""
+    return prompt if isinstance(prompt, str) else first.prompt or ""
+
+
+def _prompt_part(req: CompletionRequest, first: GenerationChunk) -> Optional[list[TokenLogprob]]:
+    """What an echoed prompt adds to the choice's logprobs: its tokens, scored (None: not asked)."""
+    return first.prompt_logprobs if req.echo and req.logprobs is not None else None
+
+
 async def completion(req: CompletionRequest, streams: list[OpenStream]) -> CompletionResponse:
     """Choices prompt by prompt, `n` each: choice i answers prompt i // n."""
     answers = await collect_all(streams)
     prompts = req.prompts()
     choices = []
-    for i, answer in enumerate(answers):
-        echoed = prompts[i // req.n] if req.echo else ""
+    for i, (answer, stream) in enumerate(zip(answers, streams)):
+        echoed = _echoed(req, prompts[i // req.n], stream.first) if req.echo else ""
+        scored = answer.logprobs
+        if (prompt_part := _prompt_part(req, stream.first)) is not None:
+            scored = prompt_part + (scored or [])
         choices.append(CompletionChoice(
             index=i, text=echoed + answer.text, finish_reason=answer.last.finish_reason,
-            logprobs=completion_logprobs(answer.logprobs, as_ids=req.return_tokens_as_token_ids),
+            logprobs=completion_logprobs(scored, as_ids=req.return_tokens_as_token_ids, top=req.logprobs),
+            prompt_logprobs=None if req.prompt_logprobs is None else vllm_prompt_logprobs(
+                stream.first.prompt_logprobs, req.prompt_logprobs),
         ))
     return CompletionResponse(model=req.model, choices=choices, usage=usage_of([a.last for a in answers], req.n))
 
@@ -196,18 +200,25 @@ async def completion_sse(req: CompletionRequest, streams: list[OpenStream]) -> A
     lasts: list[GenerationChunk] = []
     totals: list[ChatUsage] = []  # the usage, once the body has counted it
 
-    def frame(i: int, text: str, finish: Optional[str] = None, logprobs=None) -> str:
-        choice = CompletionChoice(index=i, text=text, finish_reason=finish, logprobs=logprobs)
+    def frame(i: int, text: str, finish: Optional[str] = None, logprobs=None, prompt_logprobs=None) -> str:
+        choice = CompletionChoice(index=i, text=text, finish_reason=finish, logprobs=logprobs,
+                                  prompt_logprobs=prompt_logprobs)
         return sse(CompletionResponse(**base, choices=[choice]))
 
     async def body() -> AsyncIterator[str]:
         for i, stream in enumerate(streams):
-            if req.echo:
-                yield frame(i, prompts[i // req.n])
             offset = 0
+            if req.echo or req.prompt_logprobs is not None:  # the prompt first, in a frame of its own
+                echoed = _echoed(req, prompts[i // req.n], stream.first) if req.echo else ""
+                logprobs = completion_logprobs(_prompt_part(req, stream.first), 0, req.return_tokens_as_token_ids,
+                                               req.logprobs)
+                scored = None if req.prompt_logprobs is None else vllm_prompt_logprobs(stream.first.prompt_logprobs,
+                                                                                        req.prompt_logprobs)
+                yield frame(i, echoed, logprobs=logprobs, prompt_logprobs=scored)
+                offset = len(echoed)
             async for chunk in stream.chunks():
                 if chunk.text or chunk.logprobs:
-                    logprobs = completion_logprobs(chunk.logprobs, offset, req.return_tokens_as_token_ids)
+                    logprobs = completion_logprobs(chunk.logprobs, offset, req.return_tokens_as_token_ids, req.logprobs)
                     yield frame(i, chunk.text, logprobs=logprobs)
                     offset += len(chunk.text)
                 if chunk.finish_reason:
@@ -241,59 +252,3 @@ async def _ending(body: AsyncIterator[str], usage_frame: Optional[Callable[[], B
     if usage_frame is not None:
         yield sse(usage_frame())
     yield DONE
-
-
-# --- embeddings and rerank -----------------------------------------------------------
-
-
-def embeddings(req: EmbeddingRequest, embedded: Embedded, matryoshka: bool) -> EmbeddingResponse:
-    """`matryoshka`: the model's leading dimensions embed on their own, so `dimensions` may shorten them."""
-    limit = embedded.context_length
-    if req.truncate_prompt_tokens is None:
-        for i, count in enumerate(embedded.token_counts):
-            if count > limit:
-                raise InvalidRequest(f"input {i} has {count} tokens; this model reads at most {limit} "
-                                     "(set truncate_prompt_tokens to -1 to cut each input to fit)")
-    elif req.truncate_prompt_tokens > 0:
-        limit = min(limit, req.truncate_prompt_tokens)
-    vectors = _shortened(embedded.vectors, req.dimensions, matryoshka)
-
-    def encode(v: list[float]):
-        # The SDK decodes base64 as little-endian float32.
-        return base64.b64encode(np.asarray(v, dtype="<f4").tobytes()).decode() if req.encoding_format == "base64" else v
-
-    tokens = sum(min(count, limit) for count in embedded.token_counts)  # what the model read
-    note_usage(tokens)
-    return EmbeddingResponse(
-        data=[EmbeddingData(index=i, embedding=encode(v)) for i, v in enumerate(vectors)],
-        model=req.model,
-        usage=EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens),
-    )
-
-
-def _shortened(vectors: list[list[float]], dimensions: Optional[int], matryoshka: bool) -> list[list[float]]:
-    """The first `dimensions` of each vector, scaled back to unit length (as OpenAI's text-embedding-3)."""
-    native = len(vectors[0]) if vectors else 0
-    if dimensions is None or dimensions == native:
-        return vectors
-    if not matryoshka or dimensions > native:
-        why = "is not trained to be shortened (text2vec arg matryoshka)" if dimensions < native else "cannot grow"
-        raise InvalidRequest(f"dimensions: this model makes {native}-dimensional vectors, which {why}")
-    short = np.asarray(vectors, dtype=np.float32)[:, :dimensions]
-    return (short / np.linalg.norm(short, axis=1, keepdims=True).clip(min=1e-12)).tolist()
-
-
-def rerank(req: RerankRequest, scored: Scored) -> RerankResponse:
-    """Cohere/Jina's shape: the best `top_n` documents first."""
-    documents = req.texts()
-    ranked = sorted(range(len(scored.scores)), key=lambda i: scored.scores[i], reverse=True)[: req.top_n]
-    results = [
-        RerankResult(
-            index=i,
-            relevance_score=scored.scores[i],
-            document=RerankDocument(text=documents[i]) if req.return_documents else None,
-        )
-        for i in ranked
-    ]
-    note_usage(scored.total_tokens)
-    return RerankResponse(model=req.model, results=results, usage=RerankUsage(total_tokens=scored.total_tokens))

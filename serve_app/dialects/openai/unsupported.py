@@ -20,7 +20,10 @@ NOT_DONE = {
     "suffix": "insertion after a suffix", "verbosity": "answer-length control",
     # vLLM's extensions beyond top_k and ignore_eos (which are done)
     "repetition_penalty": "repetition penalties", "min_p": "min-p sampling", "min_tokens": "a minimum answer length",
+    "prompt_logprobs": "scoring a chat's prompt; /v1/completions scores a prompt",
 }
+# 0 still asks for something of these (vLLM's prompt_logprobs: 0 scores each prompt token, with no alternatives).
+ZERO_ASKS = {"prompt_logprobs"}
 NO_OP = {"tool_choice": ["none"], "modalities": [["text"]], "best_of": [1], "verbosity": ["medium"],
          "repetition_penalty": [1]}
 SHARED = ("frequency_penalty", "presence_penalty", "audio", "modalities", "prediction",
@@ -29,7 +32,8 @@ SHARED = ("frequency_penalty", "presence_penalty", "audio", "modalities", "predi
 
 
 def _refuse(cls, v, info):
-    if v in (None, [], {}, 0, False, "") or v in NO_OP.get(info.field_name, []):
+    if v is None or (v in ([], {}, 0, False, "") and not (v == 0 and info.field_name in ZERO_ASKS)) \
+            or v in NO_OP.get(info.field_name, []):
         return v
     raise ValueError(f"'{info.field_name}' ({NOT_DONE[info.field_name]}) is not supported by this server")
 

@@ -111,13 +111,18 @@ class SimulatedEngine(CompletionBudget, LLMEngine):
         arrived = time.perf_counter()
         if request.params.logit_bias:  # no vocabulary to bias: refused, not ignored
             raise InvalidPromptError("the simulated engine has no token vocabulary: logit_bias cannot apply")
-        if request.params.logprobs is not None:
+        if request.params.logprobs is not None or request.params.prompt_logprobs is not None:
             raise InvalidPromptError("the simulated engine has no token vocabulary: logprobs cannot apply")
+        if request.prompt_token_ids is not None:
+            raise InvalidPromptError("the simulated engine has no token vocabulary: a prompt of token ids cannot apply")
         if request.params.json_schema is not None:  # its text is fixed: it cannot follow a schema
             raise InvalidPromptError("response_format: the simulated engine writes fixed text and cannot follow a schema")
         prompt = self.render_prompt(request)
         prompt_tokens = max(1, self.count_tokens(prompt))  # an empty prompt starts from one BOS token
         max_new = self._budget(prompt_tokens, request)
+        if max_new == 0:  # OpenAI's echo with max_tokens 0: the prompt back, nothing written
+            yield GenerationChunk(prompt=prompt, finish_reason="length", prompt_tokens=prompt_tokens)
+            return
         thinks = self.thinking_tokens and request.chat_template_kwargs.get("enable_thinking", True)
         if request.adapter is not None and request.adapter not in self.adapters:
             raise AdapterError(f"LoRA adapter '{request.adapter}' is not loaded on this replica")

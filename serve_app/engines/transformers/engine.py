@@ -33,6 +33,7 @@ from serve_app.engines.prompts import TokenizerPrompts
 from serve_app.engines.reasoning import ThinkingWatch, opening_token_ids
 from serve_app.engines.stop_strings import StopStrings
 from serve_app.engines.transformers.peft_adapters import PeftAdapters
+from serve_app.engines.transformers.prompt_scoring import score_prompt
 from serve_app.engines.transformers.sampling import RowSampling, TokenScore
 from serve_app.engines.transformers.scheduler import BatchScheduler, Sequence
 from serve_app.engines.transformers.structured import JsonGrammars
@@ -88,7 +89,17 @@ class TransformersEngine(TokenizerPrompts, LLMEngine):
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
         arrived = time.perf_counter()
         prompt = self.render_prompt(request)
-        seq = self._submit(request, self.prompt_ids(prompt, request))
+        prompt_ids = self.prompt_ids(prompt, request)
+        seq = self._sequence(request, prompt_ids)
+        prompt_logprobs = None
+        if request.params.prompt_logprobs is not None:
+            prompt_logprobs = await self._score(request, prompt_ids)
+        if seq.max_new == 0:  # the prompt scored, nothing to generate
+            yield GenerationChunk(prompt=prompt, finish_reason="length", prompt_tokens=len(prompt_ids),
+                                  prompt_logprobs=prompt_logprobs, logprobs=[] if request.params.logprobs is not None else None)
+            self.metrics.record_request(len(prompt_ids), 0, None, request.adapter)
+            return
+        self.scheduler.submit(seq)
         decoder, shown = IncrementalDecoder(self.tokenizer), StopStrings(request.params.stop)
         scored: list[TokenLogprob] = []  # logprobs of tokens not yet yielded, when asked for
         first = True
@@ -122,6 +133,7 @@ class TransformersEngine(TokenizerPrompts, LLMEngine):
                     yield GenerationChunk(
                         text=text,
                         prompt=prompt if first else None,
+                        prompt_logprobs=prompt_logprobs if first else None,
                         finish_reason=finish,
                         prompt_tokens=len(seq.prompt_ids),
                         completion_tokens=len(ids),
@@ -133,12 +145,18 @@ class TransformersEngine(TokenizerPrompts, LLMEngine):
             self.scheduler.close(seq)  # the consumer is done or gone: free the row's slot
             self.metrics.record_request(len(seq.prompt_ids), len(decoder.ids), first_token_at, request.adapter)
 
+    async def _score(self, request: GenerationRequest, ids: list[int]) -> list[TokenLogprob]:
+        """The prompt's logprobs, from a pass of its own between two steps of the batching loop."""
+        kwargs = self.adapters.forward_kwargs([request.adapter])
+        top, decode = request.params.prompt_logprobs, lambda t: self.tokenizer.decode([t])
+        return await self.scheduler.run_between_steps(lambda: score_prompt(self.adapters.model, kwargs, ids, top, decode))
+
     def _logprob(self, token: int, score: TokenScore) -> TokenLogprob:
         top = [TokenAlternative(t, self.tokenizer.decode([t]), lp) for t, lp in score.top]
         return TokenLogprob(token, self.tokenizer.decode([token]), score.logprob, top)
 
-    def _submit(self, request: GenerationRequest, prompt_ids: list[int]) -> Sequence:
-        """The request as a row of the batching loop (refused here if it does not fit)."""
+    def _sequence(self, request: GenerationRequest, prompt_ids: list[int]) -> Sequence:
+        """The request as a row of the batching loop, not yet submitted (refused here if it does not fit)."""
         params = request.params
         vocab = self.grammars.vocab_size
         for token in params.logit_bias:
@@ -158,7 +176,6 @@ class TransformersEngine(TokenizerPrompts, LLMEngine):
             loop=asyncio.get_running_loop(),
             adapter=request.adapter,
         )
-        self.scheduler.submit(seq)
         return seq
 
     @cached_property
