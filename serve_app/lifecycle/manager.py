@@ -22,7 +22,7 @@ from typing import Optional
 import ray
 from ray import serve
 from ray.exceptions import RayActorError
-from ray.serve.schema import ServeDeploySchema, ServeInstanceDetails
+from ray.serve.schema import ServeDeploySchema
 
 from deployments.llm import parallel_options
 from serve_app.config.router import SourcePolicy
@@ -45,7 +45,7 @@ from serve_app.lifecycle.config_edits import (
     worker_type_of,
 )
 from serve_app.lifecycle.group_commit import GroupCommit
-from serve_app.lifecycle.pending import pending_reason
+from serve_app.lifecycle.pending import app_details, pending_reason
 from serve_app.lifecycle.placement import autoscaler_node_types, group_never_fits, never_fits, replica_needs
 from serve_app.lifecycle.resume import bring_back, forget_removed, resume
 from serve_app.serving.routing_table import TablePublisher
@@ -229,10 +229,9 @@ class ModelManager:
         await asyncio.sleep(min(SETTLE_S, timeout_s))
         while True:
             raw = await _controller("get_serve_instance_details")
-            details = ServeInstanceDetails(**raw)
             pending = {}
             for name in targets:
-                problem = pending_reason(details, name, removed, applied_at)
+                problem = pending_reason(app_details(raw, name), removed, applied_at)
                 if problem and problem.startswith("failed"):
                     raise ModelFailed(f"model '{name}' {problem}")
                 if problem and problem.startswith("cancelled"):
