@@ -18,8 +18,8 @@ class LoraArgs(BaseModel):
         default_factory=dict,
         description=(
             "LoRA adapters on this base, name: path (a local directory in peft's format, as "
-            "save_pretrained writes it). Each is a model to clients; engines transformers (peft), "
-            "vllm (enable_lora) and simulated take them."
+            "save_pretrained writes it). Each is a model to clients; engines transformers (peft) "
+            "and simulated take them, vllm not yet (its requests for one are a 400 that says so)."
         ),
     )
     max_loras: int = Field(
