@@ -135,7 +135,7 @@ run: install
 SERVED_COMPAT := tests/compat/test_agents_and_anthropic.py tests/compat/test_langchain.py tests/compat/test_pydantic_ai.py \
 	tests/compat/test_instructor.py \
 	tests/compat/test_dbgpt_webserver.py tests/compat/test_dbgpt_reasoning.py
-DBGPT_LANE_SERVED := tests/served/test_lifecycle.py tests/served/test_model_failures.py tests/served/test_replica_failures.py
+DBGPT_LANE_SERVED := tests/served/test_lifecycle.py tests/served/test_model_failures.py
 test: install $(PROMETHEUS) $(REDIS)
 	@rm -f .compat-build.rc; ( $(MAKE) --no-print-directory compat > .compat-build.log 2>&1; echo $$? > .compat-build.rc ) & \
 	echo "== make test: tests/unit tests/inprocess"; $(BIN)/pytest -q tests/unit tests/inprocess || exit 1; \
