@@ -164,14 +164,17 @@ async def chat_completion_sse(req: ChatCompletionRequest, streams: list[OpenStre
 # --- completions -------------------------------------------------------------------
 
 
-def _echoed(req: CompletionRequest, prompt: Union[str, list[int]], first: GenerationChunk) -> str:
+def _echoed(prompt: Union[str, list[int]], first: GenerationChunk) -> str:
     """The prompt as the choice's text begins with it: as sent, or the text of its token ids."""
     return prompt if isinstance(prompt, str) else first.prompt or ""
 
 
-def _prompt_part(req: CompletionRequest, first: GenerationChunk) -> Optional[list[TokenLogprob]]:
-    """What an echoed prompt adds to the choice's logprobs: its tokens, scored (None: not asked)."""
-    return first.prompt_logprobs if req.echo and req.logprobs is not None else None
+def _prompt_scores(req: CompletionRequest, first: GenerationChunk) -> tuple[Optional[list[TokenLogprob]], Optional[list]]:
+    """The scored prompt (first chunk) as each field asked for it: what an echo adds in front of
+    the choice's logprobs, and vLLM's `prompt_logprobs`; None where not asked."""
+    echoed = first.prompt_logprobs if req.echo and req.logprobs is not None else None
+    vllm = None if req.prompt_logprobs is None else vllm_prompt_logprobs(first.prompt_logprobs, req.prompt_logprobs)
+    return echoed, vllm
 
 
 async def completion(req: CompletionRequest, streams: list[OpenStream]) -> CompletionResponse:
@@ -180,15 +183,13 @@ async def completion(req: CompletionRequest, streams: list[OpenStream]) -> Compl
     prompts = req.prompts()
     choices = []
     for i, (answer, stream) in enumerate(zip(answers, streams)):
-        echoed = _echoed(req, prompts[i // req.n], stream.first) if req.echo else ""
-        scored = answer.logprobs
-        if (prompt_part := _prompt_part(req, stream.first)) is not None:
-            scored = prompt_part + (scored or [])
+        echoed = _echoed(prompts[i // req.n], stream.first) if req.echo else ""
+        prompt_part, prompt_logprobs = _prompt_scores(req, stream.first)
+        scored = answer.logprobs if prompt_part is None else prompt_part + (answer.logprobs or [])
         choices.append(CompletionChoice(
             index=i, text=echoed + answer.text, finish_reason=answer.last.finish_reason,
             logprobs=completion_logprobs(scored, as_ids=req.return_tokens_as_token_ids, top=req.logprobs),
-            prompt_logprobs=None if req.prompt_logprobs is None else vllm_prompt_logprobs(
-                stream.first.prompt_logprobs, req.prompt_logprobs),
+            prompt_logprobs=prompt_logprobs,
         ))
     return CompletionResponse(model=req.model, choices=choices, usage=usage_of([a.last for a in answers], req.n))
 
@@ -209,12 +210,10 @@ async def completion_sse(req: CompletionRequest, streams: list[OpenStream]) -> A
         for i, stream in enumerate(streams):
             offset = 0
             if req.echo or req.prompt_logprobs is not None:  # the prompt first, in a frame of its own
-                echoed = _echoed(req, prompts[i // req.n], stream.first) if req.echo else ""
-                logprobs = completion_logprobs(_prompt_part(req, stream.first), 0, req.return_tokens_as_token_ids,
-                                               req.logprobs)
-                scored = None if req.prompt_logprobs is None else vllm_prompt_logprobs(stream.first.prompt_logprobs,
-                                                                                        req.prompt_logprobs)
-                yield frame(i, echoed, logprobs=logprobs, prompt_logprobs=scored)
+                echoed = _echoed(prompts[i // req.n], stream.first) if req.echo else ""
+                scored, prompt_logprobs = _prompt_scores(req, stream.first)
+                logprobs = completion_logprobs(scored, 0, req.return_tokens_as_token_ids, req.logprobs)
+                yield frame(i, echoed, logprobs=logprobs, prompt_logprobs=prompt_logprobs)
                 offset = len(echoed)
             async for chunk in stream.chunks():
                 if chunk.text or chunk.logprobs:

@@ -32,8 +32,8 @@ SHARED = ("frequency_penalty", "presence_penalty", "audio", "modalities", "predi
 
 
 def _refuse(cls, v, info):
-    if v is None or (v in ([], {}, 0, False, "") and not (v == 0 and info.field_name in ZERO_ASKS)) \
-            or v in NO_OP.get(info.field_name, []):
+    no_ops = [None, [], {}, ""] + ([] if info.field_name in ZERO_ASKS else [0]) + NO_OP.get(info.field_name, [])
+    if v in no_ops:  # False counts as 0 here (False == 0)
         return v
     raise ValueError(f"'{info.field_name}' ({NOT_DONE[info.field_name]}) is not supported by this server")
 
