@@ -6,7 +6,10 @@ The error boundary (http/boundary.py) calls `admit` before every route, the acce
 log (http/access_log.py) calls `finished` when the response ends.
 
 The copy is refreshed every half second, so a key revoked on any replica stops
-working on every one within a second. A key without limits costs no call before its
+working on every one within a second. A key the copy does not hold is looked for in a
+copy read after its request came, before it is refused: a key made a moment ago on
+another replica works at once (reads are one at a time and spaced, so a flood of
+wrong keys costs the governor one call per READ_GAP_S). A key without limits costs no call before its
 request; a key with limits costs one per lease: the governor lends this replica a
 share of what the key has left (governance/quotas.py), which it spends locally for up
 to LEASE_S and then gives back what it did not use. Near a limit the share is one
@@ -43,6 +46,7 @@ REFRESH_S = 0.5
 LEASE_S = 1.0  # a lease's requests not used by then go back to the governor
 COUNT_EVERY_S = 0.25  # how long the counts of keys without token limits gather before one call
 GOVERNOR_TIMEOUT_S = 1.0
+READ_GAP_S = 0.05  # the least time between two reads of the keys for keys the copy did not hold
 
 
 class RateLimited(ServeError):
@@ -103,6 +107,8 @@ class Admission:
         self._refresher: Optional[asyncio.Task] = None
         self._pending: set[asyncio.Task] = set()
         self._refreshed = False
+        self._read_at = 0.0  # when the read that made this copy began (monotonic)
+        self._reading: Optional[asyncio.Task] = None
         self.replica = uuid.uuid4().hex  # who asks the governor for leases
         self.leases: dict[str, Lease] = {}
         self._renewing: dict[str, asyncio.Lock] = {}
@@ -114,8 +120,22 @@ class Admission:
             self._refresher = asyncio.get_running_loop().create_task(self._refresh_forever())
 
     async def refresh(self) -> None:
-        self.book = KeyBook(await self.governor.keys.remote(), self.open_docs)
+        began = time.monotonic()
+        book = KeyBook(await self.governor.keys.remote(), self.open_docs)
+        if began >= self._read_at:  # an older read that ends after a newer one is dropped
+            self.book, self._read_at = book, began
         self._refreshed = True
+
+    async def _read_since(self, asked: float) -> None:
+        """Returns once this replica's copy was read after `asked`; one read at a time."""
+        while self._read_at < asked:
+            if self._reading is None or self._reading.done():
+                self._reading = asyncio.get_running_loop().create_task(self._spaced_refresh())
+            await asyncio.shield(self._reading)
+
+    async def _spaced_refresh(self) -> None:
+        await asyncio.sleep(max(0.0, self._read_at + READ_GAP_S - time.monotonic()))
+        await self.refresh()
 
     async def _refresh_forever(self) -> None:
         while True:
@@ -133,7 +153,13 @@ class Admission:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.refresh(), GOVERNOR_TIMEOUT_S)
         self.ensure_refreshing()
-        key = self.book.identify(request.headers.get("authorization"), request.headers.get("x-api-key"))
+        asked = time.monotonic()
+        credentials = request.headers.get("authorization"), request.headers.get("x-api-key")
+        key = self.book.identify(*credentials)
+        if key is None and self.book.enabled and KeyBook.presented(*credentials):
+            with contextlib.suppress(Exception):  # then it is refused as unknown, as it was
+                await asyncio.wait_for(self._read_since(asked), GOVERNOR_TIMEOUT_S)
+            key = self.book.identify(*credentials)
         note(key=key)
         denied = self.book.check(request.url.path, key, request.method)
         if denied:

@@ -82,15 +82,18 @@ class KeyBook:
     def enabled(self) -> bool:
         return bool(self._by_hash)
 
-    def identify(self, authorization: Optional[str], api_key: Optional[str] = None) -> Optional[KeyRecord]:
+    @staticmethod
+    def presented(authorization: Optional[str], api_key: Optional[str] = None) -> Optional[str]:
         """The key of `Authorization: Bearer <key>`, or of `x-api-key: <key>` (how Anthropic's
         clients send one)."""
-        scheme, _, presented = (authorization or "").partition(" ")
-        if scheme.lower() == "bearer" and presented.strip():
-            return self._by_hash.get(hash_key(presented.strip()))
-        if api_key and api_key.strip():
-            return self._by_hash.get(hash_key(api_key.strip()))
-        return None
+        scheme, _, bearer = (authorization or "").partition(" ")
+        if scheme.lower() == "bearer" and bearer.strip():
+            return bearer.strip()
+        return api_key.strip() if api_key and api_key.strip() else None
+
+    def identify(self, authorization: Optional[str], api_key: Optional[str] = None) -> Optional[KeyRecord]:
+        presented = self.presented(authorization, api_key)
+        return self._by_hash.get(hash_key(presented)) if presented else None
 
     def check(self, path: str, key: Optional[KeyRecord], method: str = "GET") -> Optional[tuple[int, str]]:
         """None when the request may go on, else (status, message)."""
