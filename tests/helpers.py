@@ -10,6 +10,7 @@ text (at temperature 0), the same vectors and the same counts got the model's an
 from __future__ import annotations
 
 import contextlib
+import pathlib
 import socket
 import subprocess
 import sys
@@ -63,9 +64,11 @@ def load_config() -> dict:
 
 
 def with_state_file(config: dict, path) -> dict:
-    """`config` with its router keeping its state in `path` (a SQLite file)."""
+    """`config` with its router keeping its state in `path` (a SQLite file), and the Batch API's
+    files in the folder `files` beside it."""
     router = next(app for app in config["applications"] if app["name"] == "router")
-    router["args"] = {**router.get("args", {}), "state": {"store": "sqlite", "path": str(path)}}
+    files = {**router.get("args", {}).get("batches", {}), "files_url": str(pathlib.Path(path).parent / "files")}
+    router["args"] = {**router.get("args", {}), "state": {"store": "sqlite", "path": str(path)}, "batches": files}
     return config
 
 

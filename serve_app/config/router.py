@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from serve_app.config.batches import BatchSettings
 from serve_app.config.keys import ApiKey
 
 
@@ -91,6 +92,8 @@ class RouterArgs(BaseModel):
         description="Where models started through the API, the stopped-model catalog, keys, their counts and "
                     "stored Responses are kept (docs/operations.md: what survives what).",
     )
+    batches: BatchSettings = Field(default_factory=BatchSettings,
+                                   description="The Files and Batch API: where files are kept, their limits.")
     sources: SourcePolicy = Field(
         default_factory=SourcePolicy, description="Model sources that startup and update requests may name."
     )

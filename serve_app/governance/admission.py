@@ -36,7 +36,7 @@ from ray.serve import metrics
 from ray.serve.handle import DeploymentHandle
 
 from serve_app.errors import AuthError, ServeError
-from serve_app.governance.keys import KeyBook, KeyRecord
+from serve_app.governance.keys import BATCH_KEY, KeyBook, KeyRecord
 from serve_app.governance.quotas import Refusal
 from serve_app.http.context import note
 
@@ -153,19 +153,30 @@ class Admission:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.refresh(), GOVERNOR_TIMEOUT_S)
         self.ensure_refreshing()
-        asked = time.monotonic()
-        credentials = request.headers.get("authorization"), request.headers.get("x-api-key")
-        key = self.book.identify(*credentials)
-        if key is None and self.book.enabled and KeyBook.presented(*credentials):
-            with contextlib.suppress(Exception):  # then it is refused as unknown, as it was
-                await asyncio.wait_for(self._read_since(asked), GOVERNOR_TIMEOUT_S)
-            key = self.book.identify(*credentials)
+        batch_key = request.scope.get(BATCH_KEY)  # a batch's line, run by the batch runner as its key
+        if batch_key is not None:
+            key = self.book.by_id(batch_key)
+            if key is None and self.book.enabled:  # made a moment ago: read again before refusing
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self._read_since(time.monotonic()), GOVERNOR_TIMEOUT_S)
+                key = self.book.by_id(batch_key)
+        else:
+            key = await self._identify(request.headers.get("authorization"), request.headers.get("x-api-key"))
         note(key=key)
         denied = self.book.check(request.url.path, key, request.method)
         if denied:
             raise AuthError(*denied)
         if key is not None and key.limits.any:
             await self._within_limits(key)
+
+    async def _identify(self, *credentials: Optional[str]) -> Optional[KeyRecord]:
+        asked = time.monotonic()
+        key = self.book.identify(*credentials)
+        if key is None and self.book.enabled and KeyBook.presented(*credentials):
+            with contextlib.suppress(Exception):  # then it is refused as unknown, as it was
+                await asyncio.wait_for(self._read_since(asked), GOVERNOR_TIMEOUT_S)
+            key = self.book.identify(*credentials)
+        return key
 
     def finished(self, record: dict) -> None:
         """When a response ended: a served request's tokens count against its key."""

@@ -35,6 +35,11 @@ NO_ADMIN_KEY = (
 )
 
 
+# The ASGI scope's entry naming the key (its id) a batch's line runs as: set by the batch runner
+# in its own process (batches/runner.py), never from a request's headers.
+BATCH_KEY = "smmf.batch_key"
+
+
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
@@ -90,6 +95,9 @@ class KeyBook:
         if scheme.lower() == "bearer" and bearer.strip():
             return bearer.strip()
         return api_key.strip() if api_key and api_key.strip() else None
+
+    def by_id(self, key_id: str) -> Optional[KeyRecord]:
+        return next((r for r in self._by_hash.values() if r.id == key_id), None)
 
     def identify(self, authorization: Optional[str], api_key: Optional[str] = None) -> Optional[KeyRecord]:
         presented = self.presented(authorization, api_key)

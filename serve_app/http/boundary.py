@@ -105,13 +105,17 @@ class BoundaryRoute(APIRoute):
     def render_invalid(self, request: Request, exc: RequestValidationError) -> Response:
         return JSONResponse({"detail": jsonable_encoder(exc.errors())}, status_code=422)
 
+    def body_limit(self, request: Request) -> int:
+        """The largest body this route takes (0: no limit)."""
+        return request.app.state.max_body_bytes
+
     def get_route_handler(self) -> Callable:
         handler = super().get_route_handler()
         route = self
 
         async def boundary(request: Request) -> Response:
             try:
-                request = _limited(request)
+                request = _limited(request, route.body_limit(request))
                 admission = request.app.state.admission
                 if admission is not None:
                     await admission.admit(request)
@@ -129,9 +133,8 @@ class BoundaryRoute(APIRoute):
         return boundary
 
 
-def _limited(request: Request) -> Request:
-    """The request, reading its body through a counter that stops at the app's limit."""
-    limit = request.app.state.max_body_bytes
+def _limited(request: Request, limit: int) -> Request:
+    """The request, reading its body through a counter that stops at `limit`."""
     if not limit:
         return request
     declared = request.headers.get("content-length")

@@ -13,6 +13,8 @@ from typing import Any, Optional
 
 from fastapi import APIRouter, FastAPI
 
+from serve_app.batches import routes as batch_routes
+from serve_app.config.batches import BatchSettings
 from serve_app.dialects.anthropic import routes as anthropic_routes
 from serve_app.dialects.dbgpt import controller_routes, management_routes, worker_routes
 from serve_app.dialects.openai import adapter_routes
@@ -39,6 +41,8 @@ async def health_check() -> dict:
 ROUTERS = (
     openai_routes.router,
     responses_routes.router,
+    batch_routes.router,
+    batch_routes.uploads,
     anthropic_routes.router,
     worker_routes.router,
     controller_routes.router,
@@ -67,11 +71,15 @@ def create_app(**state: Any) -> FastAPI:
 
 def configure(app: FastAPI, *, calls: Optional[ModelCalls] = None, manager=None, governor=None, admission=None,
               response_store: Optional[ResponseStore] = None, store: Optional[Store] = None,
-              node_types: Optional[dict] = None, max_body_bytes: int = 0, log_prompts: bool = False) -> None:
+              node_types: Optional[dict] = None, max_body_bytes: int = 0, log_prompts: bool = False,
+              files=None, batches=None, batch_runner=None, batch_settings: Optional[BatchSettings] = None) -> None:
     """What the routes use: `calls` (serving/calls.py), the manager and governor deployments'
     handles, `admission` (governance/admission.py; None: no keys, no limits), the stored
     responses of the Responses API, the store of what outlives Ray (serve_app/kv.py), the node types an autoscaler may add (RouterArgs), the
-    largest body (0: no limit) and whether the access log shows prompts."""
+    largest body (0: no limit) and whether the access log shows prompts; the Batch API's files,
+    batches, the batch runner's handle and its settings (serve_app/batches)."""
     app.state.calls, app.state.manager, app.state.governor, app.state.admission = calls, manager, governor, admission
     app.state.response_store, app.state.store, app.state.node_types = response_store, store, node_types or {}
     app.state.max_body_bytes, app.state.log_prompts = max_body_bytes, log_prompts
+    app.state.files, app.state.batches, app.state.batch_runner = files, batches, batch_runner
+    app.state.batch_settings = batch_settings or BatchSettings()

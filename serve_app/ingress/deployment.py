@@ -21,12 +21,15 @@ from ray.serve import Application
 from ray.serve.handle import DeploymentHandle
 
 from serve_app import tracing
+from serve_app.batches.files import FileStore
+from serve_app.batches.store import BatchStore
 from serve_app.config.router import RouterArgs
 from serve_app.dialects.responses.store import ResponseStore
 from serve_app.governance.admission import Admission
 from serve_app.governance.governor import Governor
 from serve_app.governance.keys import configured_keys
 from serve_app.ingress.app import create_app
+from serve_app.ingress.batch_runner import BatchRunnerDeployment
 from serve_app.kv import Store, open_store
 from serve_app.lifecycle.manager import ModelManager
 from serve_app.serving.calls import ModelCalls
@@ -40,14 +43,17 @@ class Ingress:
     (Serve calls `__serve_build_asgi_app__`): an app given to `serve.ingress(app)` would be
     a frozen copy made when this module is imported, whose state the replica could not set."""
 
-    def __init__(self, args: RouterArgs, manager: DeploymentHandle, governor: DeploymentHandle, store: Store):
+    def __init__(self, args: RouterArgs, manager: DeploymentHandle, governor: DeploymentHandle, store: Store,
+                 batch_runner: DeploymentHandle):
         tracing.setup("smmf-serve/ingress")
         calls = ModelCalls(ModelRegistry(manager), args.limits, args.embeddings_batch_wait_ms,
                            args.wake_timeout_s)
         admission = Admission(governor, configured_keys(args.api_keys, args.api_keys_env), args.open_docs)
         self.state = {"calls": calls, "manager": manager, "governor": governor, "admission": admission,
                       "response_store": ResponseStore(store), "store": store, "node_types": args.node_types,
-                      "max_body_bytes": args.limits.max_body_bytes, "log_prompts": args.limits.log_prompts}
+                      "max_body_bytes": args.limits.max_body_bytes, "log_prompts": args.limits.log_prompts,
+                      "files": FileStore(store, args.batches.files_url), "batches": BatchStore(store),
+                      "batch_runner": batch_runner, "batch_settings": args.batches}
 
     def __serve_build_asgi_app__(self):
         return create_app(**self.state)
@@ -60,4 +66,6 @@ def build_app(args: dict) -> Application:
     store = open_store(router_args.state.store, router_args.state.path)  # travels to replicas as its path
     manager = ModelManager.bind(router_args.sources, router_args.apply_timeout_s, router_args.node_types,
                                 router_args.registry_ttl_s, store, tuple(router_args.remove_models))
-    return Ingress.bind(router_args, manager, Governor.bind(configured, store), store)
+    governor = Governor.bind(configured, store)
+    runner = BatchRunnerDeployment.bind(router_args, manager, governor, store)
+    return Ingress.bind(router_args, manager, governor, store, runner)

@@ -26,6 +26,7 @@ from local import (
     STARTING,
     THINKER,
     LocalRegistry,
+    ServedApp,
     app_state,
     worker,
 )
@@ -87,7 +88,8 @@ RESPONSES = ResponseStore(MemoryStore())  # stored responses outlive a test's ow
 
 @pytest.fixture(scope="session")
 def app(registry):
-    return create_app(**_default_state(registry))
+    ServedApp.app = create_app(**_default_state(registry))
+    return ServedApp.app
 
 
 def _default_state(registry, keys: list[KeyRecord] = (), limits: RequestLimits = RequestLimits(),

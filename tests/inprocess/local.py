@@ -12,10 +12,17 @@ Serve does (replica choice, queues and backpressure, restarts) is the served tie
 from __future__ import annotations
 
 import asyncio
+import atexit
 import inspect
+import shutil
+import tempfile
 import time
 from typing import Any
 
+from serve_app.batches.files import FileStore
+from serve_app.batches.runner import BatchRunner
+from serve_app.batches.store import BatchStore
+from serve_app.config.batches import BatchSettings
 from serve_app.config.router import RequestLimits
 from serve_app.dialects.responses.store import ResponseStore
 from serve_app.governance.admission import Admission
@@ -41,12 +48,32 @@ def worker(deployment, args_model, args: dict):
     return deployment.func_or_class(args_model.model_validate(args))
 
 
+class ServedApp:
+    """The app the session's TestClient serves (conftest.py sets `app`): the batch runner's lines
+    go through it, as in Serve they go through the runner's own copy of the ingress's app."""
+
+    app = None
+
+    async def __call__(self, scope, receive, send):
+        await ServedApp.app(scope, receive, send)
+
+
+# The Batch API's files and batches outlive a test's own keys, as they outlive replicas in Serve.
+FILES_DIR = tempfile.mkdtemp(prefix="smmf-inprocess-files-")
+atexit.register(shutil.rmtree, FILES_DIR, True)
+BATCH_KV = MemoryStore()
+BATCH_SETTINGS = BatchSettings(files_url=FILES_DIR, max_file_bytes=64 * 1024, max_lines=100, concurrency=2)
+FILES, BATCHES = FileStore(BATCH_KV, FILES_DIR), BatchStore(BATCH_KV)
+RUNNER = BatchRunner(ServedApp(), BATCHES, FILES, BATCH_SETTINGS)
+
+
 def app_state(registry: "ModelRegistry", responses: ResponseStore, keys=(), limits: RequestLimits = RequestLimits(),
               open_docs: bool = False) -> dict:
     """What `create_app`/`configure` take for an ingress over `registry`, with these keys and limits."""
     governor = LocalHandle(Governor.func_or_class(list(keys), store=MemoryStore()))
     return {"calls": ModelCalls(registry, limits), "governor": governor, "admission": Admission(governor, list(keys), open_docs),
-            "response_store": responses, "store": MemoryStore(), "max_body_bytes": limits.max_body_bytes, "log_prompts": limits.log_prompts}
+            "response_store": responses, "store": MemoryStore(), "max_body_bytes": limits.max_body_bytes, "log_prompts": limits.log_prompts,
+            "files": FILES, "batches": BATCHES, "batch_runner": LocalHandle(RUNNER), "batch_settings": BATCH_SETTINGS}
 
 
 class LocalStream:

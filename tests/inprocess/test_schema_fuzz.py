@@ -59,6 +59,7 @@ def fuzz(operation, client, mode: GenerationMode) -> list[str]:
             response = client.request(**case.as_transport_kwargs(base_url="http://127.0.0.1"))
         except UnicodeEncodeError:  # a header no HTTP client can send (httpx encodes them as ASCII)
             return
+        sent_as_bytes(response)
         try:
             case.validate_response(response, checks=CHECKS)
         except (AssertionError, FailureGroup) as exc:  # a failure, or a group of them: one line each
@@ -72,6 +73,14 @@ def fuzz(operation, client, mode: GenerationMode) -> list[str]:
     except Unsatisfiable:  # nothing to make invalid: an operation without parameters or body
         assert mode is GenerationMode.NEGATIVE, operation.label
     return found
+
+
+def sent_as_bytes(response) -> None:
+    """A multipart upload's body (POST /v1/files) is a stream, which schemathesis reads as bytes."""
+    try:
+        response.request.read()
+    except Exception:  # one httpx cannot render twice (a generated part that is not a file)
+        response.request._content = b""
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=["valid", "invalid"])
@@ -98,6 +107,7 @@ def without_a_key(operation, client, want: int) -> None:
     def run(case):
         response = client.request(**case.as_transport_kwargs(base_url="http://127.0.0.1"))
         assert response.status_code == want, (operation.label, response.status_code, response.text[:300])
+        sent_as_bytes(response)
         case.validate_response(response, checks=CHECKS)
 
     run()

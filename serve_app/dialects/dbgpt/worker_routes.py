@@ -11,7 +11,7 @@ own API server answers there.
 import asyncio
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 
 from serve_app.dialects.dbgpt import serving
 from serve_app.dialects.dbgpt.protocol import (
@@ -57,7 +57,9 @@ def calls(request: Request) -> ModelCalls:
     return request.app.state.calls
 
 
-@streaming.post("/api/worker/generate_stream")
+@streaming.post("/api/worker/generate_stream", response_class=StreamingResponse,
+                responses={200: {"description": "JSON objects, each ended by a NUL byte, as DB-GPT's worker sends them",
+                                 "content": {}}})
 async def generate_stream(request: Request, req: PromptRequest) -> Response:
     return await _generation(request, req, serving.generate_stream)
 

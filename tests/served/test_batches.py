@@ -1,0 +1,70 @@
+"""OpenAI's Batch API through Serve (serve_app/batches): the openai SDK uploads a file and runs
+a batch on a simulated llm; the batch runner's replica is killed mid-way, Serve starts another,
+and the batch finishes with every custom_id answered exactly once. An embeddings batch runs on
+the real MiniLM. (Each case of the API's behaviour is tests/inprocess/test_batch_api.py's.)"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from helpers import EMBEDDER, apply, kill_one_replica, replicas, start_simulated, wait_until
+
+MODEL = "batch-sim"
+LINES = 40
+
+
+def finished(sdk, batch_id: str, timeout_s: float = 120):
+    deadline = time.monotonic() + timeout_s
+    while (batch := sdk.batches.retrieve(batch_id)).status not in ("completed", "failed", "expired", "cancelled"):
+        assert time.monotonic() < deadline, batch
+        time.sleep(0.2)
+    return batch
+
+
+def rows(sdk, file_id: str) -> list[dict]:
+    return [json.loads(line) for line in sdk.files.content(file_id).text.splitlines()]
+
+
+def test_a_batch_goes_on_after_its_runner_is_killed_and_answers_each_line_once(sdk, client):
+    # 40 tokens at 100 tokens/s: about 0.4 s a line, four at a time, so the batch runs for ~4 s.
+    assert start_simulated(client, MODEL, simulated_tokens_per_s=100)["success"]
+    try:
+        lines = [{"custom_id": f"line-{i}", "method": "POST", "url": "/v1/chat/completions",
+                  "body": {"model": MODEL, "messages": [{"role": "user", "content": f"number {i}"}], "max_tokens": 40}}
+                 for i in range(LINES)]
+        upload = sdk.files.create(file=("lines.jsonl", "".join(json.dumps(ln) + "\n" for ln in lines).encode()),
+                                  purpose="batch")
+        batch = sdk.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h")
+        wait_until(lambda: sdk.batches.retrieve(batch.id).request_counts.completed >= 4, 60, "the first answers")
+        running = sdk.batches.retrieve(batch.id)
+        assert running.status == "in_progress" and running.request_counts.completed < LINES, running
+        runner = replicas("router")  # every replica of the router app; the runner's is the one to go
+        killed = kill_one_replica("router", "batches")
+        assert killed in runner
+        done = finished(sdk, batch.id)
+        assert done.status == "completed", done
+        assert killed not in replicas("router"), "Serve started a new runner"
+        assert (done.request_counts.completed, done.request_counts.failed) == (LINES, 0)
+        out = rows(sdk, done.output_file_id)
+        assert [r["custom_id"] for r in out] == [f"line-{i}" for i in range(LINES)]
+        assert all(r["response"]["status_code"] == 200 and r["response"]["body"]["usage"]["completion_tokens"] == 40
+                   for r in out)
+        assert done.error_file_id is None
+    finally:
+        apply(client, model=MODEL, apply_type="stop")
+
+
+def test_an_embeddings_batch_answers_as_the_embeddings_route_does(sdk):
+    texts = ["a cat sat", "the sky is blue", "batches run on idle capacity"]
+    lines = [{"custom_id": f"e{i}", "method": "POST", "url": "/v1/embeddings", "body": {"model": EMBEDDER, "input": t}}
+             for i, t in enumerate(texts)]
+    upload = sdk.files.create(file=("embed.jsonl", "".join(json.dumps(ln) + "\n" for ln in lines).encode()),
+                              purpose="batch")
+    done = finished(sdk, sdk.batches.create(input_file_id=upload.id, endpoint="/v1/embeddings",
+                                            completion_window="24h").id)
+    assert done.status == "completed" and done.request_counts.completed == 3, done
+    direct = sdk.embeddings.create(model=EMBEDDER, input=texts).data
+    for row, want in zip(rows(sdk, done.output_file_id), direct):
+        got = row["response"]["body"]["data"][0]["embedding"]
+        assert max(abs(a - b) for a, b in zip(got, want.embedding)) < 1e-5
