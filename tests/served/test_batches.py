@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import time
 
-from helpers import EMBEDDER, apply, kill_one_replica, replicas, start_simulated, wait_until
+from helpers import EMBEDDER, apply, kill_one_replica, replicas, smmf, start_simulated, wait_until
 
 MODEL = "batch-sim"
 LINES = 40
@@ -26,7 +26,7 @@ def rows(sdk, file_id: str) -> list[dict]:
     return [json.loads(line) for line in sdk.files.content(file_id).text.splitlines()]
 
 
-def test_a_batch_goes_on_after_its_runner_is_killed_and_answers_each_line_once(sdk, client):
+def test_a_batch_goes_on_after_its_runner_is_killed_and_answers_each_line_once(sdk, client, base_url):
     # 40 tokens at 100 tokens/s: about 0.4 s a line, four at a time, so the batch runs for ~4 s.
     assert start_simulated(client, MODEL, simulated_tokens_per_s=100)["success"]
     try:
@@ -42,8 +42,18 @@ def test_a_batch_goes_on_after_its_runner_is_killed_and_answers_each_line_once(s
         runner = replicas("router")  # every replica of the router app; the runner's is the one to go
         killed = kill_one_replica("router", "batches")
         assert killed in runner
+        followed = smmf(base_url, "batch", "show", batch.id, timeout=120)  # follows it to its end
+        assert followed.returncode == 0, followed.stderr
+        progress = followed.stdout.splitlines()
+        assert progress[0].startswith(f"{batch.id}: in_progress, ") and "answered" in progress[0], progress
+        assert f"{batch.id}: completed, {LINES}/{LINES} answered, 0 failed" in progress, progress
         done = finished(sdk, batch.id)
         assert done.status == "completed", done
+        assert f"output file: {done.output_file_id}" in followed.stdout
+        listed = smmf(base_url, "batch", "list").stdout.splitlines()
+        assert listed[0].split() == ["ID", "STATUS", "ENDPOINT", "PROGRESS", "CREATED", "(UTC)"]
+        assert [batch.id, "completed", "/v1/chat/completions", f"{LINES}/{LINES}", "answered,", "0", "failed"] in [
+            row.split()[:7] for row in listed], listed
         assert killed not in replicas("router"), "Serve started a new runner"
         assert (done.request_counts.completed, done.request_counts.failed) == (LINES, 0)
         out = rows(sdk, done.output_file_id)
