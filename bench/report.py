@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import batches
 import many_models
 import prefix_routing
 import serve_paths
@@ -32,6 +33,7 @@ def write_report(results: dict, folder: Path, path: Path) -> None:
         lines += structured_section(results["structured"])
     if "many_models" in results:
         lines += many_models.section(results)
+    lines += batches.section(results)
     lines += cold_start_section(results["cold_start"], results.get("cold_start_run"))
     peers = peers_report.load(folder)  # make bench-peers' own run, kept as it wrote it
     if peers:

@@ -29,6 +29,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path[:0] = [str(HERE), str(ROOT)]
 
+import batches  # noqa: E402
 import gpu_rate  # noqa: E402
 import load  # noqa: E402
 import lora_mix  # noqa: E402
@@ -91,6 +92,7 @@ def main() -> None:
         ray.shutdown()
     results["serve_paths"] = serve_paths.measure(lambda s: step(s, started))  # a Ray of its own per path
     many_models_phase(results, started)
+    batches_phase(results, started)
     cold_start_phase(results, started)
     results["wall_seconds"] = time.perf_counter() - started
     results["machine"]["loadavg_1min_at_end"] = os.getloadavg()[0]
@@ -180,6 +182,12 @@ def many_models_phase(results: dict, started: float, command: str = COMMAND) -> 
     step(f"adapters: {results['lora_mix']['ratio']:.2f} of the base's tok/s", started)
 
 
+def batches_phase(results: dict, started: float, command: str = COMMAND) -> None:
+    """#34's Batch API figures: the router and the default llm in a Ray of their own."""
+    results["batches"] = batches.measure(lambda s: step(s, started))
+    results["batches"]["run"] = {"command": command, "date": machine()["date"]}
+
+
 def cold_start_phase(results: dict, started: float) -> None:
     results["cold_start_run"] = {"command": COMMAND, "date": machine()["date"]}
     results["cold_start"] = [cold_start(free_port(), None, 180)]
@@ -195,6 +203,11 @@ if __name__ == "__main__":
     elif sys.argv[1:] == ["--many-models-only"]:  # `make bench-many`: #31's section again, the rest kept
         last = json.loads((HERE / "results.json").read_text())
         many_models_phase(last, time.perf_counter(), "make bench-many")
+        (HERE / "results.json").write_text(json.dumps(last, indent=2))
+        write_report(last, HERE, ROOT / "BENCHMARKS.md")
+    elif sys.argv[1:] == ["--batches-only"]:  # `make bench-batches`: #34's section again, the rest kept
+        last = json.loads((HERE / "results.json").read_text())
+        batches_phase(last, time.perf_counter(), "make bench-batches")
         (HERE / "results.json").write_text(json.dumps(last, indent=2))
         write_report(last, HERE, ROOT / "BENCHMARKS.md")
     elif sys.argv[1:] == ["--cold-start-only"]:  # `make bench-cold`: the cold starts again, the rest kept
