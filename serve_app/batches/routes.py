@@ -8,7 +8,9 @@ own deployment. What a key may see: its own files and batches (an admin key ever
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import time
 import uuid
 from collections import Counter
@@ -31,6 +33,8 @@ from serve_app.errors import InvalidRequest, ServeError
 from serve_app.http.context import current_key
 
 UPLOAD_SLACK = 64 * 1024  # a multipart body's own headers and boundaries, beyond the file
+WAKE_TIMEOUT_S = 5.0
+logger = logging.getLogger("ray.serve")
 
 
 class FileTooLarge(ServeError):
@@ -139,7 +143,11 @@ async def create_batch(request: Request, req: BatchCreateRequest) -> Batch:
                   status="validating", created_at=now, expires_at=now + 24 * 3600, metadata=req.metadata,
                   request_counts={"total": total})
     await run_in_threadpool(state.batches.put, batch, key.id if key else None)
-    await state.batch_runner.wake.remote(batch.id)
+    try:  # a runner that is not there (restarting) picks the batch up as it starts: it is stored
+        await asyncio.wait_for(state.batch_runner.wake.remote(batch.id), WAKE_TIMEOUT_S)
+    except Exception as exc:
+        logger.warning("batch %s stored; the runner did not answer (%s): it starts it when it is back",
+                       batch.id, type(exc).__name__)
     return batch
 
 

@@ -12,6 +12,7 @@ import openai
 import pytest
 from local import BATCHES, FILES, LLM, RUNNER, BatchRunner, ServedApp
 
+from serve_app.batches import routes
 from serve_app.batches.protocol import Batch
 from serve_app.config.keys import ApiKey
 from serve_app.governance.keys import hash_key, record_of
@@ -168,3 +169,27 @@ def test_a_key_sees_only_its_own_files_and_batches_and_its_batch_counts_against_
             assert time.monotonic() < deadline, usage
             time.sleep(0.05)
         assert usage["completion_tokens"] == answer["response"]["body"]["usage"]["completion_tokens"] == 5
+
+
+def test_a_batch_made_while_the_runner_is_away_is_stored_and_run_when_it_starts(client, sdk, app, monkeypatch):
+    class Away:  # a runner's handle while Serve restarts it: the call waits
+        class wake:
+            @staticmethod
+            def remote(batch_id):
+                return asyncio.sleep(3600)
+
+    monkeypatch.setattr(routes, "WAKE_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(app.state, "batch_runner", Away())
+    upload = sdk.files.create(file=("away.jsonl", jsonl(chat_line("while-away"))), purpose="batch")
+    started = time.monotonic()
+    batch = sdk.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h")
+    assert batch.status == "validating" and time.monotonic() - started < 3
+    time.sleep(0.3)
+    assert sdk.batches.retrieve(batch.id).status == "validating", "nothing ran it"
+
+    async def runner_starts():
+        BatchRunner(ServedApp(), BATCHES, FILES, RUNNER.settings).wake()  # as a new runner's constructor does
+
+    client.portal.call(runner_starts)
+    done = finished(sdk, batch.id)
+    assert done.status == "completed" and [r["custom_id"] for r in rows(sdk, done.output_file_id)] == ["while-away"]
