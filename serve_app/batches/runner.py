@@ -102,6 +102,8 @@ class BatchRunner:
 
         async def worker():
             for n in todo:
+                if time.time() >= batch.expires_at:  # no line starts past the window
+                    return
                 ok, result = await self._line(client, batch, n, lines[n])
                 await asyncio.to_thread(self.batches.keep_result, batch.id, n, ok, result)
                 counts.completed += ok
@@ -110,6 +112,9 @@ class BatchRunner:
                     saved[0] = time.monotonic()
                     self._save(batch.model_copy(update={"request_counts": counts}), owner)
 
+        stop = self._stop_reason(batch)
+        if stop:
+            return stop
         workers = asyncio.ensure_future(asyncio.gather(*(worker() for _ in range(self.settings.concurrency))))
         try:
             while not workers.done():
@@ -119,7 +124,8 @@ class BatchRunner:
                     workers.cancel()  # the lines in flight close their model streams
                     return stop
             await workers
-            return "completed"
+            unrun = counts.completed + counts.failed < counts.total
+            return (self._stop_reason(batch) or "completed") if unrun else "completed"
         finally:
             await client.aclose()
 

@@ -73,14 +73,16 @@ def test_a_batch_answers_each_line_once_and_bad_lines_go_to_the_error_file(sdk):
     good = [chat_line(f"good-{i}") for i in range(3)]
     bad = [b"{not json", chat_line("no-model", model="no-such-model"),
            {**chat_line("elsewhere"), "url": "/v1/embeddings"}, chat_line("streamed", stream=True),
-           {"custom_id": "no-body", "method": "POST", "url": "/v1/chat/completions"}]
+           {"custom_id": "no-body", "method": "POST", "url": "/v1/chat/completions"},
+           {**chat_line("too-long"), "body": {"model": LLM, "max_tokens": 4, "messages": [  # over its 8192
+               {"role": "user", "content": "word " * 9000}]}}]
     upload = sdk.files.create(file=("mixed.jsonl", jsonl(*good[:2], *bad, good[2])), purpose="batch")
     batch = sdk.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h",
                                metadata={"team": "evals"})
-    assert batch.status == "validating" and batch.request_counts.total == 8 and batch.metadata == {"team": "evals"}
+    assert batch.status == "validating" and batch.request_counts.total == 9 and batch.metadata == {"team": "evals"}
     done = finished(sdk, batch.id)
     assert done.status == "completed", done
-    assert (done.request_counts.total, done.request_counts.completed, done.request_counts.failed) == (8, 3, 5)
+    assert (done.request_counts.total, done.request_counts.completed, done.request_counts.failed) == (9, 3, 6)
     assert done.completed_at >= done.in_progress_at >= done.created_at
     out = rows(sdk, done.output_file_id)
     assert [r["custom_id"] for r in out] == ["good-0", "good-1", "good-2"]
@@ -88,7 +90,9 @@ def test_a_batch_answers_each_line_once_and_bad_lines_go_to_the_error_file(sdk):
     assert out[0]["response"]["status_code"] == 200 and out[0]["response"]["body"]["object"] == "chat.completion"
     assert out[0]["response"]["body"]["choices"][0]["message"]["content"] == direct
     errors = {r["custom_id"]: r for r in rows(sdk, done.error_file_id)}
-    assert set(errors) == {None, "no-model", "elsewhere", "streamed", "no-body"}
+    assert set(errors) == {None, "no-model", "elsewhere", "streamed", "no-body", "too-long"}
+    assert errors["too-long"]["response"]["status_code"] == 400
+    assert "context" in errors["too-long"]["response"]["body"]["error"]["message"]
     assert "not JSON" in errors[None]["error"]["message"]
     assert errors["no-model"]["response"]["status_code"] == 404
     assert "no-such-model" in errors["no-model"]["response"]["body"]["error"]["message"]
@@ -135,7 +139,9 @@ def test_a_runner_that_starts_again_skips_answered_lines_and_runs_the_rest_once(
 
     async def resume():
         BatchRunner(ServedApp(), BATCHES, FILES, RUNNER.settings).wake()
+        deadline = time.monotonic() + 20
         while BATCHES.get(batch.id).status != "completed":
+            assert time.monotonic() < deadline, BATCHES.get(batch.id)
             await asyncio.sleep(0.02)
 
     client.portal.call(resume)
@@ -193,3 +199,42 @@ def test_a_batch_made_while_the_runner_is_away_is_stored_and_run_when_it_starts(
     client.portal.call(runner_starts)
     done = finished(sdk, batch.id)
     assert done.status == "completed" and [r["custom_id"] for r in rows(sdk, done.output_file_id)] == ["while-away"]
+
+
+def test_a_batch_past_its_window_expires_and_its_lines_not_run_are_errors(client):
+    """OpenAI's expiry: what ran is in the output, each line not run an error `batch_expired`."""
+    lines = [chat_line(f"x-{i}") for i in range(3)]
+    upload = FILES.write("file-expiry-input", jsonl(*lines), "expiry.jsonl", None)
+    now = int(time.time())
+    batch = BATCHES.put(Batch(id="batch_expiry", endpoint="/v1/chat/completions", input_file_id=upload.id,
+                              status="in_progress", created_at=now - 90000, expires_at=now - 3600,
+                              in_progress_at=now - 90000), None)
+    BATCHES.keep_result(batch.id, 1, True, {"custom_id": "x-1", "response": {"status_code": 200, "body": "ran"}})
+
+    async def resume():
+        BatchRunner(ServedApp(), BATCHES, FILES, RUNNER.settings).wake()
+        deadline = time.monotonic() + 20
+        while BATCHES.get(batch.id).status != "expired":
+            assert time.monotonic() < deadline, BATCHES.get(batch.id)
+            await asyncio.sleep(0.02)
+
+    client.portal.call(resume)
+    done = BATCHES.get(batch.id)
+    assert done.expired_at is not None and (done.request_counts.completed, done.request_counts.failed) == (1, 2)
+    errors = [json.loads(line) for line in b"".join(FILES.lines(done.error_file_id)).splitlines()]
+    assert [(e["custom_id"], e["error"]["code"]) for e in errors] == [("x-0", "batch_expired"), ("x-2", "batch_expired")]
+
+
+def test_file_contents_go_wherever_an_fsspec_url_says():
+    """A cluster's files in an object store: any fsspec URL (here fsspec's in-memory file system)."""
+    from serve_app.batches.files import FileStore
+    from serve_app.kv import MemoryStore
+
+    store = FileStore(MemoryStore(), "memory://smmf-test-files")
+    made = store.write("file-url-test", b'{"a": 1}\n', "a.jsonl", "key-1")
+    assert "memory" in store.fs.protocol and store.fs.exists("/smmf-test-files/file-url-test")
+    assert list(store.lines(made.id)) == [b'{"a": 1}\n']
+    with pytest.raises(Exception, match="No such File"):
+        store.get(made.id, record_of(ApiKey(key="sk-other", id="key-2")))
+    store.delete(made.id, None)
+    assert not store.fs.exists("/smmf-test-files/file-url-test")
