@@ -10,6 +10,7 @@ text (at temperature 0), the same vectors and the same counts got the model's an
 from __future__ import annotations
 
 import contextlib
+import json
 import pathlib
 import socket
 import subprocess
@@ -339,3 +340,17 @@ def smmf(base_url: str, *args: str, api_key: str | None = None, timeout: float =
     key = ["--api-key", api_key] if api_key else []
     return subprocess.run([sys.executable, "-m", "serve_app.cli", "--address", base_url, *key, *args],
                           capture_output=True, text=True, timeout=timeout)
+
+
+def batch_finished(sdk, batch_id: str, timeout_s: float = 120):
+    """The Batch API's batch once it ended (the openai SDK's `Batch`), polled as a client would."""
+    deadline = time.monotonic() + timeout_s
+    while (batch := sdk.batches.retrieve(batch_id)).status not in ("completed", "failed", "expired", "cancelled"):
+        assert time.monotonic() < deadline, batch
+        time.sleep(0.05)
+    return batch
+
+
+def batch_rows(sdk, file_id: str) -> list[dict]:
+    """The lines of a batch's output or error file."""
+    return [json.loads(line) for line in sdk.files.content(file_id).text.splitlines()]

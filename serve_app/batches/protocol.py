@@ -3,13 +3,14 @@ and `Batch`), apart from the code that stores and runs them."""
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional
+from typing import Any, Generic, Literal, Optional, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 # The endpoints a batch may run, as OpenAI names them; each line's `url` must be its batch's.
 ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
 UNFINISHED = ("validating", "in_progress", "finalizing", "cancelling")
+Item = TypeVar("Item")
 
 
 class FileObject(BaseModel):
@@ -22,14 +23,6 @@ class FileObject(BaseModel):
     status: Literal["uploaded", "processed", "error"] = "processed"
     expires_at: Optional[int] = None
     status_details: Optional[str] = None
-
-
-class FileList(BaseModel):
-    object: Literal["list"] = "list"
-    data: list[FileObject]
-    first_id: Optional[str] = None
-    last_id: Optional[str] = None
-    has_more: bool = False
 
 
 class FileDeleted(BaseModel):
@@ -89,12 +82,26 @@ class Batch(BaseModel):
     metadata: Optional[dict[str, str]] = None
 
 
-class BatchList(BaseModel):
+class Page(BaseModel, Generic[Item]):
+    """OpenAI's cursor page: the items after the one with id `after`, at most `limit`."""
+
     object: Literal["list"] = "list"
-    data: list[Batch]
+    data: list[Item]
     first_id: Optional[str] = None
     last_id: Optional[str] = None
     has_more: bool = False
+
+    @classmethod
+    def of(cls, items: list, after: Optional[str], limit: int) -> "Page":
+        if after is not None:
+            ids = [i.id for i in items]
+            items = items[ids.index(after) + 1:] if after in ids else []
+        data = items[:limit]
+        return cls(data=data, first_id=data[0].id if data else None, last_id=data[-1].id if data else None,
+                   has_more=len(items) > limit)
+
+
+FileList, BatchList = Page[FileObject], Page[Batch]
 
 
 class BatchLine(BaseModel):

@@ -51,14 +51,6 @@ router = APIRouter(route_class=OpenAIRoute)
 uploads = APIRouter(route_class=FilesRoute)
 
 
-def _page(items: list, after: Optional[str], limit: int) -> tuple[list, bool]:
-    """OpenAI's cursor pages: the items after the one with id `after`, at most `limit`."""
-    if after is not None:
-        ids = [i.id for i in items]
-        items = items[ids.index(after) + 1:] if after in ids else []
-    return items[:limit], len(items) > limit
-
-
 @uploads.post("/v1/files")
 async def upload_file(request: Request, file: UploadFile = File(...), purpose: str = Form(...)) -> FileObject:
     unread = sorted(set((await request.form()).keys()) - {"file", "purpose"})
@@ -80,9 +72,7 @@ async def upload_file(request: Request, file: UploadFile = File(...), purpose: s
 async def list_files(request: Request, purpose: Optional[str] = None, after: Optional[str] = None,
                      limit: int = Query(10000, ge=1, le=10000), order: Literal["asc", "desc"] = "desc") -> FileList:
     files = await run_in_threadpool(request.app.state.files.list, current_key(), purpose)
-    page, more = _page(files if order == "desc" else files[::-1], after, limit)
-    return FileList(data=page, first_id=page[0].id if page else None, last_id=page[-1].id if page else None,
-                    has_more=more)
+    return FileList.of(files if order == "desc" else files[::-1], after, limit)
 
 
 @router.get("/v1/files/{file_id}")
@@ -155,9 +145,7 @@ async def create_batch(request: Request, req: BatchCreateRequest) -> Batch:
 async def list_batches(request: Request, after: Optional[str] = None,
                        limit: int = Query(20, ge=1, le=100)) -> BatchList:
     batches = await run_in_threadpool(request.app.state.batches.list, current_key())
-    page, more = _page(batches, after, limit)
-    return BatchList(data=page, first_id=page[0].id if page else None, last_id=page[-1].id if page else None,
-                     has_more=more)
+    return BatchList.of(batches, after, limit)
 
 
 @router.get("/v1/batches/{batch_id}")

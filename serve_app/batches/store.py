@@ -16,7 +16,7 @@ import time
 from typing import Optional
 
 from serve_app.batches.files import visible
-from serve_app.batches.protocol import Batch
+from serve_app.batches.protocol import UNFINISHED, Batch
 from serve_app.errors import NotFound
 from serve_app.kv import Store
 
@@ -75,4 +75,4 @@ class BatchStore:
 
     def unfinished(self) -> list[str]:
         return [bid for bid, raw in self.kv.items(PREFIX).items()
-                if json.loads(raw)["batch"]["status"] in ("validating", "in_progress", "finalizing", "cancelling")]
+                if json.loads(raw)["batch"]["status"] in UNFINISHED]

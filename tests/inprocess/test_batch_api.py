@@ -10,6 +10,8 @@ import time
 
 import openai
 import pytest
+from helpers import batch_finished as finished
+from helpers import batch_rows as rows
 from local import BATCHES, FILES, LLM, RUNNER, BatchRunner, ServedApp
 
 from serve_app.batches import routes
@@ -30,16 +32,19 @@ def jsonl(*lines) -> bytes:
     return b"".join((ln if isinstance(ln, bytes) else json.dumps(ln).encode()) + b"\n" for ln in lines)
 
 
-def finished(sdk, batch_id: str, timeout: float = 30):
-    deadline = time.monotonic() + timeout
-    while (batch := sdk.batches.retrieve(batch_id)).status not in ("completed", "failed", "expired", "cancelled"):
-        assert time.monotonic() < deadline, batch
-        time.sleep(0.05)
-    return batch
+def resumed(client, batch_id: str, until: str) -> Batch:
+    """What a new runner over the same stores makes of `batch_id` (as a restarted runner's
+    constructor wakes every unfinished batch), once its status is `until`."""
 
+    async def resume():
+        BatchRunner(ServedApp(), BATCHES, FILES, RUNNER.settings).wake()
+        deadline = time.monotonic() + 20
+        while BATCHES.get(batch_id).status != until:
+            assert time.monotonic() < deadline, BATCHES.get(batch_id)
+            await asyncio.sleep(0.02)
 
-def rows(sdk, file_id) -> list[dict]:
-    return [json.loads(line) for line in sdk.files.content(file_id).text.splitlines()]
+    client.portal.call(resume)
+    return BATCHES.get(batch_id)
 
 
 def test_a_files_round_trip_through_the_sdk(sdk):
@@ -137,15 +142,7 @@ def test_a_runner_that_starts_again_skips_answered_lines_and_runs_the_rest_once(
     for n in (0, 3):  # answered before the old runner stopped: kept as they were, not asked again
         BATCHES.keep_result(batch.id, n, True, {"custom_id": f"r-{n}", "response": {"status_code": 200, "body": "kept"}})
 
-    async def resume():
-        BatchRunner(ServedApp(), BATCHES, FILES, RUNNER.settings).wake()
-        deadline = time.monotonic() + 20
-        while BATCHES.get(batch.id).status != "completed":
-            assert time.monotonic() < deadline, BATCHES.get(batch.id)
-            await asyncio.sleep(0.02)
-
-    client.portal.call(resume)
-    done = BATCHES.get(batch.id)
+    done = resumed(client, batch.id, "completed")
     out = [json.loads(line) for line in b"".join(FILES.lines(done.output_file_id)).splitlines()]
     assert [r["custom_id"] for r in out] == [f"r-{i}" for i in range(6)]
     assert [r["response"]["body"] == "kept" for r in out] == [True, False, False, True, False, False]
@@ -211,15 +208,7 @@ def test_a_batch_past_its_window_expires_and_its_lines_not_run_are_errors(client
                               in_progress_at=now - 90000), None)
     BATCHES.keep_result(batch.id, 1, True, {"custom_id": "x-1", "response": {"status_code": 200, "body": "ran"}})
 
-    async def resume():
-        BatchRunner(ServedApp(), BATCHES, FILES, RUNNER.settings).wake()
-        deadline = time.monotonic() + 20
-        while BATCHES.get(batch.id).status != "expired":
-            assert time.monotonic() < deadline, BATCHES.get(batch.id)
-            await asyncio.sleep(0.02)
-
-    client.portal.call(resume)
-    done = BATCHES.get(batch.id)
+    done = resumed(client, batch.id, "expired")
     assert done.expired_at is not None and (done.request_counts.completed, done.request_counts.failed) == (1, 2)
     errors = [json.loads(line) for line in b"".join(FILES.lines(done.error_file_id)).splitlines()]
     assert [(e["custom_id"], e["error"]["code"]) for e in errors] == [("x-0", "batch_expired"), ("x-2", "batch_expired")]

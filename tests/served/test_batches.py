@@ -6,24 +6,13 @@ the real MiniLM. (Each case of the API's behaviour is tests/inprocess/test_batch
 from __future__ import annotations
 
 import json
-import time
 
 from helpers import EMBEDDER, apply, kill_one_replica, replicas, smmf, start_simulated, wait_until
+from helpers import batch_finished as finished
+from helpers import batch_rows as rows
 
 MODEL = "batch-sim"
 LINES = 40
-
-
-def finished(sdk, batch_id: str, timeout_s: float = 120):
-    deadline = time.monotonic() + timeout_s
-    while (batch := sdk.batches.retrieve(batch_id)).status not in ("completed", "failed", "expired", "cancelled"):
-        assert time.monotonic() < deadline, batch
-        time.sleep(0.2)
-    return batch
-
-
-def rows(sdk, file_id: str) -> list[dict]:
-    return [json.loads(line) for line in sdk.files.content(file_id).text.splitlines()]
 
 
 def test_a_batch_goes_on_after_its_runner_is_killed_and_answers_each_line_once(sdk, client, base_url):
