@@ -84,6 +84,10 @@ class ModelManager:
         # what was started through the API) starts with the replica and runs for its life.
         self._resuming = asyncio.get_running_loop().create_task(resume(self, _controller))
 
+    async def app_names(self) -> list[str]:
+        """The applications in Serve's config (small: no replica details)."""
+        return list(await _controller("get_app_configs"))
+
     async def restore(self) -> list[str]:
         """Start what an imported backup says was started through the API (serve_app/state)."""
         return await bring_back(self, _controller)

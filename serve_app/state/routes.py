@@ -9,6 +9,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from serve_app.http.boundary import BoundaryRoute
+from serve_app.lifecycle import catalog
 from serve_app.state.backup import StateBackup, export_state, import_state
 
 router = APIRouter(route_class=BoundaryRoute)
@@ -28,8 +29,14 @@ async def export(request: Request) -> StateBackup:
 
 @router.post("/api/state")
 async def import_(request: Request, backup: StateBackup) -> Imported:
+    manager = request.app.state.manager
+    before = set(await manager.app_names.remote())
     counts = await run_in_threadpool(import_state, request.app.state.store, backup)
     keys = await request.app.state.governor.reload.remote()
-    started = await request.app.state.manager.restore.remote()
+    await manager.restore.remote()
+    # What the backup brought back, whoever applied it: the manager's own check (every 5 s,
+    # lifecycle/resume.py) may find the imported entries before `restore` does.
+    backed = set(await run_in_threadpool(catalog.running, request.app.state.store))
+    started = sorted((set(await manager.app_names.remote()) - before) & backed)
     request.app.state.calls.registry.invalidate()
     return Imported(entries=counts, keys=keys, models_started=started)
