@@ -154,14 +154,13 @@ class Admission:
                 await asyncio.wait_for(self.refresh(), GOVERNOR_TIMEOUT_S)
         self.ensure_refreshing()
         batch_key = request.scope.get(BATCH_KEY)  # a batch's line, run by the batch runner as its key
+        credentials = request.headers.get("authorization"), request.headers.get("x-api-key")
         if batch_key is not None:
-            key = self.book.by_id(batch_key)
-            if key is None and self.book.enabled:  # made a moment ago: read again before refusing
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(self._read_since(time.monotonic()), GOVERNOR_TIMEOUT_S)
-                key = self.book.by_id(batch_key)
+            key = await self._look_up(lambda book: book.by_id(batch_key))
+        elif KeyBook.presented(*credentials):
+            key = await self._look_up(lambda book: book.identify(*credentials))
         else:
-            key = await self._identify(request.headers.get("authorization"), request.headers.get("x-api-key"))
+            key = None
         note(key=key)
         denied = self.book.check(request.url.path, key, request.method)
         if denied:
@@ -169,13 +168,15 @@ class Admission:
         if key is not None and key.limits.any:
             await self._within_limits(key)
 
-    async def _identify(self, *credentials: Optional[str]) -> Optional[KeyRecord]:
+    async def _look_up(self, find) -> Optional[KeyRecord]:
+        """`find(book)` in this replica's copy; a key it does not hold is looked for again in a copy
+        read after this request came (made a moment ago on another replica), then refused."""
         asked = time.monotonic()
-        key = self.book.identify(*credentials)
-        if key is None and self.book.enabled and KeyBook.presented(*credentials):
+        key = find(self.book)
+        if key is None and self.book.enabled:
             with contextlib.suppress(Exception):  # then it is refused as unknown, as it was
                 await asyncio.wait_for(self._read_since(asked), GOVERNOR_TIMEOUT_S)
-            key = self.book.identify(*credentials)
+            key = find(self.book)
         return key
 
     def finished(self, record: dict) -> None:

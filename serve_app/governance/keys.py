@@ -82,6 +82,7 @@ class KeyBook:
     def __init__(self, records: list[KeyRecord], open_docs: bool = False):
         self.open_paths = OPEN_PATHS + (DOCS_PATHS if open_docs else ())
         self._by_hash = {r.key_sha256: r for r in records}
+        self._by_id = {r.id: r for r in records}  # a batch's lines name their key by id
 
     @property
     def enabled(self) -> bool:
@@ -97,7 +98,7 @@ class KeyBook:
         return api_key.strip() if api_key and api_key.strip() else None
 
     def by_id(self, key_id: str) -> Optional[KeyRecord]:
-        return next((r for r in self._by_hash.values() if r.id == key_id), None)
+        return self._by_id.get(key_id)
 
     def identify(self, authorization: Optional[str], api_key: Optional[str] = None) -> Optional[KeyRecord]:
         presented = self.presented(authorization, api_key)
