@@ -21,19 +21,14 @@ from ray.serve import Application
 from ray.serve.handle import DeploymentHandle
 
 from serve_app import tracing
-from serve_app.batches.files import FileStore
-from serve_app.batches.store import BatchStore
 from serve_app.config.router import RouterArgs
-from serve_app.dialects.responses.store import ResponseStore
-from serve_app.governance.admission import Admission
 from serve_app.governance.governor import Governor
 from serve_app.governance.keys import configured_keys
 from serve_app.ingress.app import create_app
 from serve_app.ingress.batch_runner import BatchRunnerDeployment
+from serve_app.ingress.replica_state import replica_state
 from serve_app.kv import Store, open_store
 from serve_app.lifecycle.manager import ModelManager
-from serve_app.serving.calls import ModelCalls
-from serve_app.serving.registry import ModelRegistry
 
 
 @serve.deployment(name="router", max_ongoing_requests=1000, ray_actor_options={"num_cpus": 0.1})
@@ -46,14 +41,7 @@ class Ingress:
     def __init__(self, args: RouterArgs, manager: DeploymentHandle, governor: DeploymentHandle, store: Store,
                  batch_runner: DeploymentHandle):
         tracing.setup("smmf-serve/ingress")
-        calls = ModelCalls(ModelRegistry(manager), args.limits, args.embeddings_batch_wait_ms,
-                           args.wake_timeout_s)
-        admission = Admission(governor, configured_keys(args.api_keys, args.api_keys_env), args.open_docs)
-        self.state = {"calls": calls, "manager": manager, "governor": governor, "admission": admission,
-                      "response_store": ResponseStore(store), "store": store, "node_types": args.node_types,
-                      "max_body_bytes": args.limits.max_body_bytes, "log_prompts": args.limits.log_prompts,
-                      "files": FileStore(store, args.batches.files_url), "batches": BatchStore(store),
-                      "batch_runner": batch_runner, "batch_settings": args.batches}
+        self.state = replica_state(args, manager, governor, store, batch_runner)
 
     def __serve_build_asgi_app__(self):
         return create_app(**self.state)
