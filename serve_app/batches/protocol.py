@@ -3,6 +3,7 @@ and `Batch`), apart from the code that stores and runs them."""
 
 from __future__ import annotations
 
+import json
 from typing import Any, Generic, Literal, Optional, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -102,6 +103,17 @@ class Page(BaseModel, Generic[Item]):
 
 
 FileList, BatchList = Page[FileObject], Page[Batch]
+
+
+def custom_id_of(line) -> Optional[str]:
+    """A line's `custom_id` where it has a string one: from the line's bytes, or from its JSON parsed."""
+    if isinstance(line, bytes):
+        try:
+            line = json.loads(line)
+        except ValueError:
+            return None
+    value = line.get("custom_id") if isinstance(line, dict) else None
+    return value if isinstance(value, str) else None
 
 
 class BatchLine(BaseModel):

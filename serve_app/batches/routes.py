@@ -9,7 +9,6 @@ own deployment. What a key may see: its own files and batches (an admin key ever
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import uuid
@@ -27,6 +26,7 @@ from serve_app.batches.protocol import (
     FileDeleted,
     FileList,
     FileObject,
+    custom_id_of,
 )
 from serve_app.dialects.openai.routes import OpenAIRoute
 from serve_app.errors import InvalidRequest, ServeError
@@ -106,11 +106,8 @@ def _check_input(files, file_id: str, key, max_lines: int) -> int:
         if not raw.strip():
             continue
         lines += 1
-        try:  # a line that is not JSON is the error file's, when the batch runs
-            custom_id = json.loads(raw).get("custom_id")
-        except (ValueError, AttributeError):
-            continue
-        if isinstance(custom_id, str):
+        custom_id = custom_id_of(raw)  # None: a line the batch's error file will name when it runs
+        if custom_id is not None:
             custom_ids[custom_id] += 1
     if not lines:
         raise InvalidRequest(f"input_file_id '{file_id}': the file has no requests")

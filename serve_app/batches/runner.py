@@ -26,7 +26,7 @@ import httpx
 from pydantic import ValidationError
 
 from serve_app.batches.files import FileStore
-from serve_app.batches.protocol import Batch, BatchLine, RequestCounts
+from serve_app.batches.protocol import Batch, BatchLine, RequestCounts, custom_id_of
 from serve_app.batches.store import BatchStore
 from serve_app.config.batches import BatchSettings
 from serve_app.governance.keys import BATCH_KEY
@@ -139,12 +139,11 @@ class BatchRunner:
             parsed = json.loads(raw)
         except ValueError as exc:
             return False, _invalid(None, n, f"not JSON ({exc})")
-        custom_id = parsed.get("custom_id") if isinstance(parsed, dict) else None
         try:
             line = BatchLine.model_validate(parsed)
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'line'}: {e['msg']}" for e in exc.errors())
-            return False, _invalid(custom_id if isinstance(custom_id, str) else None, n, problems)
+            return False, _invalid(custom_id_of(parsed), n, problems)
         if line.url != batch.endpoint:
             return False, _invalid(line.custom_id, n, f"url {line.url} is not this batch's endpoint {batch.endpoint}")
         if line.body.get("stream"):
@@ -170,8 +169,7 @@ class BatchRunner:
         failed = [results[n]["line"] for n in sorted(results) if not results[n]["ok"]]
         if end == "expired":  # OpenAI's: each line not run is an error of its own
             for n in (n for n in range(len(lines)) if n not in results):
-                custom_id = _custom_id(lines[n])
-                failed.append(_result(custom_id, error={"code": "batch_expired",
+                failed.append(_result(custom_id_of(lines[n]), error={"code": "batch_expired",
                                                         "message": "this request could not be run in the batch's window"}))
         hex_id = batch.id.removeprefix("batch_")
         files = {}
@@ -190,11 +188,3 @@ class BatchRunner:
     def _save(self, batch: Batch, owner) -> Batch:
         return self.batches.put(batch, owner)
 
-
-def _custom_id(raw: bytes) -> Optional[str]:
-    try:
-        parsed = json.loads(raw)
-    except ValueError:
-        return None
-    value = parsed.get("custom_id") if isinstance(parsed, dict) else None
-    return value if isinstance(value, str) else None
