@@ -19,6 +19,8 @@ from serve_app import tracing
 from serve_app.config.workers import DEFAULT_ACTOR_OPTIONS, NOT_IN_PLACE_BY_ENGINE, LLMArgs
 from serve_app.engines.base import AdapterError, GenerationChunk, GenerationRequest, LLMEngine
 from serve_app.engines.reasoning import split_reasoning
+from serve_app.fairness.metrics import QueueMetrics
+from serve_app.fairness.queue import FairQueue
 from serve_app.replica import progress
 from serve_app.replica.context import model_name, placement, replica_id
 
@@ -42,7 +44,9 @@ def load_engine(args: LLMArgs) -> LLMEngine:
     raise ValueError(f"unknown engine {args.engine!r}")
 
 
-@serve.deployment(name="llm", max_ongoing_requests=16, ray_actor_options=DEFAULT_ACTOR_OPTIONS["llm"])
+# max_ongoing_requests above max_num_seqs (16): what waits for a place waits in the replica's fair
+# queue, in band and token-fair order, rather than in each caller's handle, first come first served.
+@serve.deployment(name="llm", max_ongoing_requests=64, ray_actor_options=DEFAULT_ACTOR_OPTIONS["llm"])
 class LLMWorker:
     def __init__(self, args: LLMArgs):
         self.name = model_name(args.source)
@@ -51,6 +55,8 @@ class LLMWorker:
         progress.report(progress.LOADING)  # GGUF sources report their conversion on the way
         self.engine = load_engine(args)
         progress.done()
+        # Who gets the engine's max_num_seqs places when more requests are here (serve_app/fairness/).
+        self.queue = FairQueue(self.engine.max_num_seqs, args.queue, QueueMetrics(self.name))
 
         # LoRA adapters (config/lora.py) through Serve's model multiplexing: a request for an
         # adapter comes with its name as the multiplexed model id; Serve loads it here on the
@@ -65,7 +71,13 @@ class LLMWorker:
         self.adapter = serve.multiplexed(max_num_models_per_replica=args.max_loras)(adapter)
 
     async def generate_stream(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
-        logger.info("model=%s span_id=%s generate", self.name, request.span_id)
+        logger.info("model=%s span_id=%s generate (%s, key %s)", self.name, request.span_id,
+                    request.ticket.band, request.ticket.key)
+        async with self.queue.turn(request.ticket) as meter:  # a place in the engine's batch
+            async for chunk in self._generate(request, meter):
+                yield chunk
+
+    async def _generate(self, request: GenerationRequest, meter) -> AsyncIterator[GenerationChunk]:
         taken = time.time()
         if name := serve.get_multiplexed_model_id():
             path = self._adapter_path(name)  # Serve may still hold one that was removed since
@@ -80,6 +92,7 @@ class LLMWorker:
         # Fewer, larger messages through the handle at GPU token rates (deployments/chunking.py).
         first_at = None
         async for chunk in coalesce(chunks, self.args.stream_interval_ms / 1000):
+            meter.count(chunk.prompt_tokens, chunk.completion_tokens)  # the key's service, as it is produced
             now = time.time()
             if first_at is None:  # the first chunk is its first token: never held back
                 first_at = now
@@ -131,6 +144,8 @@ class LLMWorker:
                                self.name, self.args.engine, self.engine.max_num_seqs)
             else:
                 self.engine.max_num_seqs = self.args.max_num_seqs
+        self.queue.args = self.args.queue
+        self.queue.resize(self.engine.max_num_seqs)
         logger.info("model=%s reconfigured %s", self.name, user_config)
 
     async def check_health(self) -> None:

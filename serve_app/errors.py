@@ -11,6 +11,7 @@ from ray.exceptions import RayTaskError
 from ray.serve.exceptions import BackPressureError
 
 from serve_app.engines.base import InvalidPromptError, PromptTooLongError
+from serve_app.fairness.queue import QueueRefusal
 
 
 class ServeError(Exception):
@@ -103,12 +104,25 @@ class AuthError(ServeError):
 
 
 class ModelOverloaded(ServeError):
-    """The model's replicas and queue are full (Serve's max_queued_requests)."""
+    """The model's replicas and queue are full (Serve's max_queued_requests, or a band's place in
+    a replica's fair queue: serve_app/fairness/)."""
 
     status_code = 503
     error_type = "service_unavailable"
     code = "model_overloaded"
     retry_after_s = 1
+
+
+class OverShare(ServeError):
+    """A full model's queue refused a key that holds more than its weight's share of it."""
+
+    status_code = 429
+    error_type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, retry_after_s: int):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 def as_serve_error(exc: BaseException) -> ServeError:
@@ -123,6 +137,10 @@ def as_serve_error(exc: BaseException) -> ServeError:
         return PromptTooLong(last_line(str(exc)))
     if isinstance(exc, InvalidPromptError):
         return InvalidRequest(last_line(str(exc)))
+    if isinstance(exc, QueueRefusal):
+        if exc.over_share:
+            return OverShare(exc.message, exc.retry_after_s)
+        return ModelOverloaded(exc.message)
     if isinstance(exc, BackPressureError):
         return ModelOverloaded(f"the model is saturated, retry later: {last_line(str(exc))}")
     return ServeError(f"{type(exc).__name__}: {last_line(str(exc))}")

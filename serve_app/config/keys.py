@@ -8,6 +8,8 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
 
+from serve_app.config.fairness import Band
+
 Scope = Literal["inference", "admin"]
 
 
@@ -32,6 +34,11 @@ class KeySpec(BaseModel):
     scope: Scope = "inference"
     models: Optional[list[str]] = Field(default=None, description="The models it may call; none: every model.")
     limits: Limits = Field(default_factory=Limits)
+    band: Band = Field(default="standard", description=(
+        "Its requests' priority when a model is full: interactive before standard before batch. A request may "
+        "lower its own with vLLM's `priority` field, never raise it."))
+    weight: float = Field(default=1.0, gt=0, le=1000, description=(
+        "Its share of a full model against other keys of its band: tokens are served in the ratio of the weights."))
 
 
 class ApiKey(KeySpec):

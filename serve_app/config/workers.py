@@ -14,6 +14,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from serve_app.config.fairness import FairQueueArgs
 from serve_app.config.lora import LoraArgs
 
 # An llm with no weights: the `simulated` engine's source.
@@ -108,10 +109,13 @@ class LLMArgs(ModelArgs, LoraArgs):
         default=16,
         gt=0,
         description=(
-            "Most requests decoded together in one batch; more wait for a free place. "
-            "Changes in place for transformers; a vllm replica restarts to change it."
+            "Most requests decoded together in one batch; more wait for a free place in the replica's fair "
+            "queue (`queue`). Changes in place for transformers; a vllm replica restarts to change it."
         ),
     )
+    queue: FairQueueArgs = Field(default_factory=FairQueueArgs, description=(
+        "The fair queue of requests beyond max_num_seqs (up to max_ongoing_requests): per band, how many may "
+        "wait and how long; what a prompt and a completion token count as service (serve_app/fairness/)."))
     gpu_memory_utilization: float = Field(
         default=0.9,
         gt=0,
@@ -248,22 +252,14 @@ class Text2VecArgs(ModelArgs):
 class RerankerArgs(ModelArgs):
     """Parameters of a `reranker` worker."""
 
-    method: Literal["cross_encoder", "embedding_similarity"] = Field(
-        default="cross_encoder",
-        description=(
-            "'cross_encoder': a sentence-transformers CrossEncoder scores each (query, document) pair; "
-            "'embedding_similarity': cosine similarity of an embedding model's query and document vectors."
-        ),
-    )
+    method: Literal["cross_encoder", "embedding_similarity"] = Field(default="cross_encoder", description=(
+        "'cross_encoder': a sentence-transformers CrossEncoder scores each (query, document) pair; "
+        "'embedding_similarity': cosine similarity of an embedding model's query and document vectors."))
     max_batch_size: int = Field(default=16, gt=0, description="Most requests merged into one scoring call.")
     batch_wait_timeout_s: float = Field(default=0.005, ge=0, description="How long a batch waits to fill.")
 
 
-ARGS_BY_WORKER_TYPE: dict[str, type[ModelArgs]] = {
-    "llm": LLMArgs,
-    "text2vec": Text2VecArgs,
-    "reranker": RerankerArgs,
-}
+ARGS_BY_WORKER_TYPE: dict[str, type[ModelArgs]] = {"llm": LLMArgs, "text2vec": Text2VecArgs, "reranker": RerankerArgs}
 
 
 # What a replica of each worker type reserves when its config says nothing: the
@@ -283,7 +279,7 @@ SIMULATED_ACTOR_OPTIONS = {"num_cpus": 0.01}
 # Parameters that update_params changes in place, through the deployment's
 # user_config and reconfigure(), without restarting a replica.
 IN_PLACE_PARAMS: dict[str, set[str]] = {
-    "llm": {"max_new_tokens", "max_num_seqs", "stream_interval_ms", "lora_modules"},
+    "llm": {"max_new_tokens", "max_num_seqs", "stream_interval_ms", "lora_modules", "queue"},
     "text2vec": {"max_batch_size", "batch_wait_timeout_s"},
     "reranker": {"max_batch_size", "batch_wait_timeout_s"},
 }

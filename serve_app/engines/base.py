@@ -17,6 +17,8 @@ from typing import Any, AsyncIterator, Literal, NamedTuple, Optional
 
 from pydantic import BaseModel, Field, field_validator
 
+from serve_app.fairness.ticket import Ticket
+
 
 class ChatMessage(BaseModel):
     role: Literal["system", "user", "assistant", "tool"]
@@ -89,6 +91,10 @@ class GenerationRequest(BaseModel):
     sent_at: Optional[float] = None  # unix time the ingress sent it: the replica's queue wait starts here
     # The LoRA adapter the answer comes from (its name, loaded by the engine), or the base.
     adapter: Optional[str] = None
+    # vLLM's `priority` (each step above 0 one band lower), and what the replica's fair queue
+    # orders it by: its key, band and weight (serve_app/fairness/), set by the ingress.
+    priority: int = 0
+    ticket: Ticket = Field(default_factory=Ticket)
     trace_context: dict[str, str] = Field(default_factory=dict)  # W3C traceparent of the ingress's span
 
 

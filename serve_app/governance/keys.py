@@ -60,7 +60,7 @@ def record_of(key: ApiKey) -> KeyRecord:
     """A configured key as the governor keeps it: hashed, with an id."""
     digest = key.key_sha256 or hash_key(key.key.get_secret_value())
     return KeyRecord(id=key.id or "config-" + digest[:8], key_sha256=digest,
-                     **key.model_dump(include={"name", "scope", "models", "limits"}))
+                     **key.model_dump(include={"name", "scope", "models", "limits", "band", "weight"}))
 
 
 def keys_from_env(value: Optional[str]) -> list[ApiKey]:

@@ -7,6 +7,8 @@ when the response ends.
 
 import contextvars
 
+from serve_app.fairness.ticket import DEFAULT_KEY, Ticket, band_for
+
 # What a route learned about its request (model, tokens, span id), for the access
 # log line written when the response ends. A mutable dict in a ContextVar, because
 # Starlette streams a response body from a task that runs in a copy of the context.
@@ -24,6 +26,16 @@ def current_key():
     """The API key of the request being served (None without keys)."""
     record = access.get(None)
     return record.get("key") if record is not None else None
+
+
+def current_ticket(priority: int):
+    """What the model's fair queue orders the request by (serve_app/fairness/): its key, the
+    key's weight, and its band: the key's, lowered by the request's `priority`; a batch's
+    line (the batch runner's, noted by admission) runs in the batch band."""
+    record = access.get(None) or {}
+    key = record.get("key")
+    band = "batch" if record.get("batch_line") else band_for(key.band if key else "standard", priority)
+    return Ticket(key=key.id if key else DEFAULT_KEY, band=band, weight=key.weight if key else 1.0)
 
 
 def current_session() -> str:

@@ -15,7 +15,7 @@ from ray.serve.handle import DeploymentHandle
 from serve_app import tracing
 from serve_app.engines.base import GenerationChunk, GenerationRequest
 from serve_app.errors import ServeError, as_serve_error
-from serve_app.http.context import current_session, note
+from serve_app.http.context import current_session, current_ticket, note
 
 
 class OpenStream:
@@ -29,7 +29,8 @@ class OpenStream:
     async def open(cls, handle: DeploymentHandle, request: GenerationRequest) -> "OpenStream":
         with tracing.span("call llm"):
             request = request.model_copy(update={"sent_at": time.time(), "trace_context": tracing.carrier(),
-                                                 "session": current_session() or request.session})
+                                                 "session": current_session() or request.session,
+                                                 "ticket": current_ticket(request.priority)})
             rest = handle.options(stream=True).generate_stream.remote(request)
             return await cls._first(rest)
 

@@ -20,6 +20,7 @@ from local import (
     LLM,
     MATRYOSHKA,
     MINILM,
+    QUEUED,
     RERANKER,
     SHORT,
     SIMULATED,
@@ -69,6 +70,8 @@ def registry() -> LocalRegistry:
     short = {**SIMULATED, "context_length": 40, "fallbacks": [LLM]}
     starting = {**SIMULATED, "fallbacks": [LLM]}
     thinker = {**SIMULATED, "simulated_thinking_tokens": 5, "reasoning_parser": "qwen3"}
+    queued = {**SIMULATED, "simulated_tokens_per_s": 200, "max_num_seqs": 1,
+              "queue": {band: {"max_queue": 3, "max_wait_s": 30} for band in ("interactive", "standard", "batch")}}
     text2vec = {"source": MINILM}
     reranker = {"source": MINILM, "method": "embedding_similarity"}
     embedder = worker(Text2VecWorker, Text2VecArgs, text2vec)
@@ -77,6 +80,7 @@ def registry() -> LocalRegistry:
         SHORT: ("llm", worker(LLMWorker, LLMArgs, short), short),
         STARTING: ("llm", None, starting),
         THINKER: ("llm", worker(LLMWorker, LLMArgs, thinker), thinker),
+        QUEUED: ("llm", worker(LLMWorker, LLMArgs, queued), queued),
         EMBEDDER: ("text2vec", embedder, text2vec),
         MATRYOSHKA: ("text2vec", embedder, {**text2vec, "matryoshka": True}),
         RERANKER: ("reranker", worker(RerankerWorker, RerankerArgs, reranker), reranker),

@@ -36,6 +36,7 @@ LLM = "sim-llm"  # a simulated llm: fixed words at 2000 tokens/s, context 8192 w
 SHORT = "sim-short"  # context of 40 words; falls back to LLM
 THINKER = "sim-thinker"  # a simulated reasoning model: 5 words in <think>...</think>, then its answer
 STARTING = "sim-starting"  # listed, no running replica yet; falls back to LLM
+QUEUED = "sim-queued"  # one place (max_num_seqs 1) at 200 tokens/s, 3 requests of a band may wait: its fair queue
 EMBEDDER = "all-minilm-l6-v2"
 RERANKER = "all-minilm-l6-v2-rerank"
 MATRYOSHKA = "minilm-matryoshka"  # the same MiniLM replica, its args saying `matryoshka: true`

@@ -5,6 +5,8 @@ hammering their limits (`make stress` runs that one longer)."""
 from __future__ import annotations
 
 import os
+import re
+import statistics
 import threading
 import time
 from collections import Counter
@@ -160,6 +162,50 @@ def test_a_saturated_model_is_answered_by_its_fallback(governed, base_url):
         assert chat(governed, "gov-busy").headers["x-smmf-model"] == "gov-busy", "no longer saturated"
     finally:
         apply(governed, model="gov-busy", apply_type="stop")
+
+
+def queue_wait(answer: httpx.Response) -> float:
+    """The seconds the request waited for a place in the model's replica (its Server-Timing)."""
+    return float(re.search(r"queue;dur=([0-9.]+)", answer.headers["server-timing"]).group(1)) / 1000
+
+
+def test_a_flooding_key_does_not_hold_up_another_keys_requests(governed, base_url):
+    """Requests from both ingress replicas meet in the model's replica, whose fair queue
+    (serve_app/fairness/) takes a key that has had little service before one that floods: the
+    light key waits for the next free place, not behind the flood's queue, and takes the place of
+    the flood's newest waiting request when the band is full (which gets a 429)."""
+    assert start_simulated(governed, "gov-fair", max_num_seqs=2, simulated_tokens_per_s=40,
+                           queue={"standard": {"max_queue": 4}})["success"]
+    flood_key, _ = new_key(governed, name="flood")
+    light_key, _ = new_key(governed, name="light")
+    stop, codes, flood_waits, light_waits = threading.Event(), Counter(), [], []
+
+    def flood():
+        with as_key(base_url, flood_key) as http:
+            while not stop.is_set():
+                r = chat(http, "gov-fair", max_tokens=40)  # a place for 1 s
+                codes[r.status_code] += 1
+                if r.status_code == 200:
+                    flood_waits.append(queue_wait(r))
+                else:
+                    time.sleep(0.05)
+
+    senders = [threading.Thread(target=flood) for _ in range(8)]  # 2 run, 4 wait, 2 are refused and retry
+    try:
+        [t.start() for t in senders]
+        time.sleep(2.5)
+        with as_key(base_url, light_key) as http:
+            for _ in range(4):
+                r = chat(http, "gov-fair")
+                assert r.status_code == 200, r.text
+                light_waits.append(queue_wait(r))
+    finally:
+        stop.set()
+        [t.join(timeout=60) for t in senders]
+        apply(governed, model="gov-fair", apply_type="stop")
+    assert set(codes) <= {200, 429, 503} and codes[429] >= 1, codes
+    # First come first served, each would wait behind the 4 waiting: about 2 s.
+    assert max(light_waits) < 1.5 < statistics.median(flood_waits), (light_waits, sorted(flood_waits))
 
 
 # --- eight keys at their limits -----------------------------------------------------------------

@@ -72,6 +72,9 @@ class _SamplingFields(_Request):
     # vLLM's sampling extensions that its clients (and `vllm bench serve`) send.
     top_k: Optional[int] = Field(default=None, ge=-1)  # -1 or 0: every token
     ignore_eos: bool = False
+    # vLLM's scheduling priority (lower runs earlier): here each step above 0 puts the request one
+    # band below its key's when the model is full (serve_app/fairness/); below 0 is the key's band.
+    priority: int = Field(default=0, ge=-(2**31), le=2**31 - 1)
 
     @field_validator("stop")
     @classmethod
@@ -183,7 +186,7 @@ class ChatCompletionRequest(_SamplingFields, refusing(*SHARED, "prompt_logprobs"
         tools = [t.model_dump(exclude_none=True) for t in self.tools_in_use()] or None
         return self.choices_of(GenerationRequest(
             messages=[m.to_chat() for m in self.messages], params=params, tools=tools, overflow="error", span_id=span_id,
-            chat_template_kwargs=self.chat_template_kwargs or {}, session=self.user or "",
+            chat_template_kwargs=self.chat_template_kwargs or {}, session=self.user or "", priority=self.priority,
         ))
 
 
@@ -234,7 +237,7 @@ class CompletionRequest(_SamplingFields, refusing(*SHARED, "tools", "tool_choice
                     prompt=prompt if isinstance(prompt, str) else None,
                     prompt_token_ids=None if isinstance(prompt, str) else prompt,
                     params=params, overflow="error", span_id=span_id, separate_reasoning=False,
-                    session=self.user or ""))]
+                    session=self.user or "", priority=self.priority))]
 
 
 class EmbeddingRequest(_Request):

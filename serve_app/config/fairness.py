@@ -1,0 +1,31 @@
+"""How long and how many requests may wait for a model, per band (serve_app/fairness/)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Band = Literal["interactive", "standard", "batch"]
+BANDS: tuple[Band, ...] = ("interactive", "standard", "batch")  # first served first
+
+
+class BandLimits(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_queue: int = Field(default=64, ge=0, description="Requests of the band that may wait in one replica.")
+    max_wait_s: float = Field(default=60.0, gt=0, description="How long one of them may wait for a place.")
+
+
+class FairQueueArgs(BaseModel):
+    """An llm replica's queue: requests beyond its `max_num_seqs` places wait here, the higher band
+    first and, within a band, the key with the least weighted service on this model first (VTC)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    interactive: BandLimits = Field(default_factory=BandLimits)
+    standard: BandLimits = Field(default_factory=BandLimits)
+    # Batch lines may wait longer: the batch runner tries a refused line again after Retry-After.
+    batch: BandLimits = Field(default_factory=lambda: BandLimits(max_queue=256, max_wait_s=300))
+    prompt_weight: float = Field(default=1.0, ge=0, description="Service counted per prompt token.")
+    completion_weight: float = Field(default=2.0, ge=0, description="Service counted per completion token.")

@@ -1,0 +1,238 @@
+"""An llm replica's fair queue: who gets the next of its `max_num_seqs` places.
+
+Requests beyond the places wait here (Serve hands a replica up to `max_ongoing_requests`,
+so a queue forms here rather than in each caller's handle, first come first served).
+When a place frees, the highest band with a waiting request goes first and, within the
+band, the key that has received the least weighted service on this model so far: the
+Virtual Token Counter of Sheng et al., "Fairness in Serving Large Language Models" (OSDI
+2024). A key's counter grows by its tokens (prompt and completion, each with its
+weight) divided by the key's weight, as they are produced, so a long generation counts
+while it runs. A key that had nothing here is lifted to the least counter of the keys
+that have (or to the last one's that left, when none has), so idling earns no credit.
+
+Bounded: a band holds at most `max_queue` waiting and each waits at most `max_wait_s`.
+Past either, a request is refused: 429 when its key holds more than its weight's share
+of this replica (its own doing), 503 with Retry-After when the model itself is full. A
+full band does not turn away a key under its share while another holds more than its
+own: that key's newest waiting request makes room (and gets the 429).
+A request whose caller goes away leaves the queue at once (its task is cancelled).
+
+Pure asyncio, no Ray: deployments/llm.py holds one per replica.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import dataclasses
+import itertools
+import time
+from typing import AsyncIterator, Optional, Protocol
+
+from serve_app.config.fairness import BANDS, FairQueueArgs
+from serve_app.fairness.ticket import Ticket
+
+OVERLOADED_RETRY_S = 1
+OVER_SHARE_RETRY_S = 2
+
+
+class QueueRefusal(Exception):
+    """A request this replica will not hold. `over_share`: its key holds more than its share (429);
+    else the model is full (503). Plain arguments, so that Ray carries it back to the caller."""
+
+    def __init__(self, message: str, retry_after_s: int, over_share: bool):
+        super().__init__(message, retry_after_s, over_share)
+        self.message, self.retry_after_s, self.over_share = message, retry_after_s, over_share
+
+
+class Observer(Protocol):
+    """What the queue reports (fairness/metrics.py sends it to Prometheus)."""
+
+    def waited(self, band: str, seconds: float) -> None: ...
+
+    def depth(self, band: str, waiting: int) -> None: ...
+
+    def served(self, key: str, prompt_tokens: int, completion_tokens: int) -> None: ...
+
+    def refused(self, band: str, over_share: bool) -> None: ...
+
+
+@dataclasses.dataclass
+class Waiter:
+    ticket: Ticket
+    granted: asyncio.Future
+    arrived: float
+    order: int
+
+
+class Meter:
+    """A running request's tokens, counted toward its key's service as they are produced."""
+
+    def __init__(self, queue: "FairQueue", ticket: Ticket):
+        self.queue, self.ticket = queue, ticket
+        self.prompt_tokens = self.completion_tokens = 0
+
+    def count(self, prompt_tokens: int, completion_tokens: int) -> None:
+        """The request's totals so far (a chunk's counts are cumulative)."""
+        more_prompt = max(0, prompt_tokens - self.prompt_tokens)
+        more_completion = max(0, completion_tokens - self.completion_tokens)
+        if more_prompt or more_completion:
+            self.queue.serve(self.ticket, more_prompt, more_completion)
+            self.prompt_tokens += more_prompt
+            self.completion_tokens += more_completion
+
+
+class FairQueue:
+    def __init__(self, places: int, args: FairQueueArgs, observer: Optional[Observer] = None, clock=time.monotonic):
+        self.places, self.args, self.observer, self.clock = places, args, observer, clock
+        self.running = 0
+        self.waiting: dict[str, dict[str, collections.deque[Waiter]]] = {band: {} for band in BANDS}
+        self.held: collections.Counter[str] = collections.Counter()  # key -> its requests running or waiting
+        self.weights: dict[str, float] = {}  # key -> its weight, as its latest request gave it
+        self.service: collections.defaultdict[str, float] = collections.defaultdict(float)
+        self._floor = 0.0  # the counter of the last key to leave
+        self._order = itertools.count()
+
+    def waiting_in(self, band: str) -> int:
+        return sum(len(q) for q in self.waiting[band].values())
+
+    @contextlib.asynccontextmanager
+    async def turn(self, ticket: Ticket) -> AsyncIterator[Meter]:
+        """Holds one of the places while the block runs; waits for it first if none is free."""
+        self._arrive(ticket)
+        try:
+            if self.running < self.places and not any(self.waiting.values()):
+                self.running += 1
+                self._report_wait(ticket.band, 0.0)
+            else:
+                await self._wait(ticket)
+        except BaseException:
+            self._depart(ticket)
+            raise
+        try:
+            yield Meter(self, ticket)
+        finally:
+            self.running -= 1
+            self._depart(ticket)
+            self._grant()
+
+    def serve(self, ticket: Ticket, prompt_tokens: int, completion_tokens: int) -> None:
+        cost = prompt_tokens * self.args.prompt_weight + completion_tokens * self.args.completion_weight
+        self.service[ticket.key] += cost / ticket.weight
+        if self.observer:
+            self.observer.served(ticket.key, prompt_tokens, completion_tokens)
+
+    def resize(self, places: int) -> None:
+        self.places = places
+        self._grant()
+
+    async def _wait(self, ticket: Ticket) -> None:
+        limits = getattr(self.args, ticket.band)
+        if self.waiting_in(ticket.band) >= limits.max_queue and not self._make_room(ticket):
+            raise self._refusal(ticket, f"{limits.max_queue} requests of its band ({ticket.band}) are waiting already")
+        waiter = Waiter(ticket, asyncio.get_running_loop().create_future(), self.clock(), next(self._order))
+        self.waiting[ticket.band].setdefault(ticket.key, collections.deque()).append(waiter)
+        self._report_depth(ticket.band)
+        try:
+            async with asyncio.timeout(limits.max_wait_s):
+                await waiter.granted
+        except BaseException as exc:
+            granted = waiter.granted
+            if granted.done() and not granted.cancelled() and granted.exception() is None:  # given a place as it left
+                self.running -= 1
+                self._grant()
+            else:  # still waiting (or pushed out by _make_room)
+                self._drop(waiter)
+            if isinstance(exc, TimeoutError):
+                raise self._refusal(ticket, f"no place came free within {limits.max_wait_s:g}s") from None
+            raise
+
+    def _make_room(self, ticket: Ticket) -> bool:
+        """In a full band, the newest waiting request of the key furthest over its share is refused
+        (429) to make room for `ticket`'s, when its key is under its own share; else False."""
+        shares = self._shares()
+        if self.held[ticket.key] > shares[ticket.key]:
+            return False
+        over = [k for k in self.waiting[ticket.band] if k != ticket.key and self.held[k] > shares[k]]
+        if not over:
+            return False
+        key = max(over, key=lambda k: self.held[k] / self.weights[k])
+        pushed = self.waiting[ticket.band][key][-1]
+        self._drop(pushed)
+        pushed.granted.set_exception(QueueRefusal(
+            f"this API key holds {self.held[key]} of the requests this model's replica holds, more than its share "
+            f"({shares[key]:.0f}), and its band is full: a key under its share took its place; retry later",
+            OVER_SHARE_RETRY_S, True))
+        if self.observer:
+            self.observer.refused(ticket.band, True)
+        return True
+
+    def _shares(self) -> dict[str, float]:
+        """Each key's share of what this replica holds (running and waiting), by weight."""
+        holding = self.running + sum(self.waiting_in(b) for b in BANDS)
+        total = sum(self.weights[k] for k in self.held)
+        return {k: holding * self.weights[k] / total for k in self.held}
+
+    def _grant(self) -> None:
+        """Free places to the waiting requests that come first."""
+        while self.running < self.places and (waiter := self._next()) is not None:
+            self._drop(waiter)
+            if waiter.granted.done():  # its caller left; it is leaving the queue
+                continue
+            self.running += 1
+            waiter.granted.set_result(None)
+            self._report_wait(waiter.ticket.band, self.clock() - waiter.arrived)
+
+    def _next(self) -> Optional[Waiter]:
+        for band in BANDS:
+            queues = self.waiting[band]
+            if queues:
+                key = min(queues, key=lambda k: (self.service[k], queues[k][0].order))
+                return queues[key][0]
+        return None
+
+    def _drop(self, waiter: Waiter) -> None:
+        queues = self.waiting[waiter.ticket.band]
+        queue = queues.get(waiter.ticket.key)
+        if queue is not None and waiter in queue:
+            queue.remove(waiter)
+            if not queue:
+                del queues[waiter.ticket.key]
+            self._report_depth(waiter.ticket.band)
+
+    def _arrive(self, ticket: Ticket) -> None:
+        self.weights[ticket.key] = ticket.weight
+        if not self.held[ticket.key]:  # VTC's lift: idling earns no credit
+            busy = [self.service[k] for k, n in self.held.items() if n > 0]
+            self.service[ticket.key] = max(self.service[ticket.key], min(busy) if busy else self._floor)
+        self.held[ticket.key] += 1
+
+    def _depart(self, ticket: Ticket) -> None:
+        self.held[ticket.key] -= 1
+        if self.held[ticket.key] <= 0:
+            del self.held[ticket.key]
+            self._floor = self.service[ticket.key]
+
+    def _refusal(self, ticket: Ticket, why: str) -> QueueRefusal:
+        """429 when other keys are here too and this one holds more than its weight's share of
+        what the replica holds (places and queue); else 503: the model is full."""
+        holding = self.running + sum(self.waiting_in(b) for b in BANDS)
+        share = self._shares()[ticket.key]
+        over_share = len(self.held) > 1 and self.held[ticket.key] > share
+        if self.observer:
+            self.observer.refused(ticket.band, over_share)
+        if over_share:
+            return QueueRefusal(f"this API key holds {self.held[ticket.key]} of the {holding} requests this model's "
+                                f"replica holds, more than its share ({share:.0f}), and {why}; retry later",
+                                OVER_SHARE_RETRY_S, True)
+        return QueueRefusal(f"the model is saturated: all {self.places} places are taken and {why}; retry later",
+                            OVERLOADED_RETRY_S, False)
+
+    def _report_wait(self, band: str, seconds: float) -> None:
+        if self.observer:
+            self.observer.waited(band, seconds)
+
+    def _report_depth(self, band: str) -> None:
+        if self.observer:
+            self.observer.depth(band, self.waiting_in(band))

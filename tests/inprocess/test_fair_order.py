@@ -1,0 +1,96 @@
+"""A full model's queue through the ingress (serve_app/fairness/, deployments/llm.py): a key's
+band and vLLM's `priority` decide who runs next, and a full band refuses with 429 the key that
+holds more than its share and with 503 the one that does not. The model here has one place
+(`QUEUED`); the order across keys is tests/unit/test_fair_queue.py's, across replicas
+tests/served/test_fairness.py's."""
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from local import QUEUED
+
+from serve_app.config.keys import ApiKey
+from serve_app.governance.keys import hash_key, record_of
+
+KEYS = {name: f"sk-test-{name}" for name in ("ops", "nightly", "app", "chat")}
+RECORDS = [record_of(ApiKey(key_sha256=hash_key(KEYS["ops"]), id="ops", scope="admin")),
+           record_of(ApiKey(key=KEYS["nightly"], id="nightly", band="batch")),
+           record_of(ApiKey(key=KEYS["app"], id="app")),
+           record_of(ApiKey(key=KEYS["chat"], id="chat", band="interactive"))]
+
+
+@pytest.fixture
+def keyed(state):
+    with state(keys=RECORDS):
+        yield
+
+
+def ask(client, key: str, tokens: int = 20, **extra):
+    return client.post("/v1/chat/completions", headers={"Authorization": f"Bearer {KEYS[key]}"}, json={
+        "model": QUEUED, "max_tokens": tokens, "messages": [{"role": "user", "content": "hi"}], **extra})
+
+
+def in_order(client, sends: list[tuple[str, dict]]) -> list[str]:
+    """Each (key, fields) sent 0.12 s after the one before, the first holding the place for 1.2 s (so
+    all are queued behind it, one after another); the labels in the order their answers ended."""
+    ended, lock = [], threading.Lock()
+
+    def one(i, key, extra):
+        time.sleep(0.12 * i)
+        r = ask(client, key, **({"tokens": 240} if i == 0 else {}), **extra)
+        assert r.status_code == 200, r.text
+        with lock:
+            ended.append(f"{key}{i}")
+
+    with ThreadPoolExecutor(len(sends)) as pool:
+        for f in [pool.submit(one, i, key, extra) for i, (key, extra) in enumerate(sends)]:
+            f.result()
+    return ended
+
+
+def test_a_higher_bands_request_runs_before_those_of_a_lower_band_that_came_first(client, keyed):
+    # One place at 200 tokens/s: each later answer holds it 0.1 s.
+    ended = in_order(client, [("nightly", {}), ("nightly", {}), ("nightly", {}), ("app", {}), ("chat", {})])
+    assert ended[0] == "nightly0", ended  # it had the place when the others came
+    assert ended[1:3] == ["chat4", "app3"], f"interactive, then standard, then batch: {ended}"
+
+
+def test_vllms_priority_lowers_a_request_below_its_keys_band(client, keyed):
+    ended = in_order(client, [("app", {}), ("app", {"priority": 1}), ("app", {"priority": 1}), ("app", {})])
+    assert ended[:2] == ["app0", "app3"], f"priority 1 put two of them in the batch band: {ended}"
+    raised = in_order(client, [("nightly", {}), ("nightly", {"priority": -10}), ("app", {})])
+    assert raised[:2] == ["nightly0", "app2"], f"a negative priority does not raise a key's band: {raised}"
+
+
+def test_a_full_band_refuses_with_503_when_the_model_is_full_and_429_the_key_over_its_share(client, keyed):
+    with ThreadPoolExecutor(5) as pool:
+        held = [pool.submit(ask, client, "app", 240)]  # the place, for 1.2 s
+        time.sleep(0.2)
+        held += [pool.submit(ask, client, "app", 4) for _ in range(3)]  # the standard band's 3 waiting
+        time.sleep(0.3)
+        alone = ask(client, "app", 4)  # the only key here: the model is full, not the key greedy
+        # Interactive lowered to standard, the same full band: under its share, it takes the place
+        # of app's newest waiting request, which gets the 429.
+        other = pool.submit(ask, client, "chat", 4, priority=1)
+        time.sleep(0.2)
+        over = ask(client, "app", 4)  # app holds 4 of the 5 requests here, over its half
+        statuses = sorted(f.result().status_code for f in held)
+        assert other.result().status_code == 200, other.result().text
+    assert alone.status_code == 503 and alone.headers["retry-after"] == "1", alone.text
+    assert "saturated" in alone.json()["error"]["message"] and "(standard)" in alone.json()["error"]["message"]
+    assert statuses == [200, 200, 200, 429], "one of app's waiting requests made room for chat's"
+    assert over.status_code == 429 and over.headers["retry-after"] == "2", over.text
+    assert over.json()["error"]["type"] == "rate_limit_error" and "more than its share" in over.json()["error"]["message"]
+    assert ask(client, "chat", 4).status_code == 200, "the queue is whole again once they ended"
+
+
+def test_a_key_made_through_the_api_carries_its_band_and_weight(client, keyed):
+    made = client.post("/api/keys", headers={"Authorization": f"Bearer {KEYS['ops']}"},
+                       json={"name": "etl", "band": "batch", "weight": 0.5})
+    assert made.status_code == 201, made.text
+    assert (made.json()["band"], made.json()["weight"]) == ("batch", 0.5)
+    refused = client.post("/api/keys", headers={"Authorization": f"Bearer {KEYS['ops']}"}, json={"band": "urgent"})
+    assert refused.status_code == 422 and "band" in refused.text  # the management routes' validation status
+    client.delete(f"/api/keys/{made.json()['id']}", headers={"Authorization": f"Bearer {KEYS['ops']}"})
