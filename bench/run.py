@@ -30,6 +30,7 @@ ROOT = HERE.parent
 sys.path[:0] = [str(HERE), str(ROOT)]
 
 import batches  # noqa: E402
+import fairness  # noqa: E402
 import gpu_rate  # noqa: E402
 import load  # noqa: E402
 import lora_mix  # noqa: E402
@@ -93,6 +94,7 @@ def main() -> None:
     results["serve_paths"] = serve_paths.measure(lambda s: step(s, started))  # a Ray of its own per path
     many_models_phase(results, started)
     batches_phase(results, started)
+    fairness_phase(results, started)
     cold_start_phase(results, started)
     results["wall_seconds"] = time.perf_counter() - started
     results["machine"]["loadavg_1min_at_end"] = os.getloadavg()[0]
@@ -188,6 +190,12 @@ def batches_phase(results: dict, started: float, command: str = COMMAND) -> None
     results["batches"]["run"] = {"command": command, "date": machine()["date"]}
 
 
+def fairness_phase(results: dict, started: float, command: str = COMMAND) -> None:
+    """#34's fair-queue figures: the router and a simulated llm in a Ray of their own."""
+    results["fairness"] = fairness.measure(lambda s: step(s, started))
+    results["fairness"]["run"] = {"command": command, "date": machine()["date"]}
+
+
 def cold_start_phase(results: dict, started: float) -> None:
     results["cold_start_run"] = {"command": COMMAND, "date": machine()["date"]}
     results["cold_start"] = [cold_start(free_port(), None, 180)]
@@ -208,6 +216,11 @@ if __name__ == "__main__":
     elif sys.argv[1:] == ["--batches-only"]:  # `make bench-batches`: #34's section again, the rest kept
         last = json.loads((HERE / "results.json").read_text())
         batches_phase(last, time.perf_counter(), "make bench-batches")
+        (HERE / "results.json").write_text(json.dumps(last, indent=2))
+        write_report(last, HERE, ROOT / "BENCHMARKS.md")
+    elif sys.argv[1:] == ["--fairness-only"]:  # `make bench-fairness`: #34's fair-queue section again, the rest kept
+        last = json.loads((HERE / "results.json").read_text())
+        fairness_phase(last, time.perf_counter(), "make bench-fairness")
         (HERE / "results.json").write_text(json.dumps(last, indent=2))
         write_report(last, HERE, ROOT / "BENCHMARKS.md")
     elif sys.argv[1:] == ["--cold-start-only"]:  # `make bench-cold`: the cold starts again, the rest kept

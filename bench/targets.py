@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import batches
+import fairness
 import many_models
 from workload import EMBED_CLIENTS
 
@@ -32,7 +33,7 @@ def judge(results: dict) -> list[dict]:
     return gpu_rate_targets(results) + engine_targets(results) + [
         text2vec_target(results), cold_start_target(results), key_overhead_target(results)] + observability_targets(
         results) + routing_targets(results) + path_targets(results) + many_models.targets(results, target) \
-        + batches.targets(results, target)
+        + batches.targets(results, target) + fairness.targets(results, target)
 
 
 def routing_targets(results: dict) -> list[dict]:

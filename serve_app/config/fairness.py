@@ -27,5 +27,8 @@ class FairQueueArgs(BaseModel):
     standard: BandLimits = Field(default_factory=BandLimits)
     # Batch lines may wait longer: the batch runner tries a refused line again after Retry-After.
     batch: BandLimits = Field(default_factory=lambda: BandLimits(max_queue=256, max_wait_s=300))
+    reserved_places: int = Field(default=1, ge=0, description=(
+        "Free places no key may take while another key was here in the last minute, so that a key that "
+        "comes to a full model starts at once; a key alone takes every place."))
     prompt_weight: float = Field(default=1.0, ge=0, description="Service counted per prompt token.")
     completion_weight: float = Field(default=2.0, ge=0, description="Service counted per completion token.")

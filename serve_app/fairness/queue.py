@@ -10,6 +10,11 @@ weight) divided by the key's weight, as they are produced, so a long generation 
 while it runs. A key that had nothing here is lifted to the least counter of the keys
 that have (or to the last one's that left, when none has), so idling earns no credit.
 
+A place is kept for whoever comes next: while another key has been here within RECENT_S, no
+key takes the last `reserved_places` free places, so a key that comes to a full model starts at
+once rather than at the next place to free (when every answer is as long as the others, all
+places free together, and that wait is a whole answer's). A key alone is not held back.
+
 Bounded: a band holds at most `max_queue` waiting and each waits at most `max_wait_s`.
 Past either, a request is refused: 429 when its key holds more than its weight's share
 of this replica (its own doing), 503 with Retry-After when the model itself is full. A
@@ -33,6 +38,7 @@ from typing import AsyncIterator, Optional, Protocol
 from serve_app.config.fairness import BANDS, FairQueueArgs
 from serve_app.fairness.ticket import Ticket
 
+RECENT_S = 60.0  # a key seen this recently may come back: places are kept free for it
 OVERLOADED_RETRY_S = 1
 OVER_SHARE_RETRY_S = 2
 
@@ -87,6 +93,8 @@ class FairQueue:
     def __init__(self, places: int, args: FairQueueArgs, observer: Optional[Observer] = None, clock=time.monotonic):
         self.places, self.args, self.observer, self.clock = places, args, observer, clock
         self.running = 0
+        self.running_by_key: collections.Counter[str] = collections.Counter()
+        self.seen: dict[str, float] = {}  # key -> when it last came
         self.waiting: dict[str, dict[str, collections.deque[Waiter]]] = {band: {} for band in BANDS}
         self.held: collections.Counter[str] = collections.Counter()  # key -> its requests running or waiting
         self.weights: dict[str, float] = {}  # key -> its weight, as its latest request gave it
@@ -102,8 +110,9 @@ class FairQueue:
         """Holds one of the places while the block runs; waits for it first if none is free."""
         self._arrive(ticket)
         try:
-            if self.running < self.places and not any(self.waiting.values()):
-                self.running += 1
+            # A free place with no one waiting who may take it (_grant gives free places to those who may).
+            if self._may_start(ticket.key):
+                self._start(ticket.key)
                 self._report_wait(ticket.band, 0.0)
             else:
                 await self._wait(ticket)
@@ -113,7 +122,7 @@ class FairQueue:
         try:
             yield Meter(self, ticket)
         finally:
-            self.running -= 1
+            self._stop(ticket.key)
             self._depart(ticket)
             self._grant()
 
@@ -140,7 +149,7 @@ class FairQueue:
         except BaseException as exc:
             granted = waiter.granted
             if granted.done() and not granted.cancelled() and granted.exception() is None:  # given a place as it left
-                self.running -= 1
+                self._stop(ticket.key)
                 self._grant()
             else:  # still waiting (or pushed out by _make_room)
                 self._drop(waiter)
@@ -180,17 +189,36 @@ class FairQueue:
             self._drop(waiter)
             if waiter.granted.done():  # its caller left; it is leaving the queue
                 continue
-            self.running += 1
+            self._start(waiter.ticket.key)
             waiter.granted.set_result(None)
             self._report_wait(waiter.ticket.band, self.clock() - waiter.arrived)
 
     def _next(self) -> Optional[Waiter]:
         for band in BANDS:
             queues = self.waiting[band]
-            if queues:
-                key = min(queues, key=lambda k: (self.service[k], queues[k][0].order))
+            ready = [k for k in queues if self._may_start(k)]
+            if ready:
+                key = min(ready, key=lambda k: (self.service[k], queues[k][0].order))
                 return queues[key][0]
         return None
+
+    def _may_start(self, key: str) -> bool:
+        """A place is free for `key`: while another key was here within RECENT_S, the last
+        `reserved_places` free places are kept for whoever comes next."""
+        now = self.clock()
+        others = any(k != key and now - seen < RECENT_S for k, seen in self.seen.items())
+        kept = self.args.reserved_places if others and self.places > self.args.reserved_places else 0
+        return self.running < self.places and self.running_by_key[key] < self.places - kept
+
+    def _start(self, key: str) -> None:
+        self.running += 1
+        self.running_by_key[key] += 1
+
+    def _stop(self, key: str) -> None:
+        self.running -= 1
+        self.running_by_key[key] -= 1
+        if self.running_by_key[key] <= 0:
+            del self.running_by_key[key]
 
     def _drop(self, waiter: Waiter) -> None:
         queues = self.waiting[waiter.ticket.band]
@@ -203,6 +231,10 @@ class FairQueue:
 
     def _arrive(self, ticket: Ticket) -> None:
         self.weights[ticket.key] = ticket.weight
+        now = self.clock()
+        self.seen[ticket.key] = now
+        for gone in [k for k, seen in self.seen.items() if now - seen >= RECENT_S]:
+            del self.seen[gone]
         if not self.held[ticket.key]:  # VTC's lift: idling earns no credit
             busy = [self.service[k] for k, n in self.held.items() if n > 0]
             self.service[ticket.key] = max(self.service[ticket.key], min(busy) if busy else self._floor)

@@ -92,7 +92,7 @@ def test_weights_divide_the_service_a_key_is_charged():
 
 def test_two_backlogged_keys_get_tokens_in_the_ratio_of_their_weights():
     async def main():
-        queue = FairQueue(2, FairQueueArgs())
+        queue = FairQueue(2, FairQueueArgs(reserved_places=0))  # of two places, one kept free would be each key's
         served = {"one": 0, "two": 0}
 
         async def flood(key, weight):
@@ -192,6 +192,36 @@ def test_a_cancel_that_comes_as_the_place_is_given_passes_the_place_on():
         return order, queue.running
 
     assert run(main()) == (["a", "next"], 0)
+
+
+def test_a_place_is_kept_free_for_a_key_that_comes_while_another_floods_but_not_for_a_key_alone():
+    async def main():
+        now = [0.0]
+        queue = FairQueue(4, FairQueueArgs(), clock=lambda: now[0])
+        order, release = [], asyncio.Event()
+        alone = [asyncio.create_task(hold(queue, Ticket(key="flood"), order, release)) for _ in range(6)]
+        await settle()
+        running_alone = queue.running  # no other key was here: every place
+        release.set()
+        await asyncio.gather(*alone)
+        release.clear()
+        back = asyncio.create_task(hold(queue, Ticket(key="light"), order, release))  # another key, now gone
+        await settle()
+        release.set()
+        await back
+        release.clear()
+        flood = [asyncio.create_task(hold(queue, Ticket(key="flood"), order, release)) for _ in range(6)]
+        await settle()
+        running_beside = queue.running
+        light = asyncio.create_task(hold(queue, Ticket(key="light"), order, release))
+        await settle()
+        light_started = order[-1] == "light" and queue.running == 4
+        now[0] = 61.0  # a minute on, "light" is no longer one who may come back
+        release.set()
+        await asyncio.gather(light, *flood)
+        return running_alone, running_beside, light_started
+
+    assert run(main()) == (4, 3, True)
 
 
 @pytest.mark.parametrize("key_band, priority, band", [
