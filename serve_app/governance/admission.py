@@ -96,6 +96,7 @@ class Counts:
     requests: int = 0  # those not counted by a lease
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    by_model: dict[str, int] = dataclasses.field(default_factory=dict)  # tokens per model, for shares
 
 
 class Admission:
@@ -184,7 +185,7 @@ class Admission:
         """When a response ended: a served request's tokens count against its key."""
         key = record.get("key")
         if key is not None and record["status"] < 400:
-            self.served(key, record.get("prompt_tokens", 0), record.get("completion_tokens", 0))
+            self.served(key, record.get("prompt_tokens", 0), record.get("completion_tokens", 0), record.get("model"))
 
     async def _within_limits(self, key: KeyRecord) -> None:
         if self._take(key.id):
@@ -222,13 +223,15 @@ class Admission:
             if lease.left > 0:
                 await self.governor.give_back.remote(key_id, lease.left)
 
-    def served(self, key: KeyRecord, prompt_tokens: int, completion_tokens: int) -> None:
+    def served(self, key: KeyRecord, prompt_tokens: int, completion_tokens: int, model: Optional[str] = None) -> None:
         """After a request: its tokens count against the key. A key with a token limit tells
         the governor at once (the limit must see them); any other gathers its counts for
         COUNT_EVERY_S into one call, which is most of what a key cost each request."""
         self.metrics.served(key.id, prompt_tokens, completion_tokens)
         # A limited key's requests were counted by its lease.
-        self._keep(key.id, Counts(0 if key.limits.any else 1, prompt_tokens, completion_tokens))
+        tokens = prompt_tokens + completion_tokens
+        self._keep(key.id, Counts(0 if key.limits.any else 1, prompt_tokens, completion_tokens,
+                                  {model: tokens} if model and tokens else {}))
         if key.limits.on_tokens:
             self._send(key.id)
         else:
@@ -239,6 +242,8 @@ class Admission:
         unsent.requests += counts.requests
         unsent.prompt_tokens += counts.prompt_tokens
         unsent.completion_tokens += counts.completion_tokens
+        for model, tokens in counts.by_model.items():
+            unsent.by_model[model] = unsent.by_model.get(model, 0) + tokens
 
     def _send_later(self) -> None:
         if self._sender is None or self._sender.done():
@@ -258,7 +263,8 @@ class Admission:
 
     async def _count(self, key_id: str, counts: Counts) -> None:
         try:
-            await self.governor.count.remote(key_id, counts.prompt_tokens, counts.completion_tokens, counts.requests)
+            await self.governor.count.remote(key_id, counts.prompt_tokens, counts.completion_tokens, counts.requests,
+                                             counts.by_model)
         except Exception as exc:  # the governor restarting (its node lost): sent again with the next counts
             self._keep(key_id, counts)
             self._send_later()

@@ -31,6 +31,7 @@ from serve_app.config.keys import KeySpec
 from serve_app.errors import AuthError, Conflict, NotFound
 from serve_app.governance.keys import NO_ADMIN_KEY, KeyRecord, hash_key
 from serve_app.governance.quotas import KeyUsage, Refusal
+from serve_app.governance.shares import ModelShares
 from serve_app.kv import Store, gcs
 
 logger = logging.getLogger("ray.serve")
@@ -55,6 +56,7 @@ class Governor:
         self.store = store
         self.configured = {r.id: r for r in configured}
         self.usage: dict[str, KeyUsage] = {}
+        self.shares = ModelShares()
         self.reload()
         self._dirty: set[str] = set()
         self._askers: dict[str, float] = {}  # ingress replica -> when it last asked for a lease
@@ -98,10 +100,13 @@ class Governor:
         """An expired lease's requests that were not used."""
         self._usage(key_id).give_back(unused)
 
-    async def count(self, key_id: str, prompt_tokens: int, completion_tokens: int, requests: int = 0) -> None:
-        """Tokens of requests that ended, and `requests` more requests to count (those of keys
-        without limits: a limited key's were counted by its lease)."""
+    async def count(self, key_id: str, prompt_tokens: int, completion_tokens: int, requests: int = 0,
+                    by_model: Optional[dict[str, int]] = None) -> None:
+        """Tokens of requests that ended (in all, and per model), and `requests` more requests to
+        count (those of keys without limits: a limited key's were counted by its lease)."""
         self._usage(key_id).count_tokens(prompt_tokens, completion_tokens, requests=requests)
+        for model, tokens in (by_model or {}).items():
+            self.shares.add(key_id, model, tokens)
         self._dirty.add(key_id)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.get_running_loop().create_task(self._flush_soon())
@@ -148,3 +153,9 @@ class Governor:
             raise KeyNotFound(f"key '{key_id}' does not exist")
         chosen = [keys[key_id]] if key_id else sorted(keys.values(), key=lambda r: r.id)
         return [{**r.public(), "usage": self._usage(r.id).report()} for r in chosen]
+
+    async def shares_of(self, key_id: str) -> dict:
+        """The key's tokens on each model it used, and its share of that model's last minute."""
+        if key_id not in self._keys():
+            raise KeyNotFound(f"key '{key_id}' does not exist")
+        return self.shares.report(key_id)

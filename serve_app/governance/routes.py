@@ -31,6 +31,15 @@ async def key_usage(request: Request, key_id: str) -> dict:
     return report
 
 
+@router.get("/api/keys/{key_id}/usage")
+async def key_shares(request: Request, key_id: str) -> dict:
+    """The key's usage, and per model its tokens and its share of the model's last minute: what
+    it got when the fair queue (serve_app/fairness/) shared a full model among keys."""
+    governor = request.app.state.governor
+    [report] = await governor.report.remote(key_id)
+    return {**report, "models": await governor.shares_of.remote(key_id)}
+
+
 @router.delete("/api/keys/{key_id}")
 async def revoke_key(request: Request, key_id: str) -> dict:
     await request.app.state.governor.revoke.remote(key_id)

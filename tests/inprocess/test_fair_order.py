@@ -94,3 +94,18 @@ def test_a_key_made_through_the_api_carries_its_band_and_weight(client, keyed):
     refused = client.post("/api/keys", headers={"Authorization": f"Bearer {KEYS['ops']}"}, json={"band": "urgent"})
     assert refused.status_code == 422 and "band" in refused.text  # the management routes' validation status
     client.delete(f"/api/keys/{made.json()['id']}", headers={"Authorization": f"Bearer {KEYS['ops']}"})
+
+
+def test_a_keys_usage_shows_its_share_of_each_model_it_used(client, keyed):
+    for key, tokens in [("app", 30), ("chat", 10), ("app", 30)]:
+        assert ask(client, key, tokens).status_code == 200
+    time.sleep(0.6)  # a key without limits sends its counts every quarter second
+    usage = client.get("/api/keys/app/usage", headers={"Authorization": f"Bearer {KEYS['ops']}"})
+    assert usage.status_code == 200, usage.text
+    report = usage.json()
+    assert (report["id"], report["band"], report["weight"]) == ("app", "standard", 1.0)
+    model = report["models"][QUEUED]
+    minute = model["last_minute"]
+    assert minute["tokens"] >= 60 + 2 * 3 and minute["all_keys_tokens"] >= minute["tokens"] + 10
+    assert minute["share"] == pytest.approx(minute["tokens"] / minute["all_keys_tokens"], abs=1e-3)
+    assert client.get("/api/keys/nobody/usage", headers={"Authorization": f"Bearer {KEYS['ops']}"}).status_code == 404

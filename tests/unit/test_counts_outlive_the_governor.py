@@ -21,12 +21,12 @@ class RestartingGovernor:
         self.down, self.counted = down, []
         self.count = self
 
-    def remote(self, key_id, prompt_tokens, completion_tokens, requests):
+    def remote(self, key_id, prompt_tokens, completion_tokens, requests, by_model=None):
         async def call():
             if self.down:
                 self.down -= 1
                 raise RuntimeError("the governor's actor died")
-            self.counted.append((key_id, prompt_tokens, completion_tokens, requests))
+            self.counted.append((key_id, prompt_tokens, completion_tokens, requests, by_model))
         return call()
 
 
@@ -37,7 +37,7 @@ def test_counts_sent_while_the_governor_is_down_arrive_once_it_is_back(monkeypat
     async def run():
         gate = Admission(governor, [])
         for _ in range(4):
-            gate.served(KEY, 3, 5)
+            gate.served(KEY, 3, 5, "m")
             await asyncio.sleep(0.005)
         for _ in range(100):
             if governor.down == 0 and not gate._unsent and not gate._pending:
@@ -48,3 +48,4 @@ def test_counts_sent_while_the_governor_is_down_arrive_once_it_is_back(monkeypat
     assert governor.down == 0, "the governor was never called again"
     totals = [sum(c[i] for c in governor.counted) for i in (1, 2, 3)]
     assert totals == [12, 20, 4], governor.counted  # four requests' tokens, each counted once
+    assert sum(c[4]["m"] for c in governor.counted) == 32, "and their tokens per model, once"

@@ -60,7 +60,7 @@ async def create_response(request: Request, req: ResponsesRequest) -> Response:
 
         def count(prompt_tokens: int, completion_tokens: int) -> None:  # as the access log counts a request's
             if key is not None and admission is not None:
-                admission.served(key, prompt_tokens, completion_tokens)
+                admission.served(key, prompt_tokens, completion_tokens, served)
 
         queued = background.start(store(request), shell, req, stream, conversation, owner, len(earlier), count)
         return JSONResponse(queued, headers=headers)
