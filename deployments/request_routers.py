@@ -24,7 +24,7 @@ from ray.serve.request_router import FIFOMixin, PendingRequest, RequestRouter, R
 # Load imbalance (difference in ongoing requests between the busiest and the idlest
 # replica) past which prefix affinity gives way to Serve's least-loaded choice. Ray's
 # default (infinite) would keep a hot conversation's replica busy however long its
-# queue; a quarter of an llm replica's max_ongoing_requests (16) keeps affinity while
+# queue; a quarter of an llm replica's places (max_num_seqs, 16) keeps affinity while
 # loads are close.
 PREFIX_IMBALANCE = 4
 

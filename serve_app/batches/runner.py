@@ -30,6 +30,7 @@ from serve_app.batches.protocol import Batch, BatchLine, RequestCounts, custom_i
 from serve_app.batches.store import BatchStore
 from serve_app.config.batches import BatchSettings
 from serve_app.governance.keys import BATCH_KEY
+from serve_app.http.context import BATCH_LINE
 
 logger = logging.getLogger("ray.serve")
 
@@ -45,8 +46,8 @@ class KeyedApp:
         self.app, self.key_id = app, key_id
 
     async def __call__(self, scope, receive, send):
-        if self.key_id is not None and scope["type"] == "http":
-            scope = {**scope, BATCH_KEY: self.key_id}
+        if scope["type"] == "http":
+            scope = {**scope, BATCH_LINE: True, **({BATCH_KEY: self.key_id} if self.key_id is not None else {})}
         await self.app(scope, receive, send)
 
 

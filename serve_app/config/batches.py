@@ -15,4 +15,6 @@ class BatchSettings(BaseModel):
     max_file_bytes: int = Field(default=200 * 1024 * 1024, gt=0,
                                 description="Largest uploaded file (OpenAI's limit for batch input: 200 MB); 413 above.")
     max_lines: int = Field(default=50_000, gt=0, description="Most requests in one batch (OpenAI's limit).")
-    concurrency: int = Field(default=4, gt=0, description="Lines of one batch in flight at once.")
+    # As many as an llm replica has places (max_num_seqs): lines wait in the batch band of its fair queue,
+    # behind people's requests, and leave a place free for them (serve_app/fairness/).
+    concurrency: int = Field(default=16, gt=0, description="Lines of one batch in flight at once.")

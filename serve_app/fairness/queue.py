@@ -10,10 +10,14 @@ weight) divided by the key's weight, as they are produced, so a long generation 
 while it runs. A key that had nothing here is lifted to the least counter of the keys
 that have (or to the last one's that left, when none has), so idling earns no credit.
 
-A place is kept for whoever comes next: while another key has been here within RECENT_S, no
-key takes the last `reserved_places` free places, so a key that comes to a full model starts at
-once rather than at the next place to free (when every answer is as long as the others, all
-places free together, and that wait is a whole answer's). A key alone is not held back.
+A place is kept for whoever comes next: while another key, or the same key in another band,
+has been here within RECENT_S, no key takes the last `reserved_places` free places in a band,
+so a key that comes to a full model starts at once rather than at the next place to free
+(when every answer is as long as the others, all places free together, and that wait is a
+whole answer's), and a batch does not take the place of its own key's chat. A key alone in
+one band is not held back. And a band whose `share_beside_higher` is below 1 (`batch`: a
+quarter) holds no more of the places than that while a higher band's requests came within
+RECENT_S, so the engine's batch stays small beside people's traffic.
 
 Bounded: a band holds at most `max_queue` waiting and each waits at most `max_wait_s`.
 Past either, a request is refused: 429 when its key holds more than its weight's share
@@ -93,8 +97,8 @@ class FairQueue:
     def __init__(self, places: int, args: FairQueueArgs, observer: Optional[Observer] = None, clock=time.monotonic):
         self.places, self.args, self.observer, self.clock = places, args, observer, clock
         self.running = 0
-        self.running_by_key: collections.Counter[str] = collections.Counter()
-        self.seen: dict[str, float] = {}  # key -> when it last came
+        self.running_by: collections.Counter[tuple[str, str]] = collections.Counter()  # (key, band) -> running
+        self.seen: dict[tuple[str, str], float] = {}  # (key, band) -> when it last came
         self.waiting: dict[str, dict[str, collections.deque[Waiter]]] = {band: {} for band in BANDS}
         self.held: collections.Counter[str] = collections.Counter()  # key -> its requests running or waiting
         self.weights: dict[str, float] = {}  # key -> its weight, as its latest request gave it
@@ -111,8 +115,8 @@ class FairQueue:
         self._arrive(ticket)
         try:
             # A free place with no one waiting who may take it (_grant gives free places to those who may).
-            if self._may_start(ticket.key):
-                self._start(ticket.key)
+            if self._may_start(ticket.key, ticket.band):
+                self._start(ticket)
                 self._report_wait(ticket.band, 0.0)
             else:
                 await self._wait(ticket)
@@ -122,7 +126,7 @@ class FairQueue:
         try:
             yield Meter(self, ticket)
         finally:
-            self._stop(ticket.key)
+            self._stop(ticket)
             self._depart(ticket)
             self._grant()
 
@@ -149,7 +153,7 @@ class FairQueue:
         except BaseException as exc:
             granted = waiter.granted
             if granted.done() and not granted.cancelled() and granted.exception() is None:  # given a place as it left
-                self._stop(ticket.key)
+                self._stop(ticket)
                 self._grant()
             else:  # still waiting (or pushed out by _make_room)
                 self._drop(waiter)
@@ -189,36 +193,43 @@ class FairQueue:
             self._drop(waiter)
             if waiter.granted.done():  # its caller left; it is leaving the queue
                 continue
-            self._start(waiter.ticket.key)
+            self._start(waiter.ticket)
             waiter.granted.set_result(None)
             self._report_wait(waiter.ticket.band, self.clock() - waiter.arrived)
 
     def _next(self) -> Optional[Waiter]:
         for band in BANDS:
             queues = self.waiting[band]
-            ready = [k for k in queues if self._may_start(k)]
+            ready = [k for k in queues if self._may_start(k, band)]
             if ready:
                 key = min(ready, key=lambda k: (self.service[k], queues[k][0].order))
                 return queues[key][0]
         return None
 
-    def _may_start(self, key: str) -> bool:
-        """A place is free for `key`: while another key was here within RECENT_S, the last
-        `reserved_places` free places are kept for whoever comes next."""
+    def _may_start(self, key: str, band: str) -> bool:
+        """A place is free for `key`'s request in `band`: while another key (or this key in another
+        band) was here within RECENT_S, the last `reserved_places` free places are kept for it."""
         now = self.clock()
-        others = any(k != key and now - seen < RECENT_S for k, seen in self.seen.items())
-        kept = self.args.reserved_places if others and self.places > self.args.reserved_places else 0
-        return self.running < self.places and self.running_by_key[key] < self.places - kept
+        recent = [who for who, seen in self.seen.items() if now - seen < RECENT_S]
+        kept = self.args.reserved_places if any(who != (key, band) for who in recent) else 0
+        if self.running >= self.places or self.running_by[(key, band)] >= self.places - min(kept, self.places - 1):
+            return False
+        share = getattr(self.args, band).share_beside_higher
+        if share < 1 and any(BANDS.index(b) < BANDS.index(band) for _, b in recent):  # people are here
+            in_band = sum(n for (_, b), n in self.running_by.items() if b == band)
+            return in_band < max(1, int(self.places * share))
+        return True
 
-    def _start(self, key: str) -> None:
+    def _start(self, ticket: Ticket) -> None:
         self.running += 1
-        self.running_by_key[key] += 1
+        self.running_by[(ticket.key, ticket.band)] += 1
 
-    def _stop(self, key: str) -> None:
+    def _stop(self, ticket: Ticket) -> None:
+        who = (ticket.key, ticket.band)
         self.running -= 1
-        self.running_by_key[key] -= 1
-        if self.running_by_key[key] <= 0:
-            del self.running_by_key[key]
+        self.running_by[who] -= 1
+        if self.running_by[who] <= 0:
+            del self.running_by[who]
 
     def _drop(self, waiter: Waiter) -> None:
         queues = self.waiting[waiter.ticket.band]
@@ -232,8 +243,8 @@ class FairQueue:
     def _arrive(self, ticket: Ticket) -> None:
         self.weights[ticket.key] = ticket.weight
         now = self.clock()
-        self.seen[ticket.key] = now
-        for gone in [k for k, seen in self.seen.items() if now - seen >= RECENT_S]:
+        self.seen[(ticket.key, ticket.band)] = now
+        for gone in [who for who, seen in self.seen.items() if now - seen >= RECENT_S]:
             del self.seen[gone]
         if not self.held[ticket.key]:  # VTC's lift: idling earns no credit
             busy = [self.service[k] for k, n in self.held.items() if n > 0]

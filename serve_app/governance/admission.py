@@ -157,7 +157,6 @@ class Admission:
         batch_key = request.scope.get(BATCH_KEY)  # a batch's line, run by the batch runner as its key
         credentials = request.headers.get("authorization"), request.headers.get("x-api-key")
         if batch_key is not None:
-            note(batch_line=True)  # it runs in the batch band (serve_app/fairness/)
             key = await self._look_up(lambda book: book.by_id(batch_key))
         elif KeyBook.presented(*credentials):
             key = await self._look_up(lambda book: book.identify(*credentials))

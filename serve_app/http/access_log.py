@@ -13,7 +13,7 @@ import logging
 import time
 
 from serve_app import tracing
-from serve_app.http.context import access
+from serve_app.http.context import BATCH_LINE, access
 from serve_app.http.timing import RequestMetrics, server_timing, split
 
 logger = logging.getLogger("ray.serve")
@@ -32,6 +32,8 @@ class AccessLog:
         session = _session(scope)
         if session:
             record["session"] = session  # for `routing: session` (serving/streams.py)
+        if scope.get(BATCH_LINE):
+            record["batch_line"] = True  # in the batch band of the model's fair queue (context.current_ticket)
         reset = access.set(record)
 
         async def send_noting_status(message):

@@ -14,6 +14,10 @@ from serve_app.fairness.ticket import DEFAULT_KEY, Ticket, band_for
 # Starlette streams a response body from a task that runs in a copy of the context.
 access: contextvars.ContextVar[dict] = contextvars.ContextVar("smmf_access")
 
+# The ASGI scope's entry that marks a batch's line: set by the batch runner in its own process
+# (batches/runner.py), never from a request's headers. Such a request runs in the batch band.
+BATCH_LINE = "smmf.batch_line"
+
 
 def note(**fields) -> None:
     """Record fields for this request's access log line (a no-op outside a request)."""

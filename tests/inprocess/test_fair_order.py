@@ -4,6 +4,7 @@ holds more than its share and with 503 the one that does not. The model here has
 (`QUEUED`); the order across keys is tests/unit/test_fair_queue.py's, across replicas
 tests/served/test_fairness.py's."""
 
+import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -109,3 +110,55 @@ def test_a_keys_usage_shows_its_share_of_each_model_it_used(client, keyed):
     assert minute["tokens"] >= 60 + 2 * 3 and minute["all_keys_tokens"] >= minute["tokens"] + 10
     assert minute["share"] == pytest.approx(minute["tokens"] / minute["all_keys_tokens"], abs=1e-3)
     assert client.get("/api/keys/nobody/usage", headers={"Authorization": f"Bearer {KEYS['ops']}"}).status_code == 404
+
+
+def test_a_batchs_lines_run_in_the_batch_band_whatever_their_keys_band(sdk, caplog):
+    import logging
+
+    from helpers import batch_finished
+
+    logging.getLogger("ray.serve").addHandler(caplog.handler)  # the replica's own log (Ray's logger does not propagate)
+    try:
+        upload = sdk.files.create(file=("lines.jsonl", (json.dumps({
+            "custom_id": "line", "method": "POST", "url": "/v1/chat/completions",
+            "body": {"model": QUEUED, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}}) + "\n").encode()),
+            purpose="batch")
+        batch = sdk.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h")
+        assert batch_finished(sdk, batch.id).request_counts.completed == 1
+        sdk.chat.completions.create(model=QUEUED, messages=[{"role": "user", "content": "hi"}], max_tokens=2,
+                                    extra_body={"priority": 1})
+    finally:
+        logging.getLogger("ray.serve").removeHandler(caplog.handler)
+    bands = [r.getMessage().split("generate (")[1].split(",")[0] for r in caplog.records if "generate (" in r.getMessage()]
+    assert bands == ["batch", "batch"], bands  # the line's (its key: standard), then a chat lowered by priority 1
+
+
+def test_a_batch_line_refused_by_a_full_queue_is_tried_again_and_answered(sdk, client, caplog):
+    import logging
+
+    from helpers import batch_finished, batch_rows
+
+    logging.getLogger("ray.serve").addHandler(caplog.handler)
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            no_key = {"Authorization": "Bearer none"}
+            body = {"model": QUEUED, "messages": [{"role": "user", "content": "hi"}]}
+            held = [pool.submit(client.post, "/v1/chat/completions", json={**body, "max_tokens": 240}, headers=no_key)]
+            time.sleep(0.2)  # the place, for 1.2 s; then the batch band's 3 places, by chats lowered to it
+            held += [pool.submit(client.post, "/v1/chat/completions", json={**body, "max_tokens": 2, "priority": 1},
+                                 headers=no_key) for _ in range(3)]
+            time.sleep(0.2)
+            line = {"custom_id": "late", "method": "POST", "url": "/v1/chat/completions",
+                    "body": {**body, "max_tokens": 2}}
+            upload = sdk.files.create(file=("late.jsonl", (json.dumps(line) + "\n").encode()), purpose="batch")
+            batch = sdk.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions",
+                                       completion_window="24h")
+            done = batch_finished(sdk, batch.id)
+            assert [f.result().status_code for f in held] == [200] * 4
+    finally:
+        logging.getLogger("ray.serve").removeHandler(caplog.handler)
+    assert (done.request_counts.completed, done.request_counts.failed) == (1, 0), done.request_counts
+    [row] = batch_rows(sdk, done.output_file_id)
+    assert (row["custom_id"], row["response"]["status_code"]) == ("late", 200)
+    refused = [r.getMessage() for r in caplog.records if f"model={QUEUED} status=503" in r.getMessage()]
+    assert refused, "the line was first refused (the batch band was full), then tried again"

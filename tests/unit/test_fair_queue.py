@@ -248,3 +248,31 @@ def test_a_full_band_makes_room_for_a_key_under_its_share_by_refusing_the_greedy
     assert len(pushed) == 1 and pushed[0].over_share and "took its place" in pushed[0].message
     assert outcomes[2] is pushed[0], "the flood's newest waiting request made the room"
     assert sorted(order) == ["flood", "flood", "light"]  # a tie on counters (the lift) goes to the older
+
+
+@pytest.mark.parametrize("share, batch_running", [(0.25, 1), (1.0, 3)])
+def test_a_keys_batch_band_leaves_places_for_its_own_chat(share, batch_running):
+    """A quarter of the places (the batch band's default share beside people), or all but the
+    reserved one, and the chat starts at once."""
+    async def main():
+        args = FairQueueArgs(batch=BandLimits(share_beside_higher=share))
+        queue, order, release = FairQueue(4, args), [], asyncio.Event()
+        chat = Ticket(key="team", band="interactive")
+        await hold(queue, chat, [], _done())  # the team chatted a moment ago
+        batch = [asyncio.create_task(hold(queue, Ticket(key="team", band="batch"), order, release)) for _ in range(6)]
+        await settle()
+        running_batch = queue.running
+        later = asyncio.create_task(hold(queue, chat, order, release))
+        await settle()
+        chat_started = order[-1] == "team" and queue.running == running_batch + 1
+        release.set()
+        await asyncio.gather(later, *batch)
+        return running_batch, chat_started
+
+    assert run(main()) == (batch_running, True)
+
+
+def _done() -> asyncio.Event:
+    done = asyncio.Event()
+    done.set()
+    return done
