@@ -41,8 +41,8 @@ def test_model_output_has_exactly_dbgpt_keys():
 
 def test_parameter_descriptions_cover_every_field_dbgpt_can_take():
     descs = {d["param_name"]: d for d in parameter_descriptions(LLMArgs)}
-    # A dict or list field cannot be a DB-GPT parameter (its dataclass refuses a mutable default).
-    assert set(descs) == set(LLMArgs.model_fields) - {"vllm_kwargs", "fallbacks", "lora_modules"}
+    # A dict, list or nested-model field cannot be a DB-GPT parameter (its dataclass refuses a mutable default).
+    assert set(descs) == set(LLMArgs.model_fields) - {"vllm_kwargs", "fallbacks", "lora_modules", "queue"}
     assert descs["engine"]["valid_values"] == ["transformers", "vllm", "simulated"]
     assert all(d["description"] for d in descs.values()), "the README documents fields from these"
     assert descs["context_length"]["param_type"] == "int" and descs["context_length"]["required"] is False

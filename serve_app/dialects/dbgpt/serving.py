@@ -168,13 +168,15 @@ def parameter_descriptions(model: type[BaseModel], current: Optional[dict] = Non
 
     `current` (a model's args) replaces the defaults, so that `dbgpt model start`,
     which sends every parameter with its default, sends what the model runs with.
-    Fields holding a dict or list are left out: DB-GPT builds a dataclass from the
-    list, which refuses mutable defaults, and its command line has no such type.
+    Fields holding a dict, a list or a nested model (an llm's `queue`) are left out: DB-GPT
+    builds a dataclass from the list, which refuses mutable defaults, and its command line
+    has no such type.
     """
     out = []
     for name, field in model.model_fields.items():
         annotation = field.annotation
-        if typing.get_origin(annotation) in (dict, list):
+        if typing.get_origin(annotation) in (dict, list) or (
+                isinstance(annotation, type) and issubclass(annotation, BaseModel)):
             continue
         args = typing.get_args(annotation)
         valid = None
