@@ -16,8 +16,8 @@ LINES = 40
 
 
 def test_a_batch_goes_on_after_its_runner_is_killed_and_answers_each_line_once(sdk, client, base_url):
-    # 40 tokens at 100 tokens/s: about 0.4 s a line, four at a time, so the batch runs for ~4 s.
-    assert start_simulated(client, MODEL, simulated_tokens_per_s=100)["success"]
+    # 40 tokens at 20 tokens/s: 2 s a line, 16 at a time (batches.concurrency), so the batch runs for ~6 s.
+    assert start_simulated(client, MODEL, simulated_tokens_per_s=20)["success"]
     try:
         lines = [{"custom_id": f"line-{i}", "method": "POST", "url": "/v1/chat/completions",
                   "body": {"model": MODEL, "messages": [{"role": "user", "content": f"number {i}"}], "max_tokens": 40}}
