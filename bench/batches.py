@@ -21,6 +21,7 @@ from pathlib import Path
 
 import httpx
 import yaml
+from workload import first_content_ms
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
@@ -72,14 +73,7 @@ def batch_rate(url: str) -> float:
 
 
 def ttft_ms(client: httpx.Client, i: int) -> float:
-    started = time.perf_counter()
-    with client.stream("POST", "/v1/chat/completions", json={**body(i, INTERACTIVE_TOKENS), "stream": True}) as r:
-        r.raise_for_status()
-        for line in r.iter_lines():
-            choices = json.loads(line[6:]).get("choices") if line.startswith("data: {") else None
-            if choices and choices[0].get("delta", {}).get("content"):
-                return 1000 * (time.perf_counter() - started)
-    raise AssertionError("no content in the stream")
+    return first_content_ms(client, body(i, INTERACTIVE_TOKENS))
 
 
 def interactive(url: str, beside_batch: bool) -> dict:

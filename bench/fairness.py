@@ -26,6 +26,7 @@ from pathlib import Path
 
 import httpx
 import yaml
+from workload import first_content_ms
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
@@ -47,20 +48,12 @@ def model_app(name: str, max_ongoing: int) -> dict:
                              "ray_actor_options": {"num_cpus": 0.1}}]}
 
 
-def chat(model: str, tokens: int, stream: bool = False) -> dict:
-    return {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": tokens,
-            "ignore_eos": True, "stream": stream}
+def chat(model: str, tokens: int) -> dict:
+    return {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": tokens, "ignore_eos": True}
 
 
 def ttft_ms(client: httpx.Client, model: str) -> float:
-    started = time.perf_counter()
-    with client.stream("POST", "/v1/chat/completions", json=chat(model, LIGHT_TOKENS, stream=True)) as r:
-        r.raise_for_status()
-        for line in r.iter_lines():
-            choices = json.loads(line[6:]).get("choices") if line.startswith("data: {") else None
-            if choices and choices[0].get("delta", {}).get("content"):
-                return 1000 * (time.perf_counter() - started)
-    raise AssertionError("no content in the stream")
+    return first_content_ms(client, chat(model, LIGHT_TOKENS))
 
 
 def keep_busy(url: str, key: str, model: str, streams: int, stop: threading.Event, tokens: dict) -> list:

@@ -45,3 +45,18 @@ TEXTS = [f"Sentence number {i} is about {topic}." for i, topic in enumerate(
 
 def chat(question: str) -> list[dict]:
     return [{"role": "user", "content": question}]
+
+
+def first_content_ms(client, body: dict) -> float:
+    """Milliseconds from sending a streamed chat (`body`, an httpx client) to its first content."""
+    import json
+    import time
+
+    started = time.perf_counter()
+    with client.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as r:
+        r.raise_for_status()
+        for line in r.iter_lines():
+            choices = json.loads(line[6:]).get("choices") if line.startswith("data: {") else None
+            if choices and choices[0].get("delta", {}).get("content"):
+                return 1000 * (time.perf_counter() - started)
+    raise AssertionError("no content in the stream")
