@@ -173,6 +173,8 @@ class FairQueue:
         key = max(over, key=lambda k: self.held[k] / self.weights[k])
         pushed = self.waiting[ticket.band][key][-1]
         self._drop(pushed)
+        if pushed.granted.done():  # its caller left a moment ago: its place is room enough
+            return True
         pushed.granted.set_exception(QueueRefusal(
             f"this API key holds {self.held[key]} of the requests this model's replica holds, more than its share "
             f"({shares[key]:.0f}), and its band is full: a key under its share took its place; retry later",

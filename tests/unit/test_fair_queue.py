@@ -276,3 +276,21 @@ def _done() -> asyncio.Event:
     done = asyncio.Event()
     done.set()
     return done
+
+
+def test_making_room_passes_over_a_request_whose_caller_has_just_left():
+    async def main():
+        queue, order, release = FairQueue(1, FairQueueArgs(standard=BandLimits(max_queue=2))), [], asyncio.Event()
+        flood = [asyncio.create_task(hold(queue, Ticket(key="flood"), order, release)) for _ in range(3)]
+        await settle()
+        light = asyncio.create_task(hold(queue, Ticket(key="light"), order, release))  # runs before the cancel lands
+        flood[2].cancel()  # the newest waiting one: its future is cancelled now, its task wakes after light's
+        await settle()
+        release.set()
+        outcomes = await asyncio.gather(*flood, light, return_exceptions=True)
+        return order, outcomes
+
+    order, outcomes = run(main())
+    assert isinstance(outcomes[2], asyncio.CancelledError)
+    assert not any(isinstance(o, QueueRefusal) for o in outcomes), "no one was pushed out: the leaver made the room"
+    assert sorted(order) == ["flood", "flood", "light"]
