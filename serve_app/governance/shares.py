@@ -22,8 +22,16 @@ class ModelShares:
 
     def add(self, key_id: str, model: str, tokens: int, now: Optional[float] = None) -> None:
         now = time.monotonic() if now is None else now
-        self.recent.setdefault(model, collections.deque()).append((now, key_id, tokens))
+        self._last_minute(model, now).append((now, key_id, tokens))
         self.totals[(key_id, model)] += tokens
+
+    def _last_minute(self, model: str, now: float) -> collections.deque[tuple[float, str, int]]:
+        """The model's counts of the last minute, older ones let go (on every count, so that the
+        governor holds a minute of them, not every count since the last report)."""
+        recent = self.recent.setdefault(model, collections.deque())
+        while recent and now - recent[0][0] >= WINDOW_S:
+            recent.popleft()
+        return recent
 
     def report(self, key_id: str, now: Optional[float] = None) -> dict[str, dict]:
         """{model: {tokens, last_minute: {tokens, all_keys_tokens, share}}} for each model the key used."""
@@ -32,9 +40,7 @@ class ModelShares:
         for (key, model), total in sorted(self.totals.items()):
             if key != key_id:
                 continue
-            recent = self.recent.get(model, collections.deque())
-            while recent and now - recent[0][0] >= WINDOW_S:
-                recent.popleft()
+            recent = self._last_minute(model, now)
             mine = sum(n for _, k, n in recent if k == key_id)
             every = sum(n for _, _, n in recent)
             report[model] = {"tokens": total, "last_minute": {"tokens": mine, "all_keys_tokens": every,
