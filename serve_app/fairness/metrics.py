@@ -40,6 +40,3 @@ class QueueMetrics:
             self._service.inc(prompt_tokens, {"key_id": key, "kind": "prompt"})
         if completion_tokens:
             self._service.inc(completion_tokens, {"key_id": key, "kind": "completion"})
-
-    def refused(self, band: str, over_share: bool) -> None:
-        pass  # counted by the ingress's request series, by status (429 or 503)

@@ -65,8 +65,6 @@ class Observer(Protocol):
 
     def served(self, key: str, prompt_tokens: int, completion_tokens: int) -> None: ...
 
-    def refused(self, band: str, over_share: bool) -> None: ...
-
 
 @dataclasses.dataclass
 class Waiter:
@@ -179,14 +177,15 @@ class FairQueue:
             f"this API key holds {self.held[key]} of the requests this model's replica holds, more than its share "
             f"({shares[key]:.0f}), and its band is full: a key under its share took its place; retry later",
             OVER_SHARE_RETRY_S, True))
-        if self.observer:
-            self.observer.refused(ticket.band, True)
         return True
 
+    def _holding(self) -> int:
+        """Requests this replica holds: running and waiting."""
+        return self.running + sum(self.waiting_in(b) for b in BANDS)
+
     def _shares(self) -> dict[str, float]:
-        """Each key's share of what this replica holds (running and waiting), by weight."""
-        holding = self.running + sum(self.waiting_in(b) for b in BANDS)
-        total = sum(self.weights[k] for k in self.held)
+        """Each key's share of what this replica holds, by weight."""
+        holding, total = self._holding(), sum(self.weights[k] for k in self.held)
         return {k: holding * self.weights[k] / total for k in self.held}
 
     def _grant(self) -> None:
@@ -262,13 +261,9 @@ class FairQueue:
     def _refusal(self, ticket: Ticket, why: str) -> QueueRefusal:
         """429 when other keys are here too and this one holds more than its weight's share of
         what the replica holds (places and queue); else 503: the model is full."""
-        holding = self.running + sum(self.waiting_in(b) for b in BANDS)
         share = self._shares()[ticket.key]
-        over_share = len(self.held) > 1 and self.held[ticket.key] > share
-        if self.observer:
-            self.observer.refused(ticket.band, over_share)
-        if over_share:
-            return QueueRefusal(f"this API key holds {self.held[ticket.key]} of the {holding} requests this model's "
+        if len(self.held) > 1 and self.held[ticket.key] > share:
+            return QueueRefusal(f"this API key holds {self.held[ticket.key]} of the {self._holding()} requests this model's "
                                 f"replica holds, more than its share ({share:.0f}), and {why}; retry later",
                                 OVER_SHARE_RETRY_S, True)
         return QueueRefusal(f"the model is saturated: all {self.places} places are taken and {why}; retry later",

@@ -35,7 +35,7 @@ def current_key():
 def current_ticket(priority: int):
     """What the model's fair queue orders the request by (serve_app/fairness/): its key, the
     key's weight, and its band: the key's, lowered by the request's `priority`; a batch's
-    line (the batch runner's, noted by admission) runs in the batch band."""
+    line (the batch runner's, noted by the access log from its ASGI scope) runs in the batch band."""
     record = access.get(None) or {}
     key = record.get("key")
     band = "batch" if record.get("batch_line") else band_for(key.band if key else "standard", priority)
