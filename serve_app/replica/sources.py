@@ -9,6 +9,7 @@ converted copy about one.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import importlib.util
 import logging
@@ -108,16 +109,30 @@ def converted_gguf_dir(gguf_path: str, cache_dir: str) -> Path:
 
 
 def convert_gguf(directory: str, gguf_file: str, cache_dir: str, trust_remote_code: bool) -> str:
-    """De-quantize a GGUF checkpoint once; later calls return the cached safetensors copy."""
+    """De-quantize a GGUF checkpoint once; later calls return the cached safetensors copy.
+
+    Replicas that start together on one node (and the test lanes on one machine) would each
+    convert it, about 20 s of a core for the default model here: the first takes a lock beside
+    the copy and converts, the others wait on that lock and then load its copy."""
     target = converted_gguf_dir(os.path.join(directory, gguf_file), cache_dir)
     if (target / "config.json").is_file():
         return str(target)
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from serve_app.replica import progress
 
-    logger.info("converting GGUF %s/%s into %s (one time)", directory, gguf_file, target)
     progress.report(progress.CONVERTING)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / f".{target.name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # let go when closed, or when the process dies
+        if not (target / "config.json").is_file():
+            _convert(directory, gguf_file, target, trust_remote_code)
+    progress.report(progress.LOADING)
+    return str(target)
+
+
+def _convert(directory: str, gguf_file: str, target: Path, trust_remote_code: bool) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    logger.info("converting GGUF %s/%s into %s (one time)", directory, gguf_file, target)
     try:
         tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=gguf_file, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(
@@ -130,19 +145,16 @@ def convert_gguf(directory: str, gguf_file: str, cache_dir: str, trust_remote_co
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = tempfile.mkdtemp(dir=target.parent, prefix=".tmp-")
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        os.rename(tmp, target)  # atomic: replicas converting at once never see half a copy
-    except OSError:
+        os.rename(tmp, target)  # atomic: a crash mid-save never leaves half a copy at target
+    except OSError:  # another host sharing the cache over a filesystem without flock got there first
         if not (target / "config.json").is_file():
             raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    progress.report(progress.LOADING)
-    return str(target)
 
 
 def hf_format_dir(source: str, cache_dir: str, trust_remote_code: bool) -> str:

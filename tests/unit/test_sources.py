@@ -28,3 +28,30 @@ def test_hub_id_is_classified_and_an_unreachable_hub_names_the_source(tmp_path, 
     assert not source_exists("some-org/some-model")
     with pytest.raises(ModelSourceError, match="some-org/some-model"):
         local_dir("some-org/some-model", str(tmp_path))
+
+
+def test_replicas_converting_one_gguf_at_once_convert_it_once(tmp_path, monkeypatch):
+    """Replicas that start together on one node each ask for the converted copy: one converts
+    (20 s of a core for the default model here), the others wait for its copy and use it."""
+    import threading
+    import time
+
+    from serve_app.replica import sources
+
+    (tmp_path / "model.gguf").write_bytes(b"GGUF")
+    conversions = []
+
+    def convert(directory, gguf_file, target, trust_remote_code):  # stands in for the de-quantizing
+        conversions.append(gguf_file)
+        time.sleep(0.3)
+        target.mkdir(parents=True)
+        (target / "config.json").write_text("{}")
+
+    monkeypatch.setattr(sources, "_convert", convert)
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(
+        sources.convert_gguf(str(tmp_path), "model.gguf", str(tmp_path / "cache"), False))) for _ in range(3)]
+    [t.start() for t in threads]
+    [t.join(timeout=10) for t in threads]
+    assert conversions == ["model.gguf"] and len(got) == 3 and len(set(got)) == 1
+    assert got[0] == str(sources.converted_gguf_dir(str(tmp_path / "model.gguf"), str(tmp_path / "cache")))
