@@ -35,6 +35,13 @@ def batch_sizes(engine):
     return sizes
 
 
+@pytest.fixture(scope="module")
+def alone(engine) -> list[dict]:
+    """Each question's greedy answer with ask's defaults, alone in the engine: what a batch must
+    give back. Made once for the module (it is the same every time)."""
+    return [solo(engine, ask(q)) for q in QUESTIONS]
+
+
 def ask(question: str, max_new_tokens: int = 24, **params) -> GenerationRequest:
     params.setdefault("temperature", 0)
     return GenerationRequest(
@@ -64,8 +71,7 @@ def answer(result: dict) -> tuple:
     return result["text"], result["finish"], result["tokens"]
 
 
-def test_concurrent_streams_each_get_their_own_text(engine, batch_sizes):
-    alone = [solo(engine, ask(q)) for q in QUESTIONS]
+def test_concurrent_streams_each_get_their_own_text(engine, batch_sizes, alone):
     assert alone[0]["text"] == "The capital of France is Paris."
     assert len({r["text"] for r in alone}) == len(QUESTIONS), "different prompts, different answers"
 
@@ -90,9 +96,9 @@ def test_concurrent_streams_each_get_their_own_text(engine, batch_sizes):
     assert sampled["tokens"] > 0 and sampled["text"]
 
 
-def test_short_requests_finish_without_waiting_for_a_long_one(engine):
+def test_short_requests_finish_without_waiting_for_a_long_one(engine, alone):
     long_alone = solo(engine, ask("Write a long story about a dragon.", max_new_tokens=64))
-    stop_alone = solo(engine, ask(QUESTIONS[0]))
+    stop_alone = alone[0]
     assert long_alone["finish"] == "length" and long_alone["tokens"] == 64
 
     async def together():
@@ -183,13 +189,12 @@ def test_ignore_eos_generates_past_the_end_of_text_to_the_budget(engine):
 
 @pytest.mark.parametrize("edge", [{"temperature": 1e-300}, {"temperature": 5e-324}, {"temperature": 1.0, "top_p": 5e-324}],
                          ids=["temperature-1e-300", "temperature-5e-324", "top_p-5e-324"])
-def test_edge_sampling_values_answer_and_leave_the_batch_alone(engine, batch_sizes, edge):
+def test_edge_sampling_values_answer_and_leave_the_batch_alone(engine, batch_sizes, alone, edge):
     """Three ordinary requests and one at the edge of OpenAI's ranges in one batch: all four answer,
     the ordinary ones exactly as alone, and the edge one as greedy does (a tiny temperature is greedy,
     a tiny top_p keeps only the likeliest token)."""
     ordinary = [ask(q) for q in QUESTIONS[:3]]
-    alone = [solo(engine, r) for r in ordinary]
-    greedy = solo(engine, ask(QUESTIONS[3]))
+    greedy = alone[3]
 
     async def together():
         batch_sizes.clear()
@@ -198,15 +203,14 @@ def test_edge_sampling_values_answer_and_leave_the_batch_alone(engine, batch_siz
 
     *batched, edged = asyncio.run(together())
     assert max(batch_sizes) == 4, "all four shared forward passes"
-    assert [answer(b) for b in batched] == [answer(a) for a in alone]
+    assert [answer(b) for b in batched] == [answer(a) for a in alone[:3]]
     assert answer(edged) == answer(greedy)
 
 
-def test_a_row_that_cannot_be_sampled_fails_alone(engine, batch_sizes):
+def test_a_row_that_cannot_be_sampled_fails_alone(engine, batch_sizes, alone):
     """A row whose every token is biased to -inf has no distribution to draw from: it alone fails,
     with an error that says so, and the rows beside it answer exactly as alone."""
     ordinary = [ask(q) for q in QUESTIONS[:3]]
-    alone = [solo(engine, r) for r in ordinary]
     vocab = engine.grammars.vocab_size
     broken = ask(QUESTIONS[3], temperature=1.0, logit_bias={t: float("-inf") for t in range(vocab)})
 
@@ -218,7 +222,7 @@ def test_a_row_that_cannot_be_sampled_fails_alone(engine, batch_sizes):
     *batched, failed = asyncio.run(together())
     assert max(batch_sizes) >= 3, "the ordinary rows shared forward passes"
     assert isinstance(failed, RuntimeError) and "not finite" in str(failed), failed
-    assert [answer(b) for b in batched] == [answer(a) for a in alone]
+    assert [answer(b) for b in batched] == [answer(a) for a in alone[:3]]
     assert engine.scheduler.alive
 
 

@@ -229,7 +229,7 @@ def hammer_key(base_url: str, key: str, i: int, outcomes: Counter, tokens: list,
             if r.status_code == 200:
                 tokens.append(r.json()["usage"]["total_tokens"])
             elif r.status_code == 429:
-                time.sleep(0.05)  # a polite client backs off a little; the limit holds either way
+                time.sleep(0.25)  # a polite client backs off (our 429 says Retry-After); the limit holds either way
             n += 1
 
 

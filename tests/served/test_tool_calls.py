@@ -34,8 +34,13 @@ FEW_SHOT = [{"role": "user", "content": "What is the weather in Rome?"}, called(
             {"role": "user", "content": "What is the weather in Oslo?"}, called("Oslo", 2)] + PARIS
 
 
-def ask(sdk, llm, messages, **extra):
-    return sdk.chat.completions.create(model=llm, messages=messages, max_tokens=80, temperature=0, **extra)
+def ask(sdk, llm, messages, max_tokens=80, **extra):
+    return sdk.chat.completions.create(model=llm, messages=messages, max_tokens=max_tokens, temperature=0, **extra)
+
+
+# A plain answer shows whether it is a call within its first tokens (a call begins `<tool_call>`):
+# these answers stop there rather than at 80 tokens of joke.
+PLAIN_TOKENS = 24
 
 
 def assert_valid_calls(choice, names):
@@ -70,7 +75,7 @@ def test_auto_reads_the_call_a_model_writes(sdk, llm):
 
 
 def test_auto_without_a_call_is_plain_text(sdk, llm):
-    r = ask(sdk, llm, [{"role": "user", "content": "Tell me a joke."}], tools=[WEATHER])
+    r = ask(sdk, llm, [{"role": "user", "content": "Tell me a joke."}], tools=[WEATHER], max_tokens=PLAIN_TOKENS)
     choice = r.choices[0]
     assert choice.message.tool_calls is None and choice.finish_reason in ("stop", "length")
     assert choice.message.content and "<tool_call>" not in choice.message.content
@@ -84,8 +89,8 @@ def test_a_tool_result_reaches_the_model(sdk, llm):
     assert "21" in r.choices[0].message.content  # only the tool result said so
 
 
-def stream_calls(sdk, llm, messages, **extra):
-    chunks = list(sdk.chat.completions.create(model=llm, messages=messages, max_tokens=80, temperature=0,
+def stream_calls(sdk, llm, messages, max_tokens=80, **extra):
+    chunks = list(sdk.chat.completions.create(model=llm, messages=messages, max_tokens=max_tokens, temperature=0,
                                               stream=True, **extra))
     deltas = [c.choices[0].delta for c in chunks if c.choices]
     calls = [call for d in deltas for call in d.tool_calls or []]
@@ -106,8 +111,9 @@ def test_a_streamed_call_is_the_same_call(sdk, llm, messages, extra):
 
 
 def test_a_streamed_answer_without_a_call_is_streamed_as_text(sdk, llm):
-    whole = ask(sdk, llm, [{"role": "user", "content": "Tell me a joke."}], tools=[WEATHER]).choices[0].message.content
-    content, calls, finish = stream_calls(sdk, llm, [{"role": "user", "content": "Tell me a joke."}], tools=[WEATHER])
+    joke = [{"role": "user", "content": "Tell me a joke."}]
+    whole = ask(sdk, llm, joke, tools=[WEATHER], max_tokens=PLAIN_TOKENS).choices[0].message.content
+    content, calls, finish = stream_calls(sdk, llm, joke, tools=[WEATHER], max_tokens=PLAIN_TOKENS)
     assert content == whole and calls == [] and finish in ("stop", "length")
 
 
