@@ -76,3 +76,23 @@ def test_a_row_with_no_distribution_fails_alone():
     assert all(isinstance(e, RowSamplingError) for e in chosen.errors.values())
     assert "not finite" in str(chosen.errors[0]) and "NaN" in str(chosen.errors[1])
     assert chosen.tokens[2:] == [2, 1]
+
+
+def test_a_grammar_mask_forbids_exactly_the_tokens_whose_bit_is_clear():
+    """Our uncompiled mask against llguidance's own numpy one, on random masks over a vocabulary
+    that does not fill its last 32-token word (49,155 tokens, the default llm's is 49,152)."""
+    import llguidance.numpy
+    import numpy as np
+    import torch
+
+    from serve_app.engines.transformers.structured import mask_logits
+
+    rng = np.random.default_rng(7)
+    for vocab in (49_155, 49_152, 33):
+        words = rng.integers(-(2**31), 2**31, size=(1, (vocab + 31) // 32), dtype=np.int64).astype(np.int32)
+        logits = rng.standard_normal((1, vocab)).astype(np.float32)
+        theirs = logits.copy()
+        llguidance.numpy.apply_token_bitmask_inplace(theirs, words)
+        ours = torch.from_numpy(logits.copy())
+        mask_logits(ours[0], torch.from_numpy(words[0]))
+        assert np.array_equal(ours.numpy(), theirs) and np.isinf(theirs).sum() > vocab // 4
