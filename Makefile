@@ -136,19 +136,11 @@ SERVED_COMPAT := tests/compat/test_agents_and_anthropic.py tests/compat/test_lan
 	tests/compat/test_instructor.py \
 	tests/compat/test_dbgpt_webserver.py tests/compat/test_dbgpt_reasoning.py
 DBGPT_LANE_SERVED := tests/served/test_lifecycle.py tests/served/test_model_failures.py
-# The DB-GPT lane ends minutes before the other two, which the run waits on: its processes (its
-# pytest, its Ray and Serve, DB-GPT's clients) run at a lower priority, and give the CPU they would
-# take to the served lane and to the engine, cold and cluster lane whenever those can use it.
-DBGPT_LANE_NICE := 5
 # A new Ray driver gets workers started ahead for its own job (prestart_worker_first_driver);
 # Serve's replicas run in the controller's job, so they never take one. Counted with
 # bench/suite_cpu.py over a run of this suite: 45 workers idled to the end (39 s of CPU), 39
 # (32 s) with this off; the others' origin is not yet known (docs/development.md). Tests only.
 test: export RAY_prestart_worker_first_driver = 0
-# Serve's controller runs its loop every 0.25 s rather than 0.1: an idle Serve of the default
-# config takes 0.107-0.115 of a core rather than 0.121-0.158 (measured here, docs/development.md), and
-# the suite keeps two or three of them up for ten minutes; an application starts about 0.3 s later.
-test: export RAY_SERVE_CONTROL_LOOP_INTERVAL_S = 0.25
 test: install $(PROMETHEUS) $(REDIS)
 	@rm -f .compat-build.rc; ( $(MAKE) --no-print-directory compat > .compat-build.log 2>&1; echo $$? > .compat-build.rc ) & \
 	echo "== make test: tests/unit tests/inprocess"; $(BIN)/pytest -q tests/unit tests/inprocess || exit 1; \
@@ -157,7 +149,7 @@ test: install $(PROMETHEUS) $(REDIS)
 	( while [ ! -f .compat-build.rc ]; do sleep 1; done; \
 	  [ "$$(cat .compat-build.rc)" = 0 ] || { cat .compat-build.log; echo "== make test: building the client venvs failed"; exit 1; }; \
 	  echo "== make test: tests/compat, but SERVED_COMPAT; $(DBGPT_LANE_SERVED)"; \
-	  SMMF_TEST_RAY_DIR=/tmp/ray-dbgpt-lane nice -n $(DBGPT_LANE_NICE) $(BIN)/pytest -q tests/compat $(SERVED_COMPAT:%=--ignore=%) $(DBGPT_LANE_SERVED) ) > .test-dbgpt-lane.log 2>&1 & dbgpt=$$!; \
+	  SMMF_TEST_RAY_DIR=/tmp/ray-dbgpt-lane $(BIN)/pytest -q tests/compat $(SERVED_COMPAT:%=--ignore=%) $(DBGPT_LANE_SERVED) ) > .test-dbgpt-lane.log 2>&1 & dbgpt=$$!; \
 	echo "== make test: tests/served tests/stress $(SERVED_COMPAT), but DBGPT_LANE_SERVED"; \
 	$(BIN)/pytest -q tests/served tests/stress $(SERVED_COMPAT) $(DBGPT_LANE_SERVED:%=--ignore=%); served=$$?; \
 	wait $$lane; lane_rc=$$?; wait $$dbgpt; dbgpt_rc=$$?; \
