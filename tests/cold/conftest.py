@@ -43,9 +43,14 @@ class Laptop:
                                          stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env,
                                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         log.close()
-        statuses = lambda: {m["model"]: m for m in self.client.get("/api/models/status").json()}  # noqa: E731
-        wait_until(lambda: all(statuses().get(m, {}).get("phase") == "ready" for m in (LLM, EMBEDDER, RERANKER)),
+        wait_until(lambda: all(self.statuses().get(m, {}).get("phase") == "ready" for m in (LLM, EMBEDDER, RERANKER)),
                    300, "the default models did not all run")
+
+    def statuses(self) -> dict[str, dict]:
+        """Each model's status; none while the router comes up, whose status route may answer 503
+        then (a clean clone's run of 2026-12-06 met one after 7.7 s, the manager not yet answering)."""
+        answer = self.client.get("/api/models/status")
+        return {m["model"]: m for m in answer.json()} if answer.status_code == 200 else {}
 
     def stop(self, sig: int = signal.SIGINT) -> bool:
         """True when `sig` alone stopped it; False when it had to be killed after 90 s."""

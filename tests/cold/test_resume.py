@@ -99,9 +99,9 @@ def test_a_restarted_make_run_brings_back_models_keys_and_todays_tokens(laptop, 
     listed = {k["id"] for k in client.get("/api/keys").json()}
     assert {k["id"] for k in acked["keys"]} <= listed, f"acknowledged keys lost: {len(acked['keys'])} made"
     assert all(chat(base_url, k["key"], LLM).status_code == 200 for k in acked["keys"][-3:])
-    ready = lambda m: next((s for s in client.get("/api/models/status").json() if s["model"] == m), {})  # noqa: E731
     for model in acked["models"]:
-        wait_until(lambda m=model: ready(m).get("phase") == "ready", 120, f"{model}, acknowledged before the stop")
+        wait_until(lambda m=model: laptop.statuses().get(m, {}).get("phase") == "ready", 120,
+                   f"{model}, acknowledged before the stop")
     print(f"[cold] acknowledged before the stop and back after: {len(acked['keys'])} keys, {acked['models']}")
 
     for model in [name, *acked["models"]]:
