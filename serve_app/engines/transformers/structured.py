@@ -56,7 +56,8 @@ _BITS = torch.arange(32, dtype=torch.int32)
 
 
 def mask_logits(row: torch.Tensor, words: torch.Tensor) -> None:
-    """-inf where the token's bit in `words` (int32, 32 tokens a word, lowest bit first) is 0."""
+    """-inf where the token's bit in `words` (int32, 32 tokens a word, lowest bit first, as many
+    words as the row needs) is 0."""
     words = words.to(row.device)
     allowed = ((words.unsqueeze(1) >> _BITS.to(row.device)) & 1).flatten()[: row.shape[0]]
-    row[: allowed.shape[0]].masked_fill_(allowed == 0, float("-inf"))
+    row.masked_fill_(allowed == 0, float("-inf"))
