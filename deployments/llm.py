@@ -34,7 +34,7 @@ def load_engine(args: LLMArgs) -> LLMEngine:
 
         return TransformersEngine(args)
     if args.engine == "vllm":
-        from serve_app.engines.vllm import VLLMEngine
+        from serve_app.engines.vllm.engine import VLLMEngine
 
         return VLLMEngine(args)
     if args.engine == "simulated":

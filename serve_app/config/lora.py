@@ -18,8 +18,9 @@ class LoraArgs(BaseModel):
         default_factory=dict,
         description=(
             "LoRA adapters on this base, name: path (a local directory in peft's format, as "
-            "save_pretrained writes it). Each is a model to clients; engines transformers (peft) "
-            "and simulated take them, vllm not yet (its requests for one are a 400 that says so)."
+            "save_pretrained writes it). Each is a model to clients; every engine takes them "
+            "(transformers through peft, vllm its own LoRA, simulated by name). On vllm, LoRA is "
+            "switched on at start: the first adapters of a base started without restart it."
         ),
     )
     max_loras: int = Field(
@@ -35,3 +36,8 @@ class LoraArgs(BaseModel):
             if not isinstance(path, str) or not path.strip():
                 raise ValueError(f"adapter '{name}' has no path")
         return value
+
+
+def vllm_lora_on(args: dict) -> bool:
+    """Whether a vllm replica started with these args has LoRA on (engines/vllm/options.py)."""
+    return bool(args.get("lora_modules")) or bool((args.get("vllm_kwargs") or {}).get("enable_lora"))

@@ -15,7 +15,7 @@ from typing import Any, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from serve_app.config.fairness import FairQueueArgs
-from serve_app.config.lora import LoraArgs
+from serve_app.config.lora import LoraArgs, vllm_lora_on
 
 # An llm with no weights: the `simulated` engine's source.
 SIMULATED_SOURCE = "simulated"
@@ -70,7 +70,7 @@ class ModelArgs(BaseModel):
 # Measured with `make bench` (BENCHMARKS.md, "GPU-rate streams"): see the stream_interval_ms rows.
 STREAM_INTERVAL_MS = 50.0
 
-# AsyncEngineArgs that serve_app/engines/vllm.py derives from LLMArgs fields.
+# AsyncEngineArgs that serve_app/engines/vllm/options.py derives from LLMArgs fields.
 VLLM_ARGS_FROM_FIELDS = {
     "model", "tokenizer", "served_model_name", "trust_remote_code", "dtype", "max_model_len",
     "max_num_seqs", "gpu_memory_utilization", "kv_cache_memory_bytes", "tensor_parallel_size",
@@ -287,7 +287,12 @@ IN_PLACE_PARAMS: dict[str, set[str]] = {
 NOT_IN_PLACE_BY_ENGINE: dict[str, set[str]] = {"vllm": {"max_num_seqs"}}
 
 
-def in_place_params(worker_type: str, args: dict) -> set[str]:
-    """IN_PLACE_PARAMS of a worker type, less what the application's engine cannot change live."""
+def in_place_params(worker_type: str, args: dict, running: Optional[dict] = None) -> set[str]:
+    """IN_PLACE_PARAMS of a worker type, less what the application's engine cannot change live.
+    `running`: the args its replicas started with, where they matter (vLLM's LoRA)."""
     engine = args.get("engine", "transformers")
-    return IN_PLACE_PARAMS[worker_type] - NOT_IN_PLACE_BY_ENGINE.get(engine, set())
+    fixed = NOT_IN_PLACE_BY_ENGINE.get(engine, set())
+    if engine == "vllm" and not vllm_lora_on(running if running is not None else args):
+        fixed = fixed | {"lora_modules"}  # vLLM switches LoRA on at start: the first adapters restart it
+    return IN_PLACE_PARAMS[worker_type] - fixed
+

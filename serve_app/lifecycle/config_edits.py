@@ -209,10 +209,11 @@ def new_app_config(
 def updated_app_config(app: dict, worker_type: str, params: dict[str, Any], policy: SourcePolicy) -> dict:
     """`app` with `params` applied: in-place ones through user_config, the rest where they belong."""
     args, deployment, actor = split_params(worker_type, normalize_params(params))
-    changeable = in_place_params(worker_type, {**(app.get("args") or {}), **args})
+    changeable = in_place_params(worker_type, {**(app.get("args") or {}), **args}, running=app.get("args") or {})
     in_place = {k: args.pop(k) for k in list(args) if k in changeable}
-    if "lora_modules" in in_place:
-        in_place["lora_modules"] = merged_adapters(app, worker_type, in_place["lora_modules"], policy)
+    for where in (in_place, args):  # in place, or in args where the engine restarts for them (vLLM's first)
+        if "lora_modules" in where:
+            where["lora_modules"] = merged_adapters(app, worker_type, where["lora_modules"], policy)
     new_args = {**(app.get("args") or {}), **args}
     validate_args(worker_type, {**new_args, **in_place}, policy, adapters="lora_modules" in args)
     deployments = [dict(d) for d in app.get("deployments") or [{"name": worker_type}]]

@@ -16,12 +16,12 @@ def test_importing_the_vllm_engine_module_imports_no_vllm():
     import subprocess
     import sys
 
-    code = "import sys, serve_app.engines.vllm, deployments.llm; assert 'vllm' not in sys.modules"
+    code = "import sys, serve_app.engines.vllm.engine, deployments.llm; assert 'vllm' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
 def test_vllm_engine_options_come_from_llm_args():
-    from serve_app.engines.vllm import engine_options
+    from serve_app.engines.vllm.options import engine_options
 
     args = LLMArgs(source="x", engine="vllm", kv_cache_space_gib=2, context_length=4096,
                    vllm_kwargs={"enforce_eager": True})

@@ -127,3 +127,33 @@ def test_an_adapter_update_is_a_merge_patch_over_what_the_replicas_hold(tmp_path
     assert removed["deployments"][0]["user_config"]["lora_modules"] == {"b": b}
     with pytest.raises(ManagementError, match="lora_modules"):
         updated_app_config(app, "llm", {"lora_modules": [b]}, policy)
+
+
+def test_vllms_first_adapters_restart_its_base_and_later_ones_go_in_place(tmp_path):
+    """vLLM switches LoRA on at start (engines/vllm/options.py): adapters for a vllm base started
+    without any go into args, so Serve restarts it with LoRA on; once on, they change in place."""
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    policy = SourcePolicy(model_roots=[str(tmp_path)])
+    bare = new_app_config("base", "llm", {"source": LLM_SOURCE, "engine": "vllm"}, policy, {})
+    first = updated_app_config(bare, "llm", {"lora_modules": {"a": a}}, policy)
+    assert first["args"]["lora_modules"] == {"a": a}, "in args: Serve restarts the replicas"
+    assert "lora_modules" not in (first["deployments"][0].get("user_config") or {})
+    second = updated_app_config(first, "llm", {"lora_modules": {"b": b}}, policy)
+    assert second["args"]["lora_modules"] == {"a": a}, "LoRA on: args stay, no restart"
+    assert second["deployments"][0]["user_config"]["lora_modules"] == {"a": a, "b": b}
+    switched_on = new_app_config("base", "llm", {"source": LLM_SOURCE, "engine": "vllm"}, policy, {})
+    switched_on["args"]["vllm_kwargs"] = {"enable_lora": True}  # as an operator's config may say
+    added = updated_app_config(switched_on, "llm", {"lora_modules": {"a": a}}, policy)
+    assert "lora_modules" not in added["args"] and added["deployments"][0]["user_config"]["lora_modules"] == {"a": a}
+
+
+def test_vllm_engine_options_switch_lora_on_only_with_adapters():
+    from serve_app.config.workers import LLMArgs
+    from serve_app.engines.vllm.options import engine_options
+
+    bare = engine_options(LLMArgs(source="/m", engine="vllm"), "/m", "m", on_cpu=True)
+    assert "enable_lora" not in bare
+    with_adapters = engine_options(LLMArgs(source="/m", engine="vllm", lora_modules={"a": "/a"}, max_loras=3),
+                                   "/m", "m", on_cpu=True)
+    assert with_adapters["enable_lora"] is True and with_adapters["max_loras"] == 3

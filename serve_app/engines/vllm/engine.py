@@ -25,64 +25,17 @@ from serve_app.engines.base import (
     InvalidPromptError,
     LLMEngine,
     SamplingParams,
-    TokenAlternative,
     TokenLogprob,
 )
 from serve_app.engines.metrics import EngineMetrics
 from serve_app.engines.prompts import TokenizerPrompts
+from serve_app.engines.vllm import translate
+from serve_app.engines.vllm.adapters import VLLMAdapters
+from serve_app.engines.vllm.options import engine_options, with_structured_outputs
 from serve_app.replica.context import model_name
-from serve_app.replica.dtype import for_engine as resolve_dtype
 from serve_app.replica.sources import hf_format_dir
 
 logger = logging.getLogger("ray.serve")
-
-# vLLM's finish reasons that end a stream normally; "abort" and "error" end it with an error.
-_FINISH = {"stop": "stop", "length": "length"}
-
-
-def engine_options(args: LLMArgs, directory: str, name: str, on_cpu: bool) -> dict:
-    """AsyncEngineArgs for an `llm` application's args; `vllm_kwargs` has the last word."""
-    # 'auto' means what it means for the transformers engine (replica/dtype.py). vLLM's own
-    # 'auto' would run a float32 checkpoint (every converted GGUF) in bfloat16 on CPU, whose
-    # greedy answers drift from the float32 ones (SmolLM2 no longer says Paris).
-    dtype, why = resolve_dtype(args.dtype, directory, "cpu" if on_cpu else "cuda")
-    logger.info("model=%s dtype %s: %s", name, dtype, why)
-    options = {
-        "model": directory,
-        "served_model_name": name,
-        "trust_remote_code": args.trust_remote_code,
-        "dtype": dtype,
-        "max_num_seqs": args.max_num_seqs,
-        "gpu_memory_utilization": args.gpu_memory_utilization,
-        # Per-step scheduler stats feed the batch-size and queue-length metrics.
-        "disable_log_stats": False,
-    }
-    if args.context_length:
-        options["max_model_len"] = args.context_length
-    if args.devices > 1:  # across the replica's placement group (deployments/llm.py), one worker a bundle
-        options.update(tensor_parallel_size=args.tensor_parallel_size,
-                       pipeline_parallel_size=args.pipeline_parallel_size, distributed_executor_backend="ray")
-    if args.kv_cache_space_gib:
-        # The same field VLLM_CPU_KVCACHE_SPACE sets on CPU, and on a GPU it replaces
-        # gpu_memory_utilization's share with a fixed size.
-        options["kv_cache_memory_bytes"] = args.kv_cache_space_gib * 2**30
-    return {**options, **args.vllm_kwargs}
-
-
-def with_structured_outputs(options: dict, reasoning_parser: str = "none") -> dict:
-    """vLLM's structured output as ours: llguidance (its "guidance" backend) with no free
-    whitespace, unless vllm_kwargs say otherwise. Its default (xgrammar, whitespace allowed)
-    let SmolLM2 write newlines between JSON fields until max_tokens. For a reasoning model,
-    vLLM's own reasoning parser of the same name holds the grammar back until the thinking
-    has ended, as ours does (engines/reasoning.py)."""
-    from vllm.config import StructuredOutputsConfig
-
-    chosen = options.get("structured_outputs_config", {"backend": "guidance", "disable_any_whitespace": True})
-    if isinstance(chosen, dict):  # from YAML
-        if reasoning_parser != "none":
-            chosen = {"reasoning_parser": reasoning_parser, **chosen}
-        chosen = StructuredOutputsConfig(**chosen)
-    return {**options, "structured_outputs_config": chosen}
 
 
 def _stats_logger(metrics: EngineMetrics):
@@ -139,6 +92,7 @@ class VLLMEngine(TokenizerPrompts, LLMEngine):
         self.max_num_seqs = config.scheduler_config.max_num_seqs
         self.default_max_new_tokens = args.max_new_tokens
         self.reasoning_parser = args.reasoning_parser  # whether the model thinks (prompts.py)
+        self.adapters = VLLMAdapters(self.engine, enabled=bool(options.get("enable_lora")), base=name)
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
         arrived = time.perf_counter()
@@ -147,10 +101,11 @@ class VLLMEngine(TokenizerPrompts, LLMEngine):
         params = request.params
         max_new = self._budget(len(prompt_ids), request)
         # vLLM generates at least one token: a prompt scored alone (max_new 0) drops it, as vLLM's own server does.
-        sampling = _sampling_params(params, max(max_new, 1))
+        sampling = translate.sampling_params(params, max(max_new, 1))
         request_id = f"{request.span_id or 'smmf'}-{uuid.uuid4().hex}"
+        lora = self.adapters.request_for(request.adapter)  # None: the base
         # Token ids (a TokensPrompt), not text: counted once, here, and every vLLM since 0.11 takes them.
-        stream = self.engine.generate({"prompt_token_ids": prompt_ids}, sampling, request_id)
+        stream = self.engine.generate({"prompt_token_ids": prompt_ids}, sampling, request_id, lora_request=lora)
 
         tokens = 0
         first = True
@@ -166,10 +121,10 @@ class VLLMEngine(TokenizerPrompts, LLMEngine):
                 tokens += len(completion.token_ids)
                 if tokens and first_token_at is None:
                     first_token_at = time.perf_counter()
-                    self.metrics.first_token(first_token_at - arrived)
+                    self.metrics.first_token(first_token_at - arrived, request.adapter)
                 finish = None
                 if output.finished:
-                    finish = _FINISH.get(completion.finish_reason)
+                    finish = translate.FINISH.get(completion.finish_reason)
                     if finish is None:
                         raise RuntimeError(f"vLLM ended request {request_id}: {completion.finish_reason}")
                 if completion.text or finish or first:
@@ -180,24 +135,30 @@ class VLLMEngine(TokenizerPrompts, LLMEngine):
                         prompt_tokens=len(prompt_ids),
                         completion_tokens=tokens,
                         cached_tokens=getattr(output, "num_cached_tokens", None),  # vLLM's prefix-cache hits
-                        logprobs=_logprobs(completion, params.logprobs) if params.logprobs is not None else None,
+                        logprobs=translate.logprobs(completion, params.logprobs) if params.logprobs is not None else None,
                         prompt_logprobs=self._prompt_logprobs(output.prompt_logprobs, prompt_ids, params) if first else None,
                         # vLLM's stop_reason: the stop string (or stop token id) that ended it.
                         stop_string=completion.stop_reason if isinstance(completion.stop_reason, str) else None,
                     )
                     first = False
         except Exception as e:
-            if first and params.json_schema is not None and _refused_request(e):  # vLLM refused the schema
+            if first and params.json_schema is not None and translate.refused_request(e):  # vLLM refused the schema
                 raise InvalidPromptError(f"{SCHEMA_REFUSED}: {' '.join(str(e).split())}") from e
             raise
         finally:
             # Closed early (the consumer is gone): closing vLLM's generator aborts the
             # request there, which frees its place in the batch and its KV blocks.
             await stream.aclose()
-            self.metrics.record_request(len(prompt_ids), tokens, first_token_at)
+            self.metrics.record_request(len(prompt_ids), tokens, first_token_at, request.adapter)
 
     def _prompt_logprobs(self, entries, prompt_ids: list[int], params: SamplingParams) -> Optional[list[TokenLogprob]]:
-        return _prompt_logprobs(entries, prompt_ids, params, lambda t: self.tokenizer.decode([t]))
+        return translate.prompt_logprobs(entries, prompt_ids, params, lambda t: self.tokenizer.decode([t]))
+
+    async def load_adapter(self, name: str, path: str) -> None:
+        await self.adapters.load(name, path)
+
+    async def unload_adapter(self, name: str) -> None:
+        await self.adapters.unload(name)
 
     async def check_health(self) -> None:
         # Raises once the engine core process has died; the replica is then replaced.
@@ -208,64 +169,3 @@ class VLLMEngine(TokenizerPrompts, LLMEngine):
         self.engine.shutdown()
 
 
-def _prompt_logprobs(entries, prompt_ids: list[int], params: SamplingParams, decode) -> Optional[list[TokenLogprob]]:
-    """vLLM's prompt_logprobs (one {token id: Logprob} per prompt token, the first None) as ours."""
-    if params.prompt_logprobs is None:
-        return None
-    scored: list[TokenLogprob] = []
-    for token, alternatives in zip(prompt_ids, entries or []):
-        if alternatives is None:
-            scored.append(TokenLogprob(token, decode(token), None, []))
-            continue
-        chosen = alternatives[token]
-        ranked = sorted((lp.rank, t, lp) for t, lp in alternatives.items() if lp.rank is not None)
-        top = [TokenAlternative(t, lp.decoded_token or "", lp.logprob) for rank, t, lp in ranked
-               if rank <= params.prompt_logprobs]
-        scored.append(TokenLogprob(token, chosen.decoded_token or "", chosen.logprob, top, chosen.rank))
-    return scored
-
-
-def _logprobs(completion, k: int) -> list[TokenLogprob]:
-    """From vLLM's per-token {token id: Logprob(logprob, rank, decoded_token)}: its top k, and the
-    chosen token (an extra entry when it ranks below k)."""
-    scored = []
-    for token, alternatives in zip(completion.token_ids, completion.logprobs or []):
-        ranked = sorted((lp.rank, t, lp) for t, lp in alternatives.items() if lp.rank is not None)
-        chosen = alternatives[token]
-        top = [TokenAlternative(t, lp.decoded_token or "", lp.logprob) for rank, t, lp in ranked if rank <= k]
-        scored.append(TokenLogprob(token, chosen.decoded_token or "", chosen.logprob, top))
-    return scored
-
-
-def _sampling_params(params: SamplingParams, max_new: int):
-    """Our sampling params as vLLM's, streaming deltas."""
-    from vllm import SamplingParams as VLLMSamplingParams
-    from vllm.sampling_params import RequestOutputKind
-
-    if params.thinking_budget is not None:  # nothing in vLLM's SamplingParams closes the thinking
-        raise InvalidPromptError("thinking.budget_tokens: the vllm engine cannot limit a model's thinking")
-    optional = {"top_p": params.top_p, "top_k": params.top_k, "seed": params.seed,
-                "logit_bias": params.logit_bias or None, "logprobs": params.logprobs,
-                "prompt_logprobs": params.prompt_logprobs}
-    if params.json_schema is not None:  # vLLM's own structured output (vLLM >= 0.11)
-        from vllm.sampling_params import StructuredOutputsParams
-
-        optional["structured_outputs"] = StructuredOutputsParams(json=params.json_schema)
-    return VLLMSamplingParams(
-        temperature=params.temperature,
-        max_tokens=max_new,
-        stop=params.stop or None,
-        stop_token_ids=params.stop_token_ids or None,
-        ignore_eos=params.ignore_eos,
-        output_kind=RequestOutputKind.DELTA,
-        **{k: v for k, v in optional.items() if v is not None},
-    )
-
-
-def _refused_request(exc: Exception) -> bool:
-    """Whether vLLM refused the request itself (a 4xx), not failed serving it."""
-    try:
-        from vllm.exceptions import VLLMClientError  # vLLM >= 0.2x; earlier ones raised ValueError
-    except ImportError:
-        return isinstance(exc, ValueError)
-    return isinstance(exc, (VLLMClientError, ValueError))
