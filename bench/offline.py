@@ -47,9 +47,7 @@ def llm_ceiling(threads: int, engine_name: str = "transformers") -> dict:
     try:
         return {**asyncio.run(run()), "engine": engine_name}
     finally:
-        if hasattr(engine, "shutdown"):  # vLLM's engine core process: gone before Serve starts
-            engine.shutdown()
-        del engine
+        asyncio.run(engine.shutdown())  # vLLM's engine core process: gone before Serve starts
 
 
 def text2vec_ceiling(threads: int, total: int) -> dict:
