@@ -114,15 +114,9 @@ class Governor:
     async def _flush_soon(self) -> None:
         await asyncio.sleep(FLUSH_S)
         dirty, self._dirty = self._dirty, set()
-        rows = {DAY_USAGE + k: json.dumps({"day": self.usage[k].day, "tokens": self.usage[k].day_tokens})
-                for k in dirty}
-        # Off the event loop: each put is a synced SQLite commit, which a busy disk can hold for
-        # a long while, and every lease of every ingress replica waits on this loop.
-        await asyncio.to_thread(self._write, rows)
-
-    def _write(self, rows: dict[str, str]) -> None:
-        for key, value in rows.items():
-            self.store.put(key, value)
+        for key_id in dirty:
+            usage = self.usage[key_id]
+            self.store.put(DAY_USAGE + key_id, json.dumps({"day": usage.day, "tokens": usage.day_tokens}))
 
     def _has_admin(self, besides: Optional[str] = None) -> bool:
         return any(r.scope == "admin" for r in self._keys().values() if r.id != besides)
