@@ -164,7 +164,8 @@ def test_the_heads_loss_fails_no_request_through_a_worker_nodes_proxy_and_loses_
     thread = threading.Thread(target=traffic)
     thread.start()
     try:
-        time.sleep(3)
+        # Longer than a flush: some of the key's counts are in the store before the loss, and must survive it.
+        time.sleep(FLUSH_S + 3)
         lost = time.monotonic()
         nodes.lose_head()
         gone = time.monotonic()  # the head's processes, the governor among them, are stopped by now
@@ -197,8 +198,9 @@ def test_the_heads_loss_fails_no_request_through_a_worker_nodes_proxy_and_loses_
     today = admin.get(f"/api/keys/{key['id']}").json()["usage"]["today"]["tokens"]
     answered = stored.json()["usage"]["total_tokens"] + sum(r[3] for r in results)
     # Until its process stopped (up to a second after its GCS), the governor still took counts in memory.
-    # The stored response's are among them when it ended in that window (3 s before the loss, so always):
-    # on a slow day here its tokens were what the loss exceeded the traffic's window by (7-14 tokens).
+    # The stored response's are among them when it ended in that window: with the traffic started 3 s
+    # before the loss (as it once was), nothing was flushed yet, and its tokens were what the loss
+    # exceeded the traffic's window by on a slow day here (7-14 tokens).
     unflushed = sum(r[3] for r in [*results, (stored_at, 200, 0.0, stored.json()["usage"]["total_tokens"])]
                     if lost - FLUSH_S - 1 <= r[0] + r[2] <= gone)
     print(f"[head-loss] the key's tokens today: {today} of {answered} answered ({answered - today} lost; "
