@@ -200,6 +200,12 @@ class PromptTooLongError(InvalidPromptError):
 class AdapterError(InvalidPromptError):
     """A LoRA adapter that cannot be served on this base: its files, architecture or rank."""
 
+    @classmethod
+    def refused(cls, name: str, path: str, exc: Exception) -> "AdapterError":
+        """An engine's refusal to load it, named: the last line of what the engine raised."""
+        problem = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:300]
+        return cls(f"LoRA adapter '{name}' ({path}) cannot be served on this model: {problem}")
+
 
 class LLMEngine(abc.ABC):
     """What the `llm` deployment needs from an inference engine.

@@ -42,8 +42,7 @@ class PeftAdapters:
         except Exception as exc:  # peft raises what the files raise: missing, another base, bad shapes
             if name in getattr(self.model, "peft_config", {}):
                 self.model.delete_adapter(name)
-            problem = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:300]
-            raise AdapterError(f"LoRA adapter '{name}' ({path}) cannot be served on this model: {problem}") from exc
+            raise AdapterError.refused(name, path, exc) from exc
         self.model.eval()
         self.loaded[name] = path
         logger.info("LoRA adapter %s loaded from %s (%d held)", name, path, len(self.loaded))

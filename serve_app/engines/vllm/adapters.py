@@ -39,8 +39,7 @@ class VLLMAdapters:
         try:
             await self.engine.add_lora(request)
         except Exception as exc:  # vLLM raises what the files raise: missing, another base, a rank too high
-            problem = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:300]
-            raise AdapterError(f"LoRA adapter '{name}' ({path}) cannot be served on this model: {problem}") from exc
+            raise AdapterError.refused(name, path, exc) from exc
         if held is not None:
             await self.engine.remove_lora(held.lora_int_id)
         self.held[name] = request
