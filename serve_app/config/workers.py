@@ -287,12 +287,11 @@ IN_PLACE_PARAMS: dict[str, set[str]] = {
 NOT_IN_PLACE_BY_ENGINE: dict[str, set[str]] = {"vllm": {"max_num_seqs"}}
 
 
-def in_place_params(worker_type: str, args: dict, running: Optional[dict] = None) -> set[str]:
+def in_place_params(worker_type: str, args: dict, running: dict) -> set[str]:
     """IN_PLACE_PARAMS of a worker type, less what the application's engine cannot change live.
-    `running`: the args its replicas started with, where they matter (vLLM's LoRA)."""
+    `args`: its args after the change; `running`: those its replicas started with (vLLM's LoRA)."""
     engine = args.get("engine", "transformers")
     fixed = NOT_IN_PLACE_BY_ENGINE.get(engine, set())
-    if engine == "vllm" and not vllm_lora_on(running if running is not None else args):
+    if engine == "vllm" and not vllm_lora_on(running):
         fixed = fixed | {"lora_modules"}  # vLLM switches LoRA on at start: the first adapters restart it
     return IN_PLACE_PARAMS[worker_type] - fixed
-

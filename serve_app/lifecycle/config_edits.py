@@ -209,12 +209,13 @@ def new_app_config(
 def updated_app_config(app: dict, worker_type: str, params: dict[str, Any], policy: SourcePolicy) -> dict:
     """`app` with `params` applied: in-place ones through user_config, the rest where they belong."""
     args, deployment, actor = split_params(worker_type, normalize_params(params))
-    changeable = in_place_params(worker_type, {**(app.get("args") or {}), **args}, running=app.get("args") or {})
+    running = app.get("args") or {}
+    changeable = in_place_params(worker_type, {**running, **args}, running)
     in_place = {k: args.pop(k) for k in list(args) if k in changeable}
     for where in (in_place, args):  # in place, or in args where the engine restarts for them (vLLM's first)
         if "lora_modules" in where:
             where["lora_modules"] = merged_adapters(app, worker_type, where["lora_modules"], policy)
-    new_args = {**(app.get("args") or {}), **args}
+    new_args = {**running, **args}
     validate_args(worker_type, {**new_args, **in_place}, policy, adapters="lora_modules" in args)
     deployments = [dict(d) for d in app.get("deployments") or [{"name": worker_type}]]
     dep = next((d for d in deployments if d["name"] == worker_type), None)
