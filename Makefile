@@ -146,21 +146,26 @@ DBGPT_LANE_SERVED := tests/served/test_lifecycle.py tests/served/test_model_fail
 # bench/suite_cpu.py over a run of this suite: 45 workers idled to the end (39 s of CPU), 39
 # (32 s) with this off; the others' origin is not yet known (docs/development.md). Tests only.
 test: export RAY_prestart_worker_first_driver = 0
+# The other lanes start their work once the served lane's Serve is up (its fixture writes
+# .served-ready), or once that lane has ended. Started beside the engine tier and the client venvs'
+# build, that Serve took 305 s to come up here on a slow day (replicas' constructors 160-183 s each,
+# 25 s alone), and in CI over the 300 s it then allowed: every served test failed in setup.
+SERVED_UP := while [ ! -f .served-ready ] && kill -0 $$served 2>/dev/null; do sleep 1; done
 # This machine's environment sets PYTHONDONTWRITEBYTECODE: the client venvs' processes would then
 # compile what they import again at every start. Unset for the tests (.venv is compiled at install).
 test: export PYTHONDONTWRITEBYTECODE =
 test: install $(PROMETHEUS) $(REDIS)
-	@rm -f .compat-build.rc; ( $(MAKE) --no-print-directory compat > .compat-build.log 2>&1; echo $$? > .compat-build.rc ) & \
+	@rm -f .compat-build.rc .served-ready; ( $(MAKE) --no-print-directory compat > .compat-build.log 2>&1; echo $$? > .compat-build.rc ) & \
 	echo "== make test: tests/unit tests/inprocess"; $(BIN)/pytest -q tests/unit tests/inprocess || exit 1; \
-	( for tier in tests/engine tests/cold; do echo "== make test: $$tier"; $(BIN)/pytest -q $$tier || exit 1; done; \
+	echo "== make test: tests/served tests/stress $(SERVED_COMPAT), but DBGPT_LANE_SERVED"; \
+	SMMF_TEST_SERVE_READY=.served-ready $(BIN)/pytest -q tests/served tests/stress $(SERVED_COMPAT) $(DBGPT_LANE_SERVED:%=--ignore=%) & served=$$!; \
+	( $(SERVED_UP); for tier in tests/engine tests/cold; do echo "== make test: $$tier"; $(BIN)/pytest -q $$tier || exit 1; done; \
 	  echo "== make test: tests/cluster"; $(CLUSTER_ENV) $(BIN)/pytest -q tests/cluster ) > .test-lane.log 2>&1 & lane=$$!; \
 	( while [ ! -f .compat-build.rc ]; do sleep 1; done; \
 	  [ "$$(cat .compat-build.rc)" = 0 ] || { cat .compat-build.log; echo "== make test: building the client venvs failed"; exit 1; }; \
-	  echo "== make test: tests/compat, but SERVED_COMPAT; $(DBGPT_LANE_SERVED)"; \
+	  $(SERVED_UP); echo "== make test: tests/compat, but SERVED_COMPAT; $(DBGPT_LANE_SERVED)"; \
 	  SMMF_TEST_RAY_DIR=/tmp/ray-dbgpt-lane $(BIN)/pytest -q tests/compat $(SERVED_COMPAT:%=--ignore=%) $(DBGPT_LANE_SERVED) ) > .test-dbgpt-lane.log 2>&1 & dbgpt=$$!; \
-	echo "== make test: tests/served tests/stress $(SERVED_COMPAT), but DBGPT_LANE_SERVED"; \
-	$(BIN)/pytest -q tests/served tests/stress $(SERVED_COMPAT) $(DBGPT_LANE_SERVED:%=--ignore=%); served=$$?; \
-	wait $$lane; lane_rc=$$?; wait $$dbgpt; dbgpt_rc=$$?; \
+	wait $$served; served=$$?; wait $$lane; lane_rc=$$?; wait $$dbgpt; dbgpt_rc=$$?; \
 	echo "== make test: the engine, cold and cluster lane, from .test-lane.log"; cat .test-lane.log; \
 	echo "== make test: the DB-GPT lane, from .test-dbgpt-lane.log"; cat .test-dbgpt-lane.log; \
 	[ $$served -eq 0 ] && [ $$lane_rc -eq 0 ] && [ $$dbgpt_rc -eq 0 ] || \

@@ -50,7 +50,11 @@ def serve_instance(tmp_path_factory):
     next(app for app in config["applications"] if app["name"] == LLM)["args"]["max_new_tokens"] = TIER_MAX_NEW_TOKENS
     serve.start(http_options=config["http_options"])
     _get_global_client().deploy_apps(ServeDeploySchema(**config))
-    wait_for_apps([app["name"] for app in config["applications"]])
+    # Up to 10 minutes: under `make test` on a slow day this start took 305 s here and over 300 s
+    # in CI (the replicas' imports and model loads, at a tenth of a core each), though about 25 s alone.
+    wait_for_apps([app["name"] for app in config["applications"]], timeout_s=600)
+    if os.environ.get("SMMF_TEST_SERVE_READY"):  # `make test` starts the other lanes' work on this
+        open(os.environ["SMMF_TEST_SERVE_READY"], "w").close()
     yield config
     serve.shutdown()
     ray.shutdown()

@@ -248,9 +248,9 @@ def test_a_config_that_leaves_out_a_model_started_through_the_api_does_not_stop_
     assert start_simulated(client, "kept-on-deploy")["success"]
     try:
         deploy(serve_instance)
-        wait_until(lambda: any("started them again: kept-on-deploy" in line for line in manager_log()), 60,
+        wait_until(lambda: any("started them again: kept-on-deploy" in line for line in manager_log()), 180,
                    "the manager to notice the config left kept-on-deploy out")
-        wait_until(lambda: "kept-on-deploy" in deployed_configs() and ask(client, "kept-on-deploy") == 200, 60,
+        wait_until(lambda: "kept-on-deploy" in deployed_configs() and ask(client, "kept-on-deploy") == 200, 180,
                    "kept-on-deploy to answer again")
         # Its replica may still drain (Serve lists it as DELETING meanwhile): not in the target is what counts.
         assert "operators-model" not in target_configs(), "the config removed its own model, updated or not"
