@@ -14,15 +14,14 @@ from pydantic import ValidationError
 from deployments.request_routers import ROUTERS
 from serve_app.config.names import MODEL_NAME
 from serve_app.config.router import SourcePolicy
-from serve_app.config.workers import ARGS_BY_WORKER_TYPE, SIMULATED_ACTOR_OPTIONS, LLMArgs, in_place_params
+from serve_app.config.workers import (
+    ARGS_BY_WORKER_TYPE,
+    IMPORT_PATHS,
+    SIMULATED_ACTOR_OPTIONS,
+    LLMArgs,
+    in_place_params,
+)
 from serve_app.replica.sources import PACKAGE_PREFIX, ModelSourceError, resolve
-
-# Registered worker types and their builders: the only code a request can select.
-IMPORT_PATHS = {
-    "llm": "deployments.llm:build_app",
-    "text2vec": "deployments.text2vec:build_app",
-    "reranker": "deployments.reranker:build_app",
-}
 
 # DB-GPT's parameter names, so its users and tools can send what they send today.
 DBGPT_ALIASES = {

@@ -26,12 +26,11 @@ from ray.serve.schema import ServeDeploySchema
 
 from deployments.llm import parallel_options
 from serve_app.config.router import SourcePolicy
-from serve_app.config.workers import DEFAULT_ACTOR_OPTIONS, LLMArgs
+from serve_app.config.workers import DEFAULT_ACTOR_OPTIONS, IMPORT_PATHS, LLMArgs
 from serve_app.kv import Store, gcs
 from serve_app.lifecycle import catalog
 from serve_app.lifecycle.changes import ChangeResult, ModelChange
 from serve_app.lifecycle.config_edits import (
-    IMPORT_PATHS,
     CannotPlace,
     ChangeConflict,
     ChangeTimedOut,

@@ -19,7 +19,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 from ray.serve.schema import ApplicationStatus, ReplicaState
 
-from serve_app.config.workers import WORKER_TYPES
+from serve_app.config.workers import IMPORT_PATHS, WORKER_TYPES
 from serve_app.errors import (
     ControllerUnavailable,
     ModelNotFound,
@@ -82,6 +82,9 @@ def _sleeps(dep: dict) -> bool:
     return isinstance(autoscaling, dict) and autoscaling.get("min_replicas") == 0
 
 
+BUILDERS = {path: worker_type for worker_type, path in IMPORT_PATHS.items()}
+
+
 def entries_from_raw(raw: dict) -> dict[str, ModelEntry]:
     """The models in the controller's answer to `get_serve_instance_details`, read as the plain
     dict it is. Why not `ServeInstanceDetails(**raw)`: validating Serve's whole state costs
@@ -90,10 +93,19 @@ def entries_from_raw(raw: dict) -> dict[str, ModelEntry]:
     keys a ModelEntry needs costs 3 microseconds per application."""
     models = {}
     for app in (raw.get("applications") or {}).values():
-        for dep in (app.get("deployments") or {}).values():
+        config = app.get("deployed_app_config") or {}
+        deployments = (app.get("deployments") or {}).values()
+        if not deployments and (worker_type := BUILDERS.get(config.get("import_path"))):
+            # Not built yet: Serve lists the application at once and its deployments only once a
+            # task has imported its builder, seconds later on a busy node. A model just started
+            # is listed from the start, with no replica.
+            models[app["name"]] = ModelEntry(
+                name=app["name"], worker_type=worker_type, status=_text(app.get("status")),
+                message=app.get("message") or "", args=dict(config.get("args") or {}),
+                created=float(app.get("last_deployed_time_s") or 0.0))
+        for dep in deployments:
             if dep.get("name") not in WORKER_TYPES:
                 continue
-            config = app.get("deployed_app_config") or {}
             replicas = dep.get("replicas") or []
             args = dict(config.get("args") or {})
             # Adapters added or removed at runtime live in user_config, which the replicas lay over args.

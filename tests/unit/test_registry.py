@@ -75,3 +75,30 @@ def test_an_llms_lora_adapters_are_models_on_its_replicas():
     assert sql.parent == "m1" and base.parent == ""
     assert (sql.worker_type, sql.status, sql.replicas, sql.running_replicas) == (
         base.worker_type, base.status, base.replicas, base.running_replicas), "it runs where its base runs"
+
+
+def test_a_model_serve_has_not_built_yet_is_listed_with_no_replica():
+    """Serve lists an application at once, its deployments only once its builder ran: a model
+    just started (here DEPLOYING, and one whose builder failed) is a model from the start."""
+    from serve_app.replica.progress import phase_of
+    from serve_app.serving.registry import entries_from_raw
+
+    raw = controller_answer()
+    raw["applications"]["new"] = {
+        "name": "new", "status": "DEPLOYING", "message": "", "last_deployed_time_s": 20.0, "deployments": {},
+        "deployed_app_config": {"name": "new", "import_path": "deployments.text2vec:build_app", "args": {"source": "s"}}}
+    raw["applications"]["broken"] = {
+        "name": "broken", "status": "DEPLOY_FAILED", "message": "ImportError: no module", "deployments": {},
+        "deployed_app_config": {"name": "broken", "import_path": "deployments.llm:build_app"}}
+    raw["applications"]["other"] = {  # not a model: an application of another builder, not built either
+        "name": "other", "status": "DEPLOYING", "deployments": {}, "deployed_app_config": {"import_path": "x:app"}}
+    table = entries_from_raw(raw)
+    assert set(table) == {"m1", "new", "broken"}
+    new = table["new"]
+    assert (new.worker_type, new.status, new.args, new.created, new.replicas, new.callable) == (
+        "text2vec", "DEPLOYING", {"source": "s"}, 20.0, (), False)
+    # GET /api/models/status's phase (its reports from replicas: none, there is no replica yet)
+    assert phase_of(new.status, 0, new.replicas, new.created, {}, False)[0] == "queued for resources"
+    broken = table["broken"]
+    assert (broken.worker_type, broken.message) == ("llm", "ImportError: no module")
+    assert phase_of(broken.status, 0, broken.replicas, broken.created, {}, False)[0] == "failed"
