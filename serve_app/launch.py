@@ -16,12 +16,18 @@ which. `--fresh` moves the file aside first (keys made through the API go with i
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import subprocess
 import sys
 import time
 from typing import Optional
 
 CONNECT_TIMEOUT_S = 2.0
+# What `ray.init` raises when a new node's raylet has not registered with its GCS within 30 s,
+# a deadline fixed in Ray's code (ray/_private/node.py). On a loaded machine a GCS answers that
+# late: `make run` met it here beside the test lanes, its GCS at "RPC error: Deadline Exceeded".
+RAY_START_TIMED_OUT = "The current node timed out during startup"
 
 
 def live_local_cluster() -> tuple[Optional[str], Optional[str]]:
@@ -98,8 +104,38 @@ def main(argv: list[str]) -> None:
     elif fresh:
         print("smmf-serve: --fresh ignored: a running cluster holds the state file", flush=True)
     serve = os.path.join(os.path.dirname(sys.executable), "serve")
-    os.execve(serve, [serve, "run", config], env)
+    sys.exit(serve_run([serve, "run", config], env, retry=new_cluster))
 
+
+def serve_run(command: list[str], env: dict, retry: bool) -> int:
+    """Run `serve run` to its end and return its exit code; once more when it could not start
+    a new Ray node in Ray's fixed 30 s (`retry`: only a cluster of its own; a joined one's
+    failure is that cluster's). Its stderr passes through this process, read for that message.
+    Ctrl-C reaches `serve run` from the terminal, as it would without this process between;
+    a SIGTERM sent here is passed on."""
+    # The child's SIGINT as it would have been without this process: ignored if it is ignored here.
+    on_sigint = signal.SIG_IGN if signal.getsignal(signal.SIGINT) == signal.SIG_IGN else signal.SIG_DFL
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    try:
+        for attempt in (1, 2):
+            child = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True, errors="replace",
+                                     preexec_fn=lambda: signal.signal(signal.SIGINT, on_sigint))
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # the child stops on it, then so does this
+            signal.signal(signal.SIGTERM, lambda *_: child.terminate())
+            timed_out = False
+            for line in child.stderr:
+                sys.stderr.write(line)
+                sys.stderr.flush()
+                timed_out = timed_out or RAY_START_TIMED_OUT in line
+            code = child.wait()
+            if not (retry and timed_out and attempt == 1):
+                return code
+            print("smmf-serve: Ray's new node did not register within Ray's 30 s (a busy machine?); "
+                  "starting it once more", flush=True)
+        return code
+    finally:
+        signal.signal(signal.SIGINT, before[0])
+        signal.signal(signal.SIGTERM, before[1])
 
 if __name__ == "__main__":
     main(sys.argv[1:])

@@ -43,8 +43,17 @@ class Laptop:
                                          stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env,
                                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         log.close()
-        wait_until(lambda: all(self.statuses().get(m, {}).get("phase") == "ready" for m in (LLM, EMBEDDER, RERANKER)),
-                   300, "the default models did not all run")
+        # 600 s: beside `make test`'s other lanes on a slow day this machine ran ten and more runnable
+        # processes per core, and the launcher may start Ray twice (serve_app/launch.py).
+        wait_until(lambda: self.running() and all(self.statuses().get(m, {}).get("phase") == "ready"
+                                                  for m in (LLM, EMBEDDER, RERANKER)),
+                   600, "the default models did not all run")
+
+    def running(self) -> bool:
+        """True while the launcher runs; fails at once when it ended (its log says why)."""
+        code = self.launcher.poll()
+        assert code is None, f"make run ended with {code} before its models ran: {self.log_path.read_text()[-3000:]}"
+        return True
 
     def statuses(self) -> dict[str, dict]:
         """Each model's status; none while the router comes up, whose status route may answer 503
