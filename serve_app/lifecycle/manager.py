@@ -44,7 +44,7 @@ from serve_app.lifecycle.config_edits import (
     worker_type_of,
 )
 from serve_app.lifecycle.group_commit import GroupCommit
-from serve_app.lifecycle.pending import app_details, pending_reason
+from serve_app.lifecycle.pending import Progress, pending_reason
 from serve_app.lifecycle.placement import autoscaler_node_types, group_never_fits, never_fits, replica_needs
 from serve_app.lifecycle.resume import bring_back, forget_removed, resume
 from serve_app.serving.routing_table import TablePublisher
@@ -229,14 +229,15 @@ class ModelManager:
         return updated_app_config(stopped_config, worker_type, req.params, self.policy)
 
     async def _wait(self, targets: list[str], removed: bool, applied_at: float, timeout_s: float) -> str:
-        """Until every target runs (or is gone); raises ManagementError with Serve's reason."""
+        """Until every target runs (or is gone); raises ManagementError with Serve's reason. It reads
+        the targets' statuses alone, twice a second (pending.py says why), and their configs once."""
         deadline = time.monotonic() + timeout_s
         await asyncio.sleep(min(SETTLE_S, timeout_s))
+        configs = {} if removed else await _controller("get_app_configs")  # for what a replica waits on
         while True:
-            raw = await _controller("get_serve_instance_details")
             pending = {}
-            for name in targets:
-                problem = pending_reason(app_details(raw, name), removed, applied_at)
+            for name, blob in zip(targets, await _controller("get_serve_statuses", targets)):
+                problem = pending_reason(Progress.from_bytes(blob), removed, applied_at, configs.get(name))
                 if problem and problem.startswith("failed"):
                     raise ModelFailed(f"model '{name}' {problem}")
                 if problem and problem.startswith("cancelled"):
