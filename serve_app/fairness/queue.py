@@ -116,6 +116,9 @@ class FairQueue:
             if self._may_start(ticket.key, ticket.band):
                 self._start(ticket)
                 self._report_wait(ticket.band, 0.0)
+                # Again at each request, though unchanged: Ray's metrics agent may not be up when
+                # the replica sets its first 0 (the cold tier's Prometheus then saw no series).
+                self._report_depth(ticket.band)
             else:
                 await self._wait(ticket)
         except BaseException:
