@@ -204,8 +204,11 @@ def test_a_flooding_key_does_not_hold_up_another_keys_requests(governed, base_ur
         [t.join(timeout=60) for t in senders]
         apply(governed, model="gov-fair", apply_type="stop")
     assert set(codes) <= {200, 429, 503} and codes[429] >= 1, codes
-    # First come first served, each would wait behind the 4 waiting: about 2 s.
-    assert max(light_waits) < 1.5 < statistics.median(flood_waits), (light_waits, sorted(flood_waits))
+    # First come first served, each would wait behind the 4 waiting, as the flood's requests do
+    # (about 2 s here). Compared with the flood's wait, not a number of seconds: on a loaded machine
+    # the simulated answers run slower, and so does the wait for the next free place (1.54 s once).
+    assert max(light_waits) < statistics.median(flood_waits), (light_waits, sorted(flood_waits))
+    assert statistics.median(light_waits) < statistics.median(flood_waits) / 2, (light_waits, sorted(flood_waits))
 
 
 # --- eight keys at their limits -----------------------------------------------------------------
