@@ -28,6 +28,9 @@ CONNECT_TIMEOUT_S = 2.0
 # a deadline fixed in Ray's code (ray/_private/node.py). On a loaded machine a GCS answers that
 # late: `make run` met it here beside the test lanes, its GCS at "RPC error: Deadline Exceeded".
 RAY_START_TIMED_OUT = "The current node timed out during startup"
+# Beside make test's other lanes two starts in a row missed it once (the raylet gave up on its
+# dashboard agent's ports after 16 s each time); a third start is a minute more at most.
+START_ATTEMPTS = 3
 
 
 def live_local_cluster() -> tuple[Optional[str], Optional[str]]:
@@ -108,8 +111,8 @@ def main(argv: list[str]) -> None:
 
 
 def serve_run(command: list[str], env: dict, retry: bool) -> int:
-    """Run `serve run` to its end and return its exit code; once more when it could not start
-    a new Ray node in Ray's fixed 30 s (`retry`: only a cluster of its own; a joined one's
+    """Run `serve run` to its end and return its exit code; again (START_ATTEMPTS in all) when it
+    could not start a new Ray node in Ray's fixed 30 s (`retry`: only a cluster of its own; a joined one's
     failure is that cluster's). Its stderr passes through this process, read for that message.
     Ctrl-C reaches `serve run` from the terminal, as it would without this process between;
     a SIGTERM sent here is passed on."""
@@ -117,7 +120,7 @@ def serve_run(command: list[str], env: dict, retry: bool) -> int:
     on_sigint = signal.SIG_IGN if signal.getsignal(signal.SIGINT) == signal.SIG_IGN else signal.SIG_DFL
     before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     try:
-        for attempt in (1, 2):
+        for attempt in range(1, START_ATTEMPTS + 1):
             child = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True, errors="replace",
                                      preexec_fn=lambda: signal.signal(signal.SIGINT, on_sigint))
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # the child stops on it, then so does this
@@ -128,10 +131,10 @@ def serve_run(command: list[str], env: dict, retry: bool) -> int:
                 sys.stderr.flush()
                 timed_out = timed_out or RAY_START_TIMED_OUT in line
             code = child.wait()
-            if not (retry and timed_out and attempt == 1):
+            if not (retry and timed_out and attempt < START_ATTEMPTS):
                 return code
-            print("smmf-serve: Ray's new node did not register within Ray's 30 s (a busy machine?); "
-                  "starting it once more", flush=True)
+            print(f"smmf-serve: Ray's new node did not register within Ray's 30 s (a busy machine?); "
+                  f"starting it once more ({attempt + 1} of {START_ATTEMPTS})", flush=True)
         return code
     finally:
         signal.signal(signal.SIGINT, before[0])
