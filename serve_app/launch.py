@@ -140,5 +140,6 @@ def serve_run(command: list[str], env: dict, retry: bool) -> int:
         signal.signal(signal.SIGINT, before[0])
         signal.signal(signal.SIGTERM, before[1])
 
+
 if __name__ == "__main__":
     main(sys.argv[1:])
