@@ -182,6 +182,12 @@ def test_the_heads_loss_fails_no_request_through_a_worker_nodes_proxy_and_loses_
 
         _, waited = wait_for(applied, 120, 1, "a management call to succeed after the new head started")
         print(f"[head-loss] a model started through the API {waited:.1f}s after the new head's `ray start`")
+        # "already exists" answers a retry while the first attempt's replica may still be starting
+        # (seen on a loaded machine: the first call outlived its 30 s): /v1/models lists a model once callable.
+        def listed() -> bool:
+            return "started-after" in {m["id"] for m in admin.get("/v1/models").json()["data"]}
+
+        wait_for(listed, 120, 1, "the model started after the head's loss to be listed")
         time.sleep(3)
     finally:
         stop.set()
