@@ -24,6 +24,7 @@ class Laptop:
 
     def __init__(self, home: Path, config_path: Path, port: int):
         self.home, self.config_path, self.log_path = home, config_path, home / "make-run.log"
+        self.state_path = home / "state.db"
         self.base_url = f"http://127.0.0.1:{port}"
         # An operator's admin key in the environment, as docs/api.md tells a shared server's operator
         # to set: the dashboard's key panels need keys made through /api/keys, which only it may make.
@@ -62,7 +63,9 @@ class Laptop:
         return {m["model"]: m for m in answer.json()} if answer.status_code == 200 else {}
 
     def stop(self, sig: int = signal.SIGINT) -> bool:
-        """True when `sig` alone stopped it; False when it had to be killed after 90 s."""
+        """True when `sig` alone stopped it (or it had ended); False when it had to be killed after 90 s."""
+        if self.launcher.poll() is not None:
+            return True
         os.killpg(self.launcher.pid, sig)  # Ctrl-C: serve run shuts its cluster down
         try:
             self.launcher.wait(timeout=90)
@@ -83,14 +86,14 @@ def laptop(tmp_path_factory):
     home = tmp_path_factory.mktemp("make-run")
     config = load_config()
     config["http_options"]["port"] = free_port()
-    with_state_file(config, home / "state.db")  # a file of the test's, not the user's ~/.smmf-serve
     path = home / "serve_config.yaml"
+    laptop = Laptop(home, path, config["http_options"]["port"])
+    with_state_file(config, laptop.state_path)  # a file of the test's, not the user's ~/.smmf-serve
     path.write_text(yaml.safe_dump(config))
     # What a cluster that ended uncleanly leaves behind: `serve run` alone would wait on it.
     record = Path(get_ray_address_file(None))
     record.parent.mkdir(parents=True, exist_ok=True)
     record.write_text(f"127.0.0.1:{free_port()}")
-    laptop = Laptop(home, path, config["http_options"]["port"])
     try:
         laptop.start()
         yield laptop
