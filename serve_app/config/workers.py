@@ -20,13 +20,6 @@ from serve_app.config.lora import LoraArgs, vllm_lora_on
 # An llm with no weights: the `simulated` engine's source.
 SIMULATED_SOURCE = "simulated"
 
-# The deployment name inside a model's application *is* its worker type: that is how
-# the router tells models apart from other applications in Serve's state.
-WORKER_TYPES = ("llm", "text2vec", "reranker")
-WorkerType = Literal["llm", "text2vec", "reranker"]
-# Each worker type's builder: the only code a request can select, and how an application
-# Serve has not built yet (it has no deployments then) is known as a model.
-IMPORT_PATHS = {worker_type: f"deployments.{worker_type}:build_app" for worker_type in WORKER_TYPES}
 # How a reasoning model marks its thinking (serve_app/engines/reasoning.py); vLLM's parser names.
 ReasoningParser = Literal["none", "deepseek_r1", "qwen3"]
 

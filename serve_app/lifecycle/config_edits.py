@@ -14,9 +14,9 @@ from pydantic import ValidationError
 from deployments.request_routers import ROUTERS
 from serve_app.config.names import MODEL_NAME
 from serve_app.config.router import SourcePolicy
+from serve_app.config.worker_types import IMPORT_PATHS
 from serve_app.config.workers import (
     ARGS_BY_WORKER_TYPE,
-    IMPORT_PATHS,
     SIMULATED_ACTOR_OPTIONS,
     LLMArgs,
     in_place_params,
@@ -260,12 +260,3 @@ def restarted_app_config(app: dict, nonce: str) -> dict:
     runtime_env["env_vars"] = {**(runtime_env.get("env_vars") or {}), "SMMF_RESTART": nonce}
     return {**app, "runtime_env": runtime_env}
 
-
-def worker_type_of(app: dict) -> Optional[str]:
-    for dep in app.get("deployments") or []:
-        if dep.get("name") in IMPORT_PATHS:
-            return dep["name"]
-    for worker_type, path in IMPORT_PATHS.items():
-        if app.get("import_path") == path:
-            return worker_type
-    return None

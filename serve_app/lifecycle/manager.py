@@ -26,7 +26,8 @@ from ray.serve.schema import ServeDeploySchema
 
 from deployments.llm import parallel_options
 from serve_app.config.router import SourcePolicy
-from serve_app.config.workers import DEFAULT_ACTOR_OPTIONS, IMPORT_PATHS, LLMArgs
+from serve_app.config.worker_types import IMPORT_PATHS, worker_type_of
+from serve_app.config.workers import DEFAULT_ACTOR_OPTIONS, LLMArgs
 from serve_app.kv import Store, gcs
 from serve_app.lifecycle import catalog
 from serve_app.lifecycle.changes import ChangeResult, ModelChange
@@ -41,7 +42,6 @@ from serve_app.lifecycle.config_edits import (
     new_app_config,
     restarted_app_config,
     updated_app_config,
-    worker_type_of,
 )
 from serve_app.lifecycle.group_commit import GroupCommit
 from serve_app.lifecycle.pending import Progress, pending_reason

@@ -19,7 +19,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 from ray.serve.schema import ApplicationStatus, ReplicaState
 
-from serve_app.config.workers import IMPORT_PATHS, WORKER_TYPES
+from serve_app.config.worker_types import WORKER_TYPES, worker_type_of
 from serve_app.errors import (
     ControllerUnavailable,
     ModelNotFound,
@@ -82,9 +82,6 @@ def _sleeps(dep: dict) -> bool:
     return isinstance(autoscaling, dict) and autoscaling.get("min_replicas") == 0
 
 
-BUILDERS = {path: worker_type for worker_type, path in IMPORT_PATHS.items()}
-
-
 def entries_from_raw(raw: dict) -> dict[str, ModelEntry]:
     """The models in the controller's answer to `get_serve_instance_details`, read as the plain
     dict it is. Why not `ServeInstanceDetails(**raw)`: validating Serve's whole state costs
@@ -95,7 +92,7 @@ def entries_from_raw(raw: dict) -> dict[str, ModelEntry]:
     for app in (raw.get("applications") or {}).values():
         config = app.get("deployed_app_config") or {}
         deployments = (app.get("deployments") or {}).values()
-        if not deployments and (worker_type := BUILDERS.get(config.get("import_path"))):
+        if not deployments and (worker_type := worker_type_of(config)):
             # Not built yet: Serve lists the application at once and its deployments only once a
             # task has imported its builder, seconds later on a busy node. A model just started
             # is listed from the start, with no replica.

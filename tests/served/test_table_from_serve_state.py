@@ -10,7 +10,7 @@ def test_the_routing_table_matches_serves_own_parse_of_its_state(serve_instance)
     from ray.serve.context import _get_global_client
     from ray.serve.schema import ReplicaState, ServeInstanceDetails
 
-    from serve_app.config.workers import WORKER_TYPES
+    from serve_app.config.worker_types import WORKER_TYPES
     from serve_app.serving.registry import entries_from_raw
 
     raw = ray.get(_get_global_client()._controller.get_serve_instance_details.remote())

@@ -13,7 +13,7 @@ import yaml
 from helpers import ROOT
 from ray.serve.schema import ServeDeploySchema
 
-from serve_app.config.workers import WORKER_TYPES
+from serve_app.config.worker_types import WORKER_TYPES
 
 
 def load(name):

@@ -4,6 +4,7 @@ import pytest
 from helpers import LLM_SOURCE, MINILM
 
 from serve_app.config.router import SourcePolicy
+from serve_app.config.worker_types import worker_type_of
 from serve_app.lifecycle.config_edits import (
     ManagementError,
     new_app_config,
@@ -11,7 +12,6 @@ from serve_app.lifecycle.config_edits import (
     restarted_app_config,
     split_params,
     updated_app_config,
-    worker_type_of,
 )
 
 POLICY = SourcePolicy()

@@ -10,6 +10,7 @@ a WorkerApplyOutput with its status, never a 200.
 
 from fastapi import APIRouter, Request, Response
 
+from serve_app.config.worker_types import worker_type_of
 from serve_app.config.workers import ARGS_BY_WORKER_TYPE
 from serve_app.dialects.dbgpt import serving
 from serve_app.dialects.dbgpt.controller_routes import address_of
@@ -23,7 +24,6 @@ from serve_app.dialects.dbgpt.protocol import (
 )
 from serve_app.http.boundary import BoundaryRoute
 from serve_app.lifecycle import catalog
-from serve_app.lifecycle.config_edits import worker_type_of
 
 router = APIRouter(route_class=BoundaryRoute)
 
