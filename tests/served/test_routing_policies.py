@@ -6,7 +6,7 @@ default routing is the control: it scatters the turns, and some miss."""
 
 import openai
 import pytest
-from helpers import apply, start_simulated
+from helpers import apply, router_log_lines, start_simulated
 
 SYSTEM = " ".join(f"rule{i}" for i in range(48))  # three whole 16-token blocks
 CONVERSATIONS, TURNS = 6, 4
@@ -45,6 +45,13 @@ def test_later_turns_find_their_prefix_cached_only_where_routing_keeps_them_toge
         if routing == "least_loaded":
             assert min(later) == 0, f"Serve's default routing sent no later turn to the other replica: {later}"
         else:
-            assert min(later) >= 48, f"a later turn missed the replica holding its conversation: {later}"
+            # Serve passes over a replica that does not answer its queue-length probe in time (0.1 s),
+            # and then takes the next in the router's order: on a machine at load 30 and more, `make
+            # test` of 2026-12-07 saw one such miss. A miss is allowed only where Serve logged that.
+            misses = [hit for hit in later if hit < 48]
+            unanswered = [line for line in router_log_lines()
+                          if "Failed to get queue length" in line and f"app='{name}'" in line]
+            assert len(misses) <= len(unanswered), \
+                f"a later turn missed the replica holding its conversation: {later}; unanswered probes: {unanswered}"
     finally:
         apply(client, model=name, apply_type="stop")
