@@ -143,7 +143,8 @@ def measure(step=print) -> dict:
             apps = [router] + [simulated(f"sim-{i:03d}") for i in range(count)]
             # The floor, at each count: a bare Serve passthrough to the same model.
             apps.append({"name": "bare", "route_prefix": "/bare", "import_path": "bare_stream_app:build_app",
-                         "args": {"model": "sim-000"}, "runtime_env": {"env_vars": {"PYTHONPATH": str(ROOT / "bench")}}})
+                         "args": {"model": "sim-000"},
+                         "runtime_env": {"env_vars": {"PYTHONPATH": str(ROOT / "bench")}}})
             _get_global_client().deploy_apps(ServeDeploySchema(**{**base, "applications": apps}))
             wait_for_apps([a["name"] for a in apps], timeout_s=900)
             with httpx.Client(base_url=url, timeout=60) as client:

@@ -90,7 +90,8 @@ def gap_sentence(g: dict) -> str:
         return (f"One 3-second stream at {g['models']} models: largest gap between two chunks {g['alone_ms']:.0f} ms "
                 f"alone, {g['beside_others_ms']:.0f} ms while four clients send short chats and list models beside it.")
     return (f"One 3-second stream at {g['models']} models, the largest gap between two of its chunks (median of "
-            f"{ROUNDS} streams, the two paths taking turns): through our ingress {g['ours_alone_ms']:.0f} ms alone and {g['ours_beside_ms']:.0f} ms "
+            f"{ROUNDS} streams, the two paths taking turns): through our ingress {g['ours_alone_ms']:.0f} ms alone "
+            f"and {g['ours_beside_ms']:.0f} ms "
             f"while four clients in another process send short chats to other models and list models; through "
             f"a bare Serve passthrough to the same model {g['bare_alone_ms']:.0f} and {g['bare_beside_ms']:.0f} ms "
             "(bench/many_models/gaps.py).")
@@ -103,7 +104,8 @@ def section(results: dict) -> list[str]:
              f"own (bench/many_models/). TTFT added: the client's time to the first content chunk less the "
              f"engine's, requests {m['spacing_s']} s apart (each finds the ingress's table older than its 1 s "
              f"interval), median and max; through our ingress, and through a bare Serve passthrough to the same "
-             "model (bench/bare_stream_app.py), the two taking turns. List routes: median ms. One more started: `POST /api/worker/apply` "
+             "model (bench/bare_stream_app.py), the two taking turns. List routes: median ms. One more started: "
+             "`POST /api/worker/apply` "
              f"starting one more simulated llm, until it runs (median of {STARTS}); Serve alone: the same "
              "model added to the whole config from a driver, its status read every 50 ms until it runs.", "",
              "| models | TTFT added p50 / max (ms) | bare passthrough's (ms) | `/v1/models` | `/api/models/status` "

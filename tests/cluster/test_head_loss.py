@@ -38,10 +38,10 @@ from conftest import cluster_config, free_port
 from harness import wait_for
 
 from serve_app.governance.governor import FLUSH_S
+from serve_app.launch import RAY_START_TIMED_OUT, START_ATTEMPTS
 
 REDIS = ROOT / ".tools" / "redis"
 NODE_TYPES = {"head.cpu": {"CPU": 4, "GPU": 0}, "worker.gpu": {"CPU": 4, "GPU": 1}}
-START_ATTEMPTS = 3
 HEAD_DOWN_S = 10  # a head machine replaced: the worker's raylet waits 60 s for a GCS before it gives up
 
 
@@ -82,7 +82,7 @@ class TwoNodes:
                 time.sleep(0.5)
             else:
                 return node
-            assert "timed out during startup" in said, f"`ray start` ended: {said[-2000:]}"
+            assert RAY_START_TIMED_OUT in said, f"`ray start` ended: {said[-2000:]}"
         raise AssertionError(f"`ray start` timed out during startup {START_ATTEMPTS} times: {said[-2000:]}")
 
     def start_head(self) -> None:
