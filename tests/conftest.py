@@ -11,6 +11,7 @@ import httpx
 import pytest
 from helpers import (
     LLM,
+    QUIET_SERVE_ENV,
     TIER_MAX_NEW_TOKENS,
     VLLM_APP,
     free_port,
@@ -39,6 +40,7 @@ def serve_instance(tmp_path_factory):
     # Prometheus's discovery file into its temp dir, which for `make run` is /tmp/ray.
     # No dashboard: nothing here reads it (tests call Serve's controller), and it cost about 1 CPU-s
     # at start and 0.03 of a core while idle, measured here, for the whole of each lane that runs this.
+    os.environ.update(QUIET_SERVE_ENV)  # read by the Ray processes this start spawns
     ray.init(address="local", num_cpus=8, num_gpus=2, log_to_driver=False, include_dashboard=False,
              _temp_dir=SERVED_TEMP_DIR)
     config = load_config()

@@ -53,6 +53,18 @@ SERVED_PROMPTS = QUESTIONS + ["What is the boiling point of water?", "Name a pla
 
 # --- Ray and Serve -----------------------------------------------------------------------
 
+# Serve's own periodic work, done less often in the Serves the tiers start themselves (not in
+# `make run`'s: the cold tier runs it as users do); no test reads what they slow. Serve's own
+# metrics are cached and exported every 0.1 s by every replica and handle, and the dashboard
+# agent gathers node stats every 5 s. Idle, the served tier's Serve (seven replicas) used 11.6
+# CPU-s a minute with these and 12.9 without, measured here on 2026-12-07 (docs/development.md);
+# each lane holds such a Serve for its whole run. Serve's controller loop is left at its 0.1 s:
+# slowed, it saved CPU but delayed every deploy's steps, and `make test` took as long (2026-12-06).
+QUIET_SERVE_ENV = {
+    "RAY_SERVE_METRICS_EXPORT_INTERVAL_MS": "1000",
+    "REPORTER_UPDATE_INTERVAL_MS": "30000",
+}
+
 
 def free_port() -> int:
     with socket.socket() as s:

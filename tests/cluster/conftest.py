@@ -27,6 +27,7 @@ import pytest  # noqa: E402
 import yaml  # noqa: E402
 from cluster_calls import ADMIN_KEY, FAST_HEALTH, LLM, ROOT, SIMULATED  # noqa: E402
 from harness import SmmfAutoscalingCluster, wait_for  # noqa: E402
+from helpers import QUIET_SERVE_ENV  # noqa: E402
 
 
 def free_port() -> int:
@@ -62,7 +63,7 @@ def cluster():
     port, worker_port = free_port(), free_port()
     harness = SmmfAutoscalingCluster(idle_timeout_s=10, head_cpus=2, worker_cpus=1, worker_proxy_port=worker_port,
                                      system_config=FAST_HEALTH,
-                                     env={"RAY_SERVE_PROXY_MIN_DRAINING_PERIOD_S": "2"})
+                                     env={"RAY_SERVE_PROXY_MIN_DRAINING_PERIOD_S": "2", **QUIET_SERVE_ENV})
     with harness:
         ray.init(address=harness.address, log_to_driver=False)
         types = harness.serve_node_types()
