@@ -126,14 +126,17 @@ run: install
 # - the served tier and the short stress runs, on one Ray and one Serve (started once: about
 #   25 s each time), then on that Serve the compat modules in SERVED_COMPAT (moved here from
 #   the DB-GPT lane to even the lanes; the client venvs they need were built minutes before);
-# - the engines in-process, the cold start on this machine's real CPU count (`make run` as a
-#   user runs it), then the cluster tier on several Ray nodes (its own `ray start --head`, which
-#   `make run` would join, so it comes after the cold tier);
-# - DB-GPT's clients, once their venvs (.venv-compat: a minute of downloading and unpacking
-#   wheels, built from the first tier on) are there, on a Ray and a Serve of their own; on that
-#   Serve too the served modules in DBGPT_LANE_SERVED, which spend their time waiting on Serve's
-#   lifecycle and scaling rather than computing, moved out of the served lane to even the lanes
-#   (2026-12-07 here: served lane 1,357 s, DB-GPT lane 968 s; instances_and_scaling took 146 s).
+# - the cold start on this machine's real CPU count (`make run` as a user runs it), then the
+#   cluster tier on several Ray nodes (its own `ray start --head`, which `make run` would join,
+#   so it comes after the cold tier);
+# - the engines in-process (no Ray), then DB-GPT's clients, once their venvs (.venv-compat: a
+#   minute of downloading and unpacking wheels, built from the first tier on) are there, on a
+#   Ray and a Serve of their own; on that Serve too the served modules in DBGPT_LANE_SERVED, which
+#   spend their time waiting on Serve's lifecycle and scaling rather than computing, moved out of
+#   the served lane to even the lanes (2026-12-07 here: served lane 1,357 s, DB-GPT lane 968 s;
+#   instances_and_scaling took 146 s). The engine tier moved here from the cold lane, which
+#   ended last, 6 minutes after this one (2026-12-07: 83 s waiting, engine 226 s, cold 697 s,
+#   cluster 669 s, against this lane's 1,232 s).
 # The second and third lanes write to .test-lane.log and .test-dbgpt-lane.log, printed when all
 # lanes end. Each Ray keeps to its own: the served and compat Serves have temp dirs apart from
 # `make run`'s, the cluster harness stops only its own session's processes. Each pytest run
@@ -160,17 +163,19 @@ test: install $(PROMETHEUS) $(REDIS)
 	echo "== make test: tests/unit tests/inprocess"; $(BIN)/pytest -q tests/unit tests/inprocess || exit 1; \
 	echo "== make test: tests/served tests/stress $(SERVED_COMPAT), but DBGPT_LANE_SERVED"; \
 	SMMF_TEST_SERVE_READY=.served-ready $(BIN)/pytest -q tests/served tests/stress $(SERVED_COMPAT) $(DBGPT_LANE_SERVED:%=--ignore=%) & served=$$!; \
-	( $(SERVED_UP); for tier in tests/engine tests/cold; do echo "== make test: $$tier"; $(BIN)/pytest -q $$tier || exit 1; done; \
+	( $(SERVED_UP); echo "== make test: tests/cold"; $(BIN)/pytest -q tests/cold || exit 1; \
 	  echo "== make test: tests/cluster"; $(CLUSTER_ENV) $(BIN)/pytest -q tests/cluster ) > .test-lane.log 2>&1 & lane=$$!; \
-	( while [ ! -f .compat-build.rc ]; do sleep 1; done; \
+	( $(SERVED_UP); echo "== make test: tests/engine"; $(BIN)/pytest -q tests/engine; engine=$$?; \
+	  while [ ! -f .compat-build.rc ]; do sleep 1; done; \
 	  [ "$$(cat .compat-build.rc)" = 0 ] || { cat .compat-build.log; echo "== make test: building the client venvs failed"; exit 1; }; \
-	  $(SERVED_UP); echo "== make test: tests/compat, but SERVED_COMPAT; $(DBGPT_LANE_SERVED)"; \
-	  SMMF_TEST_RAY_DIR=/tmp/ray-dbgpt-lane $(BIN)/pytest -q tests/compat $(SERVED_COMPAT:%=--ignore=%) $(DBGPT_LANE_SERVED) ) > .test-dbgpt-lane.log 2>&1 & dbgpt=$$!; \
+	  echo "== make test: tests/compat, but SERVED_COMPAT; $(DBGPT_LANE_SERVED)"; \
+	  SMMF_TEST_RAY_DIR=/tmp/ray-dbgpt-lane $(BIN)/pytest -q tests/compat $(SERVED_COMPAT:%=--ignore=%) $(DBGPT_LANE_SERVED) \
+	  && [ $$engine -eq 0 ] ) > .test-dbgpt-lane.log 2>&1 & dbgpt=$$!; \
 	wait $$served; served=$$?; wait $$lane; lane_rc=$$?; wait $$dbgpt; dbgpt_rc=$$?; \
-	echo "== make test: the engine, cold and cluster lane, from .test-lane.log"; cat .test-lane.log; \
-	echo "== make test: the DB-GPT lane, from .test-dbgpt-lane.log"; cat .test-dbgpt-lane.log; \
+	echo "== make test: the cold and cluster lane, from .test-lane.log"; cat .test-lane.log; \
+	echo "== make test: the engine and DB-GPT lane, from .test-dbgpt-lane.log"; cat .test-dbgpt-lane.log; \
 	[ $$served -eq 0 ] && [ $$lane_rc -eq 0 ] && [ $$dbgpt_rc -eq 0 ] || \
-	  { echo "== make test: FAILED (served lane $$served, engine-cold-cluster lane $$lane_rc, DB-GPT lane $$dbgpt_rc)"; exit 1; }
+	  { echo "== make test: FAILED (served lane $$served, cold-cluster lane $$lane_rc, engine-DB-GPT lane $$dbgpt_rc)"; exit 1; }
 
 # The cluster tier alone: serve_config.cluster.yaml on several Ray nodes on this machine, whose
 # node types come from cluster.yaml (tests/cluster/harness.py drives Ray's autoscaler, which
