@@ -34,6 +34,7 @@ from typing import Optional
 from fastapi import Request
 from ray.serve import metrics
 from ray.serve.handle import DeploymentHandle
+from starlette._utils import get_route_path
 
 from serve_app.errors import AuthError, ServeError
 from serve_app.governance.keys import BATCH_KEY, KeyBook, KeyRecord
@@ -167,7 +168,11 @@ class Admission:
         else:
             key = None
         note(key=key)
-        denied = self.book.check(request.url.path, key, request.method)
+        # The path as the app's routes match it: under a route prefix, Serve's proxy passes the
+        # prefix as the ASGI root_path and keeps it in the path, which would leave /api/health
+        # asking for a key and /<prefix>/api/keys open to an inference key. Starlette's own
+        # function, so that this check and routing read one path.
+        denied = self.book.check(get_route_path(request.scope), key, request.method)
         if denied:
             raise AuthError(*denied)
         if key is not None and key.limits.any:

@@ -6,6 +6,7 @@ import logging
 import time
 
 import pytest
+from fastapi.testclient import TestClient
 from local import EMBEDDER, LLM
 
 from serve_app.config.keys import ApiKey
@@ -51,6 +52,20 @@ def test_without_a_key_every_route_but_health_is_401_in_its_dialect(client, keye
     assert client.get("/v1/models").status_code == 401
     assert client.get("/api/health").status_code == 200
     assert INFERENCE not in r.text and ADMIN not in r.text
+
+
+def test_under_a_route_prefix_health_is_open_and_admin_routes_need_an_admin_key(app, keyed):
+    """Serve mounts the router under its route_prefix as the ASGI root_path and keeps the prefix
+    in the path (tests/served/test_governance.py runs a router so): the key checks read the path
+    the routes match, not the one with the prefix."""
+    prefixed = TestClient(app, base_url="http://127.0.0.1", root_path="/governed")  # no `with`: one lifespan
+    assert prefixed.get("/governed/api/health").status_code == 200
+    assert prefixed.get("/governed/v1/models").status_code == 401
+    refused = prefixed.post("/governed/api/keys", json={}, headers=bearer(INFERENCE))
+    assert refused.status_code == 403 and "admin key" in refused.text, refused.text
+    assert prefixed.post("/governed/api/worker/models/shutdown", json={"model": LLM, "worker_type": "llm"},
+                         headers=bearer(INFERENCE)).status_code == 403
+    assert prefixed.get("/governed/v1/models", headers=bearer(INFERENCE)).status_code == 200
 
 
 def test_an_inference_key_calls_models_and_an_admin_key_manages_them(client, keyed):
