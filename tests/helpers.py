@@ -175,11 +175,12 @@ def kill_one_replica(app: str, deployment: str) -> str:
     return replica["replica_id"]
 
 
-def router_log_lines() -> list[str]:
+def router_log_lines(app: str = "router") -> list[str]:
+    """The log lines of the ingress replicas of the router application `app`."""
     import ray
 
     logs = Path(ray._private.worker._global_node.get_logs_dir_path()) / "serve"
-    return "".join(p.read_text(errors="ignore") for p in logs.glob("replica_router_router_*.log")).splitlines()
+    return "".join(p.read_text(errors="ignore") for p in logs.glob(f"replica_{app}_router_*.log")).splitlines()
 
 
 # --- HTTP ----------------------------------------------------------------------------------
@@ -252,38 +253,42 @@ def hang_up_mid_stream(base_url: str, path: str, model: str) -> None:
         assert got >= 3
 
 
+# A second router application's path prefix and name (governed_router below).
+GOVERNED = "governed"
+
+
 @contextlib.contextmanager
-def keyed_ingress(serve_instance: dict, base_url: str, admin_key: str, replicas: int = 2):
-    """The ingress with `replicas` replicas and one admin key in its config (its hash only);
-    yields an httpx client with that key. Keys made meanwhile are revoked at the end (they
-    persist in GCS), and the default config comes back."""
+def governed_router(serve_instance: dict, base_url: str, admin_key: str, state_path, replicas: int = 2,
+                    more_apps: tuple = ()):
+    """A second router application beside the default one, at /governed: `replicas` ingress
+    replicas, one admin key in its config (its hash only), its own state file; yields an httpx
+    client with that key at that prefix. Beside the default router, not in its place: an
+    application's `args` are part of Serve's code version, so the default router given keys would
+    restart all four of its deployments, and again to drop them (with the waits for the rolling
+    update to settle, 71 s of the served lane in `make test` on 2026-12-07). It is deployed
+    through the old import path `serve_app.router:build_app`, which running clusters' configs
+    still name (tests/unit/test_deprecated_paths.py: the same builder). `more_apps` are
+    deployed with it and go with it."""
     from serve_app.governance.keys import hash_key
 
-    apps = [{**a, "args": {**a.get("args", {}), "api_keys": [{"key_sha256": hash_key(admin_key), "id": "ops",
-                                                               "scope": "admin"}]},
-             "deployments": [{**a["deployments"][0], "num_replicas": replicas}]} if a["name"] == "router" else a
-            for a in serve_instance["applications"]]
-    deploy({**serve_instance, "applications": apps})
-    admin = httpx.Client(base_url=base_url, timeout=120, headers={"Authorization": f"Bearer {admin_key}"})
+    default = next(a for a in serve_instance["applications"] if a["name"] == "router")
+    router = {**default, "name": GOVERNED, "route_prefix": f"/{GOVERNED}", "import_path": "serve_app.router:build_app",
+              "args": {**default["args"], "state": {"store": "sqlite", "path": str(state_path)},
+                       "api_keys": [{"key_sha256": hash_key(admin_key), "id": "ops", "scope": "admin"}]},
+              "deployments": [{**default["deployments"][0], "num_replicas": replicas}]}
+    apps = [router, *more_apps]
+    deploy({**serve_instance, "applications": serve_instance["applications"] + apps})
+    admin = httpx.Client(base_url=f"{base_url}/{GOVERNED}", timeout=120,
+                         headers={"Authorization": f"Bearer {admin_key}"})
     try:
-        # A call that times out while the router rolls over is polled again (one took over 5 s in a
-        # clean clone's run of make test, 2026-12-06).
-        wait_until(lambda: admin.get("/api/keys").status_code == 200
-                   and httpx.get(base_url + "/v1/models", timeout=10).status_code == 401, 120,
-                   "the ingress did not take its keys")
-        wait_for_apps(["router"], timeout_s=120)
+        wait_for_apps([app["name"] for app in apps], timeout_s=300)
+        wait_until_settled(GOVERNED, timeout_s=120)  # both ingress replicas up: the tests count on two
         yield admin
     finally:
-        for key in admin.get("/api/keys").json():
-            if key["id"] != "ops":
-                admin.delete(f"/api/keys/{key['id']}")
         admin.close()
         deploy(serve_instance)
-        wait_until(lambda: httpx.get(base_url + "/v1/models", timeout=10).status_code == 200, 120,
-                   "the ingress did not drop its keys")
-        # One new replica answering is not the end of the rolling update: the tests after this
-        # one (the overload bursts) time the ingress, so wait until the others have gone.
-        wait_until_settled("router", timeout_s=120)
+        # Its replicas' stops would otherwise run beside the next module's timed requests.
+        wait_for_apps([app["name"] for app in apps], timeout_s=120, want=("MISSING",))
 
 
 def wait_until_settled(app: str, timeout_s: float) -> None:

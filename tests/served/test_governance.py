@@ -1,6 +1,8 @@
 """Per-key governance over two ingress replicas: keys made through the admin routes, models
 a key may call, limits that hold across replicas, revocation, usage, fallbacks, and eight keys
-hammering their limits (`make stress` runs that one longer)."""
+hammering their limits (`make stress` runs that one longer). All on a second router application
+beside the default one (helpers.governed_router), deployed through the old import paths that
+running clusters' configs still name."""
 
 from __future__ import annotations
 
@@ -13,7 +15,16 @@ from collections import Counter
 
 import httpx
 import pytest
-from helpers import apply, keyed_ingress, router_log_lines, smmf, start_simulated, wait_until
+from helpers import (
+    GOVERNED,
+    apply,
+    deployed_configs,
+    governed_router,
+    router_log_lines,
+    smmf,
+    start_simulated,
+    wait_until,
+)
 
 from serve_app.governance.governor import FLUSH_S, KEYS
 from serve_app.governance.keys import hash_key
@@ -23,10 +34,27 @@ ADMIN = "sk-test-governance-admin"
 USER = [{"role": "user", "content": "hi"}]
 
 
+# A model whose config names its request router by the old path (now deployments.request_routers).
+LEGACY_MODEL = {"name": "legacy-routed-model", "route_prefix": None, "import_path": "deployments.llm:build_app",
+                "args": {"source": "simulated", "engine": "simulated"},
+                "deployments": [{"name": "llm", "ray_actor_options": {"num_cpus": 0.1},
+                                 "request_router_config": {"request_router_class": "serve_app.routing:RandomRouter"}}]}
+
+
 @pytest.fixture(scope="module")
-def governed(serve_instance, base_url):
+def state_path(tmp_path_factory):
+    return tmp_path_factory.mktemp(GOVERNED) / "state.db"
+
+
+@pytest.fixture(scope="module")
+def gov_url(base_url) -> str:
+    return f"{base_url}/{GOVERNED}"
+
+
+@pytest.fixture(scope="module")
+def governed(serve_instance, base_url, state_path):
     """Two ingress replicas, an admin key in the config (its hash only), two simulated models."""
-    with keyed_ingress(serve_instance, base_url, ADMIN) as admin:
+    with governed_router(serve_instance, base_url, ADMIN, state_path, more_apps=(LEGACY_MODEL,)) as admin:
         for name in ("gov-a", "gov-b"):
             assert start_simulated(admin, name)["success"]
         try:
@@ -42,17 +70,17 @@ def new_key(admin, **spec) -> tuple[str, str]:
     return r.json()["key"], r.json()["id"]
 
 
-def as_key(base_url: str, key: str) -> httpx.Client:
-    return httpx.Client(base_url=base_url, timeout=60, headers={"Authorization": f"Bearer {key}"})
+def as_key(gov_url: str, key: str) -> httpx.Client:
+    return httpx.Client(base_url=gov_url, timeout=60, headers={"Authorization": f"Bearer {key}"})
 
 
 def chat(http, model: str, max_tokens: int = 4) -> httpx.Response:
     return http.post("/v1/chat/completions", json={"model": model, "messages": USER, "max_tokens": max_tokens})
 
 
-def test_a_key_limited_to_one_model_is_refused_the_other_and_does_not_see_it(governed, base_url):
+def test_a_key_limited_to_one_model_is_refused_the_other_and_does_not_see_it(governed, gov_url):
     key, _ = new_key(governed, models=["gov-a"])
-    with as_key(base_url, key) as http:
+    with as_key(gov_url, key) as http:
         assert chat(http, "gov-a").status_code == 200
         refused = chat(http, "gov-b")
         assert refused.status_code == 403 and "gov-b" in refused.json()["error"]["message"]
@@ -61,7 +89,20 @@ def test_a_key_limited_to_one_model_is_refused_the_other_and_does_not_see_it(gov
         assert [m["id"] for m in http.get("/v1/models").json()["data"]] == ["gov-a"]
 
 
-def test_a_keys_models_and_limits_hold_for_an_adapter_by_its_own_name(governed, base_url, tmp_path):
+def test_the_old_import_paths_deploy_and_serve_behind_a_route_prefix(governed, gov_url):
+    """This module's router is deployed through `serve_app.router:build_app`, and LEGACY_MODEL
+    names its request router as `serve_app.routing:RandomRouter`: both serve."""
+    configs = deployed_configs()
+    assert configs[GOVERNED]["import_path"] == "serve_app.router:build_app"
+    assert configs[LEGACY_MODEL["name"]]["deployments"][0]["request_router_config"]["request_router_class"] \
+        == "serve_app.routing:RandomRouter"
+    assert httpx.get(f"{gov_url}/api/health").json() == {"status": "ok"}
+    out = governed.post("/api/worker/generate", json={"model": LEGACY_MODEL["name"], "prompt": "hi",
+                                                      "max_new_tokens": 3}).json()
+    assert out["error_code"] == 0 and out["finish_reason"] == "length", out
+
+
+def test_a_keys_models_and_limits_hold_for_an_adapter_by_its_own_name(governed, gov_url, tmp_path):
     """A LoRA adapter is a model to keys too (#31): a key for its base alone may not call it or
     see it, a key that names it may, within its own limits. (The simulated engine loads no
     weights: the files are not read.)"""
@@ -73,78 +114,78 @@ def test_a_keys_models_and_limits_hold_for_an_adapter_by_its_own_name(governed, 
                    "the adapter in /v1/models")
         base_only, _ = new_key(governed, models=["gov-a"])
         adapter_too, _ = new_key(governed, models=["gov-a", "gov-a-lora"], limits={"requests_per_minute": 2})
-        with as_key(base_url, base_only) as http:
+        with as_key(gov_url, base_only) as http:
             refused = chat(http, "gov-a-lora")
             assert refused.status_code == 403 and "gov-a-lora" in refused.json()["error"]["message"], refused.text
             assert [m["id"] for m in http.get("/v1/models").json()["data"]] == ["gov-a"]
-        with as_key(base_url, adapter_too) as http:
+        with as_key(gov_url, adapter_too) as http:
             answers = [chat(http, "gov-a-lora") for _ in range(3)]  # every request counts, a listing too
             assert [r.status_code for r in answers] == [200, 200, 429], [r.text for r in answers]
             assert answers[0].json()["model"] == "gov-a-lora"
-        with as_key(base_url, new_key(governed, models=["gov-a", "gov-a-lora"])[0]) as http:
+        with as_key(gov_url, new_key(governed, models=["gov-a", "gov-a-lora"])[0]) as http:
             assert {m["id"] for m in http.get("/v1/models").json()["data"]} == {"gov-a", "gov-a-lora"}
     finally:
         apply(governed, model="gov-a", apply_type="update_params", params={"lora_modules": {"gov-a-lora": None}})
 
 
-def test_requests_per_minute_hold_across_two_ingress_replicas(governed, base_url):
+def test_requests_per_minute_hold_across_two_ingress_replicas(governed, gov_url):
     key, key_id = new_key(governed, limits={"requests_per_minute": 6})
-    with as_key(base_url, key) as http:
+    with as_key(gov_url, key) as http:
         answers = [chat(http, "gov-a") for _ in range(12)]
     codes = [r.status_code for r in answers]
     assert codes.count(200) == 6 and codes.count(429) == 6, codes
     refused = next(r for r in answers if r.status_code == 429)
     assert int(refused.headers["retry-after"]) >= 1 and refused.json()["error"]["type"] == "rate_limit_error"
     # Both replicas served this key: the count is one count, not one per replica.
-    replicas = {line.split("router_router ")[1].split()[0] for line in router_log_lines() if f"key={key_id}" in line}
+    replicas = {line.split(f"{GOVERNED}_router ")[1].split()[0] for line in router_log_lines(GOVERNED)
+                if f"key={key_id}" in line}
     assert len(replicas) == 2, replicas
 
 
-def state_file(serve_instance) -> SqliteStore:
-    """The router's state store, the SQLite file the session's config names (tests/conftest.py)."""
-    router = next(app for app in serve_instance["applications"] if app["name"] == "router")
-    return SqliteStore(router["args"]["state"]["path"])
+def state_file(path) -> SqliteStore:
+    """The second router's state store, the SQLite file its config names."""
+    return SqliteStore(str(path))
 
 
-def test_a_revoked_key_stops_within_a_second_everywhere(governed, base_url, serve_instance):
+def test_a_revoked_key_stops_within_a_second_everywhere(governed, gov_url, state_path):
     key, key_id = new_key(governed)
-    assert KEYS + key_id in state_file(serve_instance).items("") and key not in str(state_file(serve_instance).items(""))
-    with as_key(base_url, key) as http:
+    assert KEYS + key_id in state_file(state_path).items("") and key not in str(state_file(state_path).items(""))
+    with as_key(gov_url, key) as http:
         assert chat(http, "gov-a").status_code == 200
         assert governed.delete(f"/api/keys/{key_id}").status_code == 200
-        assert KEYS + key_id not in state_file(serve_instance).items(""), "revoked: gone from the file too"
+        assert KEYS + key_id not in state_file(state_path).items(""), "revoked: gone from the file too"
         revoked_at = time.monotonic()
         time.sleep(1.0)
         codes = [http.get("/v1/models").status_code for _ in range(10)]
     assert codes == [401] * 10, (codes, time.monotonic() - revoked_at)
 
 
-def test_a_backup_brings_back_a_key_its_counts_and_a_model_started_through_the_api(governed, base_url, tmp_path):
+def test_a_backup_brings_back_a_key_its_counts_and_a_model_started_through_the_api(governed, gov_url, tmp_path):
     """`smmf state export`, then the key revoked and the model stopped and forgotten, then
     `smmf state import`: all three are back (as a move from a laptop to a cluster would be)."""
     key, key_id = new_key(governed, name="backed-up", models=["gov-a"])
-    assert chat(as_key(base_url, key), "gov-a").status_code == 200
+    assert chat(as_key(gov_url, key), "gov-a").status_code == 200
     assert start_simulated(governed, "backed-model")["success"]
     time.sleep(FLUSH_S + 1)  # the governor writes a key's tokens today every FLUSH_S seconds
     backup = tmp_path / "state.json"
-    out = smmf(base_url, "state", "export", str(backup), api_key=ADMIN)
+    out = smmf(gov_url, "state", "export", str(backup), api_key=ADMIN)
     assert out.returncode == 0, out.stderr
     assert key not in backup.read_text() and hash_key(key) in backup.read_text(), "keys travel as hashes only"
     try:
         assert governed.delete(f"/api/keys/{key_id}").status_code == 200
         assert apply(governed, model="backed-model", apply_type="stop", delete_after=True)["success"]
-        wait_until(lambda: chat(as_key(base_url, key), "gov-a").status_code == 401, 30, "the key revoked")
+        wait_until(lambda: chat(as_key(gov_url, key), "gov-a").status_code == 401, 30, "the key revoked")
 
-        out = smmf(base_url, "state", "import", str(backup), api_key=ADMIN)
+        out = smmf(gov_url, "state", "import", str(backup), api_key=ADMIN)
         assert out.returncode == 0 and "models started: backed-model" in out.stdout, out.stdout + out.stderr
-        wait_until(lambda: chat(as_key(base_url, key), "gov-a").status_code == 200, 30, "the key back")
+        wait_until(lambda: chat(as_key(gov_url, key), "gov-a").status_code == 200, 30, "the key back")
         wait_until(lambda: chat(governed, "backed-model").status_code == 200, 120, "the model back")
         assert governed.get(f"/api/keys/{key_id}").json()["usage"]["today"]["tokens"] > 0, "its counts too"
     finally:
         apply(governed, model="backed-model", apply_type="stop", delete_after=True)
 
 
-def test_a_saturated_model_is_answered_by_its_fallback(governed, base_url):
+def test_a_saturated_model_is_answered_by_its_fallback(governed, gov_url):
     assert start_simulated(governed, "gov-busy", max_ongoing_requests=1, max_queued_requests=1,
                            simulated_tokens_per_s=20, fallbacks=["gov-b"])["success"]
     answers = []
@@ -169,7 +210,7 @@ def queue_wait(answer: httpx.Response) -> float:
     return float(re.search(r"queue;dur=([0-9.]+)", answer.headers["server-timing"]).group(1)) / 1000
 
 
-def test_a_flooding_key_does_not_hold_up_another_keys_requests(governed, base_url):
+def test_a_flooding_key_does_not_hold_up_another_keys_requests(governed, gov_url):
     """Requests from both ingress replicas meet in the model's replica, whose fair queue
     (serve_app/fairness/) takes a key that has had little service before one that floods: the
     light key waits for the next free place, not behind the flood's queue, and takes the place of
@@ -181,7 +222,7 @@ def test_a_flooding_key_does_not_hold_up_another_keys_requests(governed, base_ur
     stop, codes, flood_waits, light_waits = threading.Event(), Counter(), [], []
 
     def flood():
-        with as_key(base_url, flood_key) as http:
+        with as_key(gov_url, flood_key) as http:
             while not stop.is_set():
                 r = chat(http, "gov-fair", max_tokens=40)  # a place for 1 s
                 codes[r.status_code] += 1
@@ -194,7 +235,7 @@ def test_a_flooding_key_does_not_hold_up_another_keys_requests(governed, base_ur
     try:
         [t.start() for t in senders]
         time.sleep(2.5)
-        with as_key(base_url, light_key) as http:
+        with as_key(gov_url, light_key) as http:
             for _ in range(4):
                 r = chat(http, "gov-fair")
                 assert r.status_code == 200, r.text
@@ -223,8 +264,8 @@ STRESS_LIMITS = [(6, None), (10, None), (15, None), (20, None), (None, 120), (No
 STRESS_MAX_TOKENS = 8
 
 
-def hammer_key(base_url: str, key: str, i: int, outcomes: Counter, tokens: list, stop: threading.Event) -> None:
-    with httpx.Client(base_url=base_url, timeout=30, headers={"Authorization": f"Bearer {key}"}) as http:
+def hammer_key(gov_url: str, key: str, i: int, outcomes: Counter, tokens: list, stop: threading.Event) -> None:
+    with httpx.Client(base_url=gov_url, timeout=30, headers={"Authorization": f"Bearer {key}"}) as http:
         n = 0
         while not stop.is_set():
             r = http.post("/v1/chat/completions", json={
@@ -238,11 +279,11 @@ def hammer_key(base_url: str, key: str, i: int, outcomes: Counter, tokens: list,
             n += 1
 
 
-def test_eight_keys_get_what_their_limits_allow_and_no_more(governed, base_url):
+def test_eight_keys_get_what_their_limits_allow_and_no_more(governed, gov_url):
     """Eight keys with different limits hammer two models through the two ingress replicas for a
     bounded time (KEY_STRESS_SECONDS: 10 in `make test`, 60 in `make stress`): every key gets what
     its limits allow, within one window, and no more; nothing answers 5xx. It shares this module's
-    keyed ingress (a redeploy of the router with keys, and back, costs about 20 s)."""
+    second router (deploying one costs about 20 s)."""
     admin = governed
     for name in STRESS_MODELS:
         assert start_simulated(admin, name, simulated_tokens_per_s=200)["success"]
@@ -255,7 +296,7 @@ def test_eight_keys_get_what_their_limits_allow_and_no_more(governed, base_url):
         outcomes = [Counter() for _ in keys]
         tokens = [[] for _ in keys]
         stop = threading.Event()
-        threads = [threading.Thread(target=hammer_key, args=(base_url, key, i, outcomes[i], tokens[i], stop))
+        threads = [threading.Thread(target=hammer_key, args=(gov_url, key, i, outcomes[i], tokens[i], stop))
                    for i, (key, _) in enumerate(keys)]
         [t.start() for t in threads]
         time.sleep(KEY_STRESS_SECONDS)

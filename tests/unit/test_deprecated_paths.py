@@ -1,6 +1,6 @@
 """Every import path a running cluster's checkpointed config or the stopped-model catalog may
 name resolves, through Serve's own resolver, to the object its new path names.
-(tests/served/test_old_import_paths.py deploys two of them.)"""
+(tests/served/test_governance.py deploys two of them: its router and a model.)"""
 
 import pytest
 from ray._common.utils import import_attr
