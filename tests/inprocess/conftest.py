@@ -15,7 +15,7 @@ import sys
 import openai
 import pytest
 from fastapi.testclient import TestClient
-from local import (
+from inprocess.local import (
     EMBEDDER,
     LLM,
     MATRYOSHKA,

@@ -7,7 +7,7 @@ import time
 
 import pytest
 from fastapi.testclient import TestClient
-from local import EMBEDDER, LLM
+from inprocess.local import EMBEDDER, LLM
 
 from serve_app.config.keys import ApiKey
 from serve_app.governance.keys import hash_key, record_of

@@ -12,7 +12,7 @@ import openai
 import pytest
 from helpers import batch_finished as finished
 from helpers import batch_rows as rows
-from local import BATCHES, FILES, LLM, RUNNER, BatchRunner, ServedApp
+from inprocess.local import BATCHES, FILES, LLM, RUNNER, BatchRunner, ServedApp
 
 from serve_app.batches import routes
 from serve_app.batches.protocol import Batch

@@ -4,7 +4,7 @@ than the model reads (refused by default, cut with truncate_prompt_tokens)."""
 import numpy as np
 import openai
 import pytest
-from local import EMBEDDER, MATRYOSHKA, MINILM
+from inprocess.local import EMBEDDER, MATRYOSHKA, MINILM
 
 from serve_app.replica.sources import local_dir
 

@@ -5,7 +5,7 @@ import json
 
 import openai
 import pytest
-from local import EMBEDDER, LLM, RERANKER
+from inprocess.local import EMBEDDER, LLM, RERANKER
 
 from serve_app.dialects.dbgpt.protocol import GENERATE_ERROR_PREFIX
 

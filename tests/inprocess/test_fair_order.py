@@ -10,7 +10,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from local import QUEUED
+from inprocess.local import QUEUED
 
 from serve_app.config.keys import ApiKey
 from serve_app.governance.keys import hash_key, record_of

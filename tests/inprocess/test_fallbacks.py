@@ -3,7 +3,7 @@ token (no running replica, a prompt over its context) hands it to the models its
 name, in order, if the key may call them; the answer names who served it. A saturated
 model's fallback needs Serve's queues: tests/served/test_governance.py."""
 
-from local import LLM, SHORT, STARTING
+from inprocess.local import LLM, SHORT, STARTING
 
 from serve_app.config.keys import KeySpec
 from serve_app.governance.keys import KeyRecord, hash_key

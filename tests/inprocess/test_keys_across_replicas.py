@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from local import LocalHandle
+from inprocess.local import LocalHandle
 from starlette.requests import Request
 
 from serve_app.config.keys import ApiKey, KeySpec

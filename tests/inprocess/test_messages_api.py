@@ -5,7 +5,7 @@ tests/served/test_messages_api_tools.py.)"""
 
 import anthropic
 import pytest
-from local import LLM, THINKER
+from inprocess.local import LLM, THINKER
 
 USER = [{"role": "user", "content": "What is the capital of France?"}]
 

@@ -3,7 +3,7 @@ counted once in usage; on completions, n per prompt, every choice streamed. (On 
 simulated llm, whose words follow the prompt and the seed; logprobs need a real
 vocabulary: tests/served/test_logprobs_and_n.py.)"""
 
-from local import LLM
+from inprocess.local import LLM
 
 FRANCE = [{"role": "user", "content": "What is the capital of France?"}]
 

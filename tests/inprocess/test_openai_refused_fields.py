@@ -5,7 +5,7 @@ model's tokens in tests/served."""
 
 import openai
 import pytest
-from local import LLM
+from inprocess.local import LLM
 
 FRANCE = [{"role": "user", "content": "What is the capital of France?"}]
 WEATHER_TOOL = {"type": "function", "function": {"name": "weather", "parameters": {"type": "object", "properties": {}}}}

@@ -4,7 +4,7 @@ clients read it; the lenient Python SDK would not notice a missing key)."""
 import json
 
 import pytest
-from local import EMBEDDER, LLM, THINKER
+from inprocess.local import EMBEDDER, LLM, THINKER
 from openai_schema import problems
 
 FRANCE = [{"role": "user", "content": "What is the capital of France?"}]

@@ -6,7 +6,7 @@ import json
 
 import openai
 import pytest
-from local import LLM, THINKER
+from inprocess.local import LLM, THINKER
 
 FRANCE = [{"role": "user", "content": "What is the capital of France?"}]
 

@@ -8,7 +8,7 @@ import time
 
 import openai
 import pytest
-from local import LLM, THINKER
+from inprocess.local import LLM, THINKER
 
 from serve_app.config.keys import ApiKey
 from serve_app.governance.keys import record_of

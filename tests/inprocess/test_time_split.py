@@ -6,7 +6,7 @@ import logging
 import re
 import time
 
-from local import EMBEDDER, LLM, RERANKER
+from inprocess.local import EMBEDDER, LLM, RERANKER
 
 FRANCE = [{"role": "user", "content": "What is the capital of France?"}]
 

@@ -6,7 +6,7 @@ set, so this module runs last in the tier (its name sorts last)."""
 import time
 
 import pytest
-from local import EMBEDDER, LLM
+from inprocess.local import EMBEDDER, LLM
 from opentelemetry import trace
 from otlp_receiver import Receiver
 
