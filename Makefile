@@ -125,7 +125,8 @@ run: install
 # lanes side by side, as the 2 cores are a quarter idle while Serve starts, polls and waits:
 # - the served tier and the short stress runs, on one Ray and one Serve (started once: about
 #   25 s each time), then on that Serve the compat modules in SERVED_COMPAT (moved here from
-#   the DB-GPT lane to even the lanes; the client venvs they need were built minutes before);
+#   the DB-GPT lane to even the lanes; the client venvs they need were built minutes before;
+#   DB-GPT's reasoning clients went back on 2026-12-07, when the served lane ended last);
 # - the cold start on this machine's real CPU count (`make run` as a user runs it), then the
 #   cluster tier on several Ray nodes (its own `ray start --head`, which `make run` would join,
 #   so it comes after the cold tier), then the fuzz tier (in-process, no Ray: apart from the
@@ -144,7 +145,7 @@ run: install
 # prints its time.
 SERVED_COMPAT := tests/compat/test_agents_and_anthropic.py tests/compat/test_langchain.py tests/compat/test_pydantic_ai.py \
 	tests/compat/test_instructor.py \
-	tests/compat/test_dbgpt_webserver.py tests/compat/test_dbgpt_reasoning.py
+	tests/compat/test_dbgpt_webserver.py
 DBGPT_LANE_SERVED := tests/served/test_lifecycle.py tests/served/test_model_failures.py tests/served/test_instances_and_scaling.py
 # A new Ray driver gets workers started ahead for its own job (prestart_worker_first_driver);
 # Serve's replicas run in the controller's job, so they never take one. Counted with
