@@ -76,12 +76,17 @@ def load_config() -> dict:
     return yaml.safe_load((ROOT / "serve_config.yaml").read_text())
 
 
+def router_args_with_state(args: dict, path) -> dict:
+    """A router's `args` keeping its state in `path` (a SQLite file), and the Batch API's files in
+    the folder `files` beside it."""
+    files = {**args.get("batches", {}), "files_url": str(pathlib.Path(path).parent / "files")}
+    return {**args, "state": {"store": "sqlite", "path": str(path)}, "batches": files}
+
+
 def with_state_file(config: dict, path) -> dict:
-    """`config` with its router keeping its state in `path` (a SQLite file), and the Batch API's
-    files in the folder `files` beside it."""
+    """`config` with its router's state in `path` (router_args_with_state)."""
     router = next(app for app in config["applications"] if app["name"] == "router")
-    files = {**router.get("args", {}).get("batches", {}), "files_url": str(pathlib.Path(path).parent / "files")}
-    router["args"] = {**router.get("args", {}), "state": {"store": "sqlite", "path": str(path)}, "batches": files}
+    router["args"] = router_args_with_state(router.get("args", {}), path)
     return config
 
 
@@ -261,8 +266,8 @@ GOVERNED = "governed"
 def governed_router(serve_instance: dict, base_url: str, admin_key: str, state_path, replicas: int = 2,
                     more_apps: tuple = ()):
     """A second router application beside the default one, at /governed: `replicas` ingress
-    replicas, one admin key in its config (its hash only), its own state file; yields an httpx
-    client with that key at that prefix. Beside the default router, not in its place: an
+    replicas, one admin key in its config (its hash only), its own state file and Batch files;
+    yields an httpx client with that key at that prefix. Beside the default router, not in its place: an
     application's `args` are part of Serve's code version, so the default router given keys would
     restart all four of its deployments, and again to drop them (with the waits for the rolling
     update to settle, 71 s of the served lane in `make test` on 2026-12-07). It is deployed
@@ -273,7 +278,7 @@ def governed_router(serve_instance: dict, base_url: str, admin_key: str, state_p
 
     default = next(a for a in serve_instance["applications"] if a["name"] == "router")
     router = {**default, "name": GOVERNED, "route_prefix": f"/{GOVERNED}", "import_path": "serve_app.router:build_app",
-              "args": {**default["args"], "state": {"store": "sqlite", "path": str(state_path)},
+              "args": {**router_args_with_state(default["args"], state_path),
                        "api_keys": [{"key_sha256": hash_key(admin_key), "id": "ops", "scope": "admin"}]},
               "deployments": [{**default["deployments"][0], "num_replicas": replicas}]}
     apps = [router, *more_apps]
