@@ -66,6 +66,16 @@ QUIET_SERVE_ENV = {
 }
 
 
+def at_once(*calls):
+    """Each call's result, the calls made at once from threads: their requests share one batch on
+    an llm replica, whose greedy answers are each row's solo answer (test_served_batching.py), so
+    tests comparing two forms of one answer (streamed and whole) need not pay for them in turn."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(len(calls)) as pool:
+        return [f.result() for f in [pool.submit(call) for call in calls]]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import jsonschema
 import openai
 import pytest
+from helpers import at_once
 
 WORD = {"type": "string", "maxLength": 30}
 SCHEMAS = {
@@ -58,7 +59,7 @@ def test_json_schema_answers_validate_over_varied_prompts(sdk, llm):
     assert len(PROMPTS) >= 20
     # Half greedy, half sampled: the mask must hold whatever the sampler would pick.
     jobs = [(kind, prompt, 0.0 if i % 2 else 0.9) for i, (kind, prompt) in enumerate(PROMPTS)]
-    with ThreadPoolExecutor(8) as pool:
+    with ThreadPoolExecutor(len(jobs)) as pool:  # all at once: a replica runs 16 in one batch (max_num_seqs)
         answers = list(pool.map(lambda job: ask(sdk, llm, *job), jobs))
     for (kind, prompt, _), answer in zip(jobs, answers):
         choice = answer.choices[0]
@@ -94,12 +95,15 @@ def test_constrained_and_free_rows_share_a_batch_without_leaking(sdk, llm):
 
 
 def test_streamed_json_is_the_same_json(sdk, llm):
-    whole = ask(sdk, llm, "review", "Review: a lovely little cafe.", 0.0).choices[0].message.content
-    stream = sdk.chat.completions.create(
-        model=llm, messages=[{"role": "user", "content": "Review: a lovely little cafe."}], max_tokens=200,
-        temperature=0, response_format=schema_format("review"), stream=True,
-    )
-    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == whole
+    def streamed() -> str:
+        stream = sdk.chat.completions.create(
+            model=llm, messages=[{"role": "user", "content": "Review: a lovely little cafe."}], max_tokens=200,
+            temperature=0, response_format=schema_format("review"), stream=True,
+        )
+        return "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+
+    whole, joined = at_once(lambda: ask(sdk, llm, "review", "Review: a lovely little cafe.", 0.0), streamed)
+    assert joined == whole.choices[0].message.content
 
 
 @pytest.mark.parametrize(

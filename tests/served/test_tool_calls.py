@@ -7,10 +7,12 @@ model free: a few-shot conversation gets it to call, a joke request does not.
 """
 
 import json
+from functools import partial
 
 import jsonschema
 import openai
 import pytest
+from helpers import at_once
 
 CITY = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 30},
         "unit": {"enum": ["celsius", "fahrenheit"]}}, "required": ["city", "unit"]}
@@ -54,9 +56,13 @@ def assert_valid_calls(choice, names):
 @pytest.mark.parametrize("temperature", [0.0, 1.0])
 def test_a_named_function_is_always_called_with_valid_arguments(sdk, llm, temperature):
     choice = {"type": "function", "function": {"name": "get_time"}}
-    for seed in range(3):
-        r = sdk.chat.completions.create(model=llm, messages=PARIS, tools=[WEATHER, TIME], tool_choice=choice,
-                                        max_tokens=80, temperature=temperature, seed=seed)
+
+    def call(seed: int):
+        return sdk.chat.completions.create(model=llm, messages=PARIS, tools=[WEATHER, TIME], tool_choice=choice,
+                                           max_tokens=80, temperature=temperature, seed=seed)
+
+    # At once: the engine decodes the three in one batch, each row under its own mask and seed.
+    for r in at_once(*(partial(call, seed) for seed in range(3))):
         assert_valid_calls(r.choices[0], {"get_time"})
 
 
@@ -103,8 +109,10 @@ def stream_calls(sdk, llm, messages, max_tokens=80, **extra):
     (PARIS, {"tool_choice": {"type": "function", "function": {"name": "get_weather"}}}),
 ])
 def test_a_streamed_call_is_the_same_call(sdk, llm, messages, extra):
-    whole = ask(sdk, llm, messages, tools=[WEATHER], **extra).choices[0].message.tool_calls[0]
-    content, calls, finish = stream_calls(sdk, llm, messages, tools=[WEATHER], **extra)
+    whole, streamed = at_once(lambda: ask(sdk, llm, messages, tools=[WEATHER], **extra),
+                              lambda: stream_calls(sdk, llm, messages, tools=[WEATHER], **extra))
+    whole = whole.choices[0].message.tool_calls[0]
+    content, calls, finish = streamed
     assert finish == "tool_calls" and content == "" and len(calls) == 1
     assert calls[0].index == 0 and calls[0].id and calls[0].type == "function"
     assert (calls[0].function.name, calls[0].function.arguments) == (whole.function.name, whole.function.arguments)
@@ -112,8 +120,10 @@ def test_a_streamed_call_is_the_same_call(sdk, llm, messages, extra):
 
 def test_a_streamed_answer_without_a_call_is_streamed_as_text(sdk, llm):
     joke = [{"role": "user", "content": "Tell me a joke."}]
-    whole = ask(sdk, llm, joke, tools=[WEATHER], max_tokens=PLAIN_TOKENS).choices[0].message.content
-    content, calls, finish = stream_calls(sdk, llm, joke, tools=[WEATHER], max_tokens=PLAIN_TOKENS)
+    whole, (content, calls, finish) = at_once(
+        lambda: ask(sdk, llm, joke, tools=[WEATHER], max_tokens=PLAIN_TOKENS),
+        lambda: stream_calls(sdk, llm, joke, tools=[WEATHER], max_tokens=PLAIN_TOKENS))
+    whole = whole.choices[0].message.content
     assert content == whole and calls == [] and finish in ("stop", "length")
 
 
