@@ -157,11 +157,14 @@ test: export RAY_prestart_worker_first_driver = 0
 # build, that Serve took 305 s to come up here on a slow day (replicas' constructors 160-183 s each,
 # 25 s alone), and in CI over the 300 s it then allowed: every served test failed in setup.
 SERVED_UP := while [ ! -f .served-ready ] && kill -0 $$served 2>/dev/null; do sleep 1; done
+# The client venvs build at nice 10: nothing needs them until the DB-GPT lane has run the engine tier
+# (minutes after the served Serve is up) and the served lane its own tests, while the first tier and
+# the served Serve's start, which every lane waits on, run beside the build from the first second.
 # This machine's environment sets PYTHONDONTWRITEBYTECODE: the client venvs' processes would then
 # compile what they import again at every start. Unset for the tests (.venv is compiled at install).
 test: export PYTHONDONTWRITEBYTECODE =
 test: install $(PROMETHEUS) $(REDIS)
-	@rm -f .compat-build.rc .served-ready; ( $(MAKE) --no-print-directory compat > .compat-build.log 2>&1; echo $$? > .compat-build.rc ) & \
+	@rm -f .compat-build.rc .served-ready; ( nice -n 10 $(MAKE) --no-print-directory compat > .compat-build.log 2>&1; echo $$? > .compat-build.rc ) & \
 	echo "== make test: tests/unit tests/inprocess"; $(BIN)/pytest -q tests/unit tests/inprocess || exit 1; \
 	echo "== make test: tests/served tests/stress $(SERVED_COMPAT), but DBGPT_LANE_SERVED"; \
 	SMMF_TEST_SERVE_READY=.served-ready $(BIN)/pytest -q tests/served tests/stress $(SERVED_COMPAT) $(DBGPT_LANE_SERVED:%=--ignore=%) & served=$$!; \
