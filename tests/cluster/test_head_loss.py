@@ -38,18 +38,7 @@ from conftest import cluster_config, free_port
 from harness import wait_for
 
 from serve_app.governance.governor import FLUSH_S
-from serve_app.launch import RAY_START_TIMED_OUT
-
-# A node's raylet gives its dashboard agent a fixed 15 s to write its port files and exits when it
-# has not (Ray's NodeManager::WaitForDashboardAgentPorts; ray-project/ray#65983); `ray start` then
-# fails with RAY_START_TIMED_OUT. Beside `make test`'s other lanes the agent's imports took longer:
-# on 2026-12-07 the new head failed so three times in a row (each raylet.out: "Timed out waiting for
-# file .../metrics_agent_port_..."). Fixed ports do not help: the raylet always waits for the
-# agent's HTTP port, which it is not told. So the nodes here start at a higher priority than the
-# lanes' processes (as root: CI and this machine), a machine replacing a head not being one that
-# runs three test lanes, and a start is made up to five times.
-PRIORITY = ["nice", "-n", "-5"] if os.geteuid() == 0 else []
-START_ATTEMPTS = 5
+from serve_app.launch import RAY_START_TIMED_OUT, START_ATTEMPTS
 
 REDIS = ROOT / ".tools" / "redis"
 NODE_TYPES = {"head.cpu": {"CPU": 4, "GPU": 0}, "worker.gpu": {"CPU": 4, "GPU": 1}}
@@ -83,9 +72,8 @@ class TwoNodes:
         path = self.home / log
         for _ in range(START_ATTEMPTS):
             offset = path.stat().st_size if path.exists() else 0
-            node = subprocess.Popen([*PRIORITY, "ray", "start", "--block", "--disable-usage-stats", *args],
-                                    env=self.env, cwd=ROOT, stdout=open(path, "a"), stderr=subprocess.STDOUT,
-                                    start_new_session=True)
+            node = subprocess.Popen(["ray", "start", "--block", "--disable-usage-stats", *args], env=self.env,
+                                    cwd=ROOT, stdout=open(path, "a"), stderr=subprocess.STDOUT, start_new_session=True)
             deadline = time.monotonic() + 300
             while "Ray runtime started" not in (said := path.read_bytes()[offset:].decode(errors="ignore")):
                 if node.poll() is not None:
