@@ -160,6 +160,11 @@ SERVED_UP := while [ ! -f .served-ready ] && kill -0 $$served 2>/dev/null; do sl
 # The client venvs build at nice 10: nothing needs them until the DB-GPT lane has run the engine tier
 # (minutes after the served Serve is up) and the served lane its own tests, while the first tier and
 # the served Serve's start, which every lane waits on, run beside the build from the first second.
+# The head's loss (tests/cluster/test_head_loss.py) runs once every lane has ended: beside them, the
+# new head failed to start in both runs of 2026-12-07 (3 and 5 tries, at nice -5 in the second), each
+# raylet giving up on its dashboard agent's port files after Ray's fixed 15 s (ray-project/ray#65983),
+# the agent 32-70 s from its start to its first port. Alone it passes in about 95 s.
+HEAD_LOSS := tests/cluster/test_head_loss.py
 # This machine's environment sets PYTHONDONTWRITEBYTECODE: the client venvs' processes would then
 # compile what they import again at every start. Unset for the tests (.venv is compiled at install).
 test: export PYTHONDONTWRITEBYTECODE =
@@ -169,7 +174,7 @@ test: install $(PROMETHEUS) $(REDIS)
 	echo "== make test: tests/served tests/stress $(SERVED_COMPAT), but DBGPT_LANE_SERVED"; \
 	SMMF_TEST_SERVE_READY=.served-ready $(BIN)/pytest -q tests/served tests/stress $(SERVED_COMPAT) $(DBGPT_LANE_SERVED:%=--ignore=%) & served=$$!; \
 	( $(SERVED_UP); echo "== make test: tests/cold"; $(BIN)/pytest -q tests/cold || exit 1; \
-	  echo "== make test: tests/cluster"; $(CLUSTER_ENV) $(BIN)/pytest -q tests/cluster; cluster=$$?; \
+	  echo "== make test: tests/cluster, but $(HEAD_LOSS)"; $(CLUSTER_ENV) $(BIN)/pytest -q tests/cluster --ignore=$(HEAD_LOSS); cluster=$$?; \
 	  echo "== make test: tests/fuzz"; $(BIN)/pytest -q tests/fuzz && [ $$cluster -eq 0 ] ) > .test-lane.log 2>&1 & lane=$$!; \
 	( $(SERVED_UP); echo "== make test: tests/engine"; $(BIN)/pytest -q tests/engine; engine=$$?; \
 	  while [ ! -f .compat-build.rc ]; do sleep 1; done; \
@@ -180,8 +185,9 @@ test: install $(PROMETHEUS) $(REDIS)
 	wait $$served; served=$$?; wait $$lane; lane_rc=$$?; wait $$dbgpt; dbgpt_rc=$$?; \
 	echo "== make test: the cold, cluster and fuzz lane, from .test-lane.log"; cat .test-lane.log; \
 	echo "== make test: the engine and DB-GPT lane, from .test-dbgpt-lane.log"; cat .test-dbgpt-lane.log; \
-	[ $$served -eq 0 ] && [ $$lane_rc -eq 0 ] && [ $$dbgpt_rc -eq 0 ] || \
-	  { echo "== make test: FAILED (served lane $$served, cold-cluster-fuzz lane $$lane_rc, engine-DB-GPT lane $$dbgpt_rc)"; exit 1; }
+	echo "== make test: $(HEAD_LOSS), the lanes done"; $(CLUSTER_ENV) $(BIN)/pytest -q $(HEAD_LOSS); head_loss=$$?; \
+	[ $$served -eq 0 ] && [ $$lane_rc -eq 0 ] && [ $$dbgpt_rc -eq 0 ] && [ $$head_loss -eq 0 ] || \
+	  { echo "== make test: FAILED (served lane $$served, cold-cluster-fuzz lane $$lane_rc, engine-DB-GPT lane $$dbgpt_rc, head loss $$head_loss)"; exit 1; }
 
 # The cluster tier alone: serve_config.cluster.yaml on several Ray nodes on this machine, whose
 # node types come from cluster.yaml (tests/cluster/harness.py drives Ray's autoscaler, which

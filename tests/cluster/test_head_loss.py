@@ -15,7 +15,8 @@ proxy then needs nothing on the head to serve its node's models (serve_config.cl
 pins its one router replica to the head instead; docs/operations.md says what each costs).
 
 Its own two nodes, not harness.py's autoscaling cluster (whose head cannot be restarted),
-on ports and a temp dir of their own. It runs first in the tier, before that cluster starts.
+on ports and a temp dir of their own. It runs first in the tier, before that cluster starts;
+`make test` runs it on its own once its lanes have ended (the Makefile says why).
 """
 
 from __future__ import annotations
