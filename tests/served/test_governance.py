@@ -301,10 +301,14 @@ def test_eight_keys_get_what_their_limits_allow_and_no_more(governed, gov_url):
         began = time.monotonic()
         [t.start() for t in threads]
         time.sleep(KEY_STRESS_SECONDS)
-        # On a slow day the load may not reach most limits in KEY_STRESS_SECONDS (`make test` of
+        def far_enough() -> bool:  # what the asserts below need the load to have reached
+            return (sum(1 for seen in outcomes if seen[429]) >= len(STRESS_LIMITS) // 2
+                    and all(seen[200] >= 5 for seen in outcomes))
+
+        # On a slow day the load may not get that far in KEY_STRESS_SECONDS (`make test` of
         # 2026-12-07, load average 39: the key allowed 6 a minute had 4 answers in 10 s): it goes on
         # until it has, within the minute that the limits below are checked against.
-        while sum(1 for seen in outcomes if seen[429]) < len(STRESS_LIMITS) // 2 and time.monotonic() - began < 50:
+        while not far_enough() and time.monotonic() - began < 50:
             time.sleep(0.5)
         stop.set()
         [t.join(timeout=60) for t in threads]
@@ -314,7 +318,7 @@ def test_eight_keys_get_what_their_limits_allow_and_no_more(governed, gov_url):
             served, used = seen[200], sum(spent)
             print(f"key rpm={rpm} tpm={tpm}: {dict(seen)}, {used} tokens")
             assert set(seen) <= {200, 429}, seen
-            assert served >= 1, "every key was served"
+            assert served >= 5, "every key was served"
             if rpm:  # never more than its limit
                 assert served <= rpm * windows, (rpm, seen)
             if tpm:  # tokens are counted as responses end: its limit, plus what was in flight
