@@ -139,10 +139,10 @@ run: install
 #   instances_and_scaling took 146 s). The engine tier moved here from the cold lane, which
 #   ended last, 6 minutes after this one (2026-12-07: 83 s waiting, engine 226 s, cold 697 s,
 #   cluster 669 s, against this lane's 1,232 s).
-# The second and third lanes write to .test-lane.log and .test-dbgpt-lane.log, printed when all
-# lanes end. Each Ray keeps to its own: the served and compat Serves have temp dirs apart from
-# `make run`'s, the cluster harness stops only its own session's processes. Each pytest run
-# prints its time.
+# Then, alone, the head's loss (HEAD_LOSS, below). The second and third lanes write to .test-lane.log
+# and .test-dbgpt-lane.log, printed when all lanes end. Each Ray keeps to its own: the served and
+# compat Serves have temp dirs apart from `make run`'s, the cluster harness stops only its own
+# session's processes. Each pytest run prints its time.
 SERVED_COMPAT := tests/compat/test_agents_and_anthropic.py tests/compat/test_langchain.py tests/compat/test_pydantic_ai.py \
 	tests/compat/test_instructor.py \
 	tests/compat/test_dbgpt_webserver.py

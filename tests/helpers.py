@@ -67,9 +67,10 @@ QUIET_SERVE_ENV = {
 
 
 def at_once(*calls):
-    """Each call's result, the calls made at once from threads: their requests share one batch on
-    an llm replica, whose greedy answers are each row's solo answer (test_served_batching.py), so
-    tests comparing two forms of one answer (streamed and whole) need not pay for them in turn."""
+    """Each call's result, in order, the calls made at once from threads: requests that need not wait
+    on each other share one batch on an llm replica rather than taking turns. Greedy rows in a batch
+    get their solo answers (test_served_batching.py), so two forms of one answer (streamed and
+    whole) may be asked for at once too."""
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(len(calls)) as pool:
