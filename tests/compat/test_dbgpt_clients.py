@@ -19,6 +19,7 @@ from helpers import (
     LLM,
     RERANKER,
     ROOT,
+    at_once,
     deploy,
     direct_count_tokens,
     direct_embeddings,
@@ -56,25 +57,24 @@ def run_driver(version: str, tmp_path, *args: str) -> dict:
     return results
 
 
-_calls: dict[str, dict] = {}
-
-
-def calls_of(version: str, base_url: str, tmp_path_factory) -> dict:
-    """Every read-only call of one DB-GPT version, made once for the whole module."""
-    if version not in _calls:
-        tmp = tmp_path_factory.mktemp("dbgpt")
-        _calls[version] = run_driver(version, tmp, "calls", base_url, LLM, EMBEDDER, RERANKER)
-    return _calls[version]
+@pytest.fixture(scope="module")
+def every_versions_calls(base_url, tmp_path_factory) -> dict[str, dict]:
+    """Every read-only call of each DB-GPT version, made once for the whole module. The versions'
+    drivers run at once: their generations share batches on the llm replica rather than taking
+    turns, and greedy rows in a batch get their solo answers (test_served_batching.py)."""
+    tmp = tmp_path_factory.mktemp("dbgpt")
+    drivers = [lambda v=v: run_driver(v, tmp, "calls", base_url, LLM, EMBEDDER, RERANKER) for v in VERSIONS]
+    return dict(zip(VERSIONS, at_once(*drivers)))
 
 
 @pytest.fixture(scope="module", params=VERSIONS)
-def calls(request, base_url, tmp_path_factory) -> dict:
-    return calls_of(request.param, base_url, tmp_path_factory)
+def calls(request, every_versions_calls) -> dict:
+    return every_versions_calls[request.param]
 
 
 @pytest.fixture(scope="module", params=CLUSTER_VERSIONS)
-def cluster_calls(request, base_url, tmp_path_factory) -> dict:
-    return calls_of(request.param, base_url, tmp_path_factory)
+def cluster_calls(request, every_versions_calls) -> dict:
+    return every_versions_calls[request.param]
 
 
 def value(calls: dict, name: str):
