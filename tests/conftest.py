@@ -30,6 +30,7 @@ SERVED_TEMP_DIR = os.environ.get("SMMF_TEST_RAY_DIR", "/tmp/ray-served")
 def serve_instance(tmp_path_factory):
     import ray
     from ray import serve
+    from ray._private.node import Node
     from ray.serve.context import _get_global_client
     from ray.serve.schema import ServeDeploySchema
 
@@ -41,8 +42,15 @@ def serve_instance(tmp_path_factory):
     # No dashboard: nothing here reads it (tests call Serve's controller), and it cost about 1 CPU-s
     # at start and 0.03 of a core while idle, measured here, for the whole of each lane that runs this.
     os.environ.update(QUIET_SERVE_ENV)  # read by the Ray processes this start spawns
-    ray.init(address="local", num_cpus=8, num_gpus=2, log_to_driver=False, include_dashboard=False,
-             _temp_dir=SERVED_TEMP_DIR)
+    # No log monitor either: it copies every worker's log lines to the GCS for drivers that print
+    # them, and none here does (log_to_driver=False). It lists the logs folder and reads what grew in
+    # a loop that rests 0.1 s only when nothing did: the suite's log monitors took 219 CPU-s of one
+    # `make test` (bench/suite_cpu.py).
+    # `ray start --include-log-monitor=false` is Ray's switch for it; ray.init has none.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Node, "start_log_monitor", lambda self: None)
+        ray.init(address="local", num_cpus=8, num_gpus=2, log_to_driver=False, include_dashboard=False,
+                 _temp_dir=SERVED_TEMP_DIR)
     config = load_config()
     config["http_options"] = {"host": "127.0.0.1", "port": free_port()}
     with_state_file(config, tmp_path_factory.mktemp("state") / "state.db")  # never the user's own

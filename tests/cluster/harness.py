@@ -222,6 +222,10 @@ class SmmfAutoscalingCluster(AutoscalingCluster):
             f"--num-gpus={head.get('GPU', 0)}",
             f"--object-store-memory={self.object_store_mb * 1024 * 1024}",
             "--disable-usage-stats",
+            # Nothing here prints the workers' logs (the tier's driver has log_to_driver=False), and
+            # a log monitor lists and reads the logs folder in a busy loop while any log grows
+            # (tests/conftest.py). The fake workers' raylets have none (ray.cluster_utils).
+            "--include-log-monitor=false",
             f"--labels={NODE_TYPE_LABEL}=head.cpu",
         ]
         sysconf = _system_config or self._system_config
