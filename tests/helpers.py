@@ -60,9 +60,13 @@ SERVED_PROMPTS = QUESTIONS + ["What is the boiling point of water?", "Name a pla
 # CPU-s a minute with these and 12.9 without, measured here on 2026-12-07 (docs/development.md);
 # each lane holds such a Serve for its whole run. Serve's controller loop is left at its 0.1 s:
 # slowed, it saved CPU but delayed every deploy's steps, and `make test` took as long (2026-12-06).
+# Ray's C++ processes (GCS, raylets, every worker's core worker) also time each handler on their
+# event loops, for debug dumps and event-loop metrics no test reads: without it (`RAY_event_stats=0`)
+# an idle Serve of four replicas took 5.7 CPU-s a minute against 7.5 (bench/idle_replicas.py).
 QUIET_SERVE_ENV = {
     "RAY_SERVE_METRICS_EXPORT_INTERVAL_MS": "1000",
     "REPORTER_UPDATE_INTERVAL_MS": "30000",
+    "RAY_event_stats": "0",
 }
 
 
