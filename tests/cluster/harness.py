@@ -224,7 +224,8 @@ class SmmfAutoscalingCluster(AutoscalingCluster):
             "--disable-usage-stats",
             # Nothing here prints the workers' logs (the tier's driver has log_to_driver=False), and
             # a log monitor lists and reads the logs folder in a busy loop while any log grows
-            # (tests/conftest.py). The fake workers' raylets have none (ray.cluster_utils).
+            # (tests/conftest.py). The fake worker nodes still start one each: Ray's fake node
+            # provider builds their RayParams with no way to leave it out.
             "--include-log-monitor=false",
             f"--labels={NODE_TYPE_LABEL}=head.cpu",
         ]
