@@ -139,8 +139,9 @@ run: install
 #   instances_and_scaling took 146 s). The engine tier moved here from the cold lane, which
 #   ended last, 6 minutes after this one (2026-12-07: 83 s waiting, engine 226 s, cold 697 s,
 #   cluster 669 s, against this lane's 1,232 s).
-# Then, alone, the head's loss (HEAD_LOSS, below). The second and third lanes write to .test-lane.log
-# and .test-dbgpt-lane.log, printed when all lanes end. Each Ray keeps to its own: the served and
+# Then, alone, the head's loss (HEAD_LOSS, below). The lanes write to .test-served-lane.log,
+# .test-lane.log and .test-dbgpt-lane.log, printed when all lanes end; on a failure the last lines
+# name every failed test with its message (CI shows only the end of what a run prints). Each Ray keeps to its own: the served and
 # compat Serves have temp dirs apart from `make run`'s, the cluster harness stops only its own
 # session's processes. Each pytest run prints its time.
 SERVED_COMPAT := tests/compat/test_agents_and_anthropic.py tests/compat/test_langchain.py tests/compat/test_pydantic_ai.py \
@@ -172,7 +173,8 @@ test: install $(PROMETHEUS) $(REDIS)
 	@rm -f .compat-build.rc .served-ready; ( nice -n 10 $(MAKE) --no-print-directory compat > .compat-build.log 2>&1; echo $$? > .compat-build.rc ) & \
 	echo "== make test: tests/unit tests/inprocess"; $(BIN)/pytest -q tests/unit tests/inprocess || exit 1; \
 	echo "== make test: tests/served tests/stress $(SERVED_COMPAT), but DBGPT_LANE_SERVED"; \
-	SMMF_TEST_SERVE_READY=.served-ready $(BIN)/pytest -q tests/served tests/stress $(SERVED_COMPAT) $(DBGPT_LANE_SERVED:%=--ignore=%) & served=$$!; \
+	SMMF_TEST_SERVE_READY=.served-ready $(BIN)/pytest -q tests/served tests/stress $(SERVED_COMPAT) $(DBGPT_LANE_SERVED:%=--ignore=%) \
+	  > .test-served-lane.log 2>&1 & served=$$!; \
 	( $(SERVED_UP); echo "== make test: tests/cold"; $(BIN)/pytest -q tests/cold || exit 1; \
 	  echo "== make test: tests/cluster, but $(HEAD_LOSS)"; $(CLUSTER_ENV) $(BIN)/pytest -q tests/cluster --ignore=$(HEAD_LOSS); cluster=$$?; \
 	  echo "== make test: tests/fuzz"; $(BIN)/pytest -q tests/fuzz && [ $$cluster -eq 0 ] ) > .test-lane.log 2>&1 & lane=$$!; \
@@ -183,11 +185,14 @@ test: install $(PROMETHEUS) $(REDIS)
 	  SMMF_TEST_RAY_DIR=/tmp/ray-dbgpt-lane $(BIN)/pytest -q tests/compat $(SERVED_COMPAT:%=--ignore=%) $(DBGPT_LANE_SERVED) \
 	  && [ $$engine -eq 0 ] ) > .test-dbgpt-lane.log 2>&1 & dbgpt=$$!; \
 	wait $$served; served=$$?; wait $$lane; lane_rc=$$?; wait $$dbgpt; dbgpt_rc=$$?; \
+	echo "== make test: the served lane, from .test-served-lane.log"; cat .test-served-lane.log; \
 	echo "== make test: the cold, cluster and fuzz lane, from .test-lane.log"; cat .test-lane.log; \
 	echo "== make test: the engine and DB-GPT lane, from .test-dbgpt-lane.log"; cat .test-dbgpt-lane.log; \
 	echo "== make test: $(HEAD_LOSS), the lanes done"; $(CLUSTER_ENV) $(BIN)/pytest -q $(HEAD_LOSS); head_loss=$$?; \
 	[ $$served -eq 0 ] && [ $$lane_rc -eq 0 ] && [ $$dbgpt_rc -eq 0 ] && [ $$head_loss -eq 0 ] || \
-	  { echo "== make test: FAILED (served lane $$served, cold-cluster-fuzz lane $$lane_rc, engine-DB-GPT lane $$dbgpt_rc, head loss $$head_loss)"; exit 1; }
+	  { echo "== make test: what failed, from every lane's pytest summary"; \
+	    grep -hE '^(FAILED|ERROR) ' .test-served-lane.log .test-lane.log .test-dbgpt-lane.log; \
+	    echo "== make test: FAILED (served lane $$served, cold-cluster-fuzz lane $$lane_rc, engine-DB-GPT lane $$dbgpt_rc, head loss $$head_loss)"; exit 1; }
 
 # The cluster tier alone: serve_config.cluster.yaml on several Ray nodes on this machine, whose
 # node types come from cluster.yaml (tests/cluster/harness.py drives Ray's autoscaler, which
