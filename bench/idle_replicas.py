@@ -7,6 +7,12 @@ from the environment, so one setting is compared with another by running it unde
 
     .venv/bin/python bench/idle_replicas.py                                   # Ray's defaults
     RAY_event_stats=0 .venv/bin/python bench/idle_replicas.py --label event_stats=0
+
+With `--config`, the Serve config file's applications instead (as `serve deploy` applies it, its
+state files under a temp dir), and `--ttl` sets the router's `registry_ttl_s`: how often the
+manager reads Serve's whole state from the controller for the routing table.
+
+    .venv/bin/python bench/idle_replicas.py --config serve_config.yaml --ttl 1
 """
 
 from __future__ import annotations
@@ -14,10 +20,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
+import tempfile
 import time
+import urllib.request
 
 import psutil
 import ray
+import yaml
 from ray import serve
 from suite_cpu import category
 
@@ -51,16 +61,56 @@ def cpu_by_category(procs: list[psutil.Process]) -> dict[int, tuple[str, float]]
     return out
 
 
+def deploy_config(path: str, ttl_s: float | None) -> None:
+    """The config file's applications, the router's state under a temp dir, deployed as `serve
+    deploy` does; returns once every application is RUNNING."""
+    from ray.serve.context import _get_global_client
+    from ray.serve.schema import ServeDeploySchema
+
+    with open(path) as f:
+        config = yaml.safe_load(f)
+    state_dir = tempfile.mkdtemp(prefix="idle-probe-")
+    for app in config["applications"]:
+        if app["name"] == "router":
+            app["args"]["state"] = {"store": "sqlite", "path": f"{state_dir}/state.db"}
+            app["args"]["batches"] = {"files_url": f"{state_dir}/files"}
+            if ttl_s is not None:
+                app["args"]["registry_ttl_s"] = ttl_s
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config["http_options"] = {"host": "127.0.0.1", "port": port}
+    serve.start(http_options=config["http_options"])
+    client = _get_global_client()
+    client.deploy_apps(ServeDeploySchema(**config))
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        apps = client.get_serve_details()["applications"]
+        if len(apps) == len(config["applications"]) and all(a["status"] == "RUNNING" for a in apps.values()):
+            # One request, as any first client makes: the ingress then watches the manager's
+            # routing table, and the manager reads Serve's state every registry_ttl_s.
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=60) as answer:
+                assert answer.status == 200
+            return
+        time.sleep(1)
+    raise TimeoutError(f"{path}'s applications did not all reach RUNNING in 600 s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--idle-s", type=float, default=60)
     parser.add_argument("--settle-s", type=float, default=20)
     parser.add_argument("--label", default="Ray's defaults")
+    parser.add_argument("--config", help="a Serve config file to deploy instead of four idle replicas")
+    parser.add_argument("--ttl", type=float, help="with --config: the router's registry_ttl_s")
     args = parser.parse_args()
     ray.init(address="local", num_cpus=4, log_to_driver=False, include_dashboard=False, _temp_dir=TEMP_DIR)
     try:
-        serve.start(http_options={"host": "127.0.0.1", "port": 0})
-        serve.run(Idle.bind(), name="idle", route_prefix="/idle")
+        if args.config:
+            deploy_config(args.config, args.ttl)
+        else:
+            serve.start(http_options={"host": "127.0.0.1", "port": 0})
+            serve.run(Idle.bind(), name="idle", route_prefix="/idle")
         time.sleep(args.settle_s)  # the replicas' and the controller's start-up work done
         procs = ray_processes()
         before = cpu_by_category(procs)
