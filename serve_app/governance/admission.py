@@ -5,8 +5,9 @@ request), telling the governor the tokens after, and each key's metrics.
 The error boundary (http/boundary.py) calls `admit` before every route, the access
 log (http/access_log.py) calls `finished` when the response ends.
 
-The copy is refreshed every half second, so a key revoked on any replica stops
-working on every one within a second. A key the copy does not hold is looked for in a
+The copy follows the governor's through a long poll (`keys_since`, serve_app/versioned.py),
+so a key revoked on any replica stops working on every one at once, and keys that do not change
+cost no call. A key the copy does not hold is looked for in a
 copy read after its request came, before it is refused: a key made a moment ago on
 another replica works at once (reads are one at a time and spaced, so a flood of
 wrong keys costs the governor one call per READ_GAP_S). A key without limits costs no call before its
@@ -32,18 +33,20 @@ import uuid
 from typing import Optional
 
 from fastapi import Request
-from ray.serve import metrics
 from ray.serve.handle import DeploymentHandle
 from starlette._utils import get_route_path
 
 from serve_app.errors import AuthError, ServeError
+from serve_app.governance.key_metrics import KeyMetrics
 from serve_app.governance.keys import BATCH_KEY, KeyBook, KeyRecord
 from serve_app.governance.quotas import Refusal
 from serve_app.http.context import note
+from serve_app.versioned import Version
 
 logger = logging.getLogger("ray.serve")
 
-REFRESH_S = 0.5
+WATCH_S = 5.0  # how long the long poll on the governor's keys stays open when nothing changes
+GIVE_BACK_EVERY_S = 0.5  # while this replica holds leases: how often expired ones are given back
 LEASE_S = 1.0  # a lease's requests not used by then go back to the governor
 COUNT_EVERY_S = 0.25  # how long the counts of keys without token limits gather before one call
 # A governor that answers slowly is a busy node, not a lost one: at 1 s, CI's loaded 2-core
@@ -70,26 +73,6 @@ class LimitsUnavailable(ServeError):
     retry_after_s = 1
 
 
-class KeyMetrics:
-    """Per-key series on the Ray dashboard and Prometheus, tagged with the key's id (never the key)."""
-
-    def __init__(self):
-        self.requests = metrics.Counter("smmf_key_requests", "Requests by API key and outcome.",
-                                        tag_keys=("key_id", "outcome"))
-        self.tokens = metrics.Counter("smmf_key_tokens", "Tokens by API key: prompt or completion.",
-                                      tag_keys=("key_id", "kind"))
-
-    def served(self, key_id: str, prompt_tokens: int, completion_tokens: int) -> None:
-        self.requests.inc(1, {"key_id": key_id, "outcome": "served"})
-        if prompt_tokens:
-            self.tokens.inc(prompt_tokens, {"key_id": key_id, "kind": "prompt"})
-        if completion_tokens:
-            self.tokens.inc(completion_tokens, {"key_id": key_id, "kind": "completion"})
-
-    def refused(self, key_id: str, reason: str) -> None:
-        self.requests.inc(1, {"key_id": key_id, "outcome": f"refused_{reason}"})
-
-
 @dataclasses.dataclass
 class Lease:
     left: int  # requests this replica may still admit for the key without asking
@@ -110,10 +93,12 @@ class Admission:
         self.governor = governor
         self.book = KeyBook(configured, open_docs)
         self.metrics = KeyMetrics()
-        self._refresher: Optional[asyncio.Task] = None
+        self._watcher: Optional[asyncio.Task] = None
+        self._giver: Optional[asyncio.Task] = None
         self._pending: set[asyncio.Task] = set()
         self._refreshed = False
-        self._read_at = 0.0  # when the read that made this copy began (monotonic)
+        self._version: Optional[Version] = None  # the governor's version of the keys this copy holds
+        self._read_at = 0.0  # when the last direct read that made this copy began (monotonic)
         self._reading: Optional[asyncio.Task] = None
         self.replica = uuid.uuid4().hex  # who asks the governor for leases
         self.leases: dict[str, Lease] = {}
@@ -121,15 +106,22 @@ class Admission:
         self._unsent: dict[str, Counts] = {}
         self._sender: Optional[asyncio.Task] = None
 
-    def ensure_refreshing(self) -> None:
-        if self._refresher is None or self._refresher.done():
-            self._refresher = asyncio.get_running_loop().create_task(self._refresh_forever())
+    def ensure_watching(self) -> None:
+        if self._watcher is None or self._watcher.done():
+            self._watcher = asyncio.get_running_loop().create_task(self._watch_forever())
+
+    def _install(self, version: Version, records: list[KeyRecord]) -> None:
+        """The copy from a read or the watch, unless it holds a later version already (an older
+        read that ends after a newer one); a new governor's epoch always replaces it."""
+        if self._version is None or version[0] != self._version[0] or version[1] >= self._version[1]:
+            self.book, self._version = KeyBook(records, self.open_docs), version
 
     async def refresh(self) -> None:
+        """Read the governor's keys now."""
         began = time.monotonic()
-        book = KeyBook(await self.governor.keys.remote(), self.open_docs)
-        if began >= self._read_at:  # an older read that ends after a newer one is dropped
-            self.book, self._read_at = book, began
+        version, records = await self.governor.keys.remote()
+        self._install(version, records)
+        self._read_at = max(self._read_at, began)
         self._refreshed = True
 
     async def _read_since(self, asked: float) -> None:
@@ -143,14 +135,15 @@ class Admission:
         await asyncio.sleep(max(0.0, self._read_at + READ_GAP_S - time.monotonic()))
         await self.refresh()
 
-    async def _refresh_forever(self) -> None:
+    async def _watch_forever(self) -> None:
         while True:
             try:
-                await self.refresh()
-                await self._give_back_expired()
+                version, records = await self.governor.keys_since.remote(self._version, WATCH_S)
+                if records is not None:
+                    self._install(version, records)
             except Exception as exc:  # keep the last copy; the governor is back within seconds
-                logger.warning("could not refresh the API keys from the governor: %s", exc)
-            await asyncio.sleep(REFRESH_S)
+                logger.warning("could not watch the API keys on the governor: %s", exc)
+                await asyncio.sleep(1.0)
 
     async def admit(self, request: Request) -> None:
         """Before a route: 401 without a valid key (when keys are on), 403 without the route's
@@ -158,7 +151,7 @@ class Admission:
         if not self._refreshed:  # a new replica reads the keys made through the API before its first answer
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.refresh(), GOVERNOR_TIMEOUT_S)
-        self.ensure_refreshing()
+        self.ensure_watching()
         batch_key = request.scope.get(BATCH_KEY)  # a batch's line, run by the batch runner as its key
         credentials = request.headers.get("authorization"), request.headers.get("x-api-key")
         if batch_key is not None:
@@ -222,6 +215,16 @@ class Admission:
             self.metrics.refused(key.id, refusal.reason)
             raise RateLimited(refusal)
         self.leases[key.id] = Lease(left=granted - 1, expires=time.monotonic() + LEASE_S)
+        if self._giver is None or self._giver.done():
+            self._giver = asyncio.get_running_loop().create_task(self._give_back_while_leased())
+
+    async def _give_back_while_leased(self) -> None:
+        while self.leases:
+            await asyncio.sleep(GIVE_BACK_EVERY_S)
+            try:
+                await self._give_back_expired()
+            except Exception as exc:  # given back at the next round, or counted as used when the lease ends
+                logger.warning("could not give back expired leases to the governor: %s", exc)
 
     async def _give_back_expired(self) -> None:
         """Expired leases' unused requests go back, so the key's other replicas can have them."""

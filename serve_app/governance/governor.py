@@ -3,8 +3,9 @@
 Why a deployment of its own: limits must hold across ingress replicas, so their
 counters live in one place, and a single-replica Serve deployment (like `manager`)
 is that place with Serve's health checks and restarts for free. Ingress replicas
-keep a copy of the keys (refreshed every half second, so a revoked key stops within
-a second everywhere) and ask the governor only for keys that have limits: for a lease
+keep a copy of the keys, each holding a long poll here (`keys_since`, serve_app/versioned.py)
+that answers as soon as a key is made or revoked, so a revoked key stops at once everywhere;
+and they ask the governor only for keys that have limits: for a lease
 of requests they then admit on their own (a share of what the key has left, smaller
 as it nears a limit, one request at a time at the end), and with the tokens of
 finished requests (at once for a key with a token limit, gathered for a quarter
@@ -33,6 +34,7 @@ from serve_app.governance.keys import NO_ADMIN_KEY, KeyRecord, hash_key
 from serve_app.governance.quotas import KeyUsage, Refusal
 from serve_app.governance.shares import ModelShares
 from serve_app.kv import Store, gcs
+from serve_app.versioned import Version, Versioned
 
 logger = logging.getLogger("ray.serve")
 
@@ -57,14 +59,20 @@ class Governor:
         self.configured = {r.id: r for r in configured}
         self.usage: dict[str, KeyUsage] = {}
         self.shares = ModelShares()
-        self.reload()
+        self.versions = Versioned()  # of the keys: every change is a new version
+        self._load()
         self._dirty: set[str] = set()
         self._askers: dict[str, float] = {}  # ingress replica -> when it last asked for a lease
         self._flusher: Optional[asyncio.Task] = None
 
-    def reload(self) -> int:
-        """Keys made through the API and today's counts, as the store has them (at start, and
-        again after an imported backup wrote it: serve_app/state); the keys held."""
+    async def reload(self) -> int:
+        """Keys made through the API and today's counts, as the store has them again, after an
+        imported backup wrote it (serve_app/state); the keys held."""
+        held = self._load()
+        await self.versions.bump()
+        return held
+
+    def _load(self) -> int:
         self.created = {r.id: r for r in map(KeyRecord.model_validate_json, self.store.items(KEYS).values())}
         for key_id, raw in self.store.items(DAY_USAGE).items():
             day = json.loads(raw)
@@ -77,9 +85,15 @@ class Governor:
     def _usage(self, key_id: str) -> KeyUsage:
         return self.usage.setdefault(key_id, KeyUsage())
 
-    async def keys(self) -> list[KeyRecord]:
-        """Every key, hashed: what the ingress replicas check requests against."""
-        return list(self._keys().values())
+    async def keys(self) -> tuple[Version, list[KeyRecord]]:
+        """Every key, hashed, and its version: what the ingress replicas check requests against."""
+        return self.versions.version, list(self._keys().values())
+
+    async def keys_since(self, since: Optional[Version], wait_s: float) -> tuple[Version, Optional[list[KeyRecord]]]:
+        """(version, every key) as soon as the keys' version is not `since`, or (version, None)
+        after `wait_s` when nothing changed: an ingress replica's long poll."""
+        changed = await self.versions.wait_past(since, wait_s)
+        return self.versions.version, (list(self._keys().values()) if changed else None)
 
     async def lease(self, key_id: str, replica: str, returned: int = 0) -> tuple[int, Optional[Refusal]]:
         """Requests `replica` (an ingress replica) may admit for the key on its own, after
@@ -130,6 +144,7 @@ class Governor:
         record = KeyRecord(id="key-" + secrets.token_hex(6), key_sha256=hash_key(key), **spec.model_dump())
         self.store.put(KEYS + record.id, record.model_dump_json())
         self.created[record.id] = record
+        await self.versions.bump()
         logger.info("key %s created (scope %s)", record.id, record.scope)
         return record, key
 
@@ -144,6 +159,7 @@ class Governor:
                                   "create or configure another admin key first")
         del self.created[key_id]
         self.store.delete(KEYS + key_id)
+        await self.versions.bump()
         logger.info("key %s revoked", key_id)
 
     async def report(self, key_id: Optional[str] = None) -> list[dict]:

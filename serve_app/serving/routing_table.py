@@ -9,22 +9,20 @@ new version. So a request does a dict lookup, an ingress's event loop handles th
 only when it changes, and a change made through the manager reaches every ingress replica
 within one call's latency, one made outside it (`serve deploy`) within `interval_s`.
 
-A version is (this publisher's epoch, a counter): a manager that restarts starts a new
-epoch, so an ingress replica never mistakes its old version for the new manager's.
+Versions and the long poll: serve_app/versioned.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from typing import Awaitable, Callable, Optional
 
 from serve_app.serving.registry import ModelEntry, entries_from_raw
+from serve_app.versioned import Version, Versioned
 
 logger = logging.getLogger("ray.serve")
 
-Version = tuple[str, int]
 Table = dict[str, ModelEntry]
 
 
@@ -33,11 +31,14 @@ class TablePublisher:
         """`read_state`: the controller's `get_serve_instance_details` answer (raises when it
         cannot be had; the last table stays)."""
         self._read_state, self.interval_s = read_state, interval_s
-        self.version: Version = (uuid.uuid4().hex[:8], 0)
+        self.versions = Versioned()
         self.table: Table = {}
-        self._changed = asyncio.Condition()
         self._reading = asyncio.Lock()
         self._poller: Optional[asyncio.Task] = None
+
+    @property
+    def version(self) -> Version:
+        return self.versions.version
 
     @property
     def _has_read(self) -> bool:
@@ -49,9 +50,8 @@ class TablePublisher:
         async with self._reading:
             table = entries_from_raw(await self._read_state())
             if table != self.table or not self._has_read:
-                async with self._changed:
-                    self.table, self.version = table, (self.version[0], self.version[1] + 1)
-                    self._changed.notify_all()
+                self.table = table
+                await self.versions.bump()
 
     async def publish(self) -> None:
         """A change just applied, to every watcher now rather than at the next poll; a failed read
@@ -68,13 +68,8 @@ class TablePublisher:
         self._ensure_polling()
         if fresh or not self._has_read:
             await self.refresh()
-        async with self._changed:
-            if self.version == since and wait_s > 0:
-                try:
-                    await asyncio.wait_for(self._changed.wait_for(lambda: self.version != since), wait_s)
-                except asyncio.TimeoutError:
-                    pass
-            return self.version, (self.table if self.version != since else None)
+        changed = await self.versions.wait_past(since, wait_s)
+        return self.version, (self.table if changed else None)
 
     def _ensure_polling(self) -> None:
         if self._poller is None or self._poller.done():
