@@ -14,10 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import uuid
-from typing import Optional
+from typing import Any, Awaitable, Callable, Optional
+
+logger = logging.getLogger("ray.serve")
 
 Version = tuple[str, int]
+RETRY_S = 1.0  # after a long poll that failed (the holder restarting)
+NEW_HOLDER_PAUSE_S = 1.0  # after an answer from a holder of another epoch than the copy's
 
 
 class Versioned:
@@ -43,3 +48,25 @@ class Versioned:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._condition().wait_for(lambda: self.version != since), wait_s)
             return self.version != since
+
+
+async def follow(watch: Callable[[Optional[Version]], Awaitable[tuple[Version, Any]]],
+                 held: Callable[[], Optional[Version]], install: Callable[[Version, Any], None], what: str) -> None:
+    """A copy's side, forever: `watch(since)` is the holder's long poll, (version, value) or
+    (version, None) when nothing changed; `held()` the version the copy holds; `install` takes a
+    new value. While the holder cannot be reached, the copy keeps what it holds."""
+    while True:
+        since = held()
+        try:
+            version, value = await watch(since)
+            if value is not None:
+                install(version, value)
+        except Exception as exc:  # the holder restarting: the last copy serves meanwhile
+            logger.warning("%s did not answer (%s): serving from the last copy", what, exc)
+            await asyncio.sleep(RETRY_S)
+            continue
+        if since is not None and version[0] != since[0]:
+            # A new holder. While two answer (the old one still stopping in a rolling update, or a
+            # config that gave it two replicas), each answers the other's epoch at once: pace the
+            # copy rather than spin between them (tests/inprocess/test_keys_across_replicas.py).
+            await asyncio.sleep(NEW_HOLDER_PAUSE_S)

@@ -6,8 +6,8 @@ The error boundary (http/boundary.py) calls `admit` before every route, the acce
 log (http/access_log.py) calls `finished` when the response ends.
 
 The copy follows the governor's through a long poll (`keys_since`, serve_app/versioned.py),
-so a key revoked on any replica stops working on every one at once, and keys that do not change
-cost no call. A key the copy does not hold is looked for in a
+so a key revoked on any replica stops working on every one within one call's latency, and keys
+that do not change cost no call. A key the copy does not hold is looked for in a
 copy read after its request came, before it is refused: a key made a moment ago on
 another replica works at once (reads are one at a time and spaced, so a flood of
 wrong keys costs the governor one call per READ_GAP_S). A key without limits costs no call before its
@@ -41,7 +41,7 @@ from serve_app.governance.key_metrics import KeyMetrics
 from serve_app.governance.keys import BATCH_KEY, KeyBook, KeyRecord
 from serve_app.governance.quotas import Refusal
 from serve_app.http.context import note
-from serve_app.versioned import Version
+from serve_app.versioned import Version, follow
 
 logger = logging.getLogger("ray.serve")
 
@@ -136,14 +136,8 @@ class Admission:
         await self.refresh()
 
     async def _watch_forever(self) -> None:
-        while True:
-            try:
-                version, records = await self.governor.keys_since.remote(self._version, WATCH_S)
-                if records is not None:
-                    self._install(version, records)
-            except Exception as exc:  # keep the last copy; the governor is back within seconds
-                logger.warning("could not watch the API keys on the governor: %s", exc)
-                await asyncio.sleep(1.0)
+        await follow(lambda since: self.governor.keys_since.remote(since, WATCH_S), lambda: self._version,
+                     self._install, "the governor's API keys")
 
     async def admit(self, request: Request) -> None:
         """Before a route: 401 without a valid key (when keys are on), 403 without the route's

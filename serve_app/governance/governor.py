@@ -4,7 +4,8 @@ Why a deployment of its own: limits must hold across ingress replicas, so their
 counters live in one place, and a single-replica Serve deployment (like `manager`)
 is that place with Serve's health checks and restarts for free. Ingress replicas
 keep a copy of the keys, each holding a long poll here (`keys_since`, serve_app/versioned.py)
-that answers as soon as a key is made or revoked, so a revoked key stops at once everywhere;
+that answers as soon as a key is made or revoked, so a revoked key stops everywhere within
+one call's latency;
 and they ask the governor only for keys that have limits: for a lease
 of requests they then admit on their own (a share of what the key has left, smaller
 as it nears a limit, one request at a time at the end), and with the tokens of

@@ -27,6 +27,7 @@ from serve_app.errors import (
     WrongWorkerType,
     last_line,
 )
+from serve_app.versioned import follow
 
 logger = logging.getLogger("ray.serve")
 # Longer than a healthy controller's answer on a busy node (tens of ms), shorter than a client's patience.
@@ -183,14 +184,8 @@ class ModelRegistry:
             self._watcher = asyncio.get_running_loop().create_task(self._watch_forever())
 
     async def _watch_forever(self) -> None:
-        while True:
-            try:
-                version, table = await self._manager.routing_table.remote(self._version, WATCH_S)
-                if table is not None:
-                    self._install(version, table)
-            except Exception as exc:  # the manager restarting: the last table serves meanwhile
-                logger.warning("the manager's routing table did not answer (%s): serving from the last table", exc)
-                await asyncio.sleep(1.0)
+        await follow(lambda since: self._manager.routing_table.remote(since, WATCH_S), lambda: self._version,
+                     self._install, "the manager's routing table")
 
     def _new_handle(self, entry: ModelEntry) -> DeploymentHandle:
         if entry.parent:  # the base's handle (one router for all), the adapter's name on each request

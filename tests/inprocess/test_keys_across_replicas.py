@@ -111,3 +111,34 @@ def test_a_flood_of_wrong_keys_reads_the_keys_once_per_gap_not_once_per_request(
     outcomes, reads = asyncio.run(run())
     assert all(isinstance(o, AuthError) and o.status_code == 401 for o in outcomes), outcomes[:3]
     assert 1 <= reads <= 2, f"{reads} reads of the keys for 200 wrong keys sent at once"
+
+
+class TwoGovernors(CountingGovernor):
+    """Two live governors behind one handle, answering in turns (a rolling update's moment, or a
+    config that gave the governor two replicas): each answers the other's epoch at once."""
+
+    def __init__(self, first, second):
+        super().__init__(first)
+        self._both, self._turn = (first, second), 0
+
+    def __getattr__(self, name):
+        if name == "keys_since":
+            self._turn += 1
+            self._instance = self._both[self._turn % 2]
+        return super().__getattr__(name)
+
+
+def test_a_watch_between_two_governors_is_paced_not_spun(monkeypatch):
+    monkeypatch.setattr(admission, "WATCH_S", 0.3)
+    configured = [record_of(ApiKey(key_sha256=hash_key(ADMIN), id="ops", scope="admin"))]
+    handle = TwoGovernors(*(Governor.func_or_class(configured, store=MemoryStore()) for _ in range(2)))
+
+    async def run():
+        gate = Admission(handle, configured)
+        await gate.admit(request(ADMIN))
+        watches = handle.watches
+        await asyncio.sleep(2.0)
+        return handle.watches - watches
+
+    watches = asyncio.run(run())
+    assert watches <= 4, f"{watches} watches in 2 s between two governors' epochs"
