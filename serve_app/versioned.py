@@ -4,7 +4,8 @@ table (serving/routing_table.py, held by the manager) and the API keys (governan
 Why versions and a long poll rather than a copy read on a timer: a copy holds a call open on
 the holder (`wait_past`), which answers as soon as the value changes. A change then reaches
 every copy within one call's latency, and a value that does not change costs nothing, however
-many copies there are; read on a timer, each copy read the whole value twice a second, idle.
+many copies there are; read on a timer, each ingress replica had read every API key twice a
+second, idle (docs/development.md has what that cost).
 
 A version is (this holder's epoch, a counter): a holder that restarts starts a new epoch, so a
 copy never mistakes its old version for the new holder's.
