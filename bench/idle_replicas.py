@@ -19,17 +19,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import socket
+import sys
 import tempfile
 import time
 import urllib.request
+from pathlib import Path
 
 import psutil
 import ray
 import yaml
 from ray import serve
 from suite_cpu import category
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "cluster")]  # the tests' helpers, as other benches use them
+from harness import session_processes  # noqa: E402
+from helpers import deploy, free_port, wait_for_apps, with_state_file  # noqa: E402
 
 TEMP_DIR = "/tmp/ray-idle-probe"  # its processes are found by this path in their command lines
 
@@ -38,16 +43,6 @@ TEMP_DIR = "/tmp/ray-idle-probe"  # its processes are found by this path in thei
 class Idle:
     def __call__(self, request) -> str:
         return "ok"
-
-
-def ray_processes() -> list[psutil.Process]:
-    """This Ray's daemons (their command lines name its temp dir) and everything they started."""
-    found: dict[int, psutil.Process] = {}
-    for p in psutil.process_iter(["cmdline"]):
-        if p.pid != os.getpid() and any(TEMP_DIR in a for a in p.info["cmdline"] or []):
-            for q in [p, *p.children(recursive=True)]:
-                found[q.pid] = q
-    return list(found.values())
 
 
 def cpu_by_category(procs: list[psutil.Process]) -> dict[int, tuple[str, float]]:
@@ -63,37 +58,20 @@ def cpu_by_category(procs: list[psutil.Process]) -> dict[int, tuple[str, float]]
 
 def deploy_config(path: str, ttl_s: float | None) -> None:
     """The config file's applications, the router's state under a temp dir, deployed as `serve
-    deploy` does; returns once every application is RUNNING."""
-    from ray.serve.context import _get_global_client
-    from ray.serve.schema import ServeDeploySchema
-
+    deploy` does; returns once every application is RUNNING and has answered one request."""
     with open(path) as f:
         config = yaml.safe_load(f)
-    state_dir = tempfile.mkdtemp(prefix="idle-probe-")
-    for app in config["applications"]:
-        if app["name"] == "router":
-            app["args"]["state"] = {"store": "sqlite", "path": f"{state_dir}/state.db"}
-            app["args"]["batches"] = {"files_url": f"{state_dir}/files"}
-            if ttl_s is not None:
-                app["args"]["registry_ttl_s"] = ttl_s
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    config["http_options"] = {"host": "127.0.0.1", "port": port}
+    with_state_file(config, Path(tempfile.mkdtemp(prefix="idle-probe-")) / "state.db")
+    if ttl_s is not None:
+        next(app for app in config["applications"] if app["name"] == "router")["args"]["registry_ttl_s"] = ttl_s
+    config["http_options"] = {"host": "127.0.0.1", "port": free_port()}
     serve.start(http_options=config["http_options"])
-    client = _get_global_client()
-    client.deploy_apps(ServeDeploySchema(**config))
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        apps = client.get_serve_details()["applications"]
-        if len(apps) == len(config["applications"]) and all(a["status"] == "RUNNING" for a in apps.values()):
-            # One request, as any first client makes: the ingress then watches the manager's
-            # routing table, and the manager reads Serve's state every registry_ttl_s.
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=60) as answer:
-                assert answer.status == 200
-            return
-        time.sleep(1)
-    raise TimeoutError(f"{path}'s applications did not all reach RUNNING in 600 s")
+    deploy(config)
+    wait_for_apps([app["name"] for app in config["applications"]], timeout_s=600)
+    # One request, as any first client makes: the ingress then watches the manager's routing
+    # table, and the manager reads Serve's state every registry_ttl_s.
+    with urllib.request.urlopen(f"http://127.0.0.1:{config['http_options']['port']}/v1/models", timeout=60) as answer:
+        assert answer.status == 200
 
 
 def main() -> None:
@@ -112,7 +90,7 @@ def main() -> None:
             serve.start(http_options={"host": "127.0.0.1", "port": 0})
             serve.run(Idle.bind(), name="idle", route_prefix="/idle")
         time.sleep(args.settle_s)  # the replicas' and the controller's start-up work done
-        procs = ray_processes()
+        procs = session_processes(TEMP_DIR)
         before = cpu_by_category(procs)
         time.sleep(args.idle_s)
         after = cpu_by_category(procs)
