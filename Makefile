@@ -141,9 +141,9 @@ run: install
 #   cluster 669 s, against this lane's 1,232 s).
 # Then, alone, the head's loss (HEAD_LOSS, below). The lanes write to .test-served-lane.log,
 # .test-lane.log and .test-dbgpt-lane.log, printed when all lanes end; on a failure the last lines
-# name every failed test with its message (CI shows only the end of what a run prints). Each Ray keeps to its own: the served and
-# compat Serves have temp dirs apart from `make run`'s, the cluster harness stops only its own
-# session's processes. Each pytest run prints its time.
+# name every failed test with its message (CI shows only the end of what a run prints). Each Ray
+# keeps to its own: the served and compat Serves have temp dirs apart from `make run`'s, the
+# cluster harness stops only its own session's processes. Each pytest run prints its time.
 SERVED_COMPAT := tests/compat/test_agents_and_anthropic.py tests/compat/test_langchain.py tests/compat/test_pydantic_ai.py \
 	tests/compat/test_instructor.py \
 	tests/compat/test_dbgpt_webserver.py
