@@ -96,7 +96,6 @@ class Admission:
         self._watcher: Optional[asyncio.Task] = None
         self._giver: Optional[asyncio.Task] = None
         self._pending: set[asyncio.Task] = set()
-        self._refreshed = False
         self._version: Optional[Version] = None  # the governor's version of the keys this copy holds
         self._read_at = 0.0  # when the last direct read that made this copy began (monotonic)
         self._reading: Optional[asyncio.Task] = None
@@ -122,7 +121,6 @@ class Admission:
         version, records = await self.governor.keys.remote()
         self._install(version, records)
         self._read_at = max(self._read_at, began)
-        self._refreshed = True
 
     async def _read_since(self, asked: float) -> None:
         """Returns once this replica's copy was read after `asked`; one read at a time."""
@@ -142,7 +140,7 @@ class Admission:
     async def admit(self, request: Request) -> None:
         """Before a route: 401 without a valid key (when keys are on), 403 without the route's
         scope, 429 over a limit, 503 when a limited key's limits cannot be checked."""
-        if not self._refreshed:  # a new replica reads the keys made through the API before its first answer
+        if self._version is None:  # a new replica reads the keys made through the API before its first answer
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.refresh(), GOVERNOR_TIMEOUT_S)
         self.ensure_watching()
