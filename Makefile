@@ -121,8 +121,12 @@ $(REDIS):
 run: install
 	$(BIN)/python -m serve_app.launch $(if $(FRESH),--fresh) serve_config.yaml
 
-# The unit and in-process tiers first (no Ray: a broken change fails in seconds), then three
-# lanes side by side, as the 2 cores are a quarter idle while Serve starts, polls and waits:
+# The unit and in-process tiers first (no Ray: a broken change fails in seconds), with the served
+# lane's Serve starting beside them (alone, each left about half of the 2 cores idle: vmstat every
+# 5 s over `make test` of 2026-12-07 18:46, 61-97 % idle through the first tier's waits, 36-72 %
+# through that Serve's start); a failure there stops that lane too (its Ray's agents, cut off from
+# their GCS, exit a minute or two later). Then three lanes side by side, as the 2 cores are a
+# quarter idle while Serve starts, polls and waits:
 # - the served tier and the short stress runs, on one Ray and one Serve (started once: about
 #   25 s each time), then on that Serve the compat modules in SERVED_COMPAT (moved here from
 #   the DB-GPT lane to even the lanes; the client venvs they need were built minutes before;
@@ -176,10 +180,11 @@ HEAD_LOSS := tests/cluster/test_head_loss.py
 test: export PYTHONDONTWRITEBYTECODE =
 test: install $(PROMETHEUS) $(REDIS)
 	@rm -f .compat-build.rc .served-ready; ( nice -n 10 $(MAKE) --no-print-directory compat > .compat-build.log 2>&1; echo $$? > .compat-build.rc ) & \
-	echo "== make test: tests/unit tests/inprocess"; $(BIN)/pytest -q tests/unit tests/inprocess || exit 1; \
-	echo "== make test: tests/served tests/stress $(SERVED_COMPAT), but DBGPT_LANE_SERVED"; \
+	echo "== make test: tests/served tests/stress $(SERVED_COMPAT), but DBGPT_LANE_SERVED (its Serve starts beside the first tier)"; \
 	SMMF_TEST_SERVE_READY=.served-ready $(BIN)/pytest -q tests/served tests/stress $(SERVED_COMPAT) $(DBGPT_LANE_SERVED:%=--ignore=%) \
 	  > .test-served-lane.log 2>&1 & served=$$!; \
+	echo "== make test: tests/unit tests/inprocess"; $(BIN)/pytest -q tests/unit tests/inprocess || \
+	  { kill $$served; wait $$served; echo "== make test: the first tier failed; the served lane stopped"; exit 1; }; \
 	( $(SERVED_UP); echo "== make test: tests/cold"; $(BIN)/pytest -q tests/cold || exit 1; \
 	  echo "== make test: tests/cluster, but $(HEAD_LOSS)"; $(CLUSTER_ENV) $(BIN)/pytest -q tests/cluster --ignore=$(HEAD_LOSS); cluster=$$?; \
 	  echo "== make test: tests/fuzz"; $(BIN)/pytest -q tests/fuzz && [ $$cluster -eq 0 ] ) > .test-lane.log 2>&1 & lane=$$!; \
