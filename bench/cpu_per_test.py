@@ -37,17 +37,10 @@ def machine_cpu_s() -> float:
 
 
 def process_cpu_s() -> dict[tuple[int, float], tuple[str, float]]:
-    """(pid, start time) -> (its category, its CPU seconds so far), for every process now."""
-    import psutil
-    from suite_cpu import category
+    """(pid, start time) -> (what it is, its CPU seconds so far), for every process now."""
+    from suite_cpu import processes_now
 
-    seen = {}
-    for proc in psutil.process_iter(["cmdline", "cpu_times", "create_time"]):
-        times = proc.info["cpu_times"]
-        if times is not None:
-            seen[(proc.pid, proc.info["create_time"])] = (category(proc.info["cmdline"] or []) or "?",
-                                                          times.user + times.system)
-    return seen
+    return {key: (cat or name, cpu) for key, cat, name, cpu in processes_now()}
 
 
 def spent(before: dict, after: dict) -> dict[str, float]:

@@ -42,6 +42,16 @@ def category(cmdline: list[str]) -> str | None:
     return next((d for d in DAEMONS if d in joined), None) or cmdline[0].rsplit("/", 1)[-1][:40]
 
 
+def processes_now(skip: int | None = None):
+    """Every process now but `skip`: its (pid, start time), what it is (its category; None while its
+    command line cannot be read), its name, and its CPU seconds so far."""
+    for p in psutil.process_iter(["pid", "name", "cmdline", "cpu_times", "create_time"]):
+        info = p.info
+        if info["pid"] != skip and info["cpu_times"] is not None:
+            yield ((info["pid"], info["create_time"]), category(info["cmdline"] or []), info["name"] or "?",
+                   info["cpu_times"].user + info["cpu_times"].system)
+
+
 def sample(out: str) -> None:
     seen: dict[tuple[int, float], list] = {}  # (pid, start) -> [category, cpu since sampling began]
     before: dict[tuple[int, float], float] = {}
@@ -61,17 +71,12 @@ def sample(out: str) -> None:
     signal.signal(signal.SIGTERM, write)
     me = psutil.Process().pid
     while True:
-        for p in psutil.process_iter(["pid", "name", "cmdline", "cpu_times", "create_time"]):
-            info = p.info
-            if info["pid"] == me or info["cpu_times"] is None:
-                continue
-            key, cpu = (info["pid"], info["create_time"]), info["cpu_times"].user + info["cpu_times"].system
+        for key, cat, name, cpu in processes_now(skip=me):
             if key not in seen:
-                if info["create_time"] < began:
+                if key[1] < began:  # its start time
                     before[key] = cpu
-                seen[key] = [category(info["cmdline"] or []) or (info["name"] or "?"), 0.0]
+                seen[key] = [cat or name, 0.0]
             seen[key][1] = cpu - before.get(key, 0.0)
-            cat = category(info["cmdline"] or [])
             if cat is not None and cat != "ray::IDLE":  # a worker becomes what it runs
                 seen[key][0] = cat
         time.sleep(1)
