@@ -121,15 +121,18 @@ def wait_for_apps(names, timeout_s=300, want=("RUNNING",)) -> dict:
 
 
 def wait_until(predicate, timeout_s: float, what: str):
+    """Poll `predicate` until it is truthy; a timeout says what the last poll saw, so a failure
+    in CI (where no Ray log survives) tells a slow answer from a wrong one."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
             value = predicate()
             if value:
                 return value
-        except (httpx.HTTPError, ValueError, OSError):  # not up yet: no answer, or not the ingress's
-            pass
-        assert time.monotonic() < deadline, f"{what}: not within {timeout_s:.0f} s"
+            last = repr(value)
+        except (httpx.HTTPError, ValueError, OSError) as exc:  # not up yet: no answer, or not the ingress's
+            last = f"{type(exc).__name__}: {exc}"
+        assert time.monotonic() < deadline, f"{what}: not within {timeout_s:.0f} s (last poll: {last[:300]})"
         time.sleep(0.5)
 
 

@@ -6,7 +6,6 @@ while requests for both run at once."""
 
 from concurrent.futures import ThreadPoolExecutor
 
-import httpx
 import openai
 import pytest
 from adapters import make_adapter
@@ -17,7 +16,7 @@ QUESTION = "What is the capital of France?"
 
 
 @pytest.fixture(scope="module")
-def adapters(serve_instance, base_url, tmp_path_factory):
+def adapters(serve_instance, client, tmp_path_factory):
     home = tmp_path_factory.mktemp("lora")
     paths = {"sql-lora": make_adapter(home / "sql", seed=1), "poet-lora": make_adapter(home / "poet", seed=2),
              "broken-lora": str(home / "never-written")}
@@ -27,12 +26,22 @@ def adapters(serve_instance, base_url, tmp_path_factory):
     deploy({**serve_instance, "applications": serve_instance["applications"] + [app]})
     try:
         wait_for_apps([BASE])
-        # Deployed outside the manager (as `serve deploy` is): the ingress's table has it within a second.
-        wait_until(lambda: "sql-lora" in [m["id"] for m in httpx.get(f"{base_url}/v1/models").json()["data"]], 30,
-                   "the adapters in /v1/models")
+        # Deployed outside the manager (as `serve deploy` is): the ingress's table has it at the
+        # manager's next read of Serve's state, a second on an idle machine. Under `make test` this
+        # fixture runs as the other lanes start their Serves and clusters on the same 2 cores, and
+        # CI once saw more than 30 s here (stop 51), so it allows two minutes.
+        wait_until(lambda: adapters_listed(client), 120, "the adapters in /v1/models")
         yield paths
     finally:
         deploy(serve_instance)
+
+
+def adapters_listed(client) -> list[str]:
+    answer = client.get("/v1/models")
+    ids = [m["id"] for m in answer.json().get("data", [])]
+    if "sql-lora" not in ids:  # what the ingress lists instead, for wait_until's message
+        raise ValueError(f"{answer.status_code}, listed {ids or answer.text[:200]}")
+    return ids
 
 
 def ask(sdk, model: str) -> str:
