@@ -51,11 +51,17 @@ class Versioned:
             return self.version != since
 
 
+def supersedes(version: Version, held: Optional[Version]) -> bool:
+    """Whether a copy holding `held` takes `version`: not an older one of the same holder (a read
+    that ends after a newer read or watch answer did), always a new holder's epoch."""
+    return held is None or version[0] != held[0] or version[1] >= held[1]
+
+
 async def follow(watch: Callable[[Optional[Version]], Awaitable[tuple[Version, Any]]],
                  held: Callable[[], Optional[Version]], install: Callable[[Version, Any], None], what: str) -> None:
     """A copy's side, forever: `watch(since)` is the holder's long poll, (version, value) or
     (version, None) when nothing changed; `held()` the version the copy holds; `install` takes a
-    new value. While the holder cannot be reached, the copy keeps what it holds."""
+    new value (and drops one that `supersedes` says is older than what it holds). While the holder cannot be reached, the copy keeps what it holds."""
     while True:
         since = held()
         try:

@@ -41,7 +41,7 @@ from serve_app.governance.key_metrics import KeyMetrics
 from serve_app.governance.keys import BATCH_KEY, KeyBook, KeyRecord
 from serve_app.governance.quotas import Refusal
 from serve_app.http.context import note
-from serve_app.versioned import Version, follow
+from serve_app.versioned import Version, follow, supersedes
 
 logger = logging.getLogger("ray.serve")
 
@@ -110,9 +110,8 @@ class Admission:
             self._watcher = asyncio.get_running_loop().create_task(self._watch_forever())
 
     def _install(self, version: Version, records: list[KeyRecord]) -> None:
-        """The copy from a read or the watch, unless it holds a later version already (an older
-        read that ends after a newer one); a new governor's epoch always replaces it."""
-        if self._version is None or version[0] != self._version[0] or version[1] >= self._version[1]:
+        """The copy from a read or the watch, unless it holds a later one (versioned.supersedes)."""
+        if supersedes(version, self._version):
             self.book, self._version = KeyBook(records, self.open_docs), version
 
     async def refresh(self) -> None:

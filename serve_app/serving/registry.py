@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Optional
 
 from ray import serve
 from ray.serve.handle import DeploymentHandle
@@ -27,7 +27,7 @@ from serve_app.errors import (
     WrongWorkerType,
     last_line,
 )
-from serve_app.versioned import follow
+from serve_app.versioned import Version, follow, supersedes
 
 logger = logging.getLogger("ray.serve")
 # Longer than a healthy controller's answer on a busy node (tens of ms), shorter than a client's patience.
@@ -148,7 +148,7 @@ class ModelRegistry:
     def __init__(self, manager: DeploymentHandle | None = None):
         self._manager = manager
         self._models: dict[str, ModelEntry] = {}
-        self._version: Any = None  # the manager's version of the table we hold
+        self._version: Optional[Version] = None  # the manager's version of the table we hold
         self._fetched_at = 0.0
         self._handles: dict[tuple[str, str], DeploymentHandle] = {}
         self._lock = asyncio.Lock()
@@ -161,8 +161,7 @@ class ModelRegistry:
             if self._fetched_at and time.monotonic() - self._fetched_at < 0.05:
                 return
             try:
-                table = await asyncio.wait_for(self._snapshot(), CONTROLLER_TIMEOUT_S)
-                self._install(self._version, table)
+                self._install(*await asyncio.wait_for(self._snapshot(), CONTROLLER_TIMEOUT_S))
             except Exception as exc:
                 # Serve's controller (or the manager) restarting, for seconds: the replicas serve
                 # on, and so does our last table of them; without one there is nothing to go on.
@@ -170,14 +169,17 @@ class ModelRegistry:
                     raise ControllerUnavailable(f"Serve's controller is not answering ({type(exc).__name__}); retry") from exc
                 logger.warning("Serve's state could not be read (%s): serving from the last table", exc)
 
-    async def _snapshot(self) -> dict[str, ModelEntry]:
-        """The table as Serve has it now (the manager reads it first)."""
-        self._version, table = await self._manager.routing_table.remote(None, 0, True)
-        return table
+    async def _snapshot(self) -> tuple[Optional[Version], dict[str, ModelEntry]]:
+        """The table as Serve has it now (the manager reads it first), and its version."""
+        return await self._manager.routing_table.remote(None, 0, True)
 
-    def _install(self, version: Any, table: dict[str, ModelEntry]) -> None:
-        self._models, self._version, self._fetched_at = table, version, time.monotonic()
-        self._forget_gone_handles()
+    def _install(self, version: Optional[Version], table: dict[str, ModelEntry]) -> None:
+        """The table from a read or the watch, unless this copy holds a later one (a watch answer
+        that arrives after a fresher read): versioned.supersedes. No version: no manager."""
+        if version is None or supersedes(version, self._version):
+            self._models, self._version = table, version
+            self._forget_gone_handles()
+        self._fetched_at = time.monotonic()
 
     def _ensure_watching(self) -> None:
         if self._manager is not None and (self._watcher is None or self._watcher.done()):

@@ -129,8 +129,8 @@ class LocalRegistry(ModelRegistry):
         super().__init__()
         self.local, self.stopped = models, set(stopped)
 
-    async def _snapshot(self) -> dict[str, ModelEntry]:
-        return {
+    async def _snapshot(self) -> tuple[None, dict[str, ModelEntry]]:
+        return None, {
             name: ModelEntry(name=name, worker_type=worker_type, args=args, created=time.time(),
                              status="DEPLOYING" if name in self.stopped else "RUNNING",
                              message="", running_replicas=0 if name in self.stopped else 1)

@@ -102,3 +102,18 @@ def test_a_model_serve_has_not_built_yet_is_listed_with_no_replica():
     broken = table["broken"]
     assert (broken.worker_type, broken.message) == ("llm", "ImportError: no module")
     assert phase_of(broken.status, 0, broken.replicas, broken.created, {}, False)[0] == "failed"
+
+
+def test_a_watch_answer_older_than_the_table_held_does_not_set_it_back():
+    # The watch's call began before a fresh read and its answer came after: the fresher table stays.
+    registry = ModelRegistry()
+    older = {"a": ModelEntry("a", "llm", "DEPLOYING", "")}
+    newer = {"a": ModelEntry("a", "llm", "RUNNING", "", running_replicas=1)}
+    registry._install(("epoch1", 3), newer)
+    registry._install(("epoch1", 2), older)
+    assert registry._models is newer and registry._version == ("epoch1", 3)
+    registry._install(("epoch1", 3), older)  # the same version again (a watch at it) is taken
+    assert registry._models is older
+    restarted = {"b": ModelEntry("b", "text2vec", "RUNNING", "", running_replicas=1)}
+    registry._install(("epoch2", 1), restarted)  # a restarted manager counts from 1 in a new epoch
+    assert registry._models is restarted and registry._version == ("epoch2", 1)
