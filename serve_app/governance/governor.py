@@ -53,7 +53,11 @@ class KeyNotRevocable(Conflict):
     pass
 
 
-@serve.deployment(name="governor", num_replicas=1, max_ongoing_requests=10_000, ray_actor_options={"num_cpus": 0})
+# No Serve access line per call: only ingress replicas call it, and their access log has the
+# request; its own lines were a long poll's every 5 s on an idle `make run`'s terminal, and one per
+# lease or count under load. A key made or revoked is logged below.
+@serve.deployment(name="governor", num_replicas=1, max_ongoing_requests=10_000, ray_actor_options={"num_cpus": 0},
+                  logging_config={"enable_access_log": False})
 class Governor:
     def __init__(self, configured: list[KeyRecord], store: Store = gcs):
         self.store = store

@@ -70,7 +70,10 @@ async def _controller(method: str, *args):
         raise ControllerNotAnswering(f"Serve's controller is not answering ({type(exc).__name__}); retry") from exc
 
 
-@serve.deployment(name="manager", num_replicas=1, max_ongoing_requests=64, ray_actor_options={"num_cpus": 0})
+# No Serve access line per call: only ingress replicas call it (their access log has the request,
+# and `apply` logs each change), and the routing table's long poll wrote one every 5 s, idle.
+@serve.deployment(name="manager", num_replicas=1, max_ongoing_requests=64, ray_actor_options={"num_cpus": 0},
+                  logging_config={"enable_access_log": False})
 class ModelManager:
     def __init__(self, policy: SourcePolicy, default_timeout_s: float, node_types: Optional[dict] = None,
                  table_interval_s: float = 1.0, store: Store = gcs, remove_models: tuple[str, ...] = ()):

@@ -29,6 +29,17 @@ def test_make_run_starts_its_own_cluster_past_a_stale_record_and_says_so(laptop)
     assert "does not answer" in first
 
 
+def test_an_idle_make_run_prints_no_line_per_internal_call(laptop):
+    # The ingress's long polls on the manager (the routing table) and the governor (the keys) each
+    # answer every 5 s while nothing changes; Serve's access line for each filled an idle terminal.
+    _, _, log = laptop
+    time.sleep(2)  # the log monitor's copy to the terminal of the lines of the fixture's last calls
+    before = log.stat().st_size
+    time.sleep(8)  # more than one round of each long poll, and that copy
+    written = log.read_bytes()[before:].decode(errors="replace").splitlines()
+    assert not [line for line in written if " CALL " in line], written
+
+
 def test_two_more_models_fit_beside_the_defaults_and_a_missing_gpu_is_refused_at_once(laptop):
     base_url, client, _ = laptop
     # One through DB-GPT's startup route, with no resources named: it gets what the
