@@ -31,7 +31,11 @@ from serve_app.kv import Store, open_store
 from serve_app.lifecycle.manager import ModelManager
 
 
-@serve.deployment(name="router", max_ongoing_requests=1000, ray_actor_options={"num_cpus": 0.1})
+# Serve's own access line is off: the app writes one per request (http/access_log.py) with the
+# model, tokens, key and time split, under the same Serve request id; with both, each request
+# printed two lines.
+@serve.deployment(name="router", max_ongoing_requests=1000, ray_actor_options={"num_cpus": 0.1},
+                  logging_config={"enable_access_log": False})
 @serve.ingress()
 class Ingress:
     """The app is built in the replica, after this constructor, with what its routes use

@@ -9,6 +9,7 @@ leave room on them for more models.
 from __future__ import annotations
 
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import helpers
@@ -38,6 +39,21 @@ def test_an_idle_make_run_prints_no_line_per_internal_call(laptop):
     time.sleep(8)  # more than one round of each long poll, and that copy
     written = log.read_bytes()[before:].decode(errors="replace").splitlines()
     assert not [line for line in written if " CALL " in line], written
+
+
+def test_a_request_prints_one_access_line_on_make_run(laptop):
+    # The line the app writes (http/access_log.py), not Serve's too: both would carry the request id.
+    _, client, log = laptop
+    request_id = f"one-line-{uuid.uuid4().hex}"
+    assert client.get("/v1/models", headers={"X-Request-ID": request_id}).status_code == 200
+    lines = []
+    deadline = time.monotonic() + 10  # the log monitor's copy to the terminal
+    while time.monotonic() < deadline and not lines:
+        time.sleep(0.5)
+        lines = [line for line in log.read_text(errors="replace").splitlines() if request_id in line]
+    time.sleep(2)  # a second line, were there one, comes with the first
+    lines = [line for line in log.read_text(errors="replace").splitlines() if request_id in line]
+    assert len(lines) == 1 and "access route=GET /v1/models" in lines[0] and "status=200" in lines[0], lines
 
 
 def test_two_more_models_fit_beside_the_defaults_and_a_missing_gpu_is_refused_at_once(laptop):
