@@ -16,7 +16,7 @@ import helpers
 import httpx
 import pytest
 from conftest import OPERATOR_KEY
-from helpers import LLM, MINILM, QUESTIONS
+from helpers import LLM, MINILM, QUESTIONS, wait_until
 
 
 def smmf(base_url: str, *args: str):
@@ -42,18 +42,25 @@ def test_an_idle_make_run_prints_no_line_per_internal_call(laptop):
 
 
 def test_a_request_prints_one_access_line_on_make_run(laptop):
-    # The line the app writes (http/access_log.py), not Serve's too: both would carry the request id.
+    # The line the app writes (http/access_log.py), and no other from the router replica: Serve's
+    # own access line and the DB-GPT routes' line of their own would carry the same request id.
+    # (The model's replica writes lines of its own under that id: its call, and its Serve line.)
     _, client, log = laptop
-    request_id = f"one-line-{uuid.uuid4().hex}"
-    assert client.get("/v1/models", headers={"X-Request-ID": request_id}).status_code == 200
-    lines = []
-    deadline = time.monotonic() + 10  # the log monitor's copy to the terminal
-    while time.monotonic() < deadline and not lines:
-        time.sleep(0.5)
-        lines = [line for line in log.read_text(errors="replace").splitlines() if request_id in line]
+    models, generate = f"one-line-{uuid.uuid4().hex}", f"one-line-{uuid.uuid4().hex}"
+    assert client.get("/v1/models", headers={"X-Request-ID": models}).status_code == 200
+    answer = client.post("/api/worker/generate", headers={"X-Request-ID": generate},
+                         json={"model": LLM, "prompt": "Hi", "max_new_tokens": 3, "temperature": 0})
+    assert answer.status_code == 200 and answer.json()["error_code"] == 0, answer.text
+
+    def router_lines(request_id: str) -> list[str]:
+        return [line for line in log.read_text(errors="replace").splitlines()
+                if request_id in line and "ServeReplica:router:router" in line]
+
+    wait_until(lambda: router_lines(generate), 10, "the generate request's line on the terminal")  # the log monitor's copy
     time.sleep(2)  # a second line, were there one, comes with the first
-    lines = [line for line in log.read_text(errors="replace").splitlines() if request_id in line]
-    assert len(lines) == 1 and "access route=GET /v1/models" in lines[0] and "status=200" in lines[0], lines
+    listed, generated = router_lines(models), router_lines(generate)
+    assert len(listed) == 1 and "access route=GET /v1/models " in listed[0] and "status=200" in listed[0], listed
+    assert len(generated) == 1 and "access route=POST /api/worker/generate " in generated[0], generated
 
 
 def test_two_more_models_fit_beside_the_defaults_and_a_missing_gpu_is_refused_at_once(laptop):
