@@ -1,10 +1,15 @@
 """Every `/v1` answer shape we send, validated against OpenAI's published schema (strict
-clients read it; the lenient Python SDK would not notice a missing key)."""
+clients read it; the lenient Python SDK would not notice a missing key), and against the openai
+SDK's own types, strictly."""
 
 import json
 
+import pydantic
 import pytest
 from inprocess.local import EMBEDDER, LLM, THINKER
+from openai.types import Completion, CreateEmbeddingResponse, Model
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from openai.types.responses import Response, ResponseStreamEvent
 from openai_schema import problems
 
 FRANCE = [{"role": "user", "content": "What is the capital of France?"}]
@@ -96,3 +101,31 @@ def test_responses_and_their_events_follow_the_schema(client):
     events = sse(client, "/v1/responses", body)
     assert events and all(problems("ResponseStreamEvent", e) == [] for e in events), \
         [(e["type"], problems("ResponseStreamEvent", e)) for e in events if problems("ResponseStreamEvent", e)]
+
+
+def test_the_openai_sdks_own_types_take_every_answer_strictly(client):
+    # The SDK reads answers leniently (a missing key goes unnoticed), but its types follow OpenAI's
+    # current API, newer than the published spec above: the Responses API's usage gained a required
+    # `cache_write_tokens`, which only this caught. A streamed completion's frames are left out:
+    # their finish_reason is null until a choice ends, as OpenAI's are, where the type has none.
+    def strict(model_type, answer) -> list[str]:
+        try:
+            pydantic.TypeAdapter(model_type).validate_python(answer)
+            return []
+        except pydantic.ValidationError as exc:
+            return [f"{getattr(model_type, '__name__', model_type)}: {exc}"]
+
+    chat = {"model": THINKER, "messages": FRANCE, "max_tokens": 12}
+    found = strict(ChatCompletion, client.post("/v1/chat/completions", json=chat).json())
+    for chunk in sse(client, "/v1/chat/completions", {**chat, "stream_options": {"include_usage": True}}):
+        found += strict(ChatCompletionChunk, chunk)
+    completion = {"model": LLM, "prompt": ["The sky is", "Water is"], "max_tokens": 4, "n": 2}
+    found += strict(Completion, client.post("/v1/completions", json=completion).json())
+    found += strict(CreateEmbeddingResponse, client.post("/v1/embeddings", json={"model": EMBEDDER, "input": ["a"]}).json())
+    found += strict(Model, client.get(f"/v1/models/{LLM}").json())
+    response = {"model": THINKER, "input": "What is the capital of France?", "max_output_tokens": 12}
+    found += strict(Response, client.post("/v1/responses", json=response).json())
+    events = sse(client, "/v1/responses", response)
+    for event in events:
+        found += strict(ResponseStreamEvent, event)
+    assert len(events) > 3 and found == [], found

@@ -65,7 +65,10 @@ class Shell:
         usage = None
         if last is not None:
             note_usage(last.prompt_tokens, last.completion_tokens)
-            usage = {"input_tokens": last.prompt_tokens, "input_tokens_details": {"cached_tokens": last.cached_tokens or 0},
+            # cache_write_tokens: what OpenAI bills for writing its prompt cache, which its SDK's
+            # types require; a prefix cache here costs nothing to write.
+            usage = {"input_tokens": last.prompt_tokens,
+                     "input_tokens_details": {"cached_tokens": last.cached_tokens or 0, "cache_write_tokens": 0},
                      "output_tokens": last.completion_tokens,
                      "output_tokens_details": {"reasoning_tokens": last.reasoning_tokens},
                      "total_tokens": last.prompt_tokens + last.completion_tokens}
