@@ -9,7 +9,7 @@ from typing import Any, Generic, Literal, Optional, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 # The endpoints a batch may run, as OpenAI names them; each line's `url` must be its batch's.
-ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
+ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses")
 UNFINISHED = ("validating", "in_progress", "finalizing", "cancelling")
 Item = TypeVar("Item")
 

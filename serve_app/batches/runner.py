@@ -149,6 +149,8 @@ class BatchRunner:
             return False, _invalid(line.custom_id, n, f"url {line.url} is not this batch's endpoint {batch.endpoint}")
         if line.body.get("stream"):
             return False, _invalid(line.custom_id, n, "stream: a batch's answers are not streamed")
+        if line.body.get("background"):  # a Responses line would answer "queued", its answer never in the batch's file
+            return False, _invalid(line.custom_id, n, "background: a batch's line is answered in the batch")
         while True:
             answer = await client.post(line.url, json=line.body)
             if answer.status_code not in RETRIED or time.time() >= batch.expires_at:

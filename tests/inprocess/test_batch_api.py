@@ -13,6 +13,7 @@ import pytest
 from helpers import batch_finished as finished
 from helpers import batch_rows as rows
 from inprocess.local import BATCHES, FILES, LLM, RUNNER, BatchRunner, ServedApp
+from openai.types.responses import Response
 
 from serve_app.batches import routes
 from serve_app.batches.protocol import Batch
@@ -105,6 +106,27 @@ def test_a_batch_answers_each_line_once_and_bad_lines_go_to_the_error_file(sdk):
     assert "stream" in errors["streamed"]["error"]["message"] and "body" in errors["no-body"]["error"]["message"]
     assert sdk.files.retrieve(done.output_file_id).purpose == "batch_output"
     assert batch.id in [b.id for b in sdk.batches.list()]
+
+
+def test_a_responses_batch_answers_each_line_as_the_route_does_and_refuses_background(sdk):
+    def line(custom_id: str, **extra) -> dict:
+        return {"custom_id": custom_id, "method": "POST", "url": "/v1/responses",
+                "body": {"model": LLM, "input": f"say {custom_id}", "max_output_tokens": 4, **extra}}
+
+    good = [line("r-0"), line("r-1", instructions="Be brief.")]
+    upload = sdk.files.create(file=("responses.jsonl", jsonl(*good, line("queued", background=True))), purpose="batch")
+    done = finished(sdk, sdk.batches.create(input_file_id=upload.id, endpoint="/v1/responses",
+                                            completion_window="24h").id)
+    assert done.status == "completed" and (done.request_counts.completed, done.request_counts.failed) == (2, 1), done
+    out = rows(sdk, done.output_file_id)
+    assert [r["custom_id"] for r in out] == ["r-0", "r-1"]
+    answers = [Response.model_validate(r["response"]["body"]) for r in out]  # the SDK's own type
+    for answer, sent in zip(answers, good):
+        direct = sdk.responses.create(**sent["body"])
+        assert (answer.status, answer.output_text) == (direct.status, direct.output_text) and answer.output_text
+        assert sdk.responses.retrieve(answer.id).output_text == answer.output_text, "stored, as the route stores it"
+    (queued,) = rows(sdk, done.error_file_id)
+    assert queued["custom_id"] == "queued" and "background" in queued["error"]["message"], queued
 
 
 def test_a_file_no_batch_could_run_is_refused_when_the_batch_is_made(sdk):
