@@ -3,7 +3,10 @@ stream of events, a system prompt and several turns, stop sequences, thinking bl
 keys from x-api-key, and errors in Anthropic's shape. (Tool use on a real tokenizer:
 tests/served/test_messages_api_tools.py.)"""
 
+import json
+
 import anthropic
+import pydantic
 import pytest
 from inprocess.local import LLM, THINKER
 
@@ -104,3 +107,24 @@ def test_keys_come_from_x_api_key_as_anthropics_clients_send_them(client, state)
 def test_count_tokens_on_a_model_without_a_vocabulary_says_so(claude):
     with pytest.raises(anthropic.BadRequestError, match="vocabulary"):
         claude.messages.count_tokens(model=LLM, messages=USER)
+
+
+@pytest.mark.parametrize("model", [LLM, THINKER])
+def test_the_anthropic_sdks_own_types_take_the_message_and_every_event_strictly(client, model):
+    # The SDK reads leniently (a missing key goes unnoticed); its pydantic types say what Anthropic
+    # sends. A thinking block's start lacked `signature` (its delta comes at the block's end).
+    body = {"model": model, "max_tokens": 12, "messages": USER}
+    found = []
+
+    def strict(model_type, answer) -> None:
+        try:
+            pydantic.TypeAdapter(model_type).validate_python(answer)
+        except pydantic.ValidationError as exc:
+            found.append(f"{answer.get('type')}: {str(exc)[:300]}")
+
+    strict(anthropic.types.Message, client.post("/v1/messages", json=body).json())
+    with client.stream("POST", "/v1/messages", json={**body, "stream": True}) as answer:
+        events = [json.loads(line[6:]) for line in answer.iter_lines() if line.startswith("data: {")]
+    for event in events:
+        strict(anthropic.types.RawMessageStreamEvent, event)
+    assert len(events) > 4 and found == [], found

@@ -112,7 +112,8 @@ class _Blocks:
 
     def thinking(self, text: str) -> list[str]:
         self.thought += text
-        return self.to("thinking", {"type": "thinking", "thinking": ""}) + \
+        # `signature` empty until the block's signature_delta: Anthropic's block type requires the key.
+        return self.to("thinking", {"type": "thinking", "thinking": "", "signature": ""}) + \
             [self.delta({"type": "thinking_delta", "thinking": text})]
 
     def text(self, text: str) -> list[str]:
