@@ -96,7 +96,25 @@ def test_a_reasoning_models_thinking_is_a_reasoning_item(sdk):
     assert final.output[0].content[0].text == chat.reasoning
 
 
+LOGPROBS = ["message.output_text.logprobs"]
+
+
+def test_a_reasoning_item_carries_encrypted_content_when_included_and_comes_back_as_input(sdk):
+    r = sdk.responses.create(model=THINKER, input=QUESTION, max_output_tokens=12, store=False,
+                             include=["reasoning.encrypted_content"])
+    assert r.output[0].type == "reasoning" and r.output[0].encrypted_content
+    assert sdk.responses.create(model=THINKER, input=QUESTION, max_output_tokens=12).output[0].encrypted_content is None
+    # A client that keeps no state sends the items back, as the Agents SDK does with store=False.
+    again = sdk.responses.create(model=THINKER, max_output_tokens=4, store=False, include=["reasoning.encrypted_content"],
+                                 input=[{"role": "user", "content": QUESTION}, *[i.model_dump() for i in r.output],
+                                        {"role": "user", "content": "Sure?"}])
+    assert again.status in ("completed", "incomplete") and again.output
+
+
 @pytest.mark.parametrize("extra, names", [
+    ({"top_logprobs": 2}, "top_logprobs"),
+    ({"include": ["message.output_text.annotations"]}, "include"),
+    ({"include": LOGPROBS, "tools": [{"type": "function", "name": "f", "parameters": {}}]}, "include"),
     ({"tools": [{"type": "web_search"}]}, "web_search"),
     ({"reasoning": {"effort": "high"}}, "reasoning.effort"),
     ({"truncation": "auto"}, "truncation"),

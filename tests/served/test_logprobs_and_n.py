@@ -77,6 +77,29 @@ def test_streamed_logprobs_are_the_same(sdk, llm):
            [(t.token, round(t.logprob, 4)) for t in whole.choices[0].logprobs.content]
 
 
+def test_responses_logprobs_are_chats_for_the_same_tokens_whole_and_streamed(sdk, llm):
+    # include: ['message.output_text.logprobs'] with top_logprobs, on the Responses API.
+    include = ["message.output_text.logprobs"]
+    r = sdk.responses.create(model=llm, input=FRANCE[0]["content"], max_output_tokens=6, temperature=0,
+                             include=include, top_logprobs=2)
+    chat = sdk.chat.completions.create(model=llm, messages=FRANCE, max_tokens=6, temperature=0, logprobs=True,
+                                       top_logprobs=2).choices[0].logprobs.content
+    scored = r.output[0].content[0].logprobs
+    assert [(t.token, round(t.logprob, 4)) for t in scored] == [(t.token, round(t.logprob, 4)) for t in chat]
+    assert len(scored) == 6 and "".join(t.token for t in scored) == r.output_text and r.top_logprobs == 2
+    assert [[a.token for a in t.top_logprobs] for t in scored] == [[a.token for a in t.top_logprobs] for t in chat]
+    assert all(t.bytes == list(t.token.encode()) for t in scored)
+    with sdk.responses.stream(model=llm, input=FRANCE[0]["content"], max_output_tokens=6, temperature=0,
+                              include=include, top_logprobs=2) as stream:
+        events = list(stream)
+    deltas = [lp.token for e in events if e.type == "response.output_text.delta" for lp in e.logprobs]
+    (done,) = [e for e in events if e.type == "response.output_text.done"]
+    assert deltas == [lp.token for lp in done.logprobs] == [t.token for t in scored]
+    assert [t.token for t in events[-1].response.output[0].content[0].logprobs] == deltas
+    plain = sdk.responses.create(model=llm, input=FRANCE[0]["content"], max_output_tokens=6, temperature=0)
+    assert plain.output[0].content[0].logprobs == [] and plain.output_text == r.output_text
+
+
 # --- the prompt scored (#33): OpenAI's echo with logprobs, vLLM's prompt_logprobs --------------
 
 

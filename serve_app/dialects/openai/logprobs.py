@@ -70,3 +70,15 @@ def vllm_prompt_logprobs(scored: Optional[list[TokenLogprob]], top: int) -> Opti
         entry[str(s.token_id)] = PromptLogprob(logprob=s.logprob, rank=s.rank, decoded_token=s.token)
         entries.append(entry)
     return entries
+
+
+def output_text_logprobs(scored: list[TokenLogprob], top: int, for_event: bool = False) -> list[dict]:
+    """The Responses API's: an `output_text` part's, each token with its UTF-8 bytes (empty for a
+    token that is part of a multi-byte character, whose bytes are unknown here), or, `for_event`,
+    a text delta or done event's, which have no bytes."""
+    def entry(token: str, logprob: float) -> dict:
+        known = [] if "\ufffd" in token else list(token.encode("utf-8"))
+        return {"token": token, "logprob": logprob} if for_event else {"token": token, "bytes": known, "logprob": logprob}
+
+    return [{**entry(s.token, s.logprob), "top_logprobs": [entry(text, lp) for _, text, lp in s.top[:top]]}
+            for s in scored]

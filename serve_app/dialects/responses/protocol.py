@@ -3,7 +3,8 @@ conversation the engines read.
 
 Done: text and item input, `instructions`, function tools and their outputs,
 `tool_choice`, `text.format` (structured output), `previous_response_id` over stored
-responses, reasoning items, `background` (background.py). Refused by name, since each would
+responses, reasoning items, `background` (background.py), `include` (the message's logprobs
+with `top_logprobs`, reasoning's opaque `encrypted_content`). Refused by name, since each would
 change the answer and none can be done here: built-in tools (web search, files, computer use,
 MCP), `reasoning.effort` and `reasoning.summary`, `truncation: "auto"`, `conversation`,
 `prompt` templates, non-text input, and `background` with `stream` (resumable streams).
@@ -20,6 +21,12 @@ from serve_app.dialects.openai.structured import ResponseFormat
 from serve_app.engines.base import ChatMessage, GenerationRequest, SamplingParams
 from serve_app.tools.definitions import FunctionDef, call_schema
 
+LOGPROBS = "message.output_text.logprobs"
+# What `include` may name. Besides logprobs and reasoning's opaque content, each names the output
+# of a built-in tool or an image input, which this server refuses: none can be in an answer.
+Includable = Literal["message.output_text.logprobs", "reasoning.encrypted_content", "file_search_call.results",
+                     "web_search_call.results", "web_search_call.action.sources", "message.input_image.image_url",
+                     "computer_call_output.output.image_url", "code_interpreter_call.outputs"]
 REFUSED = {"conversation": "conversations",
            "prompt": "prompt templates", "reasoning.effort": "reasoning effort",
            "reasoning.summary": "reasoning summaries"}
@@ -113,6 +120,8 @@ class ResponsesRequest(_Body):
     stream: bool = False
     background: bool = False  # answered at once, queued; the answer is read back with GET (background.py)
     truncation: Literal["disabled", "auto"] = "disabled"
+    include: list[Includable] = Field(default_factory=list)
+    top_logprobs: Optional[int] = Field(default=None, ge=0, le=20)
     metadata: Optional[dict[str, str]] = None
     user: Optional[str] = None
 
@@ -150,6 +159,10 @@ class ResponsesRequest(_Body):
             raise ValueError(f"tool_choice: names function '{choice.name}', which is not in 'tools'")
         if self.forced() and self.format.type != "text":
             raise ValueError("text.format: cannot apply while tool_choice forces a call (the call is the answer)")
+        if self.top_logprobs is not None and LOGPROBS not in self.include:
+            raise ValueError(f"top_logprobs: needs include: ['{LOGPROBS}']")
+        if LOGPROBS in self.include and self.tools_in_use():
+            raise ValueError(f"include: '{LOGPROBS}' with tools is not supported (a call's tokens are not the message's)")
         if self.input == [] and self.previous_response_id is None:
             raise ValueError("input: must not be empty (give a message or items, or continue a stored "
                              "response with previous_response_id)")
@@ -169,6 +182,10 @@ class ResponsesRequest(_Body):
             return [f for f in self.functions() if f.name == self.tool_choice.name]
         return []
 
+    def logprobs_wanted(self) -> Optional[int]:
+        """Alternatives per token the message's text reports (0: only the chosen token's); None: no logprobs."""
+        return (self.top_logprobs or 0) if LOGPROBS in self.include else None
+
     @property
     def format(self) -> TextFormat:
         return self.text.format if self.text else TextFormat()
@@ -186,7 +203,7 @@ class ResponsesRequest(_Body):
         forced = self.forced()
         schema = call_schema(forced) if forced else self.format.as_response_format().schema_to_follow()
         params = SamplingParams(temperature=self.temperature, top_p=self.top_p, max_new_tokens=self.max_output_tokens,
-                                json_schema=schema)
+                                json_schema=schema, logprobs=self.logprobs_wanted())
         tools = [{"type": "function", "function": f.model_dump(include={"name", "description", "parameters"})}
                  for f in self.tools_in_use()]
         return GenerationRequest(messages=system + to_chat(earlier + self.items()), params=params,

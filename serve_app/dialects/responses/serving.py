@@ -7,13 +7,15 @@ terminal `response.*` event, so a client never takes a broken answer for a whole
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import uuid
 from typing import Any, AsyncIterator, Callable, Optional
 
+from serve_app.dialects.openai.logprobs import output_text_logprobs
 from serve_app.dialects.responses.protocol import ResponsesRequest
-from serve_app.engines.base import GenerationChunk
+from serve_app.engines.base import GenerationChunk, TokenLogprob
 from serve_app.errors import as_serve_error
 from serve_app.http.context import note_usage
 from serve_app.serving.streams import OpenStream
@@ -25,18 +27,31 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex}"
 
 
-def reasoning_item(thinking: str, item_id: Optional[str] = None) -> dict:
-    return {"id": item_id or new_id("rs"), "type": "reasoning", "summary": [],
+def reasoning_item(thinking: str, item_id: Optional[str] = None, opaque: bool = False) -> dict:
+    """`opaque` (include: reasoning.encrypted_content): a token for a client that keeps no state to
+    send back with the item; nothing is encrypted, and reasoning sent back is dropped from the prompt."""
+    item = {"id": item_id or new_id("rs"), "type": "reasoning", "summary": [],
             "content": [{"type": "reasoning_text", "text": thinking}]}
+    if opaque:
+        item["encrypted_content"] = "smmf-" + hashlib.sha256(thinking.encode()).hexdigest()[:32]
+    return item
 
 
-def text_part(text: str) -> dict:
-    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+def text_part(text: str, logprobs: Optional[list[dict]] = None) -> dict:
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": logprobs or []}
 
 
-def message_item(text: str, item_id: Optional[str] = None, status: str = "completed") -> dict:
+def message_item(text: str, item_id: Optional[str] = None, status: str = "completed",
+                 logprobs: Optional[list[dict]] = None) -> dict:
     return {"id": item_id or new_id("msg"), "type": "message", "role": "assistant", "status": status,
-            "content": [text_part(text)] if status == "completed" else []}
+            "content": [text_part(text, logprobs)] if status == "completed" else []}
+
+
+def message_logprobs(req: ResponsesRequest, chunk: GenerationChunk) -> list[TokenLogprob]:
+    """The chunk's tokens' logprobs when asked for, unless all it adds is thinking (not the message's)."""
+    if req.logprobs_wanted() is None or (chunk.reasoning and not chunk.text):
+        return []
+    return chunk.logprobs or []
 
 
 def call_item(call: ToolCall, status: str = "completed") -> dict:
@@ -59,6 +74,7 @@ class Shell:
     def __init__(self, req: ResponsesRequest, model: str):
         self.req, self.model = req, model
         self.id, self.created = new_id("resp"), int(time.time())
+        self.opaque = "reasoning.encrypted_content" in req.include  # reasoning items carry encrypted_content
 
     def object(self, status: str, output: list[dict], last: Optional[GenerationChunk] = None) -> dict:
         req = self.req
@@ -85,7 +101,7 @@ class Shell:
             "reasoning": {"effort": None, "summary": None}, "truncation": req.truncation,
         }
         # The schema has these as objects or strings when present: left out until known.
-        optional = {"usage": usage, "user": req.user}
+        optional = {"usage": usage, "user": req.user, "top_logprobs": req.top_logprobs}
         return {**answer, **{k: v for k, v in optional.items() if v is not None}}
 
 
@@ -99,12 +115,15 @@ def _status(last: GenerationChunk) -> str:
 
 async def response(req: ResponsesRequest, shell: Shell, stream: OpenStream, kept: Callable[[dict], dict]) -> dict:
     """The whole response; `kept` stores it (store.py) and returns it as stored."""
-    text, thinking, last = "", "", stream.first
+    text, thinking, last, scored = "", "", stream.first, []
     async for last in stream.chunks():
         text, thinking = text + last.text, thinking + last.reasoning
+        scored += message_logprobs(req, last)
     text, calls = _calls(req, text)
-    output = ([reasoning_item(thinking)] if thinking else []) + ([message_item(text)] if text else []) + \
-        [call_item(c) for c in calls]
+    top = req.logprobs_wanted()
+    logprobs = None if top is None else output_text_logprobs(scored, top)
+    output = ([reasoning_item(thinking, opaque=shell.opaque)] if thinking else []) + \
+        ([message_item(text, logprobs=logprobs)] if text else []) + [call_item(c) for c in calls]
     return kept(shell.object(_status(last), output, last))
 
 
@@ -115,6 +134,9 @@ class Events:
         self.shell, self.seq, self.output = shell, 0, []
         self.thinking: Optional[dict] = None  # the reasoning item being streamed
         self.message: Optional[dict] = None
+        self.top = shell.req.logprobs_wanted()
+        self.pending: list[TokenLogprob] = []  # the message's tokens not yet in a delta event
+        self.scored: list[TokenLogprob] = []  # the message's tokens sent in delta events
 
     def event(self, kind: str, **data) -> str:
         line = f"event: {kind}\ndata: {json.dumps({'type': kind, 'sequence_number': self.seq, **data})}\n\n"
@@ -135,6 +157,8 @@ class Events:
         if self.thinking is None:
             return []
         item, index, self.thinking = self.thinking, len(self.output), None
+        if self.shell.opaque:
+            item = reasoning_item(item["content"][0]["text"], item["id"], opaque=True)
         self.output.append(item)
         return [self.event("response.reasoning_text.done", item_id=item["id"], output_index=index, content_index=0,
                            text=item["content"][0]["text"]),
@@ -149,18 +173,26 @@ class Events:
                                content_index=0, part=text_part(""))]
             self.message["text"] = ""
         self.message["text"] += delta
+        sent, self.pending = self.pending, []
+        self.scored += sent
         return out + [self.event("response.output_text.delta", item_id=self.message["id"],
-                                 output_index=len(self.output), content_index=0, delta=delta, logprobs=[])]
+                                 output_index=len(self.output), content_index=0, delta=delta,
+                                 logprobs=self._logprobs(sent, for_event=True))]
+
+    def _logprobs(self, scored: list[TokenLogprob], for_event: bool = False) -> list[dict]:
+        return [] if self.top is None else output_text_logprobs(scored, self.top, for_event)
 
     def close_message(self) -> list[str]:
         if self.message is None:
             return []
         text, index = self.message.pop("text"), len(self.output)
-        item, self.message = message_item(text, self.message["id"]), None
+        scored, self.scored, self.pending = self.scored + self.pending, [], []
+        item, self.message = message_item(text, self.message["id"], logprobs=self._logprobs(scored)), None
         self.output.append(item)
         common = {"item_id": item["id"], "output_index": index, "content_index": 0}
-        return [self.event("response.output_text.done", **common, text=text, logprobs=[]),
-                self.event("response.content_part.done", **common, part=text_part(text)),
+        return [self.event("response.output_text.done", **common, text=text,
+                           logprobs=self._logprobs(scored, for_event=True)),
+                self.event("response.content_part.done", **common, part=item["content"][0]),
                 self.event("response.output_item.done", output_index=index, item=item)]
 
     def call(self, call: ToolCall) -> list[str]:
@@ -183,6 +215,7 @@ async def response_events(req: ResponsesRequest, shell: Shell, stream: OpenStrea
     try:
         async for chunk in stream.chunks():
             lines = events.think(chunk.reasoning) if chunk.reasoning else []
+            events.pending += message_logprobs(req, chunk)
             text = watch.feed(chunk.text) if watch else chunk.text
             lines += events.say(text) if text else []
             if chunk.finish_reason:
