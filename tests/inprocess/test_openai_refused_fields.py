@@ -21,6 +21,10 @@ WEATHER_TOOL = {"type": "function", "function": {"name": "weather", "parameters"
         ({"modalities": ["audio"]}, "modalities"),
         ({"extra_body": {"repetition_penalty": 1.3}}, "repetition_penalty"),
         ({"extra_body": {"min_tokens": 8}}, "min_tokens"),
+        ({"web_search_options": {}}, "web_search_options"),  # an empty object turns OpenAI's search on
+        ({"extra_body": {"guided_json": {"type": "object"}}}, "guided_json"),  # vLLM's: use response_format
+        ({"extra_body": {"stop_token_ids": [2]}}, "stop_token_ids"),
+        ({"extra_body": {"continue_final_message": True}}, "continue_final_message"),
     ],
 )
 def test_fields_that_would_change_the_answer_are_refused_by_name(sdk, extra, param):
@@ -33,6 +37,8 @@ def test_their_no_op_values_are_accepted(sdk):
     r = sdk.chat.completions.create(
         model=LLM, messages=FRANCE, max_tokens=2, response_format={"type": "text"}, tool_choice="none",
         frequency_penalty=0, presence_penalty=0, logprobs=False,
+        # vLLM's defaults, as a client written for vLLM may send them
+        extra_body={"skip_special_tokens": True, "add_generation_prompt": True, "echo": False, "stop_token_ids": []},
     )
     assert r.choices[0].message.content
 

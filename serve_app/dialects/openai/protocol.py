@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from serve_app.dialects.openai.structured import ResponseFormat
 from serve_app.dialects.openai.tools import Tool, ToolChoice
-from serve_app.dialects.openai.unsupported import SHARED, refusing
+from serve_app.dialects.openai.unsupported import CHAT_ONLY, SHARED, refusing
 from serve_app.engines.base import ChatMessage, GenerationRequest, SamplingParams
 from serve_app.tools.definitions import ToolCall, call_schema
 
@@ -128,7 +128,7 @@ class _SamplingFields(_Request):
         return bool(self.stream_options and self.stream_options.include_usage)
 
 
-class ChatCompletionRequest(_SamplingFields, refusing(*SHARED, "prompt_logprobs")):
+class ChatCompletionRequest(_SamplingFields, refusing(*SHARED, *CHAT_ONLY, "prompt_logprobs")):
     messages: list[OpenAIMessage] = Field(min_length=1)
     max_completion_tokens: Optional[int] = Field(default=None, ge=1)
     tools: Optional[list[Tool]] = Field(default=None, max_length=128)
