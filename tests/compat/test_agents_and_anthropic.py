@@ -85,3 +85,8 @@ def test_anthropics_sdk_gets_the_models_answer_and_a_forced_tool_use(base_url):
         {"role": "assistant", "content": [use.model_dump()]},
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "Sunny, 21 C."}]}])
     assert answered.content and answered.stop_reason in ("end_turn", "max_tokens")
+    schema = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 20}}, "required": ["city"],
+              "additionalProperties": False}
+    structured = claude.messages.create(model=LLM, max_tokens=64, **greedy, output_config={"format": {
+        "type": "json_schema", "schema": schema}}, messages=[{"role": "user", "content": "Name a city in France."}])
+    assert set(json.loads(structured.content[0].text)) == {"city"}, structured

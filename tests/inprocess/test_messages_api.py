@@ -128,3 +128,17 @@ def test_the_anthropic_sdks_own_types_take_the_message_and_every_event_strictly(
     for event in events:
         strict(anthropic.types.RawMessageStreamEvent, event)
     assert len(events) > 4 and found == [], found
+
+
+def test_output_config_is_read_a_schema_on_an_engine_that_cannot_follow_one_and_other_efforts_are_400s(claude):
+    # The schema itself is followed on a real tokenizer: tests/compat/test_agents_and_anthropic.py.
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    for config, names in [({"format": {"type": "json_schema", "schema": schema}}, "schema"),
+                          ({"effort": "low"}, "effort")]:
+        with pytest.raises(anthropic.BadRequestError, match=names):
+            claude.messages.create(model=LLM, max_tokens=8, messages=USER, output_config=config)
+    assert claude.messages.create(model=LLM, max_tokens=8, messages=USER, output_config={"effort": "high"})
+    with pytest.raises(anthropic.BadRequestError, match="output_config.format"):
+        claude.messages.create(model=LLM, max_tokens=8, messages=USER, tool_choice={"type": "any"},
+                               tools=[{"name": "w", "input_schema": schema}],
+                               output_config={"format": {"type": "json_schema", "schema": schema}})

@@ -1,9 +1,10 @@
 """Request models of Anthropic's Messages API (`/v1/messages`, `/v1/messages/count_tokens`),
 and what a request becomes for the engines.
 
-Text, tool use and tool results, a system prompt, stop sequences and thinking are done;
-images and documents (these models read text only), and the server-side tools and
-containers Anthropic runs itself, are refused by name. Unknown keys are ignored, as
+Text, tool use and tool results, a system prompt, stop sequences, thinking and structured
+output (`output_config.format`) are done; images and documents (these models read text
+only), the server-side tools and containers Anthropic runs itself, and an `effort` other
+than Anthropic's default, are refused by name. Unknown keys are ignored, as
 Anthropic's own API does with ones it does not use.
 """
 
@@ -104,6 +105,25 @@ class Thinking(_Body):
     budget_tokens: Optional[int] = Field(default=None, ge=1024)
 
 
+class OutputFormat(_Body):
+    type: Literal["json_schema"]
+    schema_: dict[str, Any] = Field(alias="schema")
+
+
+class OutputConfig(_Body):
+    format: Optional[OutputFormat] = None
+    effort: Optional[str] = None
+
+    @field_validator("effort")
+    @classmethod
+    def _one_effort(cls, v):
+        # Anthropic's default is "high", which is what every answer here is: no model here spends more or less.
+        if v not in (None, "high"):
+            raise ValueError(f"'{v}' is not supported by this server: its models answer at one effort "
+                             "(Anthropic's default, 'high')")
+        return v
+
+
 class CountTokensRequest(_Body):
     model: str = Field(min_length=1)
     messages: list[Message] = Field(min_length=1)
@@ -144,6 +164,7 @@ class MessagesRequest(CountTokensRequest):
     top_k: Optional[int] = Field(default=None, ge=0)
     tool_choice: Optional[ToolChoice] = None
     thinking: Optional[Thinking] = None
+    output_config: Optional[OutputConfig] = None
     stream: bool = False
     metadata: Optional[dict[str, Any]] = None
 
@@ -162,6 +183,8 @@ class MessagesRequest(CountTokensRequest):
             raise ValueError("tool_choice: asks for a tool call but 'tools' is empty")
         if choice and choice.type == "tool" and choice.name not in names:
             raise ValueError(f"tool_choice: names tool '{choice.name}', which is not in 'tools'")
+        if self.forced() and self.output_config and self.output_config.format:
+            raise ValueError("output_config.format: cannot apply while tool_choice forces a tool (its input is the answer)")
         if self.thinking and self.thinking.budget_tokens and self.thinking.budget_tokens >= self.max_tokens:
             raise ValueError("thinking: budget_tokens must be less than max_tokens")
         return self
@@ -177,6 +200,11 @@ class MessagesRequest(CountTokensRequest):
             return [f for f in self.functions() if f.name == choice.name]
         return []
 
+    def schema(self) -> Optional[dict[str, Any]]:
+        """The JSON schema the answer's text follows (`output_config.format`), if any."""
+        wanted = self.output_config.format if self.output_config else None
+        return wanted.schema_ if wanted else None
+
     @property
     def shows_thinking(self) -> bool:
         return not (self.thinking and self.thinking.type == "disabled")
@@ -187,7 +215,7 @@ class MessagesRequest(CountTokensRequest):
         budget = self.thinking.budget_tokens if self.thinking and self.thinking.type == "enabled" else None
         params = SamplingParams(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
                                 max_new_tokens=self.max_tokens, stop=self.stop_sequences or [],
-                                json_schema=call_schema(forced) if forced else None, thinking_budget=budget)
+                                json_schema=call_schema(forced) if forced else self.schema(), thinking_budget=budget)
         return GenerationRequest(messages=self.chat(), params=params, tools=tools or None, overflow="error",
                                  span_id=span_id, session=str((self.metadata or {}).get("user_id") or ""))
 
