@@ -46,6 +46,10 @@ class SamplingParams(BaseModel):
     stop_token_ids: list[int] = Field(default_factory=list)
     seed: Optional[int] = None
     logit_bias: dict[int, float] = Field(default_factory=dict)  # token id -> added to its logit
+    # OpenAI's penalties on tokens the answer already has: each generated token's logit loses
+    # presence_penalty once it has appeared, and frequency_penalty times its count (vLLM's rule).
+    presence_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
+    frequency_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
     # The answer must be JSON valid against this schema ({"type": "object"}: any JSON object).
     json_schema: Optional[dict[str, Any]] = None
     # Report each new token's log probability and this many likeliest alternatives (None: off).

@@ -15,8 +15,6 @@ WEATHER_TOOL = {"type": "function", "function": {"name": "weather", "parameters"
     "extra, param",
     [
         ({"functions": [WEATHER_TOOL["function"]]}, "functions"),
-        ({"frequency_penalty": 0.5}, "frequency_penalty"),
-        ({"presence_penalty": -1}, "presence_penalty"),
         ({"reasoning_effort": "high"}, "reasoning_effort"),
         ({"modalities": ["audio"]}, "modalities"),
         ({"extra_body": {"repetition_penalty": 1.3}}, "repetition_penalty"),
@@ -71,6 +69,8 @@ def test_bad_logit_bias_is_400(sdk, bias, names):
         ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
         ({"top_logprobs": 3}, "top_logprobs"),
         ({"logprobs": True, "top_logprobs": 21}, "top_logprobs"),
+        ({"frequency_penalty": 2.5}, "frequency_penalty"),
+        ({"presence_penalty": -3}, "presence_penalty"),
     ],
 )
 def test_out_of_range_is_400_naming_the_field(sdk, extra, param):

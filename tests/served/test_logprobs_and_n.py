@@ -100,6 +100,27 @@ def test_responses_logprobs_are_chats_for_the_same_tokens_whole_and_streamed(sdk
     assert plain.output[0].content[0].logprobs == [] and plain.output_text == r.output_text
 
 
+def test_presence_and_frequency_penalties_are_vllms_rule_on_the_models_own_logits(sdk, llm, direct):
+    # Each generated token's logit loses presence once it has appeared and frequency times its count.
+    tokenizer, model = direct
+    prompt, presence, frequency = "Repeat after me: cat cat cat cat cat", 0.5, 1.0
+    body = {"model": llm, "prompt": prompt, "max_tokens": 10, "temperature": 0}
+    served = sdk.completions.create(**body, presence_penalty=presence, frequency_penalty=frequency, logprobs=0,
+                                    extra_body={"return_tokens_as_token_ids": True}).choices[0]
+    ids = [int(t.removeprefix("token_id:")) for t in served.logprobs.tokens]
+    assert served.finish_reason == "length" and len(ids) == 10
+    prompt_ids, made, counts = tokenizer(prompt)["input_ids"], [], {}
+    with torch.inference_mode():
+        for _ in ids:
+            logits = model(torch.tensor([prompt_ids + made])).logits[0, -1].float()
+            for token, count in counts.items():
+                logits[token] -= frequency * count + presence
+            made.append(int(logits.argmax()))
+            counts[made[-1]] = counts.get(made[-1], 0) + 1
+    assert made == ids, (tokenizer.decode(made), served.text)
+    assert sdk.completions.create(**body).choices[0].text != served.text, "the penalties changed the answer"
+
+
 # --- the prompt scored (#33): OpenAI's echo with logprobs, vLLM's prompt_logprobs --------------
 
 

@@ -51,3 +51,16 @@ def test_ignore_eos_with_a_json_schema_is_refused():
     body = {"model": "m", "messages": USER, "ignore_eos": True, "response_format": {"type": "json_object"}}
     with pytest.raises(ValidationError, match="ignore_eos"):
         ChatCompletionRequest.model_validate(body)
+
+
+def test_penalties_lower_the_logits_of_tokens_the_row_already_made_and_count_what_it_makes():
+    row = RowSampling.create(SamplingParams(temperature=0.0, presence_penalty=0.5, frequency_penalty=1.0))
+    plain = RowSampling.create(SamplingParams(temperature=0.0))
+    assert row.counts == {} and plain.counts is None
+    logits = torch.tensor([[5.0, 4.0, 0.0], [5.0, 4.0, 0.0]])
+    assert next_tokens(logits.clone(), [row, plain]).tokens == [0, 0]  # nothing made yet: no penalty
+    assert row.counts == {0: 1}
+    assert next_tokens(logits.clone(), [row, plain]).tokens == [1, 0]  # token 0: 5 - (1 * 1 + 0.5) = 3.5 < 4
+    assert row.counts == {0: 1, 1: 1}
+    assert next_tokens(logits.clone(), [row, plain]).tokens == [0, 0]  # 3.5 against 4 - 1.5 = 2.5
+    assert row.counts == {0: 2, 1: 1}

@@ -64,6 +64,8 @@ class _SamplingFields(_Request):
     seed: Optional[int] = Field(default=None, ge=-(2**63), le=2**63 - 1)  # int64, as OpenAI's; torch takes any
     n: int = Field(default=1, ge=1, le=16)  # choices per prompt: rows generating together
     logit_bias: Optional[dict[str, float]] = None
+    presence_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
+    frequency_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
     response_format: Optional[ResponseFormat] = None
     stream: bool = False
     stream_options: Optional[StreamOptions] = None
@@ -110,6 +112,8 @@ class _SamplingFields(_Request):
             stop=self.stop or [],
             seed=self.seed,
             logit_bias={int(t): b for t, b in (self.logit_bias or {}).items()},
+            presence_penalty=self.presence_penalty,
+            frequency_penalty=self.frequency_penalty,
             json_schema=self.response_format.schema_to_follow() if self.response_format else None,
             logprobs=self.top_logprobs_wanted(),
             top_k=self.top_k if self.top_k and self.top_k > 0 else None,

@@ -14,7 +14,6 @@ from pydantic import BaseModel, ConfigDict, create_model, field_validator
 NOT_DONE = {
     "tools": "tool calls on completions; use chat", "tool_choice": "tool calls on completions; use chat",
     "functions": "function calls (deprecated: use 'tools')", "function_call": "function calls (deprecated: use 'tools')",
-    "frequency_penalty": "repetition penalties", "presence_penalty": "repetition penalties",
     "audio": "audio output", "modalities": "other output modalities", "prediction": "predicted outputs",
     "reasoning_effort": "reasoning", "web_search_options": "web search", "best_of": "best-of sampling",
     "suffix": "insertion after a suffix", "verbosity": "answer-length control",
@@ -43,7 +42,7 @@ EMPTY_ASKS = {"web_search_options"}
 NO_OP = {"tool_choice": ["none"], "modalities": [["text"]], "best_of": [1], "verbosity": ["medium"],
          "repetition_penalty": [1], "length_penalty": [1], "skip_special_tokens": [True],
          "spaces_between_special_tokens": [True], "add_generation_prompt": [True]}
-SHARED = ("frequency_penalty", "presence_penalty", "audio", "modalities", "prediction",
+SHARED = ("audio", "modalities", "prediction",
           "reasoning_effort", "web_search_options", "best_of", "functions", "function_call", "verbosity",
           "repetition_penalty", "min_p", "min_tokens", "length_penalty", "use_beam_search", "stop_token_ids",
           "include_stop_str_in_output", "skip_special_tokens", "spaces_between_special_tokens", "allowed_token_ids",

@@ -40,6 +40,9 @@ class RowSampling:
     # A reasoning model's row: the grammar waits for the end of its thinking (engines/reasoning.py).
     thinking: Optional[Any] = None
     logprobs: Optional[int] = None  # report the chosen token's log probability and this many alternatives
+    presence: float = 0.0  # OpenAI's presence_penalty and frequency_penalty, on the tokens in `counts`
+    frequency: float = 0.0
+    counts: Optional[dict[int, int]] = None  # each token this row generated, how often (kept when penalised)
 
     @classmethod
     def create(cls, params: SamplingParams, matcher: Any = None, thinking: Any = None) -> "RowSampling":
@@ -47,8 +50,11 @@ class RowSampling:
         if params.seed is not None and params.temperature > 0:
             generator = torch.Generator().manual_seed(params.seed)
         bias = (list(params.logit_bias), list(params.logit_bias.values())) if params.logit_bias else None
+        penalised = bool(params.presence_penalty or params.frequency_penalty)
         return cls(temperature=params.temperature, top_p=params.top_p, top_k=params.top_k,
-                   generator=generator, bias=bias, matcher=matcher, thinking=thinking, logprobs=params.logprobs)
+                   generator=generator, bias=bias, matcher=matcher, thinking=thinking, logprobs=params.logprobs,
+                   presence=params.presence_penalty, frequency=params.frequency_penalty,
+                   counts={} if penalised else None)
 
     @property
     def greedy(self) -> bool:
@@ -84,6 +90,10 @@ def next_tokens(logits: torch.Tensor, rows: list[RowSampling]) -> Chosen:
         if row.bias:
             ids, values = row.bias
             logits[i, ids] += torch.tensor(values, dtype=logits.dtype, device=logits.device)
+        if row.counts:
+            ids, seen = list(row.counts), torch.tensor(list(row.counts.values()), dtype=logits.dtype,
+                                                       device=logits.device)
+            logits[i, ids] -= row.frequency * seen + row.presence
         if row.matcher is not None:
             _constrain(logits[i], row)
         if row.thinking is not None and (forced := row.thinking.forced()) is not None:
@@ -104,6 +114,8 @@ def next_tokens(logits: torch.Tensor, rows: list[RowSampling]) -> Chosen:
     for i, (row, token) in enumerate(zip(rows, tokens)):
         if i in errors:
             continue
+        if row.counts is not None:
+            row.counts[token] = row.counts.get(token, 0) + 1
         answering = row.thinking.observe(token) if row.thinking is not None else True
         if row.matcher is not None and answering:
             row.matcher.consume_token(token)

@@ -62,6 +62,8 @@ def sampling_params(params: SamplingParams, max_new: int):
         stop=params.stop or None,
         stop_token_ids=params.stop_token_ids or None,
         ignore_eos=params.ignore_eos,
+        presence_penalty=params.presence_penalty,
+        frequency_penalty=params.frequency_penalty,
         output_kind=RequestOutputKind.DELTA,
         **{k: v for k, v in optional.items() if v is not None},
     )
