@@ -21,7 +21,7 @@ WEATHER_TOOL = {"type": "function", "function": {"name": "weather", "parameters"
         ({"extra_body": {"min_tokens": 8}}, "min_tokens"),
         ({"web_search_options": {}}, "web_search_options"),  # an empty object turns OpenAI's search on
         ({"extra_body": {"guided_json": {"type": "object"}}}, "guided_json"),  # vLLM's: use response_format
-        ({"extra_body": {"stop_token_ids": [2]}}, "stop_token_ids"),
+        ({"extra_body": {"include_stop_str_in_output": True}}, "include_stop_str_in_output"),
         ({"extra_body": {"continue_final_message": True}}, "continue_final_message"),
     ],
 )
@@ -121,3 +121,11 @@ def test_an_empty_token_prompt_is_400(client, prompt):
 def test_tokenizer_routes_name_bad_input(client, path, body, names):
     r = client.post(path, json=body)
     assert 400 <= r.status_code < 500 and names in r.text, r.text
+
+
+def test_stop_token_ids_on_an_engine_without_a_vocabulary_are_refused(sdk):
+    # Done on a real tokenizer (tests/served/test_logprobs_and_n.py); the simulated engine has no ids.
+    with pytest.raises(openai.BadRequestError, match="stop_token_ids"):
+        sdk.chat.completions.create(model=LLM, messages=FRANCE, max_tokens=2, extra_body={"stop_token_ids": [2]})
+    with pytest.raises(openai.BadRequestError, match="stop_token_ids"):
+        sdk.chat.completions.create(model=LLM, messages=FRANCE, max_tokens=2, extra_body={"stop_token_ids": [-1]})

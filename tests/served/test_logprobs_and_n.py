@@ -121,6 +121,19 @@ def test_presence_and_frequency_penalties_are_vllms_rule_on_the_models_own_logit
     assert sdk.completions.create(**body).choices[0].text != served.text, "the penalties changed the answer"
 
 
+def test_stop_token_ids_end_the_answer_at_that_token_as_vllms_do(sdk, llm, direct):
+    tokenizer, _ = direct
+    body = {"model": llm, "prompt": PROMPT, "max_tokens": 12, "temperature": 0, "logprobs": 0,
+            "extra_body": {"return_tokens_as_token_ids": True}}
+    whole = sdk.completions.create(**body).choices[0]
+    ids = [int(t.removeprefix("token_id:")) for t in whole.logprobs.tokens]
+    stop_at = next(i for i, t in enumerate(ids) if i > 0 and t not in ids[:i])  # a later token, not seen before
+    body["extra_body"] = {**body["extra_body"], "stop_token_ids": [ids[stop_at]]}
+    cut = sdk.completions.create(**body).choices[0]
+    # Not a special token: it stays in the text, as vLLM leaves it.
+    assert cut.finish_reason == "stop" and cut.text == tokenizer.decode(ids[:stop_at + 1]), (cut.text, whole.text)
+
+
 # --- the prompt scored (#33): OpenAI's echo with logprobs, vLLM's prompt_logprobs --------------
 
 

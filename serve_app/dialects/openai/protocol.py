@@ -6,7 +6,7 @@ OpenAI error shape before anything reaches a model. Unknown fields are ignored
 (the SDK and LangChain send fields we do not use).
 """
 
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -74,6 +74,8 @@ class _SamplingFields(_Request):
     # vLLM's sampling extensions that its clients (and `vllm bench serve`) send.
     top_k: Optional[int] = Field(default=None, ge=-1)  # -1 or 0: every token
     ignore_eos: bool = False
+    # Tokens that end the answer, as vLLM's: one that is not a special token stays in the text.
+    stop_token_ids: Optional[list[Annotated[int, Field(ge=0)]]] = Field(default=None, max_length=64)
     # vLLM's scheduling priority (lower runs earlier): here each step above 0 puts the request one
     # band below its key's when the model is full (serve_app/fairness/); below 0 is the key's band.
     priority: int = Field(default=0, ge=-(2**31), le=2**31 - 1)
@@ -110,6 +112,7 @@ class _SamplingFields(_Request):
             top_p=self.top_p,
             max_new_tokens=self.max_tokens,
             stop=self.stop or [],
+            stop_token_ids=self.stop_token_ids or [],
             seed=self.seed,
             logit_bias={int(t): b for t, b in (self.logit_bias or {}).items()},
             presence_penalty=self.presence_penalty,

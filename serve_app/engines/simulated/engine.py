@@ -111,6 +111,8 @@ class SimulatedEngine(CompletionBudget, LLMEngine):
         arrived = time.perf_counter()
         if request.params.logit_bias:  # no vocabulary to bias: refused, not ignored
             raise InvalidPromptError("the simulated engine has no token vocabulary: logit_bias cannot apply")
+        if request.params.stop_token_ids:
+            raise InvalidPromptError("the simulated engine has no token vocabulary: stop_token_ids cannot apply")
         if request.params.logprobs is not None or request.params.prompt_logprobs is not None:
             raise InvalidPromptError("the simulated engine has no token vocabulary: logprobs cannot apply")
         if request.prompt_token_ids is not None:
