@@ -50,6 +50,11 @@ class SamplingParams(BaseModel):
     # presence_penalty once it has appeared, and frequency_penalty times its count (vLLM's rule).
     presence_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
     frequency_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
+    # vLLM's (and Hugging Face's): each token of the prompt or the answer so far has its logit
+    # divided by this when positive, multiplied when negative (1: off).
+    repetition_penalty: float = Field(default=1.0, gt=0.0)
+    # vLLM's: a sampled token's probability must be at least min_p times the likeliest's (0: off).
+    min_p: float = Field(default=0.0, ge=0.0, le=1.0)
     # The answer must be JSON valid against this schema ({"type": "object"}: any JSON object).
     json_schema: Optional[dict[str, Any]] = None
     # Report each new token's log probability and this many likeliest alternatives (None: off).

@@ -17,7 +17,6 @@ WEATHER_TOOL = {"type": "function", "function": {"name": "weather", "parameters"
         ({"functions": [WEATHER_TOOL["function"]]}, "functions"),
         ({"reasoning_effort": "high"}, "reasoning_effort"),
         ({"modalities": ["audio"]}, "modalities"),
-        ({"extra_body": {"repetition_penalty": 1.3}}, "repetition_penalty"),
         ({"extra_body": {"min_tokens": 8}}, "min_tokens"),
         ({"web_search_options": {}}, "web_search_options"),  # an empty object turns OpenAI's search on
         ({"extra_body": {"guided_json": {"type": "object"}}}, "guided_json"),  # vLLM's: use response_format
@@ -70,6 +69,8 @@ def test_bad_logit_bias_is_400(sdk, bias, names):
         ({"top_logprobs": 3}, "top_logprobs"),
         ({"logprobs": True, "top_logprobs": 21}, "top_logprobs"),
         ({"frequency_penalty": 2.5}, "frequency_penalty"),
+        ({"extra_body": {"min_p": 1.5}}, "min_p"),
+        ({"extra_body": {"repetition_penalty": 0}}, "repetition_penalty"),
         ({"presence_penalty": -3}, "presence_penalty"),
     ],
 )

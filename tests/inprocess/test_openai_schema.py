@@ -65,7 +65,7 @@ def test_embeddings_and_models_follow_the_schema(client):
 @pytest.mark.parametrize("path, body", [
     ("/v1/chat/completions", {"model": "no-such-model", "messages": FRANCE}),
     ("/v1/chat/completions", {"model": LLM, "messages": FRANCE, "max_tokens": -1}),
-    ("/v1/chat/completions", {"model": LLM, "messages": FRANCE, "min_p": 0.1}),
+    ("/v1/chat/completions", {"model": LLM, "messages": FRANCE, "min_tokens": 4}),
     ("/v1/embeddings", {"model": LLM, "input": "x"}),
     ("/v1/responses", {"model": LLM, "input": "x", "truncation": "auto"}),
 ])

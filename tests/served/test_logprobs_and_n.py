@@ -121,6 +121,27 @@ def test_presence_and_frequency_penalties_are_vllms_rule_on_the_models_own_logit
     assert sdk.completions.create(**body).choices[0].text != served.text, "the penalties changed the answer"
 
 
+def test_repetition_penalty_is_vllms_rule_over_the_prompt_and_answer_and_min_p_1_is_greedy(sdk, llm, direct):
+    tokenizer, model = direct
+    prompt, penalty = "Repeat after me: cat cat cat cat cat", 1.8
+    body = {"model": llm, "prompt": prompt, "max_tokens": 10, "temperature": 0}
+    served = sdk.completions.create(**body, logprobs=0, extra_body={"repetition_penalty": penalty,
+                                                                    "return_tokens_as_token_ids": True}).choices[0]
+    ids = [int(t.removeprefix("token_id:")) for t in served.logprobs.tokens]
+    prompt_ids, made = tokenizer(prompt)["input_ids"], []
+    with torch.inference_mode():
+        for _ in ids:
+            logits = model(torch.tensor([prompt_ids + made])).logits[0, -1].float()
+            seen = sorted(set(prompt_ids + made))
+            logits[seen] = torch.where(logits[seen] > 0, logits[seen] / penalty, logits[seen] * penalty)
+            made.append(int(logits.argmax()))
+    assert made == ids and len(ids) == 10, (tokenizer.decode(made), served.text)
+    greedy = sdk.completions.create(**body).choices[0].text
+    assert greedy != served.text, "the penalty changed the answer"
+    # min_p 1 keeps only the likeliest token: sampling at temperature 1 then gives the greedy answer.
+    assert sdk.completions.create(**{**body, "temperature": 1.0}, extra_body={"min_p": 1.0}).choices[0].text == greedy
+
+
 def test_stop_token_ids_end_the_answer_at_that_token_as_vllms_do(sdk, llm, direct):
     tokenizer, _ = direct
     body = {"model": llm, "prompt": PROMPT, "max_tokens": 12, "temperature": 0, "logprobs": 0,

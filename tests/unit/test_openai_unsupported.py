@@ -64,3 +64,20 @@ def test_penalties_lower_the_logits_of_tokens_the_row_already_made_and_count_wha
     assert row.counts == {0: 1, 1: 1}
     assert next_tokens(logits.clone(), [row, plain]).tokens == [0, 0]  # 3.5 against 4 - 1.5 = 2.5
     assert row.counts == {0: 2, 1: 1}
+
+
+def test_repetition_penalty_divides_positive_and_multiplies_negative_logits_of_the_prompt_and_answer():
+    row = RowSampling.create(SamplingParams(temperature=0.0, repetition_penalty=2.0), prompt_ids=(0, 1))
+    logits = torch.tensor([[3.0, -1.0, 2.0, 0.5]])
+    assert next_tokens(logits, [row]).tokens == [2]  # 0: 3 / 2 = 1.5 < 2
+    assert logits[0].tolist() == [1.5, -2.0, 2.0, 0.5] and row.seen == {0, 1, 2}
+    assert next_tokens(torch.tensor([[3.0, -1.0, 2.0, 0.5]]), [row]).tokens == [0]  # 1.5 against 1.0
+    assert RowSampling.create(SamplingParams(), prompt_ids=(0, 1)).seen is None  # 1: nothing kept
+
+
+def test_min_p_keeps_only_tokens_near_the_likeliest():
+    logits = torch.tensor([[2.0, 1.3, 0.0]])  # probabilities about 0.62, 0.31, 0.08
+    kept = RowSampling.create(SamplingParams(temperature=1.0, min_p=0.6, seed=1))
+    assert {next_tokens(logits.clone(), [kept]).tokens[0] for _ in range(30)} == {0}
+    looser = RowSampling.create(SamplingParams(temperature=1.0, min_p=0.2, seed=1))  # 0.08 < 0.2 * 0.62
+    assert {next_tokens(logits.clone(), [looser]).tokens[0] for _ in range(30)} == {0, 1}

@@ -76,6 +76,8 @@ class _SamplingFields(_Request):
     ignore_eos: bool = False
     # Tokens that end the answer, as vLLM's: one that is not a special token stays in the text.
     stop_token_ids: Optional[list[Annotated[int, Field(ge=0)]]] = Field(default=None, max_length=64)
+    repetition_penalty: float = Field(default=1.0, gt=0.0)
+    min_p: float = Field(default=0.0, ge=0.0, le=1.0)
     # vLLM's scheduling priority (lower runs earlier): here each step above 0 puts the request one
     # band below its key's when the model is full (serve_app/fairness/); below 0 is the key's band.
     priority: int = Field(default=0, ge=-(2**31), le=2**31 - 1)
@@ -117,6 +119,8 @@ class _SamplingFields(_Request):
             logit_bias={int(t): b for t, b in (self.logit_bias or {}).items()},
             presence_penalty=self.presence_penalty,
             frequency_penalty=self.frequency_penalty,
+            repetition_penalty=self.repetition_penalty,
+            min_p=self.min_p,
             json_schema=self.response_format.schema_to_follow() if self.response_format else None,
             logprobs=self.top_logprobs_wanted(),
             top_k=self.top_k if self.top_k and self.top_k > 0 else None,

@@ -17,10 +17,10 @@ NOT_DONE = {
     "audio": "audio output", "modalities": "other output modalities", "prediction": "predicted outputs",
     "reasoning_effort": "reasoning", "web_search_options": "web search", "best_of": "best-of sampling",
     "suffix": "insertion after a suffix", "verbosity": "answer-length control",
-    # vLLM's extensions beyond those done (top_k, ignore_eos, stop_token_ids, chat_template_kwargs, priority,
-    # return_tokens_as_token_ids, prompt_logprobs on completions): a client written for vLLM sends
+    # vLLM's extensions beyond those done (top_k, min_p, repetition_penalty, ignore_eos, stop_token_ids, priority,
+    # chat_template_kwargs, return_tokens_as_token_ids, prompt_logprobs on completions): a client written for vLLM sends
     # them to change the answer.
-    "repetition_penalty": "repetition penalties", "min_p": "min-p sampling", "min_tokens": "a minimum answer length",
+    "min_tokens": "a minimum answer length",
     "prompt_logprobs": "scoring a chat's prompt; /v1/completions scores a prompt",
     "length_penalty": "beam search", "use_beam_search": "beam search",
     "include_stop_str_in_output": "the stop string in the answer",
@@ -40,11 +40,11 @@ ZERO_ASKS = {"prompt_logprobs"}
 EMPTY_ASKS = {"web_search_options"}
 # The default values: a client that sends them asks for nothing.
 NO_OP = {"tool_choice": ["none"], "modalities": [["text"]], "best_of": [1], "verbosity": ["medium"],
-         "repetition_penalty": [1], "length_penalty": [1], "skip_special_tokens": [True],
+         "length_penalty": [1], "skip_special_tokens": [True],
          "spaces_between_special_tokens": [True], "add_generation_prompt": [True]}
 SHARED = ("audio", "modalities", "prediction",
           "reasoning_effort", "web_search_options", "best_of", "functions", "function_call", "verbosity",
-          "repetition_penalty", "min_p", "min_tokens", "length_penalty", "use_beam_search",
+          "min_tokens", "length_penalty", "use_beam_search",
           "include_stop_str_in_output", "skip_special_tokens", "spaces_between_special_tokens", "allowed_token_ids",
           "bad_words", "logits_processors", "guided_json", "guided_regex", "guided_choice", "guided_grammar",
           "structural_tag", "structured_outputs")

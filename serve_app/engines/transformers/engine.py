@@ -172,7 +172,7 @@ class TransformersEngine(TokenizerPrompts, LLMEngine):
             prompt_ids=list(prompt_ids),
             max_new=self._budget(len(prompt_ids), request),
             stop_ids=frozenset((set() if params.ignore_eos else self._eos_ids) | set(params.stop_token_ids)),
-            sampling=RowSampling.create(params, matcher, thinking),
+            sampling=RowSampling.create(params, matcher, thinking, tuple(prompt_ids)),
             loop=asyncio.get_running_loop(),
             adapter=request.adapter,
         )

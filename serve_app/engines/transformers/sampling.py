@@ -43,9 +43,13 @@ class RowSampling:
     presence: float = 0.0  # OpenAI's presence_penalty and frequency_penalty, on the tokens in `counts`
     frequency: float = 0.0
     counts: Optional[dict[int, int]] = None  # each token this row generated, how often (kept when penalised)
+    repetition: float = 1.0  # vLLM's repetition_penalty, on the tokens in `seen`
+    seen: Optional[set[int]] = None  # the prompt's tokens and those generated (kept when repetition != 1)
+    min_p: float = 0.0
 
     @classmethod
-    def create(cls, params: SamplingParams, matcher: Any = None, thinking: Any = None) -> "RowSampling":
+    def create(cls, params: SamplingParams, matcher: Any = None, thinking: Any = None,
+               prompt_ids: tuple[int, ...] = ()) -> "RowSampling":
         generator = None
         if params.seed is not None and params.temperature > 0:
             generator = torch.Generator().manual_seed(params.seed)
@@ -54,7 +58,8 @@ class RowSampling:
         return cls(temperature=params.temperature, top_p=params.top_p, top_k=params.top_k,
                    generator=generator, bias=bias, matcher=matcher, thinking=thinking, logprobs=params.logprobs,
                    presence=params.presence_penalty, frequency=params.frequency_penalty,
-                   counts={} if penalised else None)
+                   counts={} if penalised else None, repetition=params.repetition_penalty,
+                   seen=set(prompt_ids) if params.repetition_penalty != 1 else None, min_p=params.min_p)
 
     @property
     def greedy(self) -> bool:
@@ -94,6 +99,10 @@ def next_tokens(logits: torch.Tensor, rows: list[RowSampling]) -> Chosen:
             ids, seen = list(row.counts), torch.tensor(list(row.counts.values()), dtype=logits.dtype,
                                                        device=logits.device)
             logits[i, ids] -= row.frequency * seen + row.presence
+        if row.seen:
+            ids = list(row.seen)
+            picked = logits[i, ids]
+            logits[i, ids] = torch.where(picked > 0, picked / row.repetition, picked * row.repetition)
         if row.matcher is not None:
             _constrain(logits[i], row)
         if row.thinking is not None and (forced := row.thinking.forced()) is not None:
@@ -116,6 +125,8 @@ def next_tokens(logits: torch.Tensor, rows: list[RowSampling]) -> Chosen:
             continue
         if row.counts is not None:
             row.counts[token] = row.counts.get(token, 0) + 1
+        if row.seen is not None:
+            row.seen.add(token)
         answering = row.thinking.observe(token) if row.thinking is not None else True
         if row.matcher is not None and answering:
             row.matcher.consume_token(token)
@@ -143,6 +154,9 @@ def _score(logprobs: torch.Tensor, token: int, k: int) -> TokenScore:
 
 def _sample(logits: torch.Tensor, row: RowSampling) -> int:
     logits = logits / row.temperature
+    if row.min_p > 0:  # after temperature, as vLLM's; the likeliest token always passes
+        probs = logits.softmax(-1)
+        logits = logits.masked_fill(probs < row.min_p * probs.max(), float("-inf"))
     if row.top_k and 0 < row.top_k < logits.shape[-1]:
         kth = torch.topk(logits, row.top_k).values[-1]
         logits = logits.masked_fill(logits < kth, float("-inf"))

@@ -64,6 +64,8 @@ def sampling_params(params: SamplingParams, max_new: int):
         ignore_eos=params.ignore_eos,
         presence_penalty=params.presence_penalty,
         frequency_penalty=params.frequency_penalty,
+        repetition_penalty=params.repetition_penalty,
+        min_p=params.min_p,
         output_kind=RequestOutputKind.DELTA,
         **{k: v for k, v in optional.items() if v is not None},
     )
