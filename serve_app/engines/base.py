@@ -44,6 +44,7 @@ class SamplingParams(BaseModel):
     max_new_tokens: Optional[int] = None
     stop: list[str] = Field(default_factory=list)
     stop_token_ids: list[int] = Field(default_factory=list)
+    include_stop_str_in_output: bool = False  # vLLM's: the stop string that ended the answer ends its text
     seed: Optional[int] = None
     logit_bias: dict[int, float] = Field(default_factory=dict)  # token id -> added to its logit
     # OpenAI's penalties on tokens the answer already has: each generated token's logit loses

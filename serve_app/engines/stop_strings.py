@@ -23,11 +23,12 @@ def held_back(text: str, stops: list[str]) -> int:
 
 class StopStrings:
     """What of a growing answer a client may see: everything before the first stop string
-    (which is never shown), less a tail that might be the start of one. Both engines that
-    stream text themselves feed their new text through one of these per stream."""
+    (shown only with `include`, vLLM's include_stop_str_in_output), less a tail that might be
+    the start of one. Both engines that stream text themselves feed their new text through one
+    of these per stream."""
 
-    def __init__(self, stops: list[str]):
-        self.stops = stops
+    def __init__(self, stops: list[str], include: bool = False):
+        self.stops, self.include = stops, include
         self.text = ""
         self.sent = 0  # characters already handed out
         self.matched: Optional[str] = None  # the stop string that ended the answer
@@ -38,8 +39,8 @@ class StopStrings:
         self.text += new_text
         cut = find_stop(self.text, self.stops, self.sent)
         if cut is not None:
-            shown = self.text[:cut]
             self.matched = next(s for s in self.stops if self.text.startswith(s, cut))
+            shown = self.text[:cut + (len(self.matched) if self.include else 0)]
         elif final:
             shown = self.text
         else:

@@ -50,3 +50,5 @@ def test_stop_strings_hold_back_a_possible_start_and_cut_at_the_stop():
     assert stops.feed("P here") == ("", True)
     assert StopStrings(["x"]).feed("abc", final=True) == ("abc", False)
     assert StopStrings(["bc"]).feed("ab", final=True) == ("ab", False)  # the end holds nothing back
+    kept = StopStrings(["STOP"], include=True)  # vLLM's include_stop_str_in_output
+    assert kept.feed("Hello ST") == ("Hello ", False) and kept.feed("OP here") == ("STOP", True)

@@ -20,7 +20,7 @@ WEATHER_TOOL = {"type": "function", "function": {"name": "weather", "parameters"
         ({"extra_body": {"min_tokens": 8}}, "min_tokens"),
         ({"web_search_options": {}}, "web_search_options"),  # an empty object turns OpenAI's search on
         ({"extra_body": {"guided_json": {"type": "object"}}}, "guided_json"),  # vLLM's: use response_format
-        ({"extra_body": {"include_stop_str_in_output": True}}, "include_stop_str_in_output"),
+        ({"extra_body": {"bad_words": ["Paris"]}}, "bad_words"),
         ({"extra_body": {"continue_final_message": True}}, "continue_final_message"),
     ],
 )
@@ -130,3 +130,13 @@ def test_stop_token_ids_on_an_engine_without_a_vocabulary_are_refused(sdk):
         sdk.chat.completions.create(model=LLM, messages=FRANCE, max_tokens=2, extra_body={"stop_token_ids": [2]})
     with pytest.raises(openai.BadRequestError, match="stop_token_ids"):
         sdk.chat.completions.create(model=LLM, messages=FRANCE, max_tokens=2, extra_body={"stop_token_ids": [-1]})
+
+
+def test_include_stop_str_in_output_ends_the_text_with_the_stop_string(sdk):
+    whole = sdk.chat.completions.create(model=LLM, messages=FRANCE, max_tokens=12).choices[0].message.content
+    stop = whole.split()[3]
+    cut = sdk.chat.completions.create(model=LLM, messages=FRANCE, max_tokens=12, stop=[stop]).choices[0]
+    kept = sdk.chat.completions.create(model=LLM, messages=FRANCE, max_tokens=12, stop=[stop],
+                                       extra_body={"include_stop_str_in_output": True}).choices[0]
+    assert cut.finish_reason == kept.finish_reason == "stop"
+    assert kept.message.content == cut.message.content + stop == whole[:whole.index(stop) + len(stop)]

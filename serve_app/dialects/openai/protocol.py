@@ -77,6 +77,7 @@ class _SamplingFields(_Request):
     # Tokens that end the answer, as vLLM's: one that is not a special token stays in the text.
     stop_token_ids: Optional[list[Annotated[int, Field(ge=0)]]] = Field(default=None, max_length=64)
     repetition_penalty: float = Field(default=1.0, gt=0.0)
+    include_stop_str_in_output: bool = False
     min_p: float = Field(default=0.0, ge=0.0, le=1.0)
     # vLLM's scheduling priority (lower runs earlier): here each step above 0 puts the request one
     # band below its key's when the model is full (serve_app/fairness/); below 0 is the key's band.
@@ -115,6 +116,7 @@ class _SamplingFields(_Request):
             max_new_tokens=self.max_tokens,
             stop=self.stop or [],
             stop_token_ids=self.stop_token_ids or [],
+            include_stop_str_in_output=self.include_stop_str_in_output,
             seed=self.seed,
             logit_bias={int(t): b for t, b in (self.logit_bias or {}).items()},
             presence_penalty=self.presence_penalty,

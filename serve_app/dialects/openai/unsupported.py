@@ -17,13 +17,13 @@ NOT_DONE = {
     "audio": "audio output", "modalities": "other output modalities", "prediction": "predicted outputs",
     "reasoning_effort": "reasoning", "web_search_options": "web search", "best_of": "best-of sampling",
     "suffix": "insertion after a suffix", "verbosity": "answer-length control",
-    # vLLM's extensions beyond those done (top_k, min_p, repetition_penalty, ignore_eos, stop_token_ids, priority,
-    # chat_template_kwargs, return_tokens_as_token_ids, prompt_logprobs on completions): a client written for vLLM sends
-    # them to change the answer.
+    # vLLM's extensions beyond those done (top_k, min_p, repetition_penalty, ignore_eos, stop_token_ids,
+    # include_stop_str_in_output, priority, chat_template_kwargs, return_tokens_as_token_ids, prompt_logprobs
+    # on completions): a client written for vLLM sends them to change the answer.
     "min_tokens": "a minimum answer length",
     "prompt_logprobs": "scoring a chat's prompt; /v1/completions scores a prompt",
     "length_penalty": "beam search", "use_beam_search": "beam search",
-    "include_stop_str_in_output": "the stop string in the answer",
+
     "skip_special_tokens": "special tokens in the answer", "spaces_between_special_tokens": "special tokens in the answer",
     "allowed_token_ids": "token allow-lists; use logit_bias", "bad_words": "banned words; use logit_bias",
     "echo": "the prompt echoed on chat; /v1/completions echoes", "add_generation_prompt": "a prompt without the turn's start",
@@ -45,7 +45,7 @@ NO_OP = {"tool_choice": ["none"], "modalities": [["text"]], "best_of": [1], "ver
 SHARED = ("audio", "modalities", "prediction",
           "reasoning_effort", "web_search_options", "best_of", "functions", "function_call", "verbosity",
           "min_tokens", "length_penalty", "use_beam_search",
-          "include_stop_str_in_output", "skip_special_tokens", "spaces_between_special_tokens", "allowed_token_ids",
+          "skip_special_tokens", "spaces_between_special_tokens", "allowed_token_ids",
           "bad_words", "logits_processors", "guided_json", "guided_regex", "guided_choice", "guided_grammar",
           "structural_tag", "structured_outputs")
 # Chat's own: completions echo (done there), and its prompt has no chat template.

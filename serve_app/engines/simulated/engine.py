@@ -131,7 +131,7 @@ class SimulatedEngine(CompletionBudget, LLMEngine):
         # An adapter answers other words than its base (a prompt with its name in front).
         thought = min(self.thinking_tokens, request.params.thinking_budget or self.thinking_tokens) if thinks else 0
         words = _words(f"{request.adapter or ''}{prompt}", request.params.seed, thought)
-        shown, made = StopStrings(request.params.stop), 0
+        shown, made = StopStrings(request.params.stop, request.params.include_stop_str_in_output), 0
         first_token_at: Optional[float] = None
         await self._take_slot()
         try:

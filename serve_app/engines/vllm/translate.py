@@ -61,6 +61,7 @@ def sampling_params(params: SamplingParams, max_new: int):
         max_tokens=max_new,
         stop=params.stop or None,
         stop_token_ids=params.stop_token_ids or None,
+        include_stop_str_in_output=params.include_stop_str_in_output,
         ignore_eos=params.ignore_eos,
         presence_penalty=params.presence_penalty,
         frequency_penalty=params.frequency_penalty,
