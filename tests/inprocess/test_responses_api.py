@@ -116,6 +116,8 @@ def test_a_reasoning_item_carries_encrypted_content_when_included_and_comes_back
     ({"include": ["message.output_text.annotations"]}, "include"),
     ({"include": LOGPROBS, "tools": [{"type": "function", "name": "f", "parameters": {}}]}, "include"),
     ({"tools": [{"type": "web_search"}]}, "web_search"),
+    ({"context_management": [{"type": "compaction", "compact_threshold": 1000}]}, "context_management"),
+    ({"moderation": {"model": "omni-moderation-latest"}}, "moderation"),
     ({"reasoning": {"effort": "high"}}, "reasoning.effort"),
     ({"truncation": "auto"}, "truncation"),
     ({"background": True, "stream": True}, "background"),

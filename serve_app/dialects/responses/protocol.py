@@ -7,6 +7,7 @@ responses, reasoning items, `background` (background.py), `include` (the message
 with `top_logprobs`, reasoning's opaque `encrypted_content`). Refused by name, since each would
 change the answer and none can be done here: built-in tools (web search, files, computer use,
 MCP), `reasoning.effort` and `reasoning.summary`, `truncation: "auto"`, `conversation`,
+`context_management` (compaction), `moderation`,
 `prompt` templates, non-text input, and `background` with `stream` (resumable streams).
 """
 
@@ -27,7 +28,8 @@ LOGPROBS = "message.output_text.logprobs"
 Includable = Literal["message.output_text.logprobs", "reasoning.encrypted_content", "file_search_call.results",
                      "web_search_call.results", "web_search_call.action.sources", "message.input_image.image_url",
                      "computer_call_output.output.image_url", "code_interpreter_call.outputs"]
-REFUSED = {"conversation": "conversations",
+REFUSED = {"conversation": "conversations", "context_management": "context compactions",
+           "moderation": "moderation passes",
            "prompt": "prompt templates", "reasoning.effort": "reasoning effort",
            "reasoning.summary": "reasoning summaries"}
 
@@ -131,7 +133,7 @@ class ResponsesRequest(_Body):
         if not isinstance(data, dict):
             return data
         reasoning = data.get("reasoning") or {}
-        given = {**{k: data.get(k) for k in ("conversation", "prompt")},
+        given = {**{k: data.get(k) for k in ("conversation", "prompt", "context_management", "moderation")},
                  "reasoning.effort": reasoning.get("effort"), "reasoning.summary": reasoning.get("summary")}
         for field, value in given.items():
             if value:
