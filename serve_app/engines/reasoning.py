@@ -17,12 +17,20 @@ of a tag, so neither tag ever reaches a client, however the chunks cut it.
 
 from __future__ import annotations
 
+import hashlib
 from typing import AsyncIterator, Optional
 
 from serve_app.config.workers import ReasoningParser
 from serve_app.engines.base import GenerationChunk
 
 START, END = "<think>", "</think>"
+
+
+def thinking_token(thinking: str) -> str:
+    """What a client sends back with a model's thinking (Anthropic's `signature`, the Responses
+    API's `encrypted_content`): ours marks it as this server's; nothing is encrypted, and thinking
+    sent back is dropped from the prompt anyway."""
+    return "smmf-" + hashlib.sha256(thinking.encode()).hexdigest()[:32]
 
 
 def _partial_tail(text: str, tag: str) -> int:

@@ -6,13 +6,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import uuid
 from typing import AsyncIterator, Optional
 
 from serve_app.dialects.anthropic.protocol import ErrorBody, ErrorDetail, MessagesRequest, tool_input
 from serve_app.engines.base import GenerationChunk
+from serve_app.engines.reasoning import thinking_token
 from serve_app.errors import ServeError, as_serve_error
 from serve_app.http.context import note_usage
 from serve_app.serving.streams import OpenStream
@@ -27,12 +27,6 @@ ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "
 
 def error_body(err: ServeError) -> dict:
     return ErrorBody(error=ErrorDetail(type=ERROR_TYPES.get(err.status_code, "api_error"), message=err.message)).model_dump()
-
-
-def _signature(thinking: str) -> str:
-    # Clients send thinking back with its signature; ours marks it as this server's, and thinking
-    # sent back is dropped from the prompt anyway (protocol.Message.to_chat).
-    return "smmf-" + hashlib.sha256(thinking.encode()).hexdigest()[:32]
 
 
 def _stop_reason(last: GenerationChunk, calls: list[ToolCall]) -> tuple[str, Optional[str]]:
@@ -71,7 +65,7 @@ async def message(req: MessagesRequest, model: str, stream: OpenStream) -> dict:
     text, calls = _calls(req, text)
     content = []
     if thinking and req.shows_thinking:
-        content.append({"type": "thinking", "thinking": thinking, "signature": _signature(thinking)})
+        content.append({"type": "thinking", "thinking": thinking, "signature": thinking_token(thinking)})
     if text:
         content.append({"type": "text", "text": text})
     content += [_tool_block(c) for c in calls]
@@ -105,7 +99,7 @@ class _Blocks:
     def close(self) -> list[str]:
         if self.open is None:
             return []
-        out = [self.delta({"type": "signature_delta", "signature": _signature(self.thought)})] \
+        out = [self.delta({"type": "signature_delta", "signature": thinking_token(self.thought)})] \
             if self.open == "thinking" else []
         self.open = None
         return out + [event("content_block_stop", {"index": self.index})]

@@ -20,10 +20,13 @@ def _name(token_id: int, token: str, as_ids: bool) -> str:
     return f"token_id:{token_id}" if as_ids else token
 
 
-def _top(token_id: int, token: str, logprob: float, as_ids: bool) -> TopLogprob:
+def _bytes(token: str) -> Optional[list[int]]:
     # A token that is part of a multi-byte character decodes to U+FFFD alone; its bytes are then unknown.
-    known = None if "\ufffd" in token else list(token.encode("utf-8"))
-    return TopLogprob(token=_name(token_id, token, as_ids), logprob=logprob, bytes=known)
+    return None if "\ufffd" in token else list(token.encode("utf-8"))
+
+
+def _top(token_id: int, token: str, logprob: float, as_ids: bool) -> TopLogprob:
+    return TopLogprob(token=_name(token_id, token, as_ids), logprob=logprob, bytes=_bytes(token))
 
 
 def chat_logprobs(scored: Optional[list[TokenLogprob]], as_ids: bool = False) -> Optional[ChatLogprobs]:
@@ -77,8 +80,8 @@ def output_text_logprobs(scored: list[TokenLogprob], top: int, for_event: bool =
     token that is part of a multi-byte character, whose bytes are unknown here), or, `for_event`,
     a text delta or done event's, which have no bytes."""
     def entry(token: str, logprob: float) -> dict:
-        known = [] if "\ufffd" in token else list(token.encode("utf-8"))
-        return {"token": token, "logprob": logprob} if for_event else {"token": token, "bytes": known, "logprob": logprob}
+        return {"token": token, "logprob": logprob} if for_event else \
+            {"token": token, "bytes": _bytes(token) or [], "logprob": logprob}
 
     return [{**entry(s.token, s.logprob), "top_logprobs": [entry(text, lp) for _, text, lp in s.top[:top]]}
             for s in scored]

@@ -23,7 +23,6 @@ NOT_DONE = {
     "min_tokens": "a minimum answer length",
     "prompt_logprobs": "scoring a chat's prompt; /v1/completions scores a prompt",
     "length_penalty": "beam search", "use_beam_search": "beam search",
-
     "skip_special_tokens": "special tokens in the answer", "spaces_between_special_tokens": "special tokens in the answer",
     "allowed_token_ids": "token allow-lists; use logit_bias", "bad_words": "banned words; use logit_bias",
     "echo": "the prompt echoed on chat; /v1/completions echoes", "add_generation_prompt": "a prompt without the turn's start",

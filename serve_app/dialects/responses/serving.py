@@ -7,7 +7,6 @@ terminal `response.*` event, so a client never takes a broken answer for a whole
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 import uuid
@@ -16,6 +15,7 @@ from typing import Any, AsyncIterator, Callable, Optional
 from serve_app.dialects.openai.logprobs import output_text_logprobs
 from serve_app.dialects.responses.protocol import ResponsesRequest
 from serve_app.engines.base import GenerationChunk, TokenLogprob
+from serve_app.engines.reasoning import thinking_token
 from serve_app.errors import as_serve_error
 from serve_app.http.context import note_usage
 from serve_app.serving.streams import OpenStream
@@ -28,12 +28,12 @@ def new_id(prefix: str) -> str:
 
 
 def reasoning_item(thinking: str, item_id: Optional[str] = None, opaque: bool = False) -> dict:
-    """`opaque` (include: reasoning.encrypted_content): a token for a client that keeps no state to
-    send back with the item; nothing is encrypted, and reasoning sent back is dropped from the prompt."""
+    """`opaque` (include: reasoning.encrypted_content): the item carries a token for a client that
+    keeps no state to send back with it (engines/reasoning.thinking_token)."""
     item = {"id": item_id or new_id("rs"), "type": "reasoning", "summary": [],
             "content": [{"type": "reasoning_text", "text": thinking}]}
     if opaque:
-        item["encrypted_content"] = "smmf-" + hashlib.sha256(thinking.encode()).hexdigest()[:32]
+        item["encrypted_content"] = thinking_token(thinking)
     return item
 
 

@@ -100,7 +100,8 @@ class TransformersEngine(TokenizerPrompts, LLMEngine):
             self.metrics.record_request(len(prompt_ids), 0, None, request.adapter)
             return
         self.scheduler.submit(seq)
-        decoder, shown = IncrementalDecoder(self.tokenizer), StopStrings(request.params.stop, request.params.include_stop_str_in_output)
+        decoder = IncrementalDecoder(self.tokenizer)
+        shown = StopStrings(request.params.stop, request.params.include_stop_str_in_output)
         scored: list[TokenLogprob] = []  # logprobs of tokens not yet yielded, when asked for
         first = True
         first_token_at: Optional[float] = None

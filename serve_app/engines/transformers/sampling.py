@@ -96,9 +96,9 @@ def next_tokens(logits: torch.Tensor, rows: list[RowSampling]) -> Chosen:
             ids, values = row.bias
             logits[i, ids] += torch.tensor(values, dtype=logits.dtype, device=logits.device)
         if row.counts:
-            ids, seen = list(row.counts), torch.tensor(list(row.counts.values()), dtype=logits.dtype,
-                                                       device=logits.device)
-            logits[i, ids] -= row.frequency * seen + row.presence
+            ids, times = list(row.counts), torch.tensor(list(row.counts.values()), dtype=logits.dtype,
+                                                        device=logits.device)
+            logits[i, ids] -= row.frequency * times + row.presence
         if row.seen:
             ids = list(row.seen)
             picked = logits[i, ids]
